@@ -1,0 +1,342 @@
+"""The commands of the broker state machine and what applying them returns.
+
+Every state change of mom is one of these commands, written to the log inside an `Entry` that carries the
+time at which the leader accepted it. Replaying the same entries on any node gives the same state, so the
+commands must hold everything the change needs (ids, password hashes, the time): the core never reads a
+clock or a random source. The structs are msgspec structs so that they travel compactly in the log and
+on the wire between nodes, and the attribute structs double as the REST schemas (one definition of what
+a valid queue is).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from mom.errors import InvalidInput
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
+Seconds = Annotated[float, Meta(ge=0, le=43_200)]
+PositiveSeconds = Annotated[float, Meta(gt=0, le=43_200)]
+ReplicationFactor = Annotated[int, Meta(ge=1, le=7)]
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Raise InvalidInput unless `name` is a valid destination or subscription name."""
+    if not _NAME_RE.match(name):
+        raise InvalidInput(f"{what} {name!r} must match [A-Za-z0-9._-] and be 1 to 200 characters long")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Attributes (declared by users; also the REST request bodies of PUT)
+
+
+class QueueAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    visibility_timeout_s: PositiveSeconds = 30.0
+    max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    dead_letter_queue: Name | None = None
+    max_length: Annotated[int, Meta(ge=1)] | None = None
+    message_ttl_s: PositiveSeconds | None = None
+    replication_factor: ReplicationFactor | None = None
+
+
+class TopicAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    retention_s: PositiveSeconds | None = None
+    retention_bytes: Annotated[int, Meta(ge=1)] | None = None
+    replication_factor: ReplicationFactor | None = None
+
+
+class StartOffset(Struct, frozen=True, forbid_unknown_fields=True):
+    offset: Annotated[int, Meta(ge=0)]
+
+
+class SubscriptionAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    start: Literal["latest", "earliest"] | StartOffset = "latest"
+    visibility_timeout_s: PositiveSeconds = 30.0
+    max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    dead_letter_queue: Name | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Addresses
+
+
+class QueueRef(Struct, frozen=True, tag="queue"):
+    name: str
+
+
+class TopicRef(Struct, frozen=True, tag="topic"):
+    name: str
+
+
+class SubscriptionRef(Struct, frozen=True, tag="subscription"):
+    topic: str
+    name: str
+
+
+Destination = QueueRef | TopicRef
+"""Where a publish goes."""
+
+Source = QueueRef | SubscriptionRef
+"""What a receive, ack or nack addresses."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Messages
+
+
+class NewMessage(Struct, frozen=True, array_like=True):
+    """A message as published. `id` is chosen at the edge (so replay is deterministic)."""
+
+    id: str
+    body: bytes
+    """The JSON text of the body, or the raw bytes when `binary`."""
+    binary: bool = False
+    headers: dict[str, Any] = {}
+    delay_ms: int = 0
+    dedup_id: str | None = None
+
+
+class Delivery(Struct, frozen=True, array_like=True):
+    """A message handed to a consumer under a lease; `receipt` names this one delivery."""
+
+    id: str
+    offset: int
+    body: bytes
+    binary: bool
+    headers: dict[str, Any]
+    receipt: str
+    deliveries: int
+    published_at_ms: int
+
+
+class StoredMessage(Struct, frozen=True, array_like=True):
+    """A message of a topic's retained log, as replay reads it."""
+
+    id: str
+    offset: int
+    body: bytes
+    binary: bool
+    headers: dict[str, Any]
+    published_at_ms: int
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Commands
+
+
+class DeclareQueue(Struct, frozen=True, tag="declare_queue"):
+    name: str
+    attrs: QueueAttrs
+    owner: str
+
+
+class DeleteQueue(Struct, frozen=True, tag="delete_queue"):
+    name: str
+
+
+class DeclareTopic(Struct, frozen=True, tag="declare_topic"):
+    name: str
+    attrs: TopicAttrs
+    owner: str
+
+
+class DeleteTopic(Struct, frozen=True, tag="delete_topic"):
+    name: str
+
+
+class DeclareSubscription(Struct, frozen=True, tag="declare_subscription"):
+    topic: str
+    name: str
+    attrs: SubscriptionAttrs
+    owner: str
+
+
+class DeleteSubscription(Struct, frozen=True, tag="delete_subscription"):
+    topic: str
+    name: str
+
+
+class Publish(Struct, frozen=True, tag="publish"):
+    destination: Destination
+    messages: list[NewMessage]
+
+
+class Receive(Struct, frozen=True, tag="receive"):
+    source: Source
+    max_messages: int
+    visibility_timeout_ms: int | None = None
+    """Overrides the destination's default lease for this receive."""
+
+
+class Ack(Struct, frozen=True, tag="ack"):
+    source: Source
+    receipts: list[str]
+
+
+class Nack(Struct, frozen=True, tag="nack"):
+    source: Source
+    receipts: list[str]
+    delay_ms: int = 0
+
+
+class Tick(Struct, frozen=True, tag="tick"):
+    """Housekeeping at the entry's time: expired leases, TTLs, retention and dedup windows."""
+
+
+class RegisterUser(Struct, frozen=True, tag="register_user"):
+    username: str
+    password_hash: str
+    scopes: list[str]
+
+
+class RegisterClient(Struct, frozen=True, tag="register_client"):
+    client_id: str
+    secret_hash: str
+    scopes: list[str]
+    owner: str
+
+
+Command = (
+    DeclareQueue
+    | DeleteQueue
+    | DeclareTopic
+    | DeleteTopic
+    | DeclareSubscription
+    | DeleteSubscription
+    | Publish
+    | Receive
+    | Ack
+    | Nack
+    | Tick
+    | RegisterUser
+    | RegisterClient
+)
+
+
+class Entry(Struct, frozen=True, array_like=True):
+    """One log record: a command and the time (ms since the epoch) the leader accepted it at."""
+
+    now_ms: int
+    command: Command
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Results of apply()
+
+
+class Declared(Struct, frozen=True):
+    created: bool
+    """False when the same attributes were declared already (idempotent re-declare)."""
+
+
+class Deleted(Struct, frozen=True):
+    pass
+
+
+class PublishedMessage(Struct, frozen=True):
+    id: str
+    offset: int
+    duplicate: bool = False
+    """True when `dedup_id` matched an earlier publish: `id` and `offset` are the first one's."""
+
+
+class Published(Struct, frozen=True):
+    messages: list[PublishedMessage]
+
+
+class Received(Struct, frozen=True):
+    messages: list[Delivery]
+
+
+class Settled(Struct, frozen=True):
+    """Outcome of ack or nack: receipts that took effect, and those that were stale or unknown."""
+
+    settled: list[str]
+    unknown: list[str]
+
+
+class Registered(Struct, frozen=True):
+    pass
+
+
+class Ticked(Struct, frozen=True):
+    pass
+
+
+Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Read-only views (queries answered from the applied state, not through the log)
+
+
+class QueueInfo(Struct, frozen=True):
+    name: str
+    attrs: QueueAttrs
+    owner: str
+    created_at_ms: int
+    ready: int
+    """Messages that a receive would return now (visible, not leased)."""
+    delayed: int
+    in_flight: int
+    messages: int
+    """All messages held: ready + delayed + in flight."""
+
+
+class SubscriptionInfo(Struct, frozen=True):
+    topic: str
+    name: str
+    attrs: SubscriptionAttrs
+    owner: str
+    created_at_ms: int
+    next_offset: int
+    """The offset the next first delivery will come from."""
+    ready: int
+    in_flight: int
+
+
+class TopicInfo(Struct, frozen=True):
+    name: str
+    attrs: TopicAttrs
+    owner: str
+    created_at_ms: int
+    first_offset: int
+    next_offset: int
+    messages: int
+    bytes: int
+    subscriptions: list[SubscriptionInfo]
+
+
+class UserRecord(Struct, frozen=True):
+    username: str
+    password_hash: str
+    scopes: list[str]
+    created_at_ms: int
+
+
+class ClientRecord(Struct, frozen=True):
+    client_id: str
+    secret_hash: str
+    scopes: list[str]
+    owner: str
+    created_at_ms: int
+
+
+_entry_encoder = msgspec.msgpack.Encoder()
+_entry_decoder = msgspec.msgpack.Decoder(Entry)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    return _entry_encoder.encode(entry)
+
+
+def decode_entry(data: bytes) -> Entry:
+    return _entry_decoder.decode(data)

@@ -1,0 +1,183 @@
+"""Settings: defaults < TOML file < environment < command-line flags, resolved once into one typed object.
+
+Only `load_settings` looks at the environment, and only through the mapping it is given; every other module
+receives the resulting `Settings` (or the part of it that it needs).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from mom.errors import InvalidInput
+
+Transport = Literal["grpc", "zmq"]
+FsyncPolicy = Literal["always", "never"]
+MiB = 1024 * 1024
+
+
+class Address(Struct, frozen=True):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse `HOST:PORT` (or `[v6]:PORT`) with a clear error."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidInput(f"address {text!r} must look like HOST:PORT, e.g. 127.0.0.1:8080")
+    return Address(host, int(port))
+
+
+class NodeEntry(Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    rest: str
+    replication: str
+
+
+class NodeSection(Struct, frozen=True, forbid_unknown_fields=True):
+    id: str = "mom1"
+    data_dir: str | None = None
+    rest: str = "127.0.0.1:8080"
+
+
+class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True):
+    transport: Transport = "grpc"
+    replication_factor: Annotated[int, Meta(ge=1, le=7)] = 3
+    nodes: list[NodeEntry] = []
+
+
+class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):
+    fsync: FsyncPolicy = "always"
+    """`always`: a write is answered only after fsync (batched: group commit). `never`: leave it to the OS."""
+    segment_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
+    snapshot_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
+    """Take a snapshot (and free old segments) once this much log has been written since the last one."""
+
+
+class LimitsSection(Struct, frozen=True, forbid_unknown_fields=True):
+    max_message_bytes: Annotated[int, Meta(ge=1)] = 1 * MiB
+    max_batch_messages: Annotated[int, Meta(ge=1)] = 1000
+    max_batch_bytes: Annotated[int, Meta(ge=1)] = 10 * MiB
+
+
+class AuthSection(Struct, frozen=True, forbid_unknown_fields=True):
+    open_registration: bool = True
+    token_ttl_s: Annotated[int, Meta(ge=10)] = 3600
+    admin_username: str = "admin"
+    admin_password: str | None = None
+    """From MOM_ADMIN_PASSWORD; when unset on first start a password is generated and printed once."""
+
+
+class BrokerSection(Struct, frozen=True, forbid_unknown_fields=True):
+    dedup_window_s: Annotated[float, Meta(gt=0)] = 300.0
+
+
+class Settings(Struct, frozen=True, forbid_unknown_fields=True):
+    node: NodeSection = NodeSection()
+    cluster: ClusterSection = ClusterSection()
+    storage: StorageSection = StorageSection()
+    limits: LimitsSection = LimitsSection()
+    auth: AuthSection = AuthSection()
+    broker: BrokerSection = BrokerSection()
+
+    @property
+    def node_id(self) -> str:
+        return self.node.id
+
+    @property
+    def data_dir(self) -> Path:
+        if self.node.data_dir is not None:
+            return Path(self.node.data_dir)
+        return Path("var") / self.node.id if self.cluster.nodes else Path("var/mom")
+
+    @property
+    def rest(self) -> Address:
+        return parse_address(self.node.rest)
+
+
+ENV_KEYS: dict[str, str] = {
+    "MOM_NODE_ID": "node.id",
+    "MOM_DATA_DIR": "node.data_dir",
+    "MOM_REST": "node.rest",
+    "MOM_TRANSPORT": "cluster.transport",
+    "MOM_FSYNC": "storage.fsync",
+    "MOM_ADMIN_PASSWORD": "auth.admin_password",
+    "MOM_OPEN_REGISTRATION": "auth.open_registration",
+}
+"""Environment variables and the setting each one sets."""
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    section, key = dotted.split(".")
+    tree.setdefault(section, {})[key] = value
+
+
+def _env_value(dotted: str, raw: str) -> Any:
+    if dotted == "auth.open_registration":
+        lowered = raw.strip().lower()
+        if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            raise InvalidInput(f"MOM_OPEN_REGISTRATION must be true or false, not {raw!r}")
+        return lowered in {"1", "true", "yes", "on"}
+    return raw
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings of one node. `flags` maps dotted keys (`node.id`) to values; None means unset.
+
+    In a cluster file the node takes its REST address from its own `[[cluster.nodes]]` entry.
+    """
+    tree: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            tree = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise InvalidInput(f"config file {config_file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"config file {config_file} is not valid TOML: {exc}") from None
+    for var, dotted in ENV_KEYS.items():
+        if env and env.get(var):
+            _set(tree, dotted, _env_value(dotted, env[var]))
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _set(tree, dotted, value)
+    try:
+        settings = msgspec.convert(tree, Settings)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid settings: {exc}") from None
+    return _with_cluster_entry(settings)
+
+
+def _with_cluster_entry(settings: Settings) -> Settings:
+    nodes = settings.cluster.nodes
+    if not nodes:
+        settings.rest  # noqa: B018 - validates the address early, with a clear message
+        return settings
+    ids = [n.id for n in nodes]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput(f"node ids in [[cluster.nodes]] must be unique, got {ids}")
+    for node in nodes:
+        parse_address(node.rest)
+        parse_address(node.replication)
+    mine = next((n for n in nodes if n.id == settings.node.id), None)
+    if mine is None:
+        raise InvalidInput(f"node id {settings.node.id!r} is not in [[cluster.nodes]] ({', '.join(ids)})")
+    if settings.cluster.replication_factor > len(nodes):
+        raise InvalidInput(
+            f"replication_factor {settings.cluster.replication_factor} exceeds the {len(nodes)} nodes"
+        )
+    return msgspec.structs.replace(settings, node=msgspec.structs.replace(settings.node, rest=mine.rest))

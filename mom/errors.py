@@ -1,0 +1,75 @@
+"""The one exception hierarchy of mom.
+
+The core raises these typed errors; the REST layer maps each to its HTTP status in one place
+(`mom.api.errors`), and the client raises the same classes from a problem+json answer, so users catch
+`MomError` or a precise subclass on either side of the wire.
+"""
+
+from __future__ import annotations
+
+
+class MomError(Exception):
+    """Base of every error mom raises on purpose."""
+
+    status: int = 500
+    title: str = "Internal error"
+    slug: str = "internal"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class InvalidInput(MomError):
+    status, title, slug = 400, "Invalid input", "invalid-input"
+
+
+class Unauthorized(MomError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class Forbidden(MomError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(MomError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(MomError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class TooLarge(MomError):
+    status, title, slug = 413, "Payload too large", "too-large"
+
+
+class Overloaded(MomError):
+    """The request was valid but cannot be accepted now; retrying later may succeed."""
+
+    status, title, slug = 429, "Too many requests", "overloaded"
+    retry_after_s: float = 1.0
+
+
+class QueueFull(Overloaded):
+    title, slug = "Queue full", "queue-full"
+
+
+class Unavailable(MomError):
+    """No leader or no quorum: nothing was written, the client should retry."""
+
+    status, title, slug = 503, "Service unavailable", "unavailable"
+    retry_after_s: float = 1.0
+
+
+class StorageError(MomError):
+    """The durable log could not be read or written; the node must not answer as if it had been."""
+
+    status, title, slug = 503, "Storage unavailable", "storage"
+
+
+BY_STATUS: dict[int, type[MomError]] = {
+    cls.status: cls
+    for cls in (InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Overloaded, Unavailable)
+}
+"""The class a client raises for a problem+json answer of a given status."""
