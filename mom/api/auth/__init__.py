@@ -1,0 +1,36 @@
+"""Authentication and authorization: argon2 secrets, the node's signing key, JWT access tokens, scopes,
+and the OAuth 2.0 token endpoint. Framework-free; the REST layer wires these into routes."""
+
+from mom.api.auth.keys import SigningKeys
+from mom.api.auth.oauth import PUBLIC_CLIENT_ID, AccountLookup, TokenEndpoint
+from mom.api.auth.passwords import hash_secret, hash_secret_async, verify_secret, verify_secret_async
+from mom.api.auth.scopes import (
+    ADMIN_SCOPES,
+    DEFAULT_USER_SCOPES,
+    Action,
+    Principal,
+    narrow,
+    parse_scopes,
+    require,
+)
+from mom.api.auth.tokens import IssuedToken, TokenService
+
+__all__ = [
+    "ADMIN_SCOPES",
+    "DEFAULT_USER_SCOPES",
+    "PUBLIC_CLIENT_ID",
+    "AccountLookup",
+    "Action",
+    "IssuedToken",
+    "Principal",
+    "SigningKeys",
+    "TokenEndpoint",
+    "TokenService",
+    "hash_secret",
+    "hash_secret_async",
+    "narrow",
+    "parse_scopes",
+    "require",
+    "verify_secret",
+    "verify_secret_async",
+]
