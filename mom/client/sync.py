@@ -1,0 +1,233 @@
+"""The blocking client: runs the shared flows of `_protocol` over an `httpx.Client`."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import Retrying
+
+from mom.client import _protocol as p
+
+T = TypeVar("T")
+
+
+class Client:
+    """A mom client. With credentials and no token, it gets a token on first use and renews it as needed.
+
+    Requests refused with 429/503 or that could not connect are retried (`retries` times, with backoff);
+    every other error answer raises the matching `mom.errors` exception.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self._retries = retries
+        self._protocol = p.Protocol(
+            timeout=timeout,
+            token=token,
+            username=username,
+            password=password,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- running flows
+
+    def _send_once(self, request: p.Request) -> httpx.Response:
+        response = self._http.request(**request.httpx_kwargs())
+        p.check_retryable(request, response)
+        return response
+
+    def _send(self, request: p.Request) -> httpx.Response:
+        retrying = Retrying(**p.retry_policy(self._retries if request.retry else 0))
+        return retrying(self._send_once, request)
+
+    def _drive(self, flow: p.Flow[T]) -> T:
+        try:
+            request = next(flow)
+            while True:
+                request = flow.send(self._send(request))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    def _run(self, op: p.Op[T]) -> T:
+        return self._drive(self._protocol.call(op))
+
+    # -- auth
+
+    def register_user(self, username: str, password: str) -> dict[str, Any]:
+        return self._run(p.register_user_op(username, password))
+
+    def create_client(self, scopes: Sequence[str], client_id: str | None = None) -> dict[str, Any]:
+        """Create an OAuth client (admin only); the answer holds its `client_secret`, shown only this once."""
+        return self._run(p.create_client_op(scopes, client_id))
+
+    def token(self) -> dict[str, Any]:
+        """Get a new token with the credentials; the client uses it from now on."""
+        return self._drive(self._protocol.fetch_token())
+
+    # -- queues
+
+    def create_queue(self, name: str, **attrs: Any) -> dict[str, Any]:
+        return self._run(p.declare_op(p.queue_path(name), attrs))
+
+    def list_queues(self) -> list[dict[str, Any]]:
+        return self._run(p.list_op("/v1/queues", "queues"))
+
+    def get_queue(self, name: str) -> dict[str, Any]:
+        return self._run(p.get_op(p.queue_path(name)))
+
+    def delete_queue(self, name: str) -> None:
+        self._run(p.delete_op(p.queue_path(name)))
+
+    # -- topics and subscriptions
+
+    def create_topic(self, name: str, **attrs: Any) -> dict[str, Any]:
+        return self._run(p.declare_op(p.topic_path(name), attrs))
+
+    def list_topics(self) -> list[dict[str, Any]]:
+        return self._run(p.list_op("/v1/topics", "topics"))
+
+    def get_topic(self, name: str) -> dict[str, Any]:
+        return self._run(p.get_op(p.topic_path(name)))
+
+    def delete_topic(self, name: str) -> None:
+        self._run(p.delete_op(p.topic_path(name)))
+
+    def create_subscription(
+        self, topic: str, name: str, start: str | int | Mapping[str, int] = "latest", **attrs: Any
+    ) -> dict[str, Any]:
+        """Declare a durable subscription starting at `latest`, `earliest` or an offset."""
+        return self._run(p.subscription_op(topic, name, start, attrs))
+
+    def list_subscriptions(self, topic: str) -> list[dict[str, Any]]:
+        return self._run(p.list_op(p.topic_path(topic) + "/subscriptions", "subscriptions"))
+
+    def get_subscription(self, topic: str, name: str) -> dict[str, Any]:
+        return self._run(p.get_op(p.subscription_path(topic, name)))
+
+    def delete_subscription(self, topic: str, name: str) -> None:
+        self._run(p.delete_op(p.subscription_path(topic, name)))
+
+    def read_topic(self, topic: str, from_offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Replay the retained log: `{"messages": [...], "next_offset": N}`."""
+        return self._run(p.read_topic_op(topic, from_offset, limit))
+
+    # -- messages
+
+    def publish(
+        self,
+        body: Any,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay_s: float = 0,
+        dedup_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish one message (bytes go as base64); answers `{"id", "offset", "duplicate"}` once durable."""
+        message = p.make_message(body, headers, delay_s, dedup_id)
+        return self._run(p.publish_op(queue, topic, [message]))[0]
+
+    def publish_batch(
+        self, messages: Sequence[Mapping[str, Any]], *, queue: str | None = None, topic: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Publish messages given as `{"body", "headers"?, "delay_s"?, "dedup_id"?}` in one request."""
+        return self._run(p.publish_op(queue, topic, messages))
+
+    def receive(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        max_messages: int = 1,
+        wait_s: float = 0,
+        visibility_timeout_s: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Lease up to `max_messages`, waiting up to `wait_s` for the first; ack each by its `receipt`."""
+        op = p.receive_op(queue, topic, subscription, max_messages, wait_s, visibility_timeout_s)
+        return self._run(op)
+
+    def ack(
+        self,
+        receipts: Sequence[str],
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+    ) -> dict[str, Any]:
+        return self._run(p.settle_op("ack", queue, topic, subscription, receipts))
+
+    def nack(
+        self,
+        receipts: Sequence[str],
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        delay_s: float = 0,
+    ) -> dict[str, Any]:
+        """Give the messages back for redelivery, after `delay_s`."""
+        return self._run(p.settle_op("nack", queue, topic, subscription, receipts, delay_s))
+
+    def events(self, topic: str, subscription: str) -> Generator[dict[str, Any], None, None]:
+        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating."""
+        renew = False
+        while True:
+            headers = self._drive(self._protocol.authorization(renew=renew))
+            request = self._protocol.events_request(topic, subscription, headers)
+            with self._http.stream(**request.httpx_kwargs()) as response:
+                if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
+                    renew = True
+                    continue
+                if response.is_error:
+                    response.read()
+                    raise p.error_from(response)
+                parser = p.SSEParser()
+                for line in response.iter_lines():
+                    event = parser.feed(line)
+                    delivery = p.delivery_from_event(event) if event else None
+                    if delivery is not None:
+                        yield delivery
+                return
+
+    # -- operations
+
+    def cluster(self) -> dict[str, Any]:
+        return self._run(p.get_op("/v1/cluster"))
+
+    def health(self) -> bool:
+        """Whether the node process answers (GET /healthz)."""
+        return self._run(p.probe_op("/healthz"))
+
+    def ready(self) -> bool:
+        """Whether the node can serve writes (GET /readyz)."""
+        return self._run(p.probe_op("/readyz"))

@@ -1,0 +1,362 @@
+"""The `mom` command through click's CliRunner, talking to a fake server (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from mom.cli import CliState, main
+from mom.config import ENV_KEYS, Settings
+
+Route = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeServer:
+    """Answers by (method, path) from a table of handlers and records every request."""
+
+    def __init__(self, routes: dict[tuple[str, str], Route]) -> None:
+        self.routes = routes
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.routes[request.method, request.url.path](request)
+
+    def bodies(self, method: str, path: str) -> list[Any]:
+        return [json.loads(r.content) for r in self.requests if (r.method, r.url.path) == (method, path)]
+
+
+def answer(payload: Any, status: int = 200) -> Route:
+    return lambda request: httpx.Response(status, json=payload)
+
+
+def published(request: httpx.Request) -> httpx.Response:
+    count = len(json.loads(request.content)["messages"])
+    return httpx.Response(201, json={"messages": [{"id": f"id{i}", "offset": i} for i in range(count)]})
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own MOM_* settings must not leak into the tests."""
+    for var in [*ENV_KEYS, "MOM_URL", "MOM_TOKEN", "MOM_USERNAME", "MOM_PASSWORD", "MOM_CLIENT_ID"]:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("MOM_CLIENT_SECRET", raising=False)
+
+
+def run(
+    server: FakeServer, *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> Result:
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    return CliRunner().invoke(main, ["--token", "t", *args], obj=state, input=input, env=env)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# publish
+
+
+def test_publish_from_arguments_parses_json_or_takes_the_text() -> None:
+    server = FakeServer({("POST", "/v1/queues/orders/messages"): published})
+    result = run(server, "publish", "--queue", "orders", "--header", "src=cli", '{"a": 1}', "hello", "42")
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["id0", "id1", "id2"]
+    [body] = server.bodies("POST", "/v1/queues/orders/messages")
+    bodies = [{"a": 1}, "hello", 42]
+    assert body == {"messages": [{"body": b, "headers": {"src": "cli"}} for b in bodies]}
+    assert server.requests[0].headers["authorization"] == "Bearer t"
+
+
+def test_publish_from_stdin_sends_batches_of_100() -> None:
+    server = FakeServer({("POST", "/v1/topics/events/messages"): published})
+    lines = "\n".join(json.dumps({"n": i}) for i in range(250)) + "\n\n"
+    result = run(server, "publish", "--topic", "events", "--delay", "1.5", input=lines)
+    assert result.exit_code == 0, result.output
+    batches = server.bodies("POST", "/v1/topics/events/messages")
+    assert [len(b["messages"]) for b in batches] == [100, 100, 50]
+    sent = [m["body"]["n"] for b in batches for m in b["messages"]]
+    assert sent == list(range(250))
+    assert all(m["delay_s"] == 1.5 for b in batches for m in b["messages"])
+    assert len(result.output.split()) == 250
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["publish", "x"],
+        ["publish", "--queue", "q", "--topic", "t", "x"],
+        ["publish", "--queue", "q", "--dedup-id", "d", "x", "y"],
+        ["publish", "--queue", "q", "--header", "novalue", "x"],
+    ],
+)
+def test_publish_usage_errors(args: list[str]) -> None:
+    server = FakeServer({})
+    result = run(server, *args)
+    assert result.exit_code == 2
+    assert server.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# consume
+
+
+def deliveries(*ids: str) -> dict[str, Any]:
+    return {"messages": [{"id": i, "body": {"id": i}, "receipt": f"r-{i}", "deliveries": 1} for i in ids]}
+
+
+def test_consume_max_prints_each_message_and_acks_after_printing() -> None:
+    batches = iter([deliveries("a", "b"), deliveries("c")])
+    server = FakeServer(
+        {
+            ("POST", "/v1/queues/orders/receive"): lambda r: httpx.Response(200, json=next(batches)),
+            ("POST", "/v1/queues/orders/ack"): answer({"acked": [], "unknown": []}),
+        }
+    )
+    result = run(server, "consume", "--queue", "orders", "--max", "3", "--wait", "2")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b", "c"]
+    receives = server.bodies("POST", "/v1/queues/orders/receive")
+    assert receives == [{"max_messages": 3, "wait_s": 2.0}, {"max_messages": 1, "wait_s": 2.0}]
+    acks = server.bodies("POST", "/v1/queues/orders/ack")
+    assert acks == [{"receipts": ["r-a", "r-b"]}, {"receipts": ["r-c"]}]
+    paths = [r.url.path.rsplit("/", 1)[-1] for r in server.requests]
+    assert paths == ["receive", "ack", "receive", "ack"]
+
+
+def test_consume_defaults_to_one_message_without_waiting_and_no_ack_leaves_it() -> None:
+    binary = {"messages": [{"id": "a", "body_base64": "AAE=", "receipt": "r"}]}
+    server = FakeServer({("POST", "/v1/topics/t/subscriptions/s/receive"): answer(binary)})
+    result = run(server, "consume", "--topic", "t", "--subscription", "s", "--no-ack")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"id": "a", "body_base64": "AAE=", "receipt": "r"}
+    assert server.bodies("POST", "/v1/topics/t/subscriptions/s/receive") == [
+        {"max_messages": 1, "wait_s": 0.0}
+    ]
+    assert len(server.requests) == 1
+
+
+def test_consume_stops_when_the_queue_is_empty_without_follow() -> None:
+    server = FakeServer({("POST", "/v1/queues/q/receive"): answer({"messages": []})})
+    result = run(server, "consume", "--queue", "q", "--max", "50")
+    assert result.exit_code == 0
+    assert result.output == ""
+    assert len(server.requests) == 1
+
+
+def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
+    polls: Iterator[dict[str, Any]] = iter([deliveries("a"), {"messages": []}])
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        try:
+            return httpx.Response(200, json=next(polls))
+        except StopIteration:
+            raise KeyboardInterrupt from None
+
+    server = FakeServer(
+        {("POST", "/v1/queues/q/receive"): receive, ("POST", "/v1/queues/q/ack"): answer({"acked": ["r-a"]})}
+    )
+    result = run(server, "consume", "--queue", "q", "--follow")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a"]
+    assert all(
+        b["wait_s"] == 20 and b["max_messages"] == 100 for b in server.bodies("POST", "/v1/queues/q/receive")
+    )
+    assert "Aborted" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--queue", "q", "--topic", "t"], ["--topic", "t"], ["--subscription", "s"]]
+)
+def test_consume_needs_a_queue_or_a_subscription(args: list[str]) -> None:
+    assert run(FakeServer({}), "consume", *args).exit_code == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# errors
+
+
+def test_a_problem_answer_is_one_line_on_stderr_and_exit_1() -> None:
+    problem = {"type": "about:blank", "title": "Not found", "status": 404, "detail": "no queue orders"}
+    server = FakeServer({("GET", "/v1/queues/orders"): answer(problem, 404)})
+    result = run(server, "queue", "show", "orders")
+    assert result.exit_code == 1
+    assert result.stderr == "error: Not found: no queue orders\n"
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+
+
+def test_an_unreachable_server_says_so() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    server = FakeServer({("GET", "/v1/queues"): refused})
+    result = run(server, "--url", "http://127.0.0.1:9", "queue", "list")
+    assert result.exit_code == 1
+    assert result.stderr == "error: cannot reach http://127.0.0.1:9\n"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the other client commands
+
+
+def test_queue_create_sends_only_the_given_attributes() -> None:
+    server = FakeServer({("PUT", "/v1/queues/orders"): answer({"name": "orders"}, 201)})
+    args = ["queue", "create", "orders", "--max-deliveries", "5", "--dead-letter-queue", "dlq"]
+    result = run(server, *args, "--message-ttl", "60")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"name": "orders"}
+    assert server.bodies("PUT", "/v1/queues/orders") == [
+        {"max_deliveries": 5, "dead_letter_queue": "dlq", "message_ttl_s": 60.0}
+    ]
+
+
+def test_topic_subscribe_takes_an_offset_or_a_name() -> None:
+    path = "/v1/topics/events/subscriptions/audit"
+    server = FakeServer({("PUT", path): answer({"name": "audit"}, 201)})
+    assert run(server, "topic", "subscribe", "events", "audit", "--start", "12").exit_code == 0
+    assert run(server, "topic", "subscribe", "events", "audit").exit_code == 0
+    assert server.bodies("PUT", path) == [{"start": {"offset": 12}}, {"start": "latest"}]
+    assert run(server, "topic", "subscribe", "events", "audit", "--start", "soon").exit_code == 2
+
+
+def test_topic_read_prints_one_line_per_message() -> None:
+    page = {
+        "messages": [{"id": "a", "offset": 3, "body": 1}, {"id": "b", "offset": 4, "body": 2}],
+        "next_offset": 5,
+    }
+    server = FakeServer({("GET", "/v1/topics/events/messages"): answer(page)})
+    result = run(server, "topic", "read", "events", "--from-offset", "3", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["offset"] for line in result.output.splitlines()] == [3, 4]
+    assert dict(server.requests[0].url.params) == {"from_offset": "3", "limit": "2"}
+
+
+def test_token_uses_credentials_from_the_environment() -> None:
+    grant = {"access_token": "jwt", "token_type": "Bearer", "expires_in": 60, "scope": "x"}
+    server = FakeServer({("POST", "/v1/auth/token"): answer(grant)})
+    env = {"MOM_USERNAME": "alice", "MOM_PASSWORD": "pw"}
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    plain = CliRunner().invoke(main, ["token"], obj=state, env=env)
+    assert plain.exit_code == 0, plain.output
+    assert plain.output == "jwt\n"
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    full = CliRunner().invoke(main, ["token", "--json"], obj=state, env=env)
+    assert json.loads(full.output) == grant
+    assert b"username=alice" in server.requests[0].content
+
+
+def test_user_create_prompts_for_the_password_twice() -> None:
+    server = FakeServer({("POST", "/v1/auth/users"): answer({"username": "bob", "scopes": []}, 201)})
+    result = run(server, "user", "create", "bob", input="s3cret\ns3cret\n")
+    assert result.exit_code == 0, result.output
+    assert server.bodies("POST", "/v1/auth/users") == [{"username": "bob", "password": "s3cret"}]
+
+
+def test_client_create_and_cluster_status() -> None:
+    created = {"client_id": "svc", "client_secret": "xyz", "scopes": ["mom.read:*"]}
+    status = {"node_id": "mom1", "transport": "grpc", "nodes": [], "destinations": []}
+    server = FakeServer(
+        {("POST", "/v1/auth/clients"): answer(created, 201), ("GET", "/v1/cluster"): answer(status)}
+    )
+    result = run(server, "client", "create", "--scope", "mom.read:*", "--client-id", "svc")
+    assert json.loads(result.output) == created
+    assert server.bodies("POST", "/v1/auth/clients") == [{"scopes": ["mom.read:*"], "client_id": "svc"}]
+    assert json.loads(run(server, "cluster", "status").output) == status
+
+
+# ---------------------------------------------------------------------------------------------------------
+# help and serve
+
+
+def _commands(
+    group: click.Group, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [(), *(p for p, _ in _commands(main))], ids=lambda p: " ".join(p) or "mom")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    assert command.get_short_help_str().strip()
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage:")
+
+
+@pytest.fixture
+def fake_node(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Replace mom.node with a module whose run_node records its settings instead of running."""
+    ran: list[Settings] = []
+    module = types.ModuleType("mom.node")
+    module.run_node = ran.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mom.node", module)
+    return ran
+
+
+def test_serve_maps_flags_to_settings(fake_node: list[Settings]) -> None:
+    args = [
+        "serve",
+        "--node-id",
+        "n7",
+        "--data-dir",
+        "/tmp/n7",
+        "--rest",
+        "127.0.0.1:9001",
+        "--transport",
+        "zmq",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    [settings] = fake_node
+    assert (settings.node_id, str(settings.data_dir), str(settings.rest)) == (
+        "n7",
+        "/tmp/n7",
+        "127.0.0.1:9001",
+    )
+    assert settings.cluster.transport == "zmq"
+
+
+def test_serve_defaults_and_environment(fake_node: list[Settings]) -> None:
+    assert CliRunner().invoke(main, ["serve"], env={"MOM_TRANSPORT": "zmq"}).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["serve", "--transport", "grpc"], env={"MOM_TRANSPORT": "zmq"}).exit_code
+        == 0
+    )
+    default, overridden = fake_node
+    assert (default.node_id, str(default.rest), default.cluster.transport) == (
+        "mom1",
+        "127.0.0.1:8080",
+        "zmq",
+    )
+    assert overridden.cluster.transport == "grpc"
+
+
+def test_serve_reports_bad_settings_with_exit_2(fake_node: list[Settings], tmp_path: Any) -> None:
+    result = CliRunner().invoke(main, ["serve", "--rest", "nowhere"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: address 'nowhere' must look like HOST:PORT")
+    missing = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "absent.toml")])
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.stderr
+    assert fake_node == []
+
+
+def test_token_without_credentials_is_a_usage_error() -> None:
+    server = FakeServer({})
+    result = run(server, "token")
+    assert result.exit_code == 2
+    assert "--username and --password" in result.stderr
+    assert server.requests == []
