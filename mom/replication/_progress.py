@@ -1,0 +1,77 @@
+"""What a leader knows about one follower's log, and how fast it may send to it (flow control).
+
+A follower is in one of three states: `probe` (we do not know where its log ends: one AppendEntries at a time,
+walking back after each rejection), `replicate` (it is caught up: stream entries optimistically, up to
+`max_inflight` messages ahead of the acknowledgements) or `snapshot` (it needs entries we compacted: an
+InstallSnapshot is on its way and nothing else is sent until it is acknowledged).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+ProgressState = Literal["probe", "replicate", "snapshot"]
+
+
+class Progress:
+    def __init__(self, next_index: int, max_inflight: int) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state: ProgressState = "probe"
+        self.probe_sent = False
+        """In probe: one AppendEntries is out, wait for its answer (or the next heartbeat) before another."""
+        self.recent_active = False
+        """Heard from within the current CheckQuorum period."""
+        self.stalled_heartbeats = 0
+        """Heartbeats since the follower last made progress while behind: lost messages are retried after two.
+        """
+        self._inflight: deque[int] = deque()
+        self._max_inflight = max_inflight
+
+    def can_send(self) -> bool:
+        if self.state == "probe":
+            return not self.probe_sent
+        if self.state == "replicate":
+            return len(self._inflight) < self._max_inflight
+        return False
+
+    def sent(self, last_index: int) -> None:
+        """An AppendEntries up to `last_index` went out."""
+        if self.state == "replicate":
+            if last_index >= self.next:
+                self.next = last_index + 1
+                self._inflight.append(last_index)
+        elif self.state == "probe":
+            self.probe_sent = True
+
+    def acknowledged(self, match: int) -> bool:
+        """The follower matches us up to `match`; returns whether that is news."""
+        self.probe_sent = False
+        if match <= self.match:
+            return False
+        self.match = match
+        self.next = max(self.next, match + 1)
+        self.stalled_heartbeats = 0
+        while self._inflight and self._inflight[0] <= match:
+            self._inflight.popleft()
+        if self.state == "probe":
+            self.become_replicate()
+        return True
+
+    def become_probe(self, next_index: int) -> None:
+        self.state = "probe"
+        self.next = max(self.match + 1, next_index)
+        self.probe_sent = False
+        self.stalled_heartbeats = 0
+        self._inflight.clear()
+
+    def become_replicate(self) -> None:
+        self.state = "replicate"
+        self.next = self.match + 1
+        self._inflight.clear()
+
+    def become_snapshot(self) -> None:
+        self.state = "snapshot"
+        self.stalled_heartbeats = 0
+        self._inflight.clear()

@@ -1,0 +1,131 @@
+"""The in-memory view of one group's log: a snapshot base, the entries after it, and what of it is durable.
+
+Raft's safety rests on what is on disk, so the log tracks the boundary between durable and not-yet-durable
+entries itself: `stable` is the last index known to be identical on disk and in memory, and `disk_last` the
+last index the disk may hold (beyond `stable` after a conflict truncated memory), which tells the driver when
+it must drop a suffix of its persisted log before appending.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from mom.replication.messages import LogEntry
+
+
+class HardState(Struct, frozen=True):
+    """What must be durable before any message that depends on it leaves the node."""
+
+    term: int = 0
+    voted_for: str | None = None
+    commit: int = 0
+
+
+class Snapshot(Struct, frozen=True):
+    """The state machine at `index`; `term` is the term of the entry at `index` (0 for the empty snapshot)."""
+
+    index: int = 0
+    term: int = 0
+    data: bytes = b""
+
+
+class PersistedState(Struct, frozen=True):
+    """What survived on disk: a fresh node passes `PersistedState()`."""
+
+    hard_state: HardState = HardState()
+    snapshot: Snapshot = Snapshot()
+    entries: list[LogEntry] = []
+    """The entries after `snapshot.index`, in order."""
+
+
+class RaftLog:
+    """Entries `snapshot.index + 1 .. last_index`, with the snapshot they follow."""
+
+    def __init__(self, snapshot: Snapshot, entries: list[LogEntry]) -> None:
+        self.snapshot = snapshot
+        self._entries = list(entries)
+        self.stable = self.last_index
+        self.disk_last = self.last_index
+        self.version = 0
+        """Bumped on every change, so observers (the simulation's checkers) can skip unchanged logs."""
+
+    @property
+    def first_index(self) -> int:
+        return self.snapshot.index + 1
+
+    @property
+    def last_index(self) -> int:
+        return self.snapshot.index + len(self._entries)
+
+    @property
+    def last_term(self) -> int:
+        return self._entries[-1].term if self._entries else self.snapshot.term
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at `index`, or None when it was compacted away or does not exist yet."""
+        if index == self.snapshot.index:
+            return self.snapshot.term
+        if self.snapshot.index < index <= self.last_index:
+            return self._entries[index - self.snapshot.index - 1].term
+        return None
+
+    def entry(self, index: int) -> LogEntry:
+        return self._entries[index - self.snapshot.index - 1]
+
+    def slice(self, start: int, stop: int) -> list[LogEntry]:
+        """Entries `start .. stop - 1` (all must be present)."""
+        offset = self.snapshot.index + 1
+        return self._entries[start - offset : stop - offset]
+
+    def is_up_to_date(self, last_index: int, last_term: int) -> bool:
+        """The election restriction: is a log ending at (last_index, last_term) as complete as ours?"""
+        return (last_term, last_index) >= (self.last_term, self.last_index)
+
+    def append(self, entries: list[LogEntry]) -> None:
+        self._entries.extend(entries)
+        self.version += 1
+
+    def truncate_after(self, index: int) -> None:
+        """Drop entries after `index` (a conflict with the leader); the disk must drop them too."""
+        del self._entries[index - self.snapshot.index :]
+        self.stable = min(self.stable, index)
+        self.version += 1
+
+    def compact(self, index: int, data: bytes) -> None:
+        """The state machine saved itself at `index`: forget the entries it covers."""
+        term = self.term_at(index)
+        assert term is not None and index <= self.stable, "compacting past the durable log"
+        del self._entries[: index - self.snapshot.index]
+        self.snapshot = Snapshot(index, term, data)
+        self.version += 1
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the whole log with a snapshot from the leader (the driver resets its disk log the same
+        way)."""
+        self.snapshot = snapshot
+        self._entries = []
+        self.stable = self.disk_last = snapshot.index
+        self.version += 1
+
+    def unstable(self) -> tuple[int, list[LogEntry], int | None]:
+        """(first index, entries, truncate_after) that the driver must make durable."""
+        start = self.stable + 1
+        truncate = self.stable if self.disk_last > self.stable else None
+        return start, self.slice(start, self.last_index + 1), truncate
+
+    def persisted(self, first_index: int, entries: list[LogEntry], truncated: bool) -> None:
+        """The driver made `entries` (from `first_index`) durable, after dropping its log beyond them if
+        `truncated`.
+
+        Memory may have changed meanwhile; an entry on disk with the same index and term as in memory is the
+        same entry (a leader never rewrites its own log), so matching terms at the last index prove the whole
+        range.
+        """
+        if not entries:
+            if truncated:
+                self.disk_last = first_index - 1
+            return
+        last = first_index + len(entries) - 1
+        self.disk_last = last if truncated else max(self.disk_last, last)
+        if self.term_at(last) == entries[-1].term and first_index <= self.stable + 1:
+            self.stable = max(self.stable, last)

@@ -1,0 +1,358 @@
+"""A simulated cluster of RaftCore nodes with disks that survive crashes, and the checker of Raft's
+guarantees.
+
+Each node is driven the way a real driver must drive it: for every Ready, write the hard state, snapshot and
+entries to the node's disk, then send the messages, then apply the committed entries. A crash throws the node
+object away; a restart builds a new RaftCore from the disk alone, so anything a node relied on without
+persisting is lost. The state machine is the list of applied payloads; it snapshots itself (and the log is
+compacted) every few entries, so followers that fall behind need InstallSnapshot.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import msgspec
+
+from mom.replication.messages import LogEntry
+from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
+from tests.sim.network import Faults, SimNetwork
+
+
+class SafetyViolation(AssertionError):
+    pass
+
+
+@dataclass
+class SimConfig:
+    nodes: int = 3
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    compact_every: int = 6
+    """Snapshot the state machine and compact the log once this many entries were applied since the last time.
+    """
+    max_entries_per_message: int = 4
+    preferred_leader: str | None = None
+    tick_probability: float = 0.5
+    propose_probability: float = 0.3
+    disk_delay: int = 2
+    """A Ready is durable 0..disk_delay steps after it was taken; the node keeps stepping meanwhile."""
+    fault_probability: float = 0.03
+    faults: Faults = field(default_factory=lambda: Faults(drop=0.05, duplicate=0.05, max_delay=3))
+
+
+@dataclass
+class SimDisk:
+    hard_state: HardState = field(default_factory=HardState)
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    entries: list[LogEntry] = field(default_factory=list)
+
+    def load(self) -> PersistedState:
+        return PersistedState(self.hard_state, self.snapshot, list(self.entries))
+
+    def write(self, ready: Ready) -> None:
+        if ready.hard_state is not None:
+            self.hard_state = ready.hard_state
+        if ready.snapshot is not None:
+            self.snapshot, self.entries = ready.snapshot, []
+        if ready.truncate_after is not None:
+            del self.entries[ready.truncate_after - self.snapshot.index :]
+        if ready.entries:
+            if ready.entries_index != self.snapshot.index + len(self.entries) + 1:
+                raise SafetyViolation(f"entries at {ready.entries_index} leave a hole in the disk log")
+            self.entries.extend(ready.entries)
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        del self.entries[: snapshot.index - self.snapshot.index]
+        self.snapshot = snapshot
+
+
+class SimNode:
+    def __init__(self, node_id: str, voters: list[str], disk: SimDisk, seed: int, config: SimConfig) -> None:
+        self.node_id = node_id
+        self.disk = disk
+        self.core = RaftCore(
+            node_id,
+            voters,
+            persisted=disk.load(),
+            rng=random.Random(seed),
+            election_ticks=config.election_ticks,
+            heartbeat_ticks=config.heartbeat_ticks,
+            preferred_leader=config.preferred_leader,
+            max_entries_per_message=config.max_entries_per_message,
+            max_inflight=4,
+        )
+        self.applied: list[bytes] = _decode_state(disk.snapshot)
+        self.writing: Ready | None = None
+        self.durable_at = 0
+
+
+def _decode_state(snapshot: Snapshot) -> list[bytes]:
+    return msgspec.msgpack.decode(snapshot.data, type=list[bytes]) if snapshot.index else []
+
+
+class SimCluster:
+    """Everything chosen from one seed: the same seed replays the same run, step for step."""
+
+    def __init__(self, seed: int, config: SimConfig | None = None) -> None:
+        self.seed = seed
+        self.config = config or SimConfig()
+        self.rng = random.Random(seed)
+        self.ids = [f"n{i + 1}" for i in range(self.config.nodes)]
+        self.net = SimNetwork(random.Random(self.rng.random()), faults=self.config.faults)
+        self.disks = {node_id: SimDisk() for node_id in self.ids}
+        self.nodes: dict[str, SimNode | None] = {}
+        self.checker = SafetyChecker()
+        self.proposed = 0
+        for node_id in self.ids:
+            self.start(node_id)
+
+    # -- nodes
+
+    def start(self, node_id: str) -> None:
+        seed = self.rng.getrandbits(32)
+        self.nodes[node_id] = SimNode(node_id, self.ids, self.disks[node_id], seed, self.config)
+        self.net.down.discard(node_id)
+
+    def crash(self, node_id: str) -> None:
+        self.nodes[node_id] = None
+        self.net.down.add(node_id)
+
+    def live(self) -> list[SimNode]:
+        return [node for node in self.nodes.values() if node is not None]
+
+    def leaders(self) -> list[SimNode]:
+        return [node for node in self.live() if node.core.role == "leader"]
+
+    def process(self, node: SimNode) -> None:
+        """Take the node's next Ready and start writing it; finish every write that is due, and go on."""
+        core = node.core
+        while True:
+            if node.writing is None:
+                node.writing = core.ready()
+                node.durable_at = self.net.now + self.rng.randint(0, self.config.disk_delay)
+            if node.writing is None or node.durable_at > self.net.now:
+                return
+            ready, node.writing = node.writing, None
+            self._complete(node, ready)
+
+    def _complete(self, node: SimNode, ready: Ready) -> None:
+        """The Ready is durable now: write it to the disk, then send its messages, then apply its entries."""
+        core = node.core
+        node.disk.write(ready)
+        if ready.snapshot is not None:
+            node.applied = _decode_state(ready.snapshot)
+            self.checker.installed(node.node_id, node.applied)
+        self.net.send(ready.messages)
+        for offset, entry in enumerate(ready.committed):
+            index = ready.committed_index + offset
+            if index != len(node.applied) + 1:
+                raise SafetyViolation(f"{node.node_id} applies {index} after {len(node.applied)}")
+            node.applied.append(entry.payload)
+            self.checker.applied(node.node_id, index, entry, core.term)
+        core.advance(ready)
+        if (
+            len(node.applied) == core.applied_index
+            and core.applied_index - core.snapshot.index >= self.config.compact_every
+        ):
+            data = msgspec.msgpack.encode(node.applied[: core.applied_index])
+            core.compact(core.applied_index, data)
+            node.disk.save_snapshot(core.snapshot)
+
+    # -- driving
+
+    def step(self, *, chaos: bool = True, propose: bool = True) -> None:
+        """One unit of time: deliver what is due, tick some nodes, maybe propose, maybe break something."""
+        for message in self.net.advance():
+            node = self.nodes.get(message.receiver)
+            if node is not None:
+                node.core.step(message)
+                self.process(node)
+        for node in self.live():
+            if self.rng.random() < self.config.tick_probability:
+                node.core.tick()
+            self.process(node)
+        if propose and self.rng.random() < self.config.propose_probability:
+            self.propose_random()
+        if chaos and self.rng.random() < self.config.fault_probability:
+            self.inject_fault()
+        self.checker.check(self)
+
+    def propose_random(self) -> None:
+        """A client writes to whichever node believes it leads (a stale leader too: its writes must not
+        commit)."""
+        leaders = self.leaders()
+        if not leaders:
+            return
+        node = self.rng.choice(leaders)
+        payloads = [self.new_payload() for _ in range(self.rng.randint(1, 3))]
+        try:
+            node.core.propose(payloads)
+        except NotLeader:
+            return
+        self.process(node)
+
+    def new_payload(self) -> bytes:
+        self.proposed += 1
+        return f"s{self.seed}-p{self.proposed}".encode()
+
+    def inject_fault(self) -> None:
+        kind = self.rng.choice(["crash", "restart", "partition", "heal", "isolate_leader"])
+        crashed = [node_id for node_id, node in self.nodes.items() if node is None]
+        if kind == "crash":
+            live = [node.node_id for node in self.live()]
+            if live:
+                self.crash(self.rng.choice(live))
+        elif kind == "restart" and crashed:
+            self.start(self.rng.choice(crashed))
+        elif kind == "partition":
+            shuffled = self.ids[:]
+            self.rng.shuffle(shuffled)
+            cut = self.rng.randint(1, len(shuffled) - 1)
+            self.net.partition(shuffled[:cut], shuffled[cut:])
+        elif kind == "isolate_leader" and self.leaders():
+            leader = self.rng.choice(self.leaders()).node_id
+            self.net.partition([n for n in self.ids if n != leader], [leader])
+        elif kind == "heal":
+            self.net.heal()
+
+    def stabilize(self) -> None:
+        """Stop all faults: heal the network, restart crashed nodes, no more loss or duplication."""
+        self.net.heal()
+        self.net.faults = Faults(max_delay=2)
+        for node_id, node in list(self.nodes.items()):
+            if node is None:
+                self.start(node_id)
+
+    def run(self, steps: int, **options: bool) -> None:
+        for _ in range(steps):
+            self.step(**options)
+
+    def run_until(self, condition: str, predicate: object, limit: int, **options: bool) -> int:
+        """Step until `predicate()` holds; fail after `limit` steps. Returns the steps taken."""
+        assert callable(predicate)
+        for taken in range(limit):
+            if predicate():
+                return taken
+            self.step(**options)
+        if predicate():
+            return limit
+        raise AssertionError(f"{condition}: not reached within {limit} steps ({self.describe()})")
+
+    def stable_leader(self) -> SimNode | None:
+        """The leader every live node follows, if there is one."""
+        leaders = self.leaders()
+        if len(leaders) != 1:
+            return None
+        leader = leaders[0]
+        agree = all(
+            n.core.leader_id == leader.node_id and n.core.term == leader.core.term for n in self.live()
+        )
+        return leader if agree else None
+
+    def commit_through_leader(self, payload: bytes, limit: int, among: list[str] | None = None) -> int:
+        """Propose `payload` to the newest leader (again after each election) until the nodes `among`
+        (default: all live ones) applied it; returns the steps it took."""
+        steps = 0
+        proposed_to: tuple[str, int] | None = None
+        while steps < limit:
+            waiting = [n for n in self.live() if among is None or n.node_id in among]
+            if all(payload in node.applied for node in waiting):
+                return steps
+            leaders = sorted(self.leaders(), key=lambda n: n.core.term)
+            leader = leaders[-1] if leaders else None
+            if leader is not None and proposed_to != (leader.node_id, leader.core.term):
+                leader.core.propose([payload])
+                proposed_to = (leader.node_id, leader.core.term)
+                self.process(leader)
+            self.step(chaos=False, propose=False)
+            steps += 1
+        raise AssertionError(f"{payload!r} not applied everywhere within {limit} steps ({self.describe()})")
+
+    def describe(self) -> str:
+        parts = []
+        for node_id, node in self.nodes.items():
+            if node is None:
+                parts.append(f"{node_id}: down")
+            else:
+                c = node.core
+                parts.append(
+                    f"{node_id}: {c.role} t{c.term} lead={c.leader_id} last={c.last_index} "
+                    f"commit={c.commit_index} applied={c.applied_index}"
+                )
+        return "; ".join(parts)
+
+
+class SafetyChecker:
+    """Raft's safety properties, checked against everything every node holds after every step."""
+
+    def __init__(self) -> None:
+        self.leader_of_term: dict[int, str] = {}
+        self.entries: dict[tuple[int, int], tuple[bytes, int]] = {}
+        """(index, term) -> (payload, term of the previous entry): Log Matching, by induction on the index."""
+        self.committed: list[LogEntry] = []
+        self.commit_term: list[int] = []
+        """An upper bound of the term in which each committed entry was committed."""
+        self._seen: dict[str, tuple[int, int, int]] = {}
+        self._completeness_checked: dict[tuple[str, int], int] = {}
+
+    def applied(self, node_id: str, index: int, entry: LogEntry, term: int) -> None:
+        """State Machine Safety: whatever any node applies at an index, every node applies there."""
+        if index <= len(self.committed):
+            if self.committed[index - 1] != entry:
+                raise SafetyViolation(
+                    f"{node_id} applied {entry} at {index}, but {self.committed[index - 1]} was applied there"
+                )
+        elif index == len(self.committed) + 1:
+            self.committed.append(entry)
+            self.commit_term.append(term)
+        else:
+            raise SafetyViolation(
+                f"{node_id} applied {index} before anyone applied {len(self.committed) + 1}"
+            )
+
+    def installed(self, node_id: str, state: list[bytes]) -> None:
+        if [e.payload for e in self.committed[: len(state)]] != state or len(state) > len(self.committed):
+            raise SafetyViolation(
+                f"{node_id} installed a snapshot that is not a prefix of the applied history"
+            )
+
+    def check(self, cluster: SimCluster) -> None:
+        for node in cluster.live():
+            core = node.core
+            if core.role == "leader":
+                holder = self.leader_of_term.setdefault(core.term, node.node_id)
+                if holder != node.node_id:
+                    raise SafetyViolation(f"two leaders in term {core.term}: {holder} and {node.node_id}")
+                self._check_completeness(node)
+            key = (id(core), core.log.version, core.commit_index)
+            if self._seen.get(node.node_id) != key:
+                self._seen[node.node_id] = key
+                self._check_log(node)
+
+    def _check_log(self, node: SimNode) -> None:
+        log = node.core.log
+        prev_term = log.snapshot.term
+        for index in range(log.first_index, log.last_index + 1):
+            entry = log.entry(index)
+            known = self.entries.setdefault((index, entry.term), (entry.payload, prev_term))
+            if known != (entry.payload, prev_term):
+                raise SafetyViolation(
+                    f"Log Matching: {node.node_id} has {entry} at {index} after term {prev_term}"
+                )
+            committed = index <= node.core.commit_index and index <= len(self.committed)
+            if committed and self.committed[index - 1] != entry:
+                raise SafetyViolation(f"{node.node_id} lost committed entry {index}")
+            prev_term = entry.term
+
+    def _check_completeness(self, leader: SimNode) -> None:
+        """Leader Completeness: a leader of term T holds every entry committed in a term up to T."""
+        core = leader.core
+        key = (leader.node_id, core.term)
+        start = self._completeness_checked.get(key, core.snapshot.index) + 1
+        for index in range(start, len(self.committed) + 1):
+            binding = self.commit_term[index - 1] <= core.term and index > core.snapshot.index
+            if binding and core.log.term_at(index) != self.committed[index - 1].term:
+                raise SafetyViolation(f"Leader Completeness: {leader.node_id} lacks committed entry {index}")
+        self._completeness_checked[key] = len(self.committed)

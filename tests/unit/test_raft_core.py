@@ -1,0 +1,261 @@
+"""Hand-driven scenarios, one Raft rule each, on a single RaftCore fed with crafted messages."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mom.replication.messages import (
+    AppendEntries,
+    AppendResponse,
+    InstallSnapshot,
+    LogEntry,
+    Message,
+    RequestVote,
+    SnapshotResponse,
+    TimeoutNow,
+    VoteResponse,
+    decode_messages,
+    encode_messages,
+)
+from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
+
+VOTERS = ("a", "b", "c")
+
+
+def core(
+    node: str = "a",
+    *,
+    term: int = 0,
+    log: list[int] | None = None,
+    commit: int = 0,
+    voters: tuple[str, ...] = VOTERS,
+) -> RaftCore:
+    """A node whose disk holds entries of the given terms (payloads "1", "2", ...)."""
+    entries = [LogEntry(t, str(i + 1).encode()) for i, t in enumerate(log or [])]
+    persisted = PersistedState(HardState(term, None, commit), Snapshot(), entries)
+    return RaftCore(node, voters, persisted=persisted, rng=random.Random(0), election_ticks=10, group="g")
+
+
+def flush(raft: RaftCore) -> Ready:
+    """Play the driver once: take the Ready and acknowledge it."""
+    ready = raft.ready()
+    assert ready is not None
+    raft.advance(ready)
+    return ready
+
+
+def sent(raft: RaftCore) -> list[Message]:
+    ready = raft.ready()
+    if ready is None:
+        return []
+    raft.advance(ready)
+    return ready.messages
+
+
+def elect(raft: RaftCore) -> None:
+    """Make `raft` leader: time out, win the pre-vote and the vote from b."""
+    for _ in range(20):
+        raft.tick()
+    pre = raft.term + 1
+    flush(raft)
+    raft.step(VoteResponse("g", pre, "b", raft.node_id, True, True))
+    assert raft.term == pre
+    raft.step(VoteResponse("g", raft.term, "b", raft.node_id, True, False))
+    assert raft.role == "leader"
+    flush(raft)
+
+
+def test_messages_round_trip_through_one_frame() -> None:
+    messages: list[Message] = [
+        AppendEntries("q1", 3, "a", "b", 4, 2, [LogEntry(3, b"x"), LogEntry(3, b"")], 4),
+        AppendResponse("q2", 3, "b", "a", False, 4, 2),
+        RequestVote("q1", 4, "c", "a", 9, 3, True, False),
+        VoteResponse("q1", 4, "a", "c", True, True),
+        InstallSnapshot("meta", 5, "a", "b", 100, 4, b"\x00state"),
+        SnapshotResponse("meta", 5, "b", "a", 100),
+        TimeoutNow("q1", 3, "a", "b"),
+    ]
+    assert decode_messages(encode_messages(messages)) == messages
+
+
+def test_vote_is_refused_to_a_candidate_with_a_stale_log() -> None:
+    raft = core(term=2, log=[1, 2])
+    raft.step(RequestVote("g", 3, "b", "a", 5, 1, False, False))  # longer, but older last term
+    raft.step(RequestVote("g", 3, "c", "a", 1, 2, False, False))  # same last term, shorter
+    votes = [m for m in sent(raft) if isinstance(m, VoteResponse)]
+    assert [v.granted for v in votes] == [False, False]
+    raft.step(RequestVote("g", 3, "c", "a", 2, 2, False, False))
+    ready = flush(raft)
+    assert ready.messages == [VoteResponse("g", 3, "a", "c", True, False)]
+    assert ready.hard_state == HardState(3, "c", 0), "the vote is persisted in the Ready that sends it"
+
+
+def test_one_vote_per_term() -> None:
+    raft = core(term=1)
+    raft.step(RequestVote("g", 2, "b", "a", 0, 0, False, False))
+    raft.step(RequestVote("g", 2, "c", "a", 0, 0, False, False))
+    assert [m.granted for m in sent(raft) if isinstance(m, VoteResponse)] == [True, False]
+
+
+def test_figure_8_old_term_entries_do_not_commit_by_counting() -> None:
+    raft = core(term=3, log=[1, 2])
+    elect(raft)  # term 4, no-op at index 3
+    assert raft.term == 4 and raft.last_index == 3
+    raft.step(AppendResponse("g", 4, "b", "a", True, 2, 0))
+    assert raft.commit_index == 0, "entry 2 (term 2) is on a majority but must not commit by counting"
+    raft.step(AppendResponse("g", 4, "b", "a", True, 3, 0))
+    assert raft.commit_index == 3, "committing the no-op of term 4 commits everything before it"
+
+
+def test_leader_counts_itself_only_once_its_entries_are_durable() -> None:
+    raft = core()
+    elect(raft)
+    first, last = raft.propose([b"x"])
+    assert (first, last) == (2, 2)
+    raft.step(AppendResponse("g", raft.term, "b", "a", True, 2, 0))
+    raft.step(AppendResponse("g", raft.term, "c", "a", True, 2, 0))
+    assert raft.commit_index == 2  # two followers are a majority without the leader
+    solo = core(voters=("a",))
+    for _ in range(20):
+        solo.tick()
+    assert solo.role == "leader"
+    while (ready := solo.ready()) is not None:
+        solo.advance(ready)
+    solo.propose([b"y"])
+    ready = solo.ready()
+    assert ready is not None and ready.entries == [LogEntry(1, b"y")] and not ready.committed
+    assert solo.commit_index == 1, "not committed before the driver persisted it"
+    solo.advance(ready)
+    assert solo.commit_index == 2
+    assert flush(solo).committed == [LogEntry(1, b"y")]
+
+
+def test_conflicting_suffix_is_truncated_and_rewritten() -> None:
+    raft = core(term=2, log=[1, 1, 2], commit=1)
+    raft.step(AppendEntries("g", 3, "b", "a", 1, 1, [LogEntry(3, b"d")], 1))
+    ready = flush(raft)
+    assert ready.truncate_after == 1
+    assert (ready.entries_index, ready.entries) == (2, [LogEntry(3, b"d")])
+    assert ready.messages == [AppendResponse("g", 3, "a", "b", True, 2, 0)]
+    assert raft.last_index == 2 and raft.log.term_at(2) == 3
+
+
+def test_follower_acknowledges_only_in_the_ready_that_persists_the_entries() -> None:
+    raft = core(term=1)
+    raft.step(AppendEntries("g", 1, "b", "a", 0, 0, [LogEntry(1, b"x")], 0))
+    ready = flush(raft)
+    assert ready.entries == [LogEntry(1, b"x")]
+    assert ready.messages == [AppendResponse("g", 1, "a", "b", True, 1, 0)]
+
+
+def test_rejection_hint_skips_a_whole_conflicting_term() -> None:
+    raft = core(term=3, log=[1, 1, 3, 3, 3])
+    raft.step(AppendEntries("g", 4, "b", "a", 5, 2, [], 0))
+    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 5, 2)]
+
+
+def test_leader_backs_off_to_the_hint_and_probes() -> None:
+    raft = core(term=1, log=[1, 1, 1])
+    elect(raft)
+    raft.step(AppendResponse("g", raft.term, "b", "a", False, 3, 1))
+    [append] = [m for m in sent(raft) if isinstance(m, AppendEntries) and m.receiver == "b"]
+    assert (append.prev_index, append.prev_term) == (1, 1)
+    assert [e.payload for e in append.entries] == [b"2", b"3", b""]
+
+
+def test_pre_vote_does_not_bump_terms() -> None:
+    isolated = core("c", term=5)
+    for _ in range(100):
+        isolated.tick()
+    requests = [m for m in sent(isolated) if isinstance(m, RequestVote)]
+    assert isolated.term == 5 and requests and all(r.pre_vote and r.term == 6 for r in requests)
+    follower = core("b", term=5)
+    follower.step(AppendEntries("g", 5, "a", "b", 0, 0, [], 0))
+    sent(follower)
+    follower.step(requests[0])
+    assert follower.term == 5 and sent(follower) == [], "a follower with a live leader ignores it"
+    leaderless = core("a", term=5)
+    leaderless.step(requests[0])
+    assert leaderless.term == 5
+    assert sent(leaderless) == [VoteResponse("g", 6, "a", "c", True, True)]
+
+
+def test_check_quorum_makes_a_cut_off_leader_step_down() -> None:
+    raft = core()
+    elect(raft)
+    for _ in range(10):
+        raft.tick()
+    assert raft.role == "follower"
+    with pytest.raises(NotLeader):
+        raft.propose([b"x"])
+
+
+def test_a_leader_that_hears_from_a_majority_stays() -> None:
+    raft = core()
+    elect(raft)
+    for _ in range(30):
+        raft.tick()
+        raft.step(AppendResponse("g", raft.term, "b", "a", True, 1, 0))
+        sent(raft)
+    assert raft.role == "leader"
+
+
+def test_stale_leader_is_told_the_new_term() -> None:
+    raft = core(term=4)
+    raft.step(AppendEntries("g", 3, "b", "a", 0, 0, [LogEntry(3, b"x")], 0))
+    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 0, 0)]
+    assert raft.last_index == 0
+
+
+def test_not_leader_names_the_leader() -> None:
+    raft = core(term=1)
+    raft.step(AppendEntries("g", 1, "b", "a", 0, 0, [], 0))
+    with pytest.raises(NotLeader) as caught:
+        raft.propose([b"x"])
+    assert caught.value.leader_id == "b"
+
+
+def test_follower_installs_a_snapshot_it_needs() -> None:
+    raft = core(term=1, log=[1])
+    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, b"state"))
+    ready = flush(raft)
+    assert ready.snapshot == Snapshot(50, 2, b"state")
+    assert ready.messages == [SnapshotResponse("g", 2, "a", "b", 50)]
+    assert raft.last_index == raft.commit_index == raft.applied_index == 50
+
+
+def test_leader_sends_a_snapshot_when_the_follower_needs_compacted_entries() -> None:
+    raft = core(voters=("a", "b", "c"))
+    elect(raft)
+    raft.propose([b"x", b"y"])
+    flush(raft)
+    raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
+    flush(raft)
+    assert raft.applied_index == 3
+    raft.compact(3, b"snap")
+    raft.tick()
+    raft.tick()  # the heartbeat re-probes b, which never answered: its next entry is compacted
+    snapshots = [m for m in sent(raft) if isinstance(m, InstallSnapshot)]
+    assert snapshots == [InstallSnapshot("g", raft.term, "a", "b", 3, raft.term, b"snap")]
+
+
+def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once() -> None:
+    raft = core()
+    elect(raft)
+    raft.step(AppendResponse("g", raft.term, "b", "a", True, 1, 0))
+    sent(raft)
+    raft.transfer_leadership("b")
+    assert TimeoutNow("g", raft.term, "a", "b") in sent(raft)
+    with pytest.raises(NotLeader):
+        raft.propose([b"x"])
+    target = core("b", term=raft.term, log=[raft.term])
+    target.step(TimeoutNow("g", raft.term, "a", "b"))
+    [request, _] = [m for m in sent(target) if isinstance(m, RequestVote)]
+    assert request.transfer and not request.pre_vote and request.term == raft.term + 1
+    follower = core("c", term=raft.term, log=[raft.term])
+    follower.step(AppendEntries("g", raft.term, "a", "c", 0, 0, [], 0))
+    sent(follower)
+    follower.step(request)
+    assert sent(follower) == [VoteResponse("g", raft.term + 1, "c", "b", True, False)]
