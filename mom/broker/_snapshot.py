@@ -1,0 +1,46 @@
+"""The snapshot format: the canonical state of a Broker as one msgpack document.
+
+Only canonical state goes in (records, cursors, counters); heaps and other caches are rebuilt on restore. The
+live record dicts are encoded as they are, without copying, so a snapshot costs about one pass of msgspec's C
+encoder over the data.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Struct
+
+from mom.broker.accounts import AccountsState
+from mom.broker.queue import QueueState
+from mom.broker.topic import TopicState
+from mom.errors import StorageError
+
+VERSION = 1
+
+
+class BrokerState(Struct, array_like=True):
+    version: int
+    last_now_ms: int
+    incarnations: int
+    """How many queues and subscriptions were ever created; the next one's incarnation is this plus one."""
+    queues: list[QueueState]
+    topics: list[TopicState]
+    accounts: AccountsState
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(BrokerState)
+
+
+def encode(state: BrokerState) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode(data: bytes) -> BrokerState:
+    try:
+        state = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"broker snapshot is unreadable: {exc}") from None
+    if state.version != VERSION:
+        raise StorageError(f"broker snapshot has version {state.version}, this node reads version {VERSION}")
+    return state
