@@ -177,7 +177,5 @@ def _with_cluster_entry(settings: Settings) -> Settings:
     if mine is None:
         raise InvalidInput(f"node id {settings.node.id!r} is not in [[cluster.nodes]] ({', '.join(ids)})")
     if settings.cluster.replication_factor > len(nodes):
-        raise InvalidInput(
-            f"replication_factor {settings.cluster.replication_factor} exceeds the {len(nodes)} nodes"
-        )
+        raise InvalidInput(f"replication_factor {settings.cluster.replication_factor} exceeds the {len(nodes)} nodes")
     return msgspec.structs.replace(settings, node=msgspec.structs.replace(settings.node, rest=mine.rest))

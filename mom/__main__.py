@@ -1,0 +1,5 @@
+"""`python -m mom` is the `mom` command."""
+
+from mom.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Receive, ack, nack and SSE push: the same for a queue and for a topic subscription."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import trio
+from quart import Response, request
+
+from mom.api.context import ctx, request_body
+from mom.api.schemas import AckRequest, NackRequest, ReceiveRequest, decode_body
+from mom.api.views import delivery_view, json_response
+from mom.broker.commands import Ack, Nack, Settled, Source
+from mom.errors import InvalidInput
+
+SSE_BATCH = 10
+SSE_KEEPALIVE_S = 15.0
+
+
+async def receive(source: Source) -> Response:
+    body = decode_body(await request_body(), ReceiveRequest)
+    vt = body.visibility_timeout_s
+    deliveries = await ctx().service.receive(
+        source,
+        max_messages=body.max_messages,
+        wait_s=body.wait_s,
+        visibility_timeout_ms=None if vt is None else round(vt * 1000),
+    )
+    ctx().metrics.delivered.inc(len(deliveries))
+    return json_response({"messages": [delivery_view(d) for d in deliveries]})
+
+
+async def ack(source: Source) -> Response:
+    body = decode_body(await request_body(), AckRequest)
+    result = await ctx().service.submit(Ack(source, body.receipts))
+    assert isinstance(result, Settled)
+    ctx().metrics.acked.inc(len(result.settled))
+    return json_response({"acked": result.settled, "unknown": result.unknown})
+
+
+async def nack(source: Source) -> Response:
+    body = decode_body(await request_body(), NackRequest)
+    result = await ctx().service.submit(Nack(source, body.receipts, round(body.delay_s * 1000)))
+    assert isinstance(result, Settled)
+    return json_response({"nacked": result.settled, "unknown": result.unknown})
+
+
+def _batch_arg() -> int:
+    raw = request.args.get("batch", str(SSE_BATCH))
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise InvalidInput("'batch' must be an integer from 1 to 100")
+    return int(raw)
+
+
+async def events(source: Source) -> Response:
+    """Server-Sent Events: leases messages as they arrive and pushes them; the consumer acks with /ack."""
+    service, metrics = ctx().service, ctx().metrics
+    service.broker.ready_at(source, service.now_ms())  # 404 before the stream starts, not inside it
+    batch = _batch_arg()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b": connected\n\n"
+        while True:
+            deliveries = await service.receive(
+                source, max_messages=batch, wait_s=SSE_KEEPALIVE_S, visibility_timeout_ms=None
+            )
+            if not deliveries:
+                yield b": keep-alive\n\n"
+                continue
+            metrics.delivered.inc(len(deliveries))
+            for d in deliveries:
+                data = msgspec.json.encode(delivery_view(d))
+                yield b"event: message\nid: " + d.receipt.encode() + b"\ndata: " + data + b"\n\n"
+            await trio.lowlevel.checkpoint()
+
+    response = Response(stream(), content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.timeout = None
+    return response

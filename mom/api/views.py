@@ -1,0 +1,92 @@
+"""The JSON shapes of API answers, built from the core's read-only views."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from quart import Response
+
+from mom.broker.commands import Delivery, QueueInfo, StoredMessage, SubscriptionInfo, TopicInfo
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(payload), status=status, content_type="application/json")
+
+
+def rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _body(body: bytes, binary: bool) -> dict[str, Any]:
+    if binary:
+        return {"body_base64": base64.b64encode(body).decode()}
+    return {"body": msgspec.Raw(body)}
+
+
+def delivery_view(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "offset": d.offset,
+        **_body(d.body, d.binary),
+        "headers": d.headers,
+        "receipt": d.receipt,
+        "deliveries": d.deliveries,
+        "published_at": rfc3339(d.published_at_ms),
+    }
+
+
+def stored_view(m: StoredMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "offset": m.offset,
+        **_body(m.body, m.binary),
+        "headers": m.headers,
+        "published_at": rfc3339(m.published_at_ms),
+    }
+
+
+def queue_view(info: QueueInfo, *, leader: str, replicas: list[str]) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "attributes": info.attrs,
+        "owner": info.owner,
+        "created_at": rfc3339(info.created_at_ms),
+        "ready": info.ready,
+        "delayed": info.delayed,
+        "in_flight": info.in_flight,
+        "messages": info.messages,
+        "leader": leader,
+        "replicas": replicas,
+    }
+
+
+def subscription_view(info: SubscriptionInfo) -> dict[str, Any]:
+    return {
+        "topic": info.topic,
+        "name": info.name,
+        "attributes": info.attrs,
+        "owner": info.owner,
+        "created_at": rfc3339(info.created_at_ms),
+        "next_offset": info.next_offset,
+        "ready": info.ready,
+        "in_flight": info.in_flight,
+    }
+
+
+def topic_view(info: TopicInfo, *, leader: str, replicas: list[str]) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "attributes": info.attrs,
+        "owner": info.owner,
+        "created_at": rfc3339(info.created_at_ms),
+        "first_offset": info.first_offset,
+        "next_offset": info.next_offset,
+        "messages": info.messages,
+        "bytes": info.bytes,
+        "subscriptions": [subscription_view(s) for s in info.subscriptions],
+        "leader": leader,
+        "replicas": replicas,
+    }
