@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The README's two set-up commands, for a fresh machine that has only Python 3.11:
+#   ./dev.sh serve [mom serve flags]   create .venv and install mom if needed, then run a broker node
+#   ./dev.sh test  [tox flags]         likewise, then run the whole test suite (lint, types, both transports)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1; then python=$candidate; break; fi
+  done
+fi
+
+ensure_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    echo "dev.sh: creating .venv with $python" >&2
+    "$python" -m venv .venv
+  fi
+  # Reinstall whenever pyproject.toml changes (the stamp carries its hash).
+  local stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "dev.sh: installing mom and its dependencies into .venv (first run takes a minute)" >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  serve)
+    shift
+    ensure_venv
+    exec .venv/bin/mom serve "$@"
+    ;;
+  test)
+    shift
+    ensure_venv
+    exec .venv/bin/tox "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh serve [mom serve flags] | ./dev.sh test [tox flags]" >&2
+    exit 2
+    ;;
+esac

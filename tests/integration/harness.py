@@ -1,0 +1,148 @@
+"""Real `mom serve` processes on 127.0.0.1 for integration tests: start, kill -9, restart, talk over the wire."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class NodeProcess:
+    """One broker process; the data directory outlives the process so a restart recovers from it."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    config: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def start(self) -> NodeProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "mom",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--rest",
+            f"127.0.0.1:{self.port}",
+        ]
+        if self.config is not None:
+            command += ["--config", str(self.config)]
+        env = {**os.environ, "MOM_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.env}
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n=== start {self.starts}: {' '.join(command)}\n".encode())
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"node did not become ready in {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush or clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a clean exit; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise RuntimeError(f"node did not stop on SIGTERM:\n{self.log_tail()}") from None
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def token(url: str, username: str, password: str, scope: str | None = None) -> str:
+    form = {"grant_type": "password", "username": username, "password": password}
+    if scope:
+        form["scope"] = scope
+    response = httpx.post(url + "/v1/auth/token", data=form, timeout=30)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def new_user(url: str) -> tuple[str, str]:
+    """Register a fresh user; returns (username, bearer token)."""
+    username = f"user-{uuid.uuid4().hex[:10]}"
+    password = "a-long-password"
+    response = httpx.post(url + "/v1/auth/users", json={"username": username, "password": password}, timeout=30)
+    assert response.status_code == 201, response.text
+    return username, token(url, username, password)
+
+
+class Api:
+    """A thin httpx wrapper that keeps a token and a base URL, and returns raw responses for exact assertions."""
+
+    def __init__(self, url: str, bearer: str) -> None:
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {bearer}"}, timeout=60)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.http, name)
+
+    def publish(self, queue: str, *bodies: Any) -> list[dict[str, Any]]:
+        response = self.http.post(f"/v1/queues/{queue}/messages", json={"messages": [{"body": b} for b in bodies]})
+        assert response.status_code == 201, response.text
+        return list(response.json()["messages"])
+
+    def receive(self, queue: str, **options: Any) -> list[dict[str, Any]]:
+        response = self.http.post(f"/v1/queues/{queue}/receive", json=options)
+        assert response.status_code == 200, response.text
+        return list(response.json()["messages"])
+
+    def ack(self, queue: str, *receipts: str) -> dict[str, Any]:
+        response = self.http.post(f"/v1/queues/{queue}/ack", json={"receipts": list(receipts)})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
