@@ -194,9 +194,7 @@ def user() -> None:
 
 @user.command("create")
 @click.argument("username")
-@click.option(
-    "--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Asked if not given."
-)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Asked if not given.")
 def user_create(username: str, password: str) -> None:
     """Register a user (needs open registration on the server).
 
@@ -316,9 +314,7 @@ def topic_create(
 
     Example: mom topic create events --retention 86400
     """
-    attrs = _given(
-        retention_s=retention, retention_bytes=retention_bytes, replication_factor=replication_factor
-    )
+    attrs = _given(retention_s=retention, retention_bytes=retention_bytes, replication_factor=replication_factor)
     _show(_client().create_topic(name, **attrs))
 
 
@@ -487,12 +483,8 @@ def publish(
 @click.option("--queue", "queue_name", help="Consume from this queue.")
 @click.option("--topic", "topic_name", help="Consume from this topic (with --subscription).")
 @click.option("--subscription", help="The subscription of --topic to consume from.")
-@click.option(
-    "--max", "max_messages", type=click.IntRange(min=1), help="Stop after N (default 1; none with --follow)."
-)
-@click.option(
-    "--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0, 20 with --follow)."
-)
+@click.option("--max", "max_messages", type=click.IntRange(min=1), help="Stop after N (default 1; none with --follow).")
+@click.option("--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0, 20 with --follow).")
 @click.option("--follow", is_flag=True, help="Keep receiving until Ctrl-C (or --max).")
 @click.option("--no-ack", is_flag=True, help="Leave the messages leased; they are delivered again later.")
 def consume(

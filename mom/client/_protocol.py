@@ -212,9 +212,7 @@ def decode_message(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def make_message(
-    body: Any, headers: Mapping[str, str] | None, delay_s: float, dedup_id: str | None
-) -> dict[str, Any]:
+def make_message(body: Any, headers: Mapping[str, str] | None, delay_s: float, dedup_id: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {"body": body}
     if headers:
         message["headers"] = dict(headers)
@@ -464,9 +462,7 @@ def subscription_op(
     return declare_op(subscription_path(topic, name), {"start": start_value(start), **attrs})
 
 
-def publish_op(
-    queue: str | None, topic: str | None, messages: Sequence[Mapping[str, Any]]
-) -> Op[list[dict[str, Any]]]:
+def publish_op(queue: str | None, topic: str | None, messages: Sequence[Mapping[str, Any]]) -> Op[list[dict[str, Any]]]:
     body = {"messages": [encode_message(m) for m in messages]}
     return Op("POST", publish_path(queue, topic), items_of("messages"), json=body)
 

@@ -55,9 +55,7 @@ class SegmentedLog:
     An iterator returned by `read` must be consumed before the log is truncated, reset or closed.
     """
 
-    def __init__(
-        self, directory: Path, segments: list[Segment], segment_bytes: int, recovery: RecoveryReport
-    ) -> None:
+    def __init__(self, directory: Path, segments: list[Segment], segment_bytes: int, recovery: RecoveryReport) -> None:
         self.directory = directory
         self.recovery = recovery
         self._segments = segments
@@ -76,9 +74,7 @@ class SegmentedLog:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             names = sorted(
-                (base, name)
-                for name in os.listdir(directory)
-                if (base := parse_segment_name(name)) is not None
+                (base, name) for name in os.listdir(directory) if (base := parse_segment_name(name)) is not None
             )
         except OSError as exc:
             raise StorageError(f"cannot open the log directory {directory}: {exc}") from exc
@@ -269,9 +265,7 @@ class SegmentedLog:
                 yield from segment.read(max(start, segment.base), stop)
 
 
-def _recover(
-    directory: Path, names: list[tuple[int, str]]
-) -> tuple[list[Segment], RecoveryReport, list[str]]:
+def _recover(directory: Path, names: list[tuple[int, str]]) -> tuple[list[Segment], RecoveryReport, list[str]]:
     """Keep the longest valid prefix of the segments `names` (sorted by first index); delete the rest."""
     segments: list[Segment] = []
     notes: list[str] = []

@@ -23,12 +23,10 @@ CLIENTS = {"billing": ("s3cret", ["mom.read:invoices.*", "mom.write:invoices.*"]
 class Accounts:
     def __init__(self) -> None:
         self.users = {
-            name: UserRecord(name, hash_secret(password), scopes, 0)
-            for name, (password, scopes) in USERS.items()
+            name: UserRecord(name, hash_secret(password), scopes, 0) for name, (password, scopes) in USERS.items()
         }
         self.clients = {
-            cid: ClientRecord(cid, hash_secret(secret), scopes, "root", 0)
-            for cid, (secret, scopes) in CLIENTS.items()
+            cid: ClientRecord(cid, hash_secret(secret), scopes, "root", 0) for cid, (secret, scopes) in CLIENTS.items()
         }
 
     def user(self, username: str) -> UserRecord | None:
@@ -57,9 +55,7 @@ def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-def assert_error(
-    answer: tuple[int, dict[str, Any], dict[str, str]], status: int, error: str
-) -> dict[str, Any]:
+def assert_error(answer: tuple[int, dict[str, Any], dict[str, str]], status: int, error: str) -> dict[str, Any]:
     got_status, body, headers = answer
     assert (got_status, body["error"]) == (status, error), body
     assert isinstance(body["error_description"], str) and body["error_description"]
@@ -86,9 +82,7 @@ async def test_password_grant_without_a_client(endpoint: TokenEndpoint, tokens: 
 
 async def test_password_grant_narrows_scopes(endpoint: TokenEndpoint, tokens: TokenService) -> None:
     params = {"grant_type": "password", "username": "alice", "password": "wonderland"}
-    status, body, _ = await endpoint.handle(
-        {**params, "scope": "mom.read:orders.* mom.write:orders.eu"}, None
-    )
+    status, body, _ = await endpoint.handle({**params, "scope": "mom.read:orders.* mom.write:orders.eu"}, None)
     assert status == 200 and body["scope"] == "mom.read:orders.* mom.write:orders.eu"
     caller = tokens.verify(body["access_token"])
     assert caller.can("read", "orders.us") and not caller.can("read", "invoices")
@@ -123,17 +117,13 @@ async def test_password_grant_missing_params(endpoint: TokenEndpoint, missing: s
     assert missing in body["error_description"]
 
 
-async def test_password_grant_through_a_registered_client(
-    endpoint: TokenEndpoint, tokens: TokenService
-) -> None:
+async def test_password_grant_through_a_registered_client(endpoint: TokenEndpoint, tokens: TokenService) -> None:
     params = {"grant_type": "password", "username": "alice", "password": "wonderland"}
     status, body, _ = await endpoint.handle(params, basic("billing", "s3cret"))
     assert status == 200
     caller = tokens.verify(body["access_token"])
     assert (caller.subject, caller.client_id) == ("alice", "billing")
-    status, body, _ = await endpoint.handle(
-        {**params, "client_id": "billing", "client_secret": "s3cret"}, None
-    )
+    status, body, _ = await endpoint.handle({**params, "client_id": "billing", "client_secret": "s3cret"}, None)
     assert status == 200 and tokens.verify(body["access_token"]).client_id == "billing"
 
 
@@ -201,9 +191,7 @@ async def test_client_credentials_without_a_valid_client(
 
 @pytest.mark.parametrize("grant_type", ["authorization_code", "refresh_token", 'x"y\\z\u00e9'])
 async def test_unsupported_grant_type(endpoint: TokenEndpoint, grant_type: str) -> None:
-    body = assert_error(
-        await endpoint.handle({"grant_type": grant_type}, None), 400, "unsupported_grant_type"
-    )
+    body = assert_error(await endpoint.handle({"grant_type": grant_type}, None), 400, "unsupported_grant_type")
     assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in body["error_description"])
 
 
@@ -212,9 +200,7 @@ async def test_missing_grant_type(endpoint: TokenEndpoint, params: dict[str, str
     assert_error(await endpoint.handle(params, None), 400, "invalid_request")
 
 
-async def test_token_requests_leave_the_loop_free(
-    endpoint: TokenEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_token_requests_leave_the_loop_free(endpoint: TokenEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """The password check only finishes once another trio task has run: on the loop thread it would hang."""
     loop_ran = threading.Event()
 
@@ -229,7 +215,5 @@ async def test_token_requests_leave_the_loop_free(
     monkeypatch.setattr(oauth_module, "check_secret", check_needing_the_loop)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(other_task)
-        status, _, _ = await endpoint.handle(
-            {"grant_type": "password", "username": "alice", "password": "?"}, None
-        )
+        status, _, _ = await endpoint.handle({"grant_type": "password", "username": "alice", "password": "?"}, None)
     assert status == 200
