@@ -101,15 +101,7 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
     receiver: str
 
 
-Message = (
-    AppendEntries
-    | AppendResponse
-    | RequestVote
-    | VoteResponse
-    | InstallSnapshot
-    | SnapshotResponse
-    | TimeoutNow
-)
+Message = AppendEntries | AppendResponse | RequestVote | VoteResponse | InstallSnapshot | SnapshotResponse | TimeoutNow
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Message])

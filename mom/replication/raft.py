@@ -268,16 +268,12 @@ class RaftCore:
         if prev < self.commit_index:  # entries up to our commit match every leader's: skip them
             skip = self.commit_index - prev
             if skip >= len(entries):
-                self._send(
-                    AppendResponse(self.group, self.term, self.node_id, m.sender, True, self.commit_index, 0)
-                )
+                self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, True, self.commit_index, 0))
                 return
             prev, prev_term, entries = self.commit_index, entries[skip - 1].term, entries[skip:]
         if self.log.term_at(prev) != prev_term:
             hint = self._reject_hint(prev, prev_term)
-            self._send(
-                AppendResponse(self.group, self.term, self.node_id, m.sender, False, m.prev_index, hint)
-            )
+            self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, False, m.prev_index, hint))
             return
         for offset, entry in enumerate(entries):
             index = prev + 1 + offset
@@ -441,9 +437,7 @@ class RaftCore:
         prev, prev_term = pr.match, self.log.term_at(pr.match)
         if prev_term is None:
             prev, prev_term = 0, 0  # below the follower's commit: it answers with what it has committed
-        self._send(
-            AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, [], self.commit_index)
-        )
+        self._send(AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, [], self.commit_index))
 
     def _send_append(self, peer: str, *, allow_empty: bool = False) -> None:
         """Send what the follower lacks: while it is caught up, several messages in a row (up to the inflight
@@ -455,19 +449,13 @@ class RaftCore:
             if prev_term is None:
                 pr.become_snapshot()
                 snap = self.log.snapshot
-                self._send(
-                    InstallSnapshot(
-                        self.group, self.term, self.node_id, peer, snap.index, snap.term, snap.data
-                    )
-                )
+                self._send(InstallSnapshot(self.group, self.term, self.node_id, peer, snap.index, snap.term, snap.data))
                 return
             entries = self._batch(pr.next)
             if not entries and not allow_empty:
                 return
             self._send(
-                AppendEntries(
-                    self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index
-                )
+                AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index)
             )
             pr.sent(prev + len(entries))
             if pr.state != "replicate" or not entries:

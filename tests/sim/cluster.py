@@ -246,9 +246,7 @@ class SimCluster:
         if len(leaders) != 1:
             return None
         leader = leaders[0]
-        agree = all(
-            n.core.leader_id == leader.node_id and n.core.term == leader.core.term for n in self.live()
-        )
+        agree = all(n.core.leader_id == leader.node_id and n.core.term == leader.core.term for n in self.live())
         return leader if agree else None
 
     def commit_through_leader(self, payload: bytes, limit: int, among: list[str] | None = None) -> int:
@@ -308,15 +306,11 @@ class SafetyChecker:
             self.committed.append(entry)
             self.commit_term.append(term)
         else:
-            raise SafetyViolation(
-                f"{node_id} applied {index} before anyone applied {len(self.committed) + 1}"
-            )
+            raise SafetyViolation(f"{node_id} applied {index} before anyone applied {len(self.committed) + 1}")
 
     def installed(self, node_id: str, state: list[bytes]) -> None:
         if [e.payload for e in self.committed[: len(state)]] != state or len(state) > len(self.committed):
-            raise SafetyViolation(
-                f"{node_id} installed a snapshot that is not a prefix of the applied history"
-            )
+            raise SafetyViolation(f"{node_id} installed a snapshot that is not a prefix of the applied history")
 
     def check(self, cluster: SimCluster) -> None:
         for node in cluster.live():
@@ -338,9 +332,7 @@ class SafetyChecker:
             entry = log.entry(index)
             known = self.entries.setdefault((index, entry.term), (entry.payload, prev_term))
             if known != (entry.payload, prev_term):
-                raise SafetyViolation(
-                    f"Log Matching: {node.node_id} has {entry} at {index} after term {prev_term}"
-                )
+                raise SafetyViolation(f"Log Matching: {node.node_id} has {entry} at {index} after term {prev_term}")
             committed = index <= node.core.commit_index and index <= len(self.committed)
             if committed and self.committed[index - 1] != entry:
                 raise SafetyViolation(f"{node.node_id} lost committed entry {index}")

@@ -44,9 +44,7 @@ def test_leadership_returns_to_the_preferred_leader(seed: int) -> None:
     cluster = SimCluster(seed, config)
     cluster.run_until("a leader", lambda: cluster.stable_leader() is not None, ELECTION_BOUND, chaos=False)
     cluster.crash("n1")
-    cluster.run_until(
-        "another leader", lambda: cluster.stable_leader() is not None, ELECTION_BOUND, chaos=False
-    )
+    cluster.run_until("another leader", lambda: cluster.stable_leader() is not None, ELECTION_BOUND, chaos=False)
     cluster.run(50, chaos=False)
     cluster.start("n1")
 

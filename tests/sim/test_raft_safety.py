@@ -54,9 +54,7 @@ def quiet(nodes: int, **options: object) -> SimCluster:
     """A cluster on a reliable network (messages are still reordered within a step)."""
     config = SimConfig(nodes=nodes, faults=Faults(max_delay=1), disk_delay=1, **options)  # type: ignore[arg-type]
     cluster = SimCluster(1, config)
-    cluster.run_until(
-        "a leader", lambda: cluster.stable_leader() is not None, 300, chaos=False, propose=False
-    )
+    cluster.run_until("a leader", lambda: cluster.stable_leader() is not None, 300, chaos=False, propose=False)
     return cluster
 
 
@@ -69,9 +67,7 @@ def test_leader_crash_mid_replication_loses_nothing_committed() -> None:
         cluster.process(old)
         cluster.step(chaos=False, propose=False)
     cluster.crash(old.node_id)
-    cluster.run_until(
-        "a new leader", lambda: cluster.stable_leader() is not None, 300, chaos=False, propose=False
-    )
+    cluster.run_until("a new leader", lambda: cluster.stable_leader() is not None, 300, chaos=False, propose=False)
     new = cluster.stable_leader()
     assert new is not None and new.node_id != old.node_id
     committed_before = len(cluster.checker.committed)
@@ -100,9 +96,7 @@ def test_partitioned_old_leader_never_commits_and_is_overwritten() -> None:
         cluster.step(chaos=False, propose=False)
     assert stranded, "the isolated leader should have kept taking writes for a while"
     assert old.core.role != "leader", "CheckQuorum: an isolated leader steps down"
-    cluster.run_until(
-        "a majority leader", lambda: len(cluster.leaders()) == 1, 300, chaos=False, propose=False
-    )
+    cluster.run_until("a majority leader", lambda: len(cluster.leaders()) == 1, 300, chaos=False, propose=False)
     cluster.commit_through_leader(b"majority write", 200, among=others)
     cluster.net.heal()
     cluster.commit_through_leader(b"after healing", 300)
@@ -137,9 +131,7 @@ def test_single_node_group_commits_alone_and_survives_restart() -> None:
         cluster.commit_through_leader(f"solo {k}".encode(), 20)
     cluster.crash("n1")
     cluster.start("n1")
-    cluster.run_until(
-        "leader again", lambda: cluster.stable_leader() is not None, 100, chaos=False, propose=False
-    )
+    cluster.run_until("leader again", lambda: cluster.stable_leader() is not None, 100, chaos=False, propose=False)
     cluster.commit_through_leader(b"after restart", 20)
     node = cluster.nodes["n1"]
     assert node is not None

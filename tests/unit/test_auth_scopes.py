@@ -22,9 +22,7 @@ def test_globs_per_action() -> None:
     assert alice.can("read", "orders.eu") and alice.can("read", "orders.")
     assert not alice.can("read", "orders") and not alice.can("read", "Orders.eu")
     assert alice.can("write", "orders.eu") and not alice.can("write", "orders.us")
-    assert (
-        alice.can("configure", "q1") and not alice.can("configure", "q12") and not alice.can("configure", "q")
-    )
+    assert alice.can("configure", "q1") and not alice.can("configure", "q12") and not alice.can("configure", "q")
     assert not alice.can("configure", "orders.eu")
     assert not alice.is_admin
 

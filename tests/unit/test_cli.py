@@ -51,9 +51,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MOM_CLIENT_SECRET", raising=False)
 
 
-def run(
-    server: FakeServer, *args: str, input: str | None = None, env: dict[str, str] | None = None
-) -> Result:
+def run(server: FakeServer, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
     state = CliState(transport=httpx.MockTransport(server), retries=0)
     return CliRunner().invoke(main, ["--token", "t", *args], obj=state, input=input, env=env)
 
@@ -135,9 +133,7 @@ def test_consume_defaults_to_one_message_without_waiting_and_no_ack_leaves_it() 
     result = run(server, "consume", "--topic", "t", "--subscription", "s", "--no-ack")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"id": "a", "body_base64": "AAE=", "receipt": "r"}
-    assert server.bodies("POST", "/v1/topics/t/subscriptions/s/receive") == [
-        {"max_messages": 1, "wait_s": 0.0}
-    ]
+    assert server.bodies("POST", "/v1/topics/t/subscriptions/s/receive") == [{"max_messages": 1, "wait_s": 0.0}]
     assert len(server.requests) == 1
 
 
@@ -164,15 +160,11 @@ def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
     result = run(server, "consume", "--queue", "q", "--follow")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a"]
-    assert all(
-        b["wait_s"] == 20 and b["max_messages"] == 100 for b in server.bodies("POST", "/v1/queues/q/receive")
-    )
+    assert all(b["wait_s"] == 20 and b["max_messages"] == 100 for b in server.bodies("POST", "/v1/queues/q/receive"))
     assert "Aborted" not in result.output
 
 
-@pytest.mark.parametrize(
-    "args", [[], ["--queue", "q", "--topic", "t"], ["--topic", "t"], ["--subscription", "s"]]
-)
+@pytest.mark.parametrize("args", [[], ["--queue", "q", "--topic", "t"], ["--topic", "t"], ["--subscription", "s"]])
 def test_consume_needs_a_queue_or_a_subscription(args: list[str]) -> None:
     assert run(FakeServer({}), "consume", *args).exit_code == 2
 
@@ -262,9 +254,7 @@ def test_user_create_prompts_for_the_password_twice() -> None:
 def test_client_create_and_cluster_status() -> None:
     created = {"client_id": "svc", "client_secret": "xyz", "scopes": ["mom.read:*"]}
     status = {"node_id": "mom1", "transport": "grpc", "nodes": [], "destinations": []}
-    server = FakeServer(
-        {("POST", "/v1/auth/clients"): answer(created, 201), ("GET", "/v1/cluster"): answer(status)}
-    )
+    server = FakeServer({("POST", "/v1/auth/clients"): answer(created, 201), ("GET", "/v1/cluster"): answer(status)})
     result = run(server, "client", "create", "--scope", "mom.read:*", "--client-id", "svc")
     assert json.loads(result.output) == created
     assert server.bodies("POST", "/v1/auth/clients") == [{"scopes": ["mom.read:*"], "client_id": "svc"}]
@@ -275,9 +265,7 @@ def test_client_create_and_cluster_status() -> None:
 # help and serve
 
 
-def _commands(
-    group: click.Group, prefix: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     for name, command in group.commands.items():
         yield (*prefix, name), command
         if isinstance(command, click.Group):
@@ -331,10 +319,7 @@ def test_serve_maps_flags_to_settings(fake_node: list[Settings]) -> None:
 
 def test_serve_defaults_and_environment(fake_node: list[Settings]) -> None:
     assert CliRunner().invoke(main, ["serve"], env={"MOM_TRANSPORT": "zmq"}).exit_code == 0
-    assert (
-        CliRunner().invoke(main, ["serve", "--transport", "grpc"], env={"MOM_TRANSPORT": "zmq"}).exit_code
-        == 0
-    )
+    assert CliRunner().invoke(main, ["serve", "--transport", "grpc"], env={"MOM_TRANSPORT": "zmq"}).exit_code == 0
     default, overridden = fake_node
     assert (default.node_id, str(default.rest), default.cluster.transport) == (
         "mom1",

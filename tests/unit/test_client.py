@@ -61,9 +61,7 @@ def ok(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return httpx.Response(status, json=payload, headers=headers)
 
 
-def problem(
-    status: int, detail: str, slug: str = "x", headers: dict[str, str] | None = None
-) -> httpx.Response:
+def problem(status: int, detail: str, slug: str = "x", headers: dict[str, str] | None = None) -> httpx.Response:
     payload = {"type": f"https://mom.dev/problems/{slug}", "title": "T", "status": status, "detail": detail}
     return httpx.Response(
         status,
@@ -114,9 +112,7 @@ def test_publish_sends_one_message_with_its_options() -> None:
         result = c.publish({"n": 1}, queue="orders", headers={"k": "v"}, delay_s=2, dedup_id="d1")
     assert result == {"id": "m1", "offset": 0, "duplicate": False}
     assert script.requests[0].url.path == "/v1/queues/orders/messages"
-    assert script.body() == {
-        "messages": [{"body": {"n": 1}, "headers": {"k": "v"}, "delay_s": 2, "dedup_id": "d1"}]
-    }
+    assert script.body() == {"messages": [{"body": {"n": 1}, "headers": {"k": "v"}, "delay_s": 2, "dedup_id": "d1"}]}
 
 
 def test_publish_batch_to_a_topic() -> None:
@@ -158,9 +154,7 @@ def test_receive_long_polls_with_a_read_timeout_beyond_the_wait() -> None:
 
 
 def test_subscription_consuming_paths_and_settle_bodies() -> None:
-    script = Script(
-        ok({"messages": []}), ok({"acked": ["r1"], "unknown": []}), ok({"nacked": ["r2"], "unknown": []})
-    )
+    script = Script(ok({"messages": []}), ok({"acked": ["r1"], "unknown": []}), ok({"nacked": ["r2"], "unknown": []}))
     where: dict[str, Any] = {"topic": "events", "subscription": "audit"}
     with client(script) as c:
         assert c.receive(**where) == []
@@ -194,9 +188,7 @@ def test_topics_subscriptions_and_replay() -> None:
 
 
 def test_register_user_needs_no_token_and_health_reads_503_as_not_ready() -> None:
-    script = Script(
-        ok({"username": "alice", "scopes": []}, 201), ok({"status": "ok"}), problem(503, "no quorum")
-    )
+    script = Script(ok({"username": "alice", "scopes": []}, 201), ok({"status": "ok"}), problem(503, "no quorum"))
     with client(script, token=None) as c:
         assert c.register_user("alice", "pw")["username"] == "alice"
         assert c.health() is True

@@ -217,9 +217,7 @@ _WRITER = textwrap.dedent(
 def test_every_record_reported_durable_survives_sigkill(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(tmp_path / "log")], stdout=subprocess.PIPE, env=env
-    )
+    child = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / "log")], stdout=subprocess.PIPE, env=env)
     assert child.stdout is not None
     try:
         assert select.select([child.stdout], [], [], 20)[0], "the writer never reported a durable index"

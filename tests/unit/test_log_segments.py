@@ -188,9 +188,7 @@ def test_reading_a_record_changed_on_disk_after_opening_raises(tmp_path: Path) -
         list(log.read(1))
 
 
-def test_a_failed_write_breaks_the_log_until_it_is_reopened(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_write_breaks_the_log_until_it_is_reopened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = SegmentedLog.open(tmp_path)
     log.append([b"kept"])
     log.sync()
