@@ -1,0 +1,146 @@
+"""Publishing and consuming."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import click
+
+from mom.cli._app import (
+    FOLLOW_WAIT_S,
+    PUBLISH_BATCH,
+    _client,
+    _line,
+    main,
+)
+from mom.client._protocol import make_message
+
+
+def _body(text: str) -> Any:
+    """A JSON value if the text is one, else the text itself as a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _header(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> dict[str, str]:
+    headers = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} must look like key=value")
+        headers[key] = value
+    return headers
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _stdin_bodies() -> Iterator[Any]:
+    for line in sys.stdin:
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield _body(text)
+
+
+@main.command()
+@click.argument("bodies", metavar="[BODY]...", nargs=-1)
+@click.option("--queue", "queue_name", help="Publish to this queue.")
+@click.option("--topic", "topic_name", help="Publish to this topic.")
+@click.option("--header", "headers", multiple=True, callback=_header, help="A header key=value (repeatable).")
+@click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before delivery (queues).")
+@click.option("--dedup-id", help="Deduplication id (one BODY only).")
+def publish(
+    bodies: tuple[str, ...],
+    queue_name: str | None,
+    topic_name: str | None,
+    headers: dict[str, str],
+    delay: float,
+    dedup_id: str | None,
+) -> None:
+    """Publish messages and print their ids, one per line.
+
+    Each BODY is a JSON value, or a plain string if it is not valid JSON. Without BODY, every line of
+    stdin is one message, sent in batches of 100.
+
+    \b
+    Examples:
+      mom publish --queue orders '{"id": 1}' '{"id": 2}'
+      mom publish --topic events --header source=cli hello
+      cat orders.jsonl | mom publish --queue orders
+    """
+    if (queue_name is None) == (topic_name is None):
+        raise click.UsageError("give exactly one of --queue or --topic")
+    if dedup_id is not None and len(bodies) != 1:
+        raise click.UsageError("--dedup-id needs exactly one BODY")
+    client = _client()
+    values = (_body(b) for b in bodies) if bodies else _stdin_bodies()
+    for batch in _batches(values, PUBLISH_BATCH):
+        messages = [make_message(body, headers, delay, dedup_id) for body in batch]
+        for published in client.publish_batch(messages, queue=queue_name, topic=topic_name):
+            click.echo(published["id"])
+
+
+@main.command()
+@click.option("--queue", "queue_name", help="Consume from this queue.")
+@click.option("--topic", "topic_name", help="Consume from this topic (with --subscription).")
+@click.option("--subscription", help="The subscription of --topic to consume from.")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), help="Stop after N (default 1; none with --follow).")
+@click.option("--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0, 20 with --follow).")
+@click.option("--follow", is_flag=True, help="Keep receiving until Ctrl-C (or --max).")
+@click.option("--no-ack", is_flag=True, help="Leave the messages leased; they are delivered again later.")
+def consume(
+    queue_name: str | None,
+    topic_name: str | None,
+    subscription: str | None,
+    max_messages: int | None,
+    wait: float | None,
+    follow: bool,
+    no_ack: bool,
+) -> None:
+    """Receive messages, print one JSON line each, then ack them.
+
+    \b
+    Examples:
+      mom consume --queue orders --max 10 --wait 5
+      mom consume --topic events --subscription audit --follow
+    """
+    if (queue_name is None) == (topic_name is None) or (topic_name is None) != (subscription is None):
+        raise click.UsageError("give --queue, or --topic with --subscription")
+    limit = max_messages if max_messages is not None or follow else 1
+    wait_s = wait if wait is not None else (FOLLOW_WAIT_S if follow else 0.0)
+    client = _client()
+    seen = 0
+    try:
+        while limit is None or seen < limit:
+            want = min(100, limit - seen) if limit is not None else 100
+            messages = client.receive(
+                queue=queue_name,
+                topic=topic_name,
+                subscription=subscription,
+                max_messages=want,
+                wait_s=wait_s,
+            )
+            for message in messages:
+                _line(message)
+            sys.stdout.flush()
+            if messages and not no_ack:
+                receipts = [m["receipt"] for m in messages]
+                client.ack(receipts, queue=queue_name, topic=topic_name, subscription=subscription)
+            seen += len(messages)
+            if not messages and not follow:
+                break
+    except KeyboardInterrupt:
+        return
