@@ -1,0 +1,164 @@
+"""The gRPC transport: one long-lived client stream per peer and direction, one frame per batch.
+
+Each node opens a `Push` stream to every peer and keeps it open (reopening it with capped backoff), so a
+frame costs one HTTP/2 message, never an RPC. The first frame of a stream is a Hello that the receiving node
+checks (same cluster, a known node, a protocol it speaks) before it accepts anything else; keepalive pings
+notice a dead peer. The threads grpcio needs live in `_grpc_bridge`; this module is the trio side and the
+policy: which options, which Hello, which refusals, and which mom error a grpc failure becomes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import trio
+
+from mom.config import Address
+from mom.errors import InvalidInput, Unavailable
+from mom.transports._generated.replication_pb2 import Hello
+from mom.transports._grpc_bridge import PeerLink, PushServer, Refusal
+from mom.transports.base import PeerStatus, TransportSettings
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+SHUTDOWN_GRACE_S = 0.5
+"""How long open streams get to finish when the node stops, before they are cancelled."""
+
+_COMMON_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+CHANNEL_OPTIONS = [
+    *_COMMON_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+"""grpc's own reconnect backoff defaults to minutes; capped at 1 s, a restarted peer is found again quickly."""
+SERVER_OPTIONS = [
+    *_COMMON_OPTIONS,
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.so_reuseport", 0),
+]
+"""SO_REUSEPORT off: a second node on the same port must fail to bind, not share the port silently."""
+
+
+@dataclass(frozen=True)
+class GrpcCredentials:
+    """What `TransportSettings.security` holds for gRPC over TLS; None there means plaintext."""
+
+    server: grpc.ServerCredentials
+    channel: grpc.ChannelCredentials
+
+
+def check_hello(hello: Hello, settings: TransportSettings) -> Refusal | None:
+    """Why a stream opened with `hello` must be refused by the node of `settings`, or None to accept it."""
+    if hello.cluster_id != settings.cluster_id:
+        return Refusal(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"node {hello.node_id!r} belongs to cluster {hello.cluster_id!r}, this node to {settings.cluster_id!r}",
+        )
+    if hello.node_id not in settings.peers:
+        return Refusal(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"node {hello.node_id!r} is not a peer of {settings.node_id!r} in cluster {settings.cluster_id!r}",
+        )
+    if hello.transport != "grpc" or hello.protocol_version != PROTOCOL_VERSION:
+        return Refusal(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"node {hello.node_id!r} speaks {hello.transport!r} protocol {hello.protocol_version}, "
+            f"this node speaks 'grpc' protocol {PROTOCOL_VERSION}",
+        )
+    return None
+
+
+def _target(address: Address) -> str:
+    return f"[{address.host}]:{address.port}" if ":" in address.host else f"{address.host}:{address.port}"
+
+
+class GrpcTransport:
+    """`base.Transport` over gRPC. Frames queued before `run()` (or while a peer is down) wait in its queue."""
+
+    def __init__(self, settings: TransportSettings) -> None:
+        if settings.security is not None and not isinstance(settings.security, GrpcCredentials):
+            raise InvalidInput("the grpc transport takes GrpcCredentials (or None) as its security settings")
+        self._settings = settings
+        self._credentials = settings.security
+        self._links = {peer: PeerLink(peer, settings.send_queue_frames) for peer in settings.peers}
+        self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
+            settings.send_queue_frames * max(1, len(settings.peers))
+        )
+        self._last_seen: dict[str, float] = {}
+        self._dropped_in: Counter[str] = Counter()
+
+    async def run(self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
+        settings = self._settings
+        server = PushServer(
+            node_id=settings.node_id,
+            admit=lambda hello: check_hello(hello, settings),
+            deliver=self._deliver,
+            trio_token=trio.lowlevel.current_trio_token(),
+            max_streams=2 * len(settings.peers) + 2,
+            options=SERVER_OPTIONS,
+        )
+        hello = Hello(
+            cluster_id=settings.cluster_id,
+            node_id=settings.node_id,
+            transport="grpc",
+            protocol_version=PROTOCOL_VERSION,
+        )
+        try:
+            try:
+                port = server.start(
+                    _target(settings.listen), None if self._credentials is None else self._credentials.server
+                )
+            except RuntimeError as exc:
+                raise Unavailable(f"cannot listen for replication on {settings.listen}: {exc}") from exc
+            for peer, link in self._links.items():
+                link.start(
+                    _target(settings.peers[peer]),
+                    hello,
+                    CHANNEL_OPTIONS,
+                    None if self._credentials is None else self._credentials.channel,
+                )
+            task_status.started(Address(settings.listen.host, port))
+            await trio.sleep_forever()
+        finally:
+            for link in self._links.values():
+                link.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(server.stop, SHUTDOWN_GRACE_S)
+                for link in self._links.values():
+                    await trio.to_thread.run_sync(link.join)
+
+    def send(self, peer: str, frame: bytes) -> bool:
+        link = self._links.get(peer)
+        return link is not None and link.offer(frame)
+
+    @property
+    def incoming(self) -> trio.MemoryReceiveChannel[tuple[str, bytes]]:
+        return self._incoming
+
+    def status(self, peer: str) -> PeerStatus:
+        """`connected`: our stream to the peer is open and the peer accepted our Hello."""
+        link = self._links.get(peer)
+        return PeerStatus(
+            connected=link is not None and link.connected,
+            last_seen=self._last_seen.get(peer),
+            dropped_frames=(link.dropped if link is not None else 0) + self._dropped_in[peer],
+        )
+
+    def _deliver(self, peer: str, batch: bytes) -> None:
+        """Runs on trio's thread, called from a grpc thread: never blocks; a frame that does not fit is dropped."""
+        self._last_seen[peer] = trio.current_time()
+        try:
+            self._incoming_send.send_nowait((peer, batch))
+        except trio.WouldBlock:
+            self._dropped_in[peer] += 1

@@ -1,0 +1,311 @@
+"""The ZeroMQ transport: a ROUTER socket receives from every peer, one DEALER per peer sends to it.
+
+Hello: ZeroMQ reconnects silently, so the hello rides on the one thing that is redone on every (re)connection,
+the ZMTP handshake. Each DEALER presents PLAIN credentials, username = its node id and password = its JSON
+`Hello` (cluster, node id, transport, protocol version); the ROUTER's ZAP handler (ZeroMQ's authentication
+hook, RFC 27, served here by a trio task) admits the connection only if the hello names this cluster and one
+of its peers, and logs each refusal once. A refused sender sees the handshake fail, so its `status().connected`
+stays False and its frames stay queued and are dropped, never delivered. PLAIN is identification, not
+security: it is the seam where CURVE (`settings.security`) will go, with the ZAP handler checking keys.
+
+Wire: after the handshake, one ZeroMQ frame per batch, nothing added. The ROUTER hands each batch over with
+the sender's routing identity (its node id), and batches from an identity that is not a peer are dropped.
+
+Bounds: each DEALER's send high-water mark is `send_queue_frames`, and `send` never blocks (NOBLOCK: a full
+queue drops the frame and counts it), so a peer that is down costs at most that many queued frames. ZeroMQ
+reconnects on its own (100 ms, backing off to 1 s). Incoming frames go to a bounded channel; while it is full
+the ROUTER is not read, so the senders' queues fill and they drop: back-pressure, not unbounded buffering.
+
+`status().connected` follows a socket monitor on the peer's DEALER: up once the handshake succeeded, down on
+disconnect. A peer that accepts TCP but never completes the handshake (a node on the grpc transport, say) is
+logged once by name; the listener's monitor logs clients that fail the handshake the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Final
+
+import msgspec
+import trio
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from mom.config import Address
+from mom.errors import InvalidInput, Unavailable
+from mom.transports._zmq_trio import TrioSocket
+from mom.transports.base import PeerStatus, TransportSettings
+
+log = logging.getLogger("mom.transports.zmq")
+
+PROTOCOL_VERSION: Final = 1
+RECONNECT_IVL_MS: Final = 100
+RECONNECT_IVL_MAX_MS: Final = 1000
+HEARTBEAT_IVL_MS: Final = 1000
+"""ZMTP heartbeats notice a peer that vanished without closing TCP (power loss, partition)."""
+HEARTBEAT_TIMEOUT_MS: Final = 3000
+RECEIVE_BATCH: Final = 64
+"""Messages taken from the ROUTER per trip through trio's scheduler."""
+ZAP_ENDPOINT: Final = "inproc://zeromq.zap.01"
+"""Where libzmq sends a context's authentication requests (fixed by RFC 27)."""
+_MAX_WARNINGS: Final = 1024
+"""Distinct once-only warnings remembered, so a flood of bogus senders cannot grow memory without bound."""
+_NOT_ZMTP: Final = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+_EVENTS: Final = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | _NOT_ZMTP
+)
+
+
+class Hello(msgspec.Struct, frozen=True):
+    """Who is connecting; checked by the receiver's ZAP handler at every (re)connection."""
+
+    cluster_id: str
+    node_id: str
+    transport: str
+    protocol_version: int
+
+
+class _Sockets:
+    """One run's zmq.Context and every socket opened in it, all closed together without lingering."""
+
+    def __init__(self) -> None:
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._sockets: list[zmq.Socket[bytes]] = []
+
+    def open(self, kind: int, address: Address | None = None) -> zmq.Socket[bytes]:
+        socket = self._context.socket(kind)
+        self._sockets.append(socket)
+        socket.setsockopt(zmq.LINGER, 0)
+        if address is not None and ":" in address.host:
+            socket.setsockopt(zmq.IPV6, 1)
+        return socket
+
+    def monitor(self, socket: zmq.Socket[bytes]) -> zmq.Socket[bytes]:
+        """The PAIR socket on which `socket` reports connections and handshakes."""
+        monitor = socket.get_monitor_socket(_EVENTS)
+        self._sockets.append(monitor)
+        monitor.setsockopt(zmq.LINGER, 0)
+        return monitor
+
+    def close(self) -> None:
+        """Close everything now; trio is told first, since its I/O manager may still hold the descriptors."""
+        for socket in self._sockets:
+            trio.lowlevel.notify_closing(int(socket.getsockopt(zmq.FD)))
+        self._context.destroy(linger=0)
+
+
+class ZmqTransport:
+    """`base.Transport` over ZeroMQ; one `zmq.Context` per run, destroyed when the run ends."""
+
+    def __init__(self, settings: TransportSettings) -> None:
+        self._settings = settings
+        self._hello = msgspec.json.encode(Hello(settings.cluster_id, settings.node_id, "zmq", PROTOCOL_VERSION))
+        if len(self._hello) > 255:
+            raise InvalidInput("zmq transport: cluster id and node id must be short (255 bytes together)")
+        self._peer_ids = {peer.encode(): peer for peer in settings.peers}
+        self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
+            settings.send_queue_frames * max(1, len(settings.peers))
+        )
+        self._dealers: dict[str, zmq.Socket[bytes]] = {}
+        self._connected: set[str] = set()
+        self._last_seen: dict[str, float] = {}
+        self._dropped: Counter[str] = Counter()
+        self._warned: set[str] = set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._settings.security is not None:
+            raise InvalidInput("the zmq transport has no security (CURVE) support yet: leave security unset")
+        sockets = _Sockets()
+        try:
+            zap = sockets.open(zmq.REP)
+            zap.bind(ZAP_ENDPOINT)
+            router, listener_monitor, bound = self._listen(sockets)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._authenticate, TrioSocket(zap))
+                nursery.start_soon(self._receive, TrioSocket(router))
+                nursery.start_soon(self._watch_listener, TrioSocket(listener_monitor))
+                for peer, address in self._settings.peers.items():
+                    dealer, monitor = self._connect(sockets, peer, address)
+                    nursery.start_soon(self._watch_peer, peer, address, TrioSocket(monitor))
+                    self._dealers[peer] = dealer
+                task_status.started(bound)
+        finally:
+            self._dealers.clear()
+            self._connected.clear()
+            sockets.close()
+
+    def send(self, peer: str, frame: bytes) -> bool:
+        if peer not in self._settings.peers:
+            return False
+        dealer = self._dealers.get(peer)
+        try:
+            if dealer is None:
+                raise zmq.Again
+            dealer.send(frame, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self._dropped[peer] += 1
+            return False
+        return True
+
+    @property
+    def incoming(self) -> trio.MemoryReceiveChannel[tuple[str, bytes]]:
+        return self._incoming
+
+    def status(self, peer: str) -> PeerStatus:
+        return PeerStatus(
+            connected=peer in self._connected,
+            last_seen=self._last_seen.get(peer),
+            dropped_frames=self._dropped[peer],
+        )
+
+    def _listen(self, sockets: _Sockets) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes], Address]:
+        """The bound ROUTER, its monitor (attached before binding, so no event is missed), and its address."""
+        listen = self._settings.listen
+        router = sockets.open(zmq.ROUTER, listen)
+        router.setsockopt(zmq.PLAIN_SERVER, 1)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer's new connection replaces its stale one
+        router.setsockopt(zmq.RCVHWM, self._settings.send_queue_frames)
+        monitor = sockets.monitor(router)
+        try:
+            router.bind(f"tcp://{listen}")
+        except zmq.ZMQError as exc:
+            raise Unavailable(f"zmq transport cannot listen on {listen}: {exc}") from exc
+        endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        return router, monitor, Address(listen.host, int(endpoint.rsplit(":", 1)[1]))
+
+    def _connect(self, sockets: _Sockets, peer: str, address: Address) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+        """The DEALER to `peer` and its monitor (attached before connecting, so no event is missed)."""
+        dealer = sockets.open(zmq.DEALER, address)
+        dealer.setsockopt(zmq.IDENTITY, self._settings.node_id.encode())
+        dealer.setsockopt(zmq.PLAIN_USERNAME, self._settings.node_id.encode())
+        dealer.setsockopt(zmq.PLAIN_PASSWORD, self._hello)
+        dealer.setsockopt(zmq.SNDHWM, self._settings.send_queue_frames)
+        dealer.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        dealer.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+        dealer.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        dealer.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        monitor = sockets.monitor(dealer)
+        try:
+            dealer.connect(f"tcp://{address}")
+        except zmq.ZMQError as exc:
+            raise InvalidInput(f"zmq transport cannot connect to peer {peer} at {address}: {exc}") from exc
+        return dealer, monitor
+
+    async def _authenticate(self, zap: TrioSocket) -> None:
+        """Answer libzmq's authentication requests (ZAP): admit a connection only if its hello is welcome."""
+        while True:
+            version, request_id, _domain, address, _identity, mechanism, *credentials = await zap.recv_multipart()
+            node_id = self._welcome(address.decode(errors="replace"), mechanism, credentials)
+            status, text = (b"200", b"OK") if node_id else (b"400", b"hello refused")
+            zap.socket.send_multipart([version, request_id, status, text, node_id.encode(), b""], zmq.NOBLOCK)
+
+    def _welcome(self, address: str, mechanism: bytes, credentials: list[bytes]) -> str:
+        """The connecting node's id if its hello belongs to this cluster's peers, else "" (and a warning)."""
+        try:
+            if mechanism != b"PLAIN" or len(credentials) != 2:
+                raise msgspec.DecodeError
+            hello = msgspec.json.decode(credentials[1], type=Hello)
+        except msgspec.DecodeError:
+            self._warn_once(f"garbled:{address}", "zmq: refused a connection from %s: no mom hello", address)
+            return ""
+        if hello.transport != "zmq" or hello.protocol_version != PROTOCOL_VERSION:
+            self._warn_once(
+                f"version:{hello.transport}:{hello.protocol_version}",
+                "zmq: refused node %r at %s: it speaks %s protocol %d, this node zmq protocol %d",
+                hello.node_id,
+                address,
+                hello.transport,
+                hello.protocol_version,
+                PROTOCOL_VERSION,
+            )
+        elif hello.cluster_id != self._settings.cluster_id:
+            self._warn_once(
+                f"cluster:{hello.cluster_id}:{hello.node_id}",
+                "zmq: refused node %r at %s: it belongs to cluster %r, this node to cluster %r",
+                hello.node_id,
+                address,
+                hello.cluster_id,
+                self._settings.cluster_id,
+            )
+        elif hello.node_id not in self._settings.peers:
+            self._warn_once(
+                f"unknown:{hello.node_id}",
+                "zmq: refused unknown node %r at %s: this node's peers are %s",
+                hello.node_id,
+                address,
+                ", ".join(sorted(self._settings.peers)),
+            )
+        else:
+            return hello.node_id
+        return ""
+
+    async def _receive(self, router: TrioSocket) -> None:
+        """Deliver frames in arrival order; waiting on a full channel is the back-pressure."""
+        while True:
+            for parts in await router.recv_batch(RECEIVE_BATCH):
+                sender = self._peer_ids.get(parts[0])
+                if sender is None or len(parts) != 2:
+                    self._warn_once(
+                        f"identity:{parts[0]!r}",
+                        "zmq: dropping a message of %d frames from routing identity %r: want 1 frame from a peer",
+                        len(parts) - 1,
+                        parts[0],
+                    )
+                    continue
+                self._last_seen[sender] = trio.current_time()
+                try:
+                    self._incoming_send.send_nowait((sender, parts[1]))
+                except trio.WouldBlock:
+                    await self._incoming_send.send((sender, parts[1]))
+
+    async def _watch_peer(self, peer: str, address: Address, monitor: TrioSocket) -> None:
+        """Track whether the link to `peer` is up, and name the likely cause when it never comes up."""
+        tcp_up = False
+        while True:
+            event = parse_monitor_message(await monitor.recv_multipart())["event"]
+            if event == zmq.EVENT_CONNECTED:
+                tcp_up = True
+                continue
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected.add(peer)
+            else:
+                self._connected.discard(peer)
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._warn_once(
+                    f"refused:{peer}",
+                    "zmq: peer %s at %s refused this node's hello (cluster %r, node %r): check the cluster id and "
+                    "the peer lists; the peer's log says why",
+                    peer,
+                    address,
+                    self._settings.cluster_id,
+                    self._settings.node_id,
+                )
+            elif event & _NOT_ZMTP or (event == zmq.EVENT_DISCONNECTED and tcp_up):
+                self._warn_once(
+                    f"not-zmtp:{peer}",
+                    "zmq: peer %s at %s accepted TCP but failed the ZeroMQ (ZMTP) handshake: does it run "
+                    "another transport (grpc)? This node uses zmq; a cluster must use one transport",
+                    peer,
+                    address,
+                )
+            tcp_up = False
+
+    async def _watch_listener(self, monitor: TrioSocket) -> None:
+        while True:
+            if parse_monitor_message(await monitor.recv_multipart())["event"] & _NOT_ZMTP:
+                self._warn_once(
+                    "not-zmtp:listener",
+                    "zmq: a client connected to %s but failed the ZeroMQ (ZMTP) handshake: not a mom zmq node "
+                    "(one on the grpc transport?); a cluster must use one transport",
+                    self._settings.listen,
+                )
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned and len(self._warned) < _MAX_WARNINGS:
+            self._warned.add(key)
+            log.warning(message, *args)
