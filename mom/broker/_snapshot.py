@@ -2,14 +2,16 @@
 
 Only canonical state goes in (records, cursors, counters); heaps and other caches are rebuilt on restore. The
 live record dicts are encoded as they are, without copying, so a snapshot costs about one pass of msgspec's C
-encoder over the data.
+encoder over the data. Fields added after version 1 come last with defaults, so a snapshot written before them
+still restores as a state without them; VERSION changes only when an older snapshot would be misread.
 """
 
 from __future__ import annotations
 
 import msgspec
-from msgspec import Struct
+from msgspec import Struct, field
 
+from mom.broker._dead import OutboxState
 from mom.broker.accounts import AccountsState
 from mom.broker.queue import QueueState
 from mom.broker.topic import TopicState
@@ -26,6 +28,8 @@ class BrokerState(Struct, array_like=True):
     queues: list[QueueState]
     topics: list[TopicState]
     accounts: AccountsState
+    outbox: OutboxState = field(default_factory=lambda: OutboxState(0, []))
+    """Last and defaulted, like every later addition, so that older snapshots still restore."""
 
 
 _encoder = msgspec.msgpack.Encoder()

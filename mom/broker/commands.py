@@ -204,6 +204,12 @@ class RegisterClient(Struct, frozen=True, tag="register_client"):
     owner: str
 
 
+class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
+    """The leader published every outbox letter up to `upto_seq` to its dead-letter queue: forget them."""
+
+    upto_seq: int
+
+
 Command = (
     DeclareQueue
     | DeleteQueue
@@ -218,6 +224,7 @@ Command = (
     | Tick
     | RegisterUser
     | RegisterClient
+    | ForwardedDeadLetters
 )
 
 
@@ -271,7 +278,11 @@ class Ticked(Struct, frozen=True):
     pass
 
 
-Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked
+class Forwarded(Struct, frozen=True):
+    pass
+
+
+Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -328,6 +339,21 @@ class ClientRecord(Struct, frozen=True):
     scopes: list[str]
     owner: str
     created_at_ms: int
+
+
+class OutboxLetter(Struct, frozen=True, array_like=True):
+    """A dead letter waiting to be published to its dead-letter queue, which another Broker holds.
+
+    `seq` counts the letters of one Broker from 0 and never repeats, so the publisher can make a re-send after
+    a crash a duplicate (dedup id `dead-letter:{source}:{seq}`) and then acknowledge with ForwardedDeadLetters.
+    """
+
+    seq: int
+    dead_letter_queue: str
+    id: str
+    body: bytes
+    binary: bool
+    headers: dict[str, Any]
 
 
 _entry_encoder = msgspec.msgpack.Encoder()

@@ -1,5 +1,8 @@
 """The Broker: every queue, topic and account of a node, changed only by applying log entries.
 
+In a cluster each destination is its own replication group whose Broker holds only that destination; its dead
+letters then go to the outbox (`external_dead_letters`), since the dead-letter queue is another group's.
+
 `apply` is a pure function of the state and the entry, so every replica that applies the same entries (from
 scratch or from a snapshot) holds the same state and gives the same answers. A command that raises has changed
 nothing: each handler checks everything first and mutates after.
@@ -20,7 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from mom.broker import _snapshot
-from mom.broker._dead import DeadLetter
+from mom.broker._dead import DeadLetter, Outbox, OutboxState
 from mom.broker._leases import parse_receipts
 from mom.broker._subscription import Subscription
 from mom.broker.accounts import Accounts, AccountsState
@@ -36,7 +39,10 @@ from mom.broker.commands import (
     DeleteSubscription,
     DeleteTopic,
     Entry,
+    Forwarded,
+    ForwardedDeadLetters,
     Nack,
+    OutboxLetter,
     Publish,
     Published,
     QueueAttrs,
@@ -89,17 +95,27 @@ def _redeclared(what: str, old: _Attrs, new: _Attrs) -> Declared:
 
 
 class Broker:
-    def __init__(self, *, dedup_window_ms: int = 300_000) -> None:
-        empty = _snapshot.BrokerState(_snapshot.VERSION, 0, 0, [], [], AccountsState([], []))
-        self._load(empty, dedup_window_ms)
+    """A replicated state machine of queues, topics and accounts.
 
-    def _load(self, state: _snapshot.BrokerState, dedup_window_ms: int) -> None:
+    With `external_dead_letters` every dead letter goes to the outbox, to be published by the leader to its
+    dead-letter queue's own group, and a declared dead-letter queue need not exist here (the catalog checks
+    it). Like the dedup window it is configuration, not state: every replica and every restore must pass the
+    same value.
+    """
+
+    def __init__(self, *, dedup_window_ms: int = 300_000, external_dead_letters: bool = False) -> None:
+        empty = _snapshot.BrokerState(_snapshot.VERSION, 0, 0, [], [], AccountsState([], []), OutboxState(0, []))
+        self._load(empty, dedup_window_ms, external_dead_letters)
+
+    def _load(self, state: _snapshot.BrokerState, dedup_window_ms: int, external_dead_letters: bool) -> None:
         self._window = dedup_window_ms
+        self._external = external_dead_letters
         self._last_now = state.last_now_ms
         self._incarnations = state.incarnations
         self._queues = {queue.name: Queue(queue, dedup_window_ms) for queue in state.queues}
         self._topics = {topic.name: Topic(topic, dedup_window_ms) for topic in state.topics}
         self._accounts = Accounts(state.accounts)
+        self._outbox = Outbox(state.outbox)
         self._deadlines: dict[_Key, int] = {}
         self._deadline_heap: list[tuple[int, int, str]] = []
         self._touched = {(_QUEUE, name) for name in self._queues} | {(_TOPIC, name) for name in self._topics}
@@ -122,9 +138,7 @@ class Broker:
         existing = self._queues.get(name)
         if existing is not None:
             return _redeclared(f"queue {name!r}", existing.attrs, attrs)
-        target = attrs.dead_letter_queue
-        if target is not None and (target == name or target not in self._queues):
-            raise InvalidInput(f"dead_letter_queue {target!r} must be an existing queue other than {name!r}")
+        self._check_dead_letter_queue(attrs.dead_letter_queue, name)
         self._incarnations += 1
         self._queues[name] = Queue.new(name, attrs, command.owner, now, self._incarnations, self._window)
         return Declared(created=True)
@@ -157,12 +171,19 @@ class Broker:
         existing = topic.subscriptions.get(name)
         if existing is not None:
             return _redeclared(f"subscription {topic.name}/{name}", existing.attrs, attrs)
-        target = attrs.dead_letter_queue
-        if target is not None and target not in self._queues:
-            raise InvalidInput(f"dead_letter_queue {target!r} must be an existing queue")
+        self._check_dead_letter_queue(attrs.dead_letter_queue, None)
         self._incarnations += 1
         topic.subscribe(name, attrs, command.owner, now, self._incarnations)
         return Declared(created=True)
+
+    def _check_dead_letter_queue(self, target: str | None, queue: str | None) -> None:
+        """A queue cannot be its own dead-letter queue; a local one must exist (an external one is not ours)."""
+        if target is None:
+            return
+        if target == queue:
+            raise InvalidInput(f"dead_letter_queue of {queue!r} must be another queue")
+        if not self._external and target not in self._queues:
+            raise InvalidInput(f"dead_letter_queue {target!r} must be an existing queue")
 
     def _delete_subscription(self, command: DeleteSubscription, now: int) -> Deleted:
         topic, _ = self._subscription(command.topic, command.name)
@@ -261,8 +282,19 @@ class Broker:
         self._accounts.register_client(command, now)
         return Registered()
 
+    def _forwarded_dead_letters(self, command: ForwardedDeadLetters, now: int) -> Forwarded:
+        self._outbox.forwarded(command.upto_seq)
+        return Forwarded()
+
     def _route(self, dead: list[DeadLetter], now: int) -> None:
-        """Publish dead letters to their queues; a letter whose queue is gone or full is dropped."""
+        """Publish dead letters to their queues; a letter whose queue is gone or full is dropped.
+
+        With external dead letters they all go to the outbox instead, in the order they died.
+        """
+        if self._external:
+            for letter in dead:
+                self._outbox.add(letter)
+            return
         for letter in dead:
             queue = self._queues.get(letter.queue)
             if queue is not None and queue.accept(letter, now):
@@ -355,6 +387,15 @@ class Broker:
     def user_count(self) -> int:
         return self._accounts.user_count()
 
+    def outbox(self, limit: int = 100) -> list[OutboxLetter]:
+        """The oldest `limit` letters still to publish, in seq order."""
+        if limit < 0:
+            raise InvalidInput("limit must not be negative")
+        return self._outbox.letters(limit)
+
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
     # -- snapshots -------------------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -366,13 +407,14 @@ class Broker:
                 [queue.state() for queue in self._queues.values()],
                 [topic.state() for topic in self._topics.values()],
                 self._accounts.state(),
+                self._outbox.state(),
             )
         )
 
     @classmethod
-    def restore(cls, data: bytes, *, dedup_window_ms: int = 300_000) -> Broker:
+    def restore(cls, data: bytes, *, dedup_window_ms: int = 300_000, external_dead_letters: bool = False) -> Broker:
         broker = cls.__new__(cls)
-        broker._load(_snapshot.decode(data), dedup_window_ms)
+        broker._load(_snapshot.decode(data), dedup_window_ms, external_dead_letters)
         return broker
 
     def state_digest(self) -> bytes:
@@ -400,4 +442,5 @@ _HANDLERS: dict[type, Callable[[Broker, Any, int], Result]] = {
     Tick: Broker._tick,
     RegisterUser: Broker._register_user,
     RegisterClient: Broker._register_client,
+    ForwardedDeadLetters: Broker._forwarded_dead_letters,
 }

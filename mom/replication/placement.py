@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from mom.broker.commands import Destination, QueueRef, SubscriptionRef, TopicRef
 
 METADATA_GROUP = "meta"
-"""The group of all nodes that holds users, clients, signing keys and the catalog of destinations."""
+"""The group of all nodes that holds users, OAuth clients and the catalog of destinations."""
 
 
 def group_id(destination: Destination | SubscriptionRef) -> str:

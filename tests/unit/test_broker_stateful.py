@@ -2,7 +2,8 @@
 
 The model keeps every message of a queue or subscription as a plain record and answers each question by
 scanning them; the Broker must give the same results, counts and dead letters after every step. A shadow
-Broker restored from a snapshot at random points receives the same entries and must stay identical.
+Broker restored from a snapshot at random points receives the same entries and must stay identical. The same
+machine runs again with external dead letters, which the model keeps in an outbox instead of the DLQ.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from mom.broker import (
     DeclareTopic,
     Delivery,
     Entry,
+    ForwardedDeadLetters,
     Nack,
     NewMessage,
+    OutboxLetter,
     Publish,
     PublishedMessage,
     QueueAttrs,
@@ -171,10 +174,14 @@ dedup_ids = st.sampled_from([None, None, "a", "b", "c"])
 
 
 class BrokerVsModel(RuleBasedStateMachine):
+    external = False
+
     def __init__(self) -> None:
         super().__init__()
-        self.broker = Broker(dedup_window_ms=WINDOW)
-        self.shadow = Broker(dedup_window_ms=WINDOW)
+        self.broker = Broker(dedup_window_ms=WINDOW, external_dead_letters=self.external)
+        self.shadow = Broker(dedup_window_ms=WINDOW, external_dead_letters=self.external)
+        self.outbox: list[OutboxLetter] = []
+        self.next_seq = 0
         self.clock = 1_000_000
         self.now = self.clock
         self.serial = 0
@@ -226,6 +233,11 @@ class BrokerVsModel(RuleBasedStateMachine):
         return first
 
     def route(self, dead: list[Message]) -> None:
+        if self.external:
+            for letter in dead:
+                self.outbox.append(OutboxLetter(self.next_seq, "dlq", letter.id, letter.body, False, letter.headers))
+                self.next_seq += 1
+            return
         for letter in dead:
             offset = self.next_offsets[DLQ]
             self.next_offsets[DLQ] += 1
@@ -370,9 +382,18 @@ class BrokerVsModel(RuleBasedStateMachine):
         deadline = self.broker.next_deadline_ms()
         assert deadline is None or deadline > self.now
 
+    @rule(back=st.sampled_from([0, 0, 1, 3]))
+    def forward_dead_letters(self, back: int) -> None:
+        """What the leader does after publishing the outbox: acknowledge it, sometimes late or twice."""
+        upto = self.next_seq - 1 - back
+        self.apply(ForwardedDeadLetters(upto))
+        self.outbox = [letter for letter in self.outbox if letter.seq > upto]
+
     @rule()
     def take_snapshot(self) -> None:
-        self.shadow = Broker.restore(self.broker.snapshot(), dedup_window_ms=WINDOW)
+        self.shadow = Broker.restore(
+            self.broker.snapshot(), dedup_window_ms=WINDOW, external_dead_letters=self.external
+        )
 
     # -- invariants ------------------------------------------------------------------------------------------
 
@@ -409,9 +430,22 @@ class BrokerVsModel(RuleBasedStateMachine):
             assert deadline is not None and deadline <= due
 
     @invariant()
+    def outbox_matches_the_model(self) -> None:
+        assert self.broker.outbox(1000) == self.outbox
+        assert self.broker.outbox_size() == len(self.outbox)
+
+    @invariant()
     def shadow_is_identical(self) -> None:
         assert self.broker == self.shadow
 
 
 BrokerVsModel.TestCase.settings = settings(max_examples=100, stateful_step_count=80, deadline=None)
 TestBrokerVsModel = BrokerVsModel.TestCase
+
+
+class ExternalDeadLettersVsModel(BrokerVsModel):
+    external = True
+
+
+ExternalDeadLettersVsModel.TestCase.settings = settings(max_examples=60, stateful_step_count=80, deadline=None)
+TestExternalDeadLettersVsModel = ExternalDeadLettersVsModel.TestCase
