@@ -1,0 +1,168 @@
+"""The durable Raft state of one group on this node: its log, its hard state and its snapshots.
+
+Layout of the group's directory:
+
+- `log/`: a `SegmentedLog` whose record `i` is the Raft entry at index `i`, encoded as a `LogEntry` (term,
+  payload), so the terms that Raft's safety depends on survive a restart with the commands;
+- `hard_state`: the `HardState` (term, vote, commit), replaced atomically (write a temporary file, rename)
+  whenever the term or the vote changes;
+- `snapshots/`: a `SnapshotStore` of `Snapshot` structs (index, term, state machine data).
+
+What is durable when follows the `fsync` policy: `always` makes `sync` flush the log and the hard state (it
+blocks, so the driver calls it from a worker thread, once per Ready); `never` leaves both to the OS and no
+call here blocks on a flush, except the rare truncations and resets that `SegmentedLog` always makes durable.
+
+A snapshot installed from the leader is saved before the log is reset to start after it. A crash in between
+leaves the new snapshot followed by the old log: its entries after the snapshot are then from another
+history, but harmless, because none of them can match an entry of the leader (Log Matching: the old log had
+a different term at the snapshot's index, so every later entry differs from the leader's too) and the leader
+overwrites them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+from mom.config import StorageSection
+from mom.errors import StorageError
+from mom.log import SegmentedLog, SnapshotStore
+from mom.log.segment import fsync_directory
+from mom.replication._raftlog import HardState, PersistedState, Snapshot
+from mom.replication.messages import LogEntry
+
+_entry_encoder = msgspec.msgpack.Encoder()
+_entry_decoder = msgspec.msgpack.Decoder(LogEntry)
+_hard_state_decoder = msgspec.msgpack.Decoder(HardState)
+_snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+
+class RaftStorage:
+    """One group's durable Raft state. Methods run on the trio thread, except as their contracts allow."""
+
+    def __init__(self, directory: Path, storage: StorageSection) -> None:
+        self.directory = directory
+        self._fsync = storage.fsync == "always"
+        self._segment_bytes = storage.segment_bytes
+        self._snapshots = SnapshotStore(directory / "snapshots")
+        self._hard_state_path = directory / "hard_state"
+        self._log: SegmentedLog | None = None
+        self._vote: tuple[int, str | None] = (0, None)
+        self.snapshot_index = 0
+        """The index of the newest snapshot on disk (0: none)."""
+        self.previous_snapshot_index = 0
+        """The one before: the log keeps the entries after it, in case the newest snapshot is unreadable."""
+
+    @property
+    def log(self) -> SegmentedLog:
+        if self._log is None:
+            raise StorageError(f"the Raft log in {self.directory} is not open")
+        return self._log
+
+    def load(self) -> PersistedState:
+        """Open the log and read back what survived: the newest readable snapshot, the hard state, and the
+        entries after the snapshot."""
+        loaded = self._snapshots.load_latest()
+        snapshot = Snapshot()
+        if loaded is not None:
+            index, data = loaded
+            snapshot = _snapshot_decoder.decode(data)
+            if snapshot.index != index:
+                raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
+        self.snapshot_index = self.previous_snapshot_index = snapshot.index
+        self._log = log = SegmentedLog.open(self.directory / "log", segment_bytes=self._segment_bytes)
+        if log.last_index < snapshot.index:
+            log.reset(snapshot.index + 1)
+        if log.first_index > snapshot.index + 1:
+            raise StorageError(
+                f"the Raft log in {self.directory} starts at entry {log.first_index} but the snapshot covers "
+                f"only up to {snapshot.index}: entries are missing, refusing to start on partial state"
+            )
+        entries = [_entry_decoder.decode(record) for _, record in log.read(snapshot.index + 1)]
+        hard_state = self._load_hard_state()
+        self._vote = (hard_state.term, hard_state.voted_for)
+        return PersistedState(hard_state, snapshot, entries)
+
+    def _load_hard_state(self) -> HardState:
+        try:
+            raw = self._hard_state_path.read_bytes()
+        except FileNotFoundError:
+            return HardState()
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._hard_state_path}: {exc}") from exc
+        try:
+            return _hard_state_decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise StorageError(f"{self._hard_state_path} is corrupt: {exc}") from exc
+
+    def truncate_after(self, index: int) -> None:
+        """Drop the entries after `index` (a new leader overwrites them); durable before it returns."""
+        self.log.truncate_suffix(index)
+
+    def append(self, first_index: int, entries: list[LogEntry]) -> None:
+        """Write `entries` from `first_index`, which must follow the last entry (durable after `sync`)."""
+        if first_index != self.log.last_index + 1:
+            raise StorageError(
+                f"entries from {first_index} would not follow the last entry {self.log.last_index} of "
+                f"the Raft log in {self.directory}"
+            )
+        self.log.append([_entry_encoder.encode(entry) for entry in entries])
+
+    def sync(self, hard_state: HardState | None) -> None:
+        """Make the appended entries durable (per the policy), and the hard state if its term or vote changed.
+
+        A vote must never be forgotten, so a new term or vote is written (and flushed) at once. A change of
+        the commit index alone is not written: recovering an older commit index is safe (the leader tells it
+        again, and the entries up to it are re-applied then), and skipping it keeps a steady stream of writes
+        at one fsync per Ready.
+
+        May run in a worker thread while the trio thread goes on stepping the Raft core, as long as nothing
+        else here is called meanwhile (the driver awaits it); `SegmentedLog.sync` allows that.
+        """
+        if self._fsync:
+            self.log.sync()
+        if hard_state is not None and (hard_state.term, hard_state.voted_for) != self._vote:
+            self._write_hard_state(hard_state)
+            self._vote = (hard_state.term, hard_state.voted_for)
+
+    def _write_hard_state(self, hard_state: HardState) -> None:
+        tmp = self._hard_state_path.with_name("hard_state.tmp")
+        try:
+            with open(tmp, "wb") as file:
+                file.write(_entry_encoder.encode(hard_state))
+                if self._fsync:
+                    file.flush()
+                    os.fsync(file.fileno())
+            os.replace(tmp, self._hard_state_path)
+            if self._fsync:
+                fsync_directory(self.directory)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._hard_state_path}: {exc}") from exc
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a snapshot durably (always fsynced: it replaces log segments). Blocks: a worker thread may
+        call it while nothing else here is called."""
+        self._snapshots.save(snapshot.index, _entry_encoder.encode(snapshot))
+
+    def compacted(self, snapshot: Snapshot) -> None:
+        """The state machine's own snapshot was saved: free the segments that even the previous one covers.
+
+        Entries after the previous snapshot stay: should the newest snapshot prove unreadable, recovery falls
+        back to the previous one and needs every later entry.
+        """
+        self.log.truncate_prefix(self.snapshot_index)
+        self.previous_snapshot_index, self.snapshot_index = self.snapshot_index, snapshot.index
+
+    def installed(self, snapshot: Snapshot) -> None:
+        """A snapshot from the leader was saved: the log now starts after it (durable before it returns)."""
+        self.log.reset(snapshot.index + 1)
+        self.previous_snapshot_index = self.snapshot_index = snapshot.index
+
+    def size_bytes(self) -> int:
+        return self.log.size_bytes() if self._log is not None else 0
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
