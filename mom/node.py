@@ -5,9 +5,11 @@ the cancellation of that nursery.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import random
 import secrets
 import signal
 from collections.abc import Callable, Iterator
@@ -15,19 +17,26 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from mom.api.app import create_app
 from mom.api.auth import ADMIN_SCOPES, SigningKeys, TokenEndpoint, TokenService, hash_secret_async
+from mom.api.auth.peers import PeerKeys
 from mom.api.context import ApiContext
+from mom.api.forward import Forwarder
 from mom.api.metrics import Metrics
 from mom.broker.commands import RegisterUser
-from mom.config import AuthSection, Settings
-from mom.errors import InvalidInput
-from mom.replication.local import LocalGroup
+from mom.config import AuthSection, Settings, parse_address
+from mom.dead_letters import DeadLetterSender
+from mom.errors import Conflict, InvalidInput, Unavailable
+from mom.replication.group import RaftGroup
+from mom.replication.manager import GroupManager
+from mom.replication.router import Router
 from mom.service import BrokerService, wall_clock_ms
+from mom.transports import Transport, TransportSettings, open_transport
 
 log = logging.getLogger("mom.node")
 
@@ -53,15 +62,22 @@ def data_dir_lock(directory: Path) -> Iterator[None]:
 
 
 async def bootstrap_admin(service: BrokerService, auth: AuthSection, announce: Announce) -> None:
-    """Create the admin account on first start; a generated password is printed this once and never stored."""
-    if service.broker.user(auth.admin_username) is not None:
-        return
+    """Create the admin account on the cluster's first start, from whichever node leads the metadata group.
+
+    A generated password is printed this once (by that node) and never stored.
+    """
     password = auth.admin_password or secrets.token_urlsafe(18)
-    await service.submit(RegisterUser(auth.admin_username, await hash_secret_async(password), list(ADMIN_SCOPES)))
-    if auth.admin_password:
-        announce(f"created admin user {auth.admin_username!r} with the password from MOM_ADMIN_PASSWORD")
-    else:
-        announce(f"created admin user {auth.admin_username!r}; password (shown once): {password}")
+    while service.user(auth.admin_username) is None:
+        meta = service.locate_meta()
+        if isinstance(meta, RaftGroup):
+            password_hash = await hash_secret_async(password)
+            with contextlib.suppress(Conflict, Unavailable):
+                await service.submit(meta, RegisterUser(auth.admin_username, password_hash, list(ADMIN_SCOPES)))
+                if auth.admin_password:
+                    announce(f"created admin user {auth.admin_username!r} with the password from MOM_ADMIN_PASSWORD")
+                else:
+                    announce(f"created admin user {auth.admin_username!r}; password (shown once): {password}")
+        await trio.sleep(0.05)
 
 
 def _hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -73,6 +89,23 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     return config
 
 
+def peer_urls(settings: Settings) -> dict[str, str]:
+    """The REST base URL of every node by id (this one too)."""
+    if not settings.cluster.nodes:
+        return {settings.node_id: f"http://{settings.rest}"}
+    return {node.id: f"http://{parse_address(node.rest)}" for node in settings.cluster.nodes}
+
+
+def _transport(settings: Settings) -> Transport:
+    """The configured transport in a cluster; a single node talks to nobody, so an in-process one will do."""
+    nodes = settings.cluster.nodes
+    if not nodes:
+        return open_transport("memory", TransportSettings(settings.node_id, settings.rest, {}))
+    addresses = {node.id: parse_address(node.replication) for node in nodes}
+    listen = addresses.pop(settings.node_id)
+    return open_transport(settings.cluster.transport, TransportSettings(settings.node_id, listen, addresses))
+
+
 async def serve_node(
     settings: Settings,
     *,
@@ -82,31 +115,47 @@ async def serve_node(
     """Run one node until cancelled; `task_status.started` receives the REST URLs once it accepts requests."""
     data_dir = settings.data_dir
     with data_dir_lock(data_dir):
-        group = LocalGroup(
-            data_dir / "state",
-            settings.storage,
-            dedup_window_ms=round(settings.broker.dedup_window_s * 1000),
-            clock_ms=wall_clock_ms,
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(group.run)
-            service = BrokerService(group)
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=256)) as http, trio.open_nursery() as nursery:
+            transport = _transport(settings)
+            await nursery.start(transport.run)
+            router = Router(settings.node_id, transport)
+            await nursery.start(router.run)
+            manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random())
+            await nursery.start(manager.run)
+            service = BrokerService(manager)
             await nursery.start(service.run)
             keys = SigningKeys.load_or_create(data_dir / "keys")
             tokens = TokenService(keys, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, ttl_s=settings.auth.token_ttl_s)
-            await bootstrap_admin(service, settings.auth, announce)
+            urls = peer_urls(settings)
+            others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
+            forwarder = Forwarder(http)
+            service.set_dead_letter_sender(DeadLetterSender(service, tokens, urls, http, settings.node_id))
             context = ApiContext(
                 settings=settings,
                 service=service,
                 keys=keys,
                 tokens=tokens,
                 token_endpoint=TokenEndpoint(service, tokens),
-                metrics=Metrics(group.storage_stats),
-                is_ready=lambda: True,
+                metrics=Metrics(lambda: _storage_stats(manager)),
+                is_ready=lambda: service.is_ready() and service.user(settings.auth.admin_username) is not None,
+                forwarder=forwarder,
+                peer_urls=urls,
+                verify_token=PeerKeys(keys, tokens, others, http).verify,
+                transport_status=transport.status,
             )
-            urls: list[str] = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings)))
-            announce(f"mom node {settings.node_id} ready: REST on {', '.join(urls)}, data in {data_dir}")
-            task_status.started(urls)
+            nursery.start_soon(bootstrap_admin, service, settings.auth, announce)
+            bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings)))
+            announce(f"mom node {settings.node_id} ready: REST on {', '.join(bound)}, data in {data_dir}")
+            task_status.started(bound)
+
+
+def _storage_stats(manager: GroupManager) -> dict[str, float]:
+    totals = {"log_bytes": 0.0, "applied_index": 0.0, "snapshot_index": 0.0}
+    for group in manager.groups():
+        for key, value in group.storage_stats().items():
+            if key in totals:
+                totals[key] += value
+    return totals
 
 
 async def _main(settings: Settings) -> None:
@@ -126,4 +175,5 @@ async def _cancel_on_signal(scope: trio.CancelScope) -> None:
 def run_node(settings: Settings) -> None:
     """Run one node in the foreground until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forwarded request is noise
     trio.run(_main, settings)

@@ -6,9 +6,10 @@ from quart import Response, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
-from mom.api.context import ApiContext
-from mom.api.errors import register_error_handlers
+from mom.api.context import ApiContext, ForwardRequired
+from mom.api.errors import problem_from, register_error_handlers
 from mom.api.routes import auth, ops, queues, topics
+from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
 """A batch's request may exceed its body bytes (JSON framing, base64); werkzeug refuses beyond this factor."""
@@ -34,6 +35,13 @@ def create_app(context: ApiContext) -> QuartTrio:
     for blueprint in (auth.blueprint, queues.blueprint, topics.blueprint, ops.blueprint):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
+
+    @app.errorhandler(ForwardRequired)
+    async def _forward(exc: ForwardRequired) -> Response:
+        try:
+            return await context.forwarder.forward(exc.url, exc.node_id)
+        except MomError as error:  # raised inside an error handler: no other handler would see it
+            return problem_from(error)
 
     @app.before_request
     async def _read_body_first() -> None:

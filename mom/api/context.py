@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -10,10 +10,14 @@ from quart import current_app, request
 
 from mom.api.auth import Principal, SigningKeys, TokenEndpoint, TokenService, require
 from mom.api.auth.scopes import Action
+from mom.api.forward import Forwarder
 from mom.api.metrics import Metrics
 from mom.config import Settings
-from mom.errors import Forbidden, Unauthorized
+from mom.errors import Forbidden, Unauthorized, Unavailable
+from mom.replication.group import RaftGroup
+from mom.replication.manager import Ref
 from mom.service import BrokerService
+from mom.transports.base import PeerStatus
 
 
 @dataclass(frozen=True)
@@ -25,13 +29,18 @@ class ApiContext:
     token_endpoint: TokenEndpoint
     metrics: Metrics
     is_ready: Callable[[], bool]
+    forwarder: Forwarder
+    peer_urls: dict[str, str]
+    """REST base URL of every node of the cluster by id (this one included)."""
+    verify_token: Callable[[str], Awaitable[Principal]]
+    transport_status: Callable[[str], PeerStatus]
 
 
 def ctx() -> ApiContext:
     return cast(ApiContext, current_app.extensions["mom"])
 
 
-def principal() -> Principal:
+async def principal() -> Principal:
     """The caller, from its bearer token; Unauthorized when there is none or it does not verify."""
     header = request.headers.get("Authorization")
     if not header:
@@ -39,12 +48,12 @@ def principal() -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-    return ctx().tokens.verify(token.strip())
+    return await ctx().verify_token(token.strip())
 
 
-def authorize(action: Action, name: str) -> Principal:
+async def authorize(action: Action, name: str) -> Principal:
     """The caller, if its token's scopes allow `action` on destination `name`; else Forbidden."""
-    caller = principal()
+    caller = await principal()
     require(caller, action, name)
     return caller
 
@@ -57,3 +66,38 @@ def require_owner(caller: Principal, owner: str, what: str) -> None:
 async def request_body() -> bytes:
     """The raw request body (read once by the app's before_request hook, cached)."""
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
+
+
+class ForwardRequired(Exception):
+    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding."""
+
+    def __init__(self, node_id: str, url: str) -> None:
+        super().__init__(node_id)
+        self.node_id, self.url = node_id, url
+
+
+def _forward_to(leader: str | None, candidates: tuple[str, ...], what: str) -> ForwardRequired:
+    context = ctx()
+    me = context.settings.node_id
+    target = leader if leader not in (None, me) else next((n for n in candidates if n != me), None)
+    if leader is None and me in candidates:
+        target = None  # we replicate it and know no leader: an election is under way
+    if target is None:
+        raise Unavailable(f"{what} has no leader at the moment (an election is under way); retry shortly")
+    return ForwardRequired(target, context.peer_urls[target])
+
+
+def leader_of(ref: Ref) -> RaftGroup:
+    """The group of `ref` if this node leads it; otherwise ForwardRequired (to its leader, or a replica)."""
+    located = ctx().service.locate(ref)
+    if located.group is not None:
+        return located.group
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}")
+
+
+def meta_leader() -> RaftGroup:
+    """The metadata group if this node leads it (declares, deletes, accounts); otherwise ForwardRequired."""
+    meta = ctx().service.locate_meta()
+    if isinstance(meta, RaftGroup):
+        return meta
+    raise _forward_to(meta, tuple(ctx().service.manager.node_ids), "the cluster metadata")

@@ -48,7 +48,7 @@ def stored_view(m: StoredMessage) -> dict[str, Any]:
     }
 
 
-def queue_view(info: QueueInfo, *, leader: str, replicas: list[str]) -> dict[str, Any]:
+def queue_view(info: QueueInfo, *, leader: str | None, replicas: list[str]) -> dict[str, Any]:
     return {
         "name": info.name,
         "attributes": info.attrs,
@@ -76,7 +76,7 @@ def subscription_view(info: SubscriptionInfo) -> dict[str, Any]:
     }
 
 
-def topic_view(info: TopicInfo, *, leader: str, replicas: list[str]) -> dict[str, Any]:
+def topic_view(info: TopicInfo, *, leader: str | None, replicas: list[str]) -> dict[str, Any]:
     return {
         "name": info.name,
         "attributes": info.attrs,

@@ -44,7 +44,7 @@ class NodeProcess:
     def log_path(self) -> Path:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
-    def start(self) -> NodeProcess:
+    def start(self, *, wait: bool = True) -> NodeProcess:
         command = [
             sys.executable,
             "-m",
@@ -62,7 +62,8 @@ class NodeProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start {self.starts}: {' '.join(command)}\n".encode())
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self.wait_healthy()
+        if wait:
+            self.wait_healthy()
         return self
 
     def wait_healthy(self) -> None:
@@ -132,17 +133,81 @@ class Api:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.http, name)
 
+    def retrying(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """As a well-behaved client does: retry 503 (no leader at this moment) for a few seconds."""
+        for _ in range(100):
+            response = self.http.request(method, path, **kwargs)
+            if response.status_code != 503:
+                return response
+            time.sleep(0.1)
+        return response
+
     def publish(self, queue: str, *bodies: Any) -> list[dict[str, Any]]:
-        response = self.http.post(f"/v1/queues/{queue}/messages", json={"messages": [{"body": b} for b in bodies]})
+        response = self.retrying(
+            "POST", f"/v1/queues/{queue}/messages", json={"messages": [{"body": b} for b in bodies]}
+        )
         assert response.status_code == 201, response.text
         return list(response.json()["messages"])
 
     def receive(self, queue: str, **options: Any) -> list[dict[str, Any]]:
-        response = self.http.post(f"/v1/queues/{queue}/receive", json=options)
+        response = self.retrying("POST", f"/v1/queues/{queue}/receive", json=options)
         assert response.status_code == 200, response.text
         return list(response.json()["messages"])
 
     def ack(self, queue: str, *receipts: str) -> dict[str, Any]:
-        response = self.http.post(f"/v1/queues/{queue}/ack", json={"receipts": list(receipts)})
+        response = self.retrying("POST", f"/v1/queues/{queue}/ack", json={"receipts": list(receipts)})
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+
+@dataclass
+class Cluster:
+    """N real nodes sharing one cluster file, each a NodeProcess with its own data directory."""
+
+    directory: Path
+    size: int = 3
+    transport: str = field(default_factory=lambda: os.environ.get("MOM_TRANSPORT", "grpc"))
+    nodes: dict[str, NodeProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        config = self.directory / "cluster.toml"
+        lines = ["[cluster]", f'transport = "{self.transport}"', "replication_factor = 3", ""]
+        for i in range(1, self.size + 1):
+            node_id = f"mom{i}"
+            node = NodeProcess(self.directory / node_id, config=config, env={"MOM_NODE_ID": node_id})
+            self.nodes[node_id] = node
+            lines += ["[[cluster.nodes]]", f'id = "{node_id}"', f'rest = "127.0.0.1:{node.port}"',
+                      f'replication = "127.0.0.1:{free_port()}"', ""]  # fmt: skip
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config.write_text("\n".join(lines))
+
+    def start(self) -> Cluster:
+        procs = []
+        for node in self.nodes.values():
+            node.start(wait=False)
+            procs.append(node)
+        for node in procs:
+            node.wait_healthy()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.proc is not None and node.proc.poll() is None:
+                node.stop()
+
+    def kill_all(self) -> None:
+        for node in self.nodes.values():
+            node.kill()
+
+    def api(self, node_id: str = "mom1") -> Api:
+        url = self.nodes[node_id].url
+        return Api(url, token(url, "admin", ADMIN_PASSWORD))
+
+    def cluster_view(self, node_id: str) -> dict[str, Any]:
+        return dict(self.api(node_id).get("/v1/cluster").json())
+
+    def leader_of(self, name: str, via: str = "mom1") -> str | None:
+        for entry in self.cluster_view(via)["destinations"]:
+            if entry["name"] == name:
+                return entry["leader"]  # type: ignore[no-any-return]
+        return None

@@ -68,7 +68,8 @@ def test_kill_9_under_publish_load_loses_no_acknowledged_publish(fresh_node: Nod
 
 
 def _segments(node: NodeProcess) -> list[Path]:
-    return sorted((node.data_dir / "state" / "log").glob("*.log"))
+    """The log segments of queue q's replication group."""
+    return sorted((node.data_dir / "groups").glob("q.q@*/log/*.log"))
 
 
 def _publish_one_by_one(api: Api, count: int) -> None:

@@ -90,9 +90,11 @@ def test_nack_with_delay_and_dead_letter_after_max_deliveries(api: Api) -> None:
     assert second["deliveries"] == 2
     api.post(f"/v1/queues/{name}/nack", json={"receipts": [second["receipt"]]})
     assert api.receive(name) == []
-    dead = api.receive(dlq)[0]
-    assert dead["id"] == first["id"] and dead["body"] == {"poison": True}
+    dead = api.receive(dlq, wait_s=5)[0]
+    assert dead["body"] == {"poison": True}
     assert dead["headers"]["x-death"]["reason"] == "max_deliveries"
+    assert dead["headers"]["x-death"]["message_id"] == first["id"]
+    assert dead["headers"]["x-death"]["queue"] == name
 
 
 def test_long_poll_returns_as_soon_as_a_message_arrives(api: Api, node: NodeProcess) -> None:

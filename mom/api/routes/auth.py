@@ -11,7 +11,7 @@ from quart_schema import document_request, tag
 
 from mom.api.auth import DEFAULT_USER_SCOPES, hash_secret_async, parse_scopes
 from mom.api.auth.oauth import PUBLIC_CLIENT_ID
-from mom.api.context import ctx, principal, request_body
+from mom.api.context import ctx, meta_leader, principal, request_body
 from mom.api.schemas import ClientRequest, UserRequest, decode_body
 from mom.api.views import json_response
 from mom.broker.commands import RegisterClient, RegisterUser
@@ -26,12 +26,13 @@ tag_auth = tag(["auth"])
 @document_request(UserRequest)
 async def register_user() -> Response:
     """Create a user with read/write/configure on every destination (open registration, or an admin's call)."""
-    if not ctx().settings.auth.open_registration and not principal().is_admin:
+    if not ctx().settings.auth.open_registration and not (await principal()).is_admin:
         raise Forbidden("open registration is off: ask an admin to create your account")
     body = decode_body(await request_body(), UserRequest)
+    meta = meta_leader()
     password_hash = await hash_secret_async(body.password)
     scopes = list(DEFAULT_USER_SCOPES)
-    await ctx().service.submit(RegisterUser(body.username, password_hash, scopes))
+    await ctx().service.submit(meta, RegisterUser(body.username, password_hash, scopes))
     return json_response({"username": body.username, "scopes": scopes}, status=201)
 
 
@@ -40,7 +41,7 @@ async def register_user() -> Response:
 @document_request(ClientRequest)
 async def register_client() -> Response:
     """Create OAuth client credentials (admin only); the secret is shown in this answer and never again."""
-    caller = principal()
+    caller = await principal()
     if not caller.is_admin:
         raise Forbidden("only an admin may create clients (scope mom.admin)")
     body = decode_body(await request_body(), ClientRequest)
@@ -48,8 +49,10 @@ async def register_client() -> Response:
     client_id = body.client_id or f"client-{secrets.token_hex(8)}"
     if client_id == PUBLIC_CLIENT_ID:
         raise Conflict(f"client id {PUBLIC_CLIENT_ID!r} is reserved for the built-in public client")
+    meta = meta_leader()
     secret = secrets.token_urlsafe(32)
-    await ctx().service.submit(RegisterClient(client_id, await hash_secret_async(secret), scopes, caller.subject))
+    secret_hash = await hash_secret_async(secret)
+    await ctx().service.submit(meta, RegisterClient(client_id, secret_hash, scopes, caller.subject))
     return json_response({"client_id": client_id, "client_secret": secret, "scopes": scopes}, status=201)
 
 

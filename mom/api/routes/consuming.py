@@ -1,4 +1,4 @@
-"""Receive, ack, nack and SSE push: the same for a queue and for a topic subscription."""
+"""Receive, ack, nack and SSE push: the same for a queue and for a topic subscription, on its group's leader."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ from mom.api.schemas import AckRequest, NackRequest, ReceiveRequest, decode_body
 from mom.api.views import delivery_view, json_response
 from mom.broker.commands import Ack, Nack, Settled, Source
 from mom.errors import InvalidInput
+from mom.replication.group import RaftGroup
 
 SSE_BATCH = 10
 SSE_KEEPALIVE_S = 15.0
 
 
-async def receive(source: Source) -> Response:
+async def receive(group: RaftGroup, source: Source) -> Response:
     body = decode_body(await request_body(), ReceiveRequest)
     vt = body.visibility_timeout_s
     deliveries = await ctx().service.receive(
+        group,
         source,
         max_messages=body.max_messages,
         wait_s=body.wait_s,
@@ -31,17 +33,17 @@ async def receive(source: Source) -> Response:
     return json_response({"messages": [delivery_view(d) for d in deliveries]})
 
 
-async def ack(source: Source) -> Response:
+async def ack(group: RaftGroup, source: Source) -> Response:
     body = decode_body(await request_body(), AckRequest)
-    result = await ctx().service.submit(Ack(source, body.receipts))
+    result = await ctx().service.submit(group, Ack(source, body.receipts))
     assert isinstance(result, Settled)
     ctx().metrics.acked.inc(len(result.settled))
     return json_response({"acked": result.settled, "unknown": result.unknown})
 
 
-async def nack(source: Source) -> Response:
+async def nack(group: RaftGroup, source: Source) -> Response:
     body = decode_body(await request_body(), NackRequest)
-    result = await ctx().service.submit(Nack(source, body.receipts, round(body.delay_s * 1000)))
+    result = await ctx().service.submit(group, Nack(source, body.receipts, round(body.delay_s * 1000)))
     assert isinstance(result, Settled)
     return json_response({"nacked": result.settled, "unknown": result.unknown})
 
@@ -53,17 +55,17 @@ def _batch_arg() -> int:
     return int(raw)
 
 
-async def events(source: Source) -> Response:
+async def events(group: RaftGroup, source: Source) -> Response:
     """Server-Sent Events: leases messages as they arrive and pushes them; the consumer acks with /ack."""
     service, metrics = ctx().service, ctx().metrics
-    service.broker.ready_at(source, service.now_ms())  # 404 before the stream starts, not inside it
+    group.broker.ready_at(source, service.now_ms())  # 404 before the stream starts, not inside it
     batch = _batch_arg()
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
         while True:
             deliveries = await service.receive(
-                source, max_messages=batch, wait_s=SSE_KEEPALIVE_S, visibility_timeout_ms=None
+                group, source, max_messages=batch, wait_s=SSE_KEEPALIVE_S, visibility_timeout_ms=None
             )
             if not deliveries:
                 yield b": keep-alive\n\n"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import trio
 from quart import Blueprint, Response
 from quart_schema import tag
 
 from mom.api.context import ctx, principal
 from mom.api.errors import problem
 from mom.api.views import json_response, rfc3339
+from mom.broker.commands import QueueRef, TopicRef
 
 blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
@@ -23,9 +27,9 @@ async def healthz() -> Response:
 @blueprint.get("/readyz")
 @tag_ops
 async def readyz() -> Response:
-    """This node can serve writes now."""
+    """This node can serve writes now: the cluster metadata has a leader it can reach."""
     if not ctx().is_ready():
-        return problem(503, "Not ready", "the node is starting or has no quorum", slug="not-ready")
+        return problem(503, "Not ready", "the node is starting or the cluster has no quorum", slug="not-ready")
     return json_response({"status": "ok"})
 
 
@@ -35,34 +39,59 @@ async def metrics() -> Response:
     return Response(ctx().metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def _nodes() -> list[dict[str, Any]]:
+    context = ctx()
+    me, transport = context.settings.node_id, context.transport_status
+    nodes = []
+    for node_id, url in context.peer_urls.items():
+        last_seen: str | None
+        if node_id == me:
+            state, last_seen = "up", rfc3339(context.service.now_ms())
+        else:
+            status = transport(node_id)
+            state = "up" if status.connected else "unreachable"
+            seen_ago = None if status.last_seen is None else trio.current_time() - status.last_seen
+            last_seen = None if seen_ago is None else rfc3339(context.service.now_ms() - round(seen_ago * 1000))
+        nodes.append({"id": node_id, "rest_url": url, "state": state, "last_seen": last_seen})
+    return nodes
+
+
 @blueprint.get("/v1/cluster")
 @tag_ops
 async def cluster() -> Response:
-    """Nodes and, per destination, its leader, replicas and commit index."""
-    principal()
-    settings, service = ctx().settings, ctx().service
-    node, now = settings.node_id, service.now_ms()
-    commit_index = service.committed_index()
-    destinations = [
-        {
-            "kind": kind,
-            "name": name,
-            "leader": node,
-            "replicas": [node],
-            "commit_index": commit_index,
-            "replica_lag": {node: 0},
-        }
-        for kind, names in (
-            ("queue", [q.name for q in service.broker.list_queues(now)]),
-            ("topic", [t.name for t in service.broker.list_topics(now)]),
-        )
-        for name in names
+    """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
+
+    Leader, commit index and lag are as this node sees them: exact for the groups it replicates, null otherwise.
+    """
+    await principal()
+    service = ctx().service
+    now = service.now_ms()
+    refs: list[tuple[str, QueueRef | TopicRef]] = [
+        ("queue", QueueRef(q.name)) for q in service.catalog.list_queues(now)
     ]
+    refs += [("topic", TopicRef(t.name)) for t in service.catalog.list_topics(now)]
+    destinations = []
+    for kind, ref in refs:
+        placement = service.manager.placement(ref)
+        group = service.manager.group(placement.group_id)
+        destinations.append(
+            {
+                "kind": kind,
+                "name": ref.name,
+                "group": placement.group_id,
+                "leader": group.leader_id if group else None,
+                "replicas": list(placement.replicas),
+                "commit_index": group.commit_index if group else None,
+                "replica_lag": group.replica_lag() if group and group.is_leader else None,
+            }
+        )
+    meta = service.manager.meta
     return json_response(
         {
-            "node_id": node,
-            "transport": settings.cluster.transport,
-            "nodes": [{"id": node, "rest_url": f"http://{settings.rest}", "state": "up", "last_seen": rfc3339(now)}],
+            "node_id": ctx().settings.node_id,
+            "transport": ctx().settings.cluster.transport,
+            "metadata_leader": meta.leader_id,
+            "nodes": _nodes(),
             "destinations": destinations,
         }
     )

@@ -1,15 +1,20 @@
-"""/v1/queues: declare, inspect, delete, publish, receive, ack, nack."""
+"""/v1/queues: declare, inspect, delete, publish, receive, ack, nack.
+
+Declare and delete change the catalog (the metadata group's leader handles them); everything else runs on the
+leader of the queue's own group. Any other node forwards the request there.
+"""
 
 from __future__ import annotations
 
 from quart import Blueprint, Response
 from quart_schema import document_request, tag
 
-from mom.api.context import authorize, ctx, principal, request_body, require_owner
+from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
 from mom.api.messages import parse_publish
 from mom.api.routes import consuming
 from mom.api.schemas import AckRequest, NackRequest, PublishRequest, ReceiveRequest, decode_body
 from mom.api.views import json_response, queue_view
+from mom.broker import Broker
 from mom.broker.commands import (
     Declared,
     DeclareQueue,
@@ -25,11 +30,17 @@ blueprint = Blueprint("queues", __name__, url_prefix="/v1/queues")
 tag_queues = tag(["queues"])
 
 
-def _view(name: str) -> Response:
+def view(name: str, state: Broker | None = None) -> dict[str, object]:
+    """The queue as `state` (its group's applied state) knows it; the catalog's entry when no replica is here."""
     service = ctx().service
-    info = service.broker.queue_info(name, service.now_ms())
-    node = ctx().settings.node_id
-    return json_response(queue_view(info, leader=node, replicas=[node]))
+    ref = QueueRef(name)
+    located = service.locate(ref)
+    source = state or service.serving_replica(ref) or service.catalog
+    return queue_view(
+        source.queue_info(name, service.now_ms()),
+        leader=located.leader,
+        replicas=list(located.placement.replicas),
+    )
 
 
 @blueprint.put("/<name>")
@@ -37,45 +48,40 @@ def _view(name: str) -> Response:
 @document_request(QueueAttrs)
 async def declare(name: str) -> Response:
     check_name(name, "queue name")
-    caller = authorize("configure", name)
+    caller = await authorize("configure", name)
     attrs = decode_body(await request_body(), QueueAttrs)
-    result = await ctx().service.submit(DeclareQueue(name, attrs, caller.subject))
+    result = await ctx().service.submit(meta_leader(), DeclareQueue(name, attrs, caller.subject))
     assert isinstance(result, Declared)
-    response = _view(name)
-    response.status_code = 201 if result.created else 200
-    return response
+    await ctx().service.wait_serving(QueueRef(name))
+    return json_response(view(name), status=201 if result.created else 200)
 
 
 @blueprint.get("")
 @tag_queues
 async def list_queues() -> Response:
-    caller = principal()
-    service = ctx().service
-    node = ctx().settings.node_id
-    queues = [
-        queue_view(info, leader=node, replicas=[node])
-        for info in service.broker.list_queues(service.now_ms())
-        if caller.can("read", info.name) or caller.can("configure", info.name)
-    ]
-    return json_response({"queues": queues})
+    caller = await principal()
+    names = [info.name for info in ctx().service.catalog.list_queues(ctx().service.now_ms())]
+    visible = [n for n in names if caller.can("read", n) or caller.can("configure", n)]
+    return json_response({"queues": [view(n) for n in visible]})
 
 
 @blueprint.get("/<name>")
 @tag_queues
 async def show(name: str) -> Response:
     check_name(name, "queue name")
-    authorize("read", name)
-    return _view(name)
+    await authorize("read", name)
+    return json_response(view(name, leader_of(QueueRef(name)).broker))
 
 
 @blueprint.delete("/<name>")
 @tag_queues
 async def delete(name: str) -> Response:
     check_name(name, "queue name")
-    caller = authorize("configure", name)
+    caller = await authorize("configure", name)
     service = ctx().service
-    require_owner(caller, service.broker.queue_info(name, service.now_ms()).owner, f"queue {name}")
-    await service.submit(DeleteQueue(name))
+    meta = meta_leader()
+    require_owner(caller, service.catalog.queue_info(name, service.now_ms()).owner, f"queue {name}")
+    await service.submit(meta, DeleteQueue(name))
     return Response(b"", status=204)
 
 
@@ -84,9 +90,10 @@ async def delete(name: str) -> Response:
 @document_request(PublishRequest)
 async def publish(name: str) -> Response:
     check_name(name, "queue name")
-    authorize("write", name)
+    await authorize("write", name)
+    group = leader_of(QueueRef(name))
     messages = parse_publish(await request_body(), ctx().settings.limits)
-    result = await ctx().service.submit(Publish(QueueRef(name), messages))
+    result = await ctx().service.submit(group, Publish(QueueRef(name), messages))
     assert isinstance(result, Published)
     ctx().metrics.published.labels("queue").inc(len(messages))
     return json_response({"messages": result.messages}, status=201)
@@ -97,8 +104,8 @@ async def publish(name: str) -> Response:
 @document_request(ReceiveRequest)
 async def receive(name: str) -> Response:
     check_name(name, "queue name")
-    authorize("read", name)
-    return await consuming.receive(QueueRef(name))
+    await authorize("read", name)
+    return await consuming.receive(leader_of(QueueRef(name)), QueueRef(name))
 
 
 @blueprint.post("/<name>/ack")
@@ -106,8 +113,8 @@ async def receive(name: str) -> Response:
 @document_request(AckRequest)
 async def ack(name: str) -> Response:
     check_name(name, "queue name")
-    authorize("read", name)
-    return await consuming.ack(QueueRef(name))
+    await authorize("read", name)
+    return await consuming.ack(leader_of(QueueRef(name)), QueueRef(name))
 
 
 @blueprint.post("/<name>/nack")
@@ -115,5 +122,5 @@ async def ack(name: str) -> Response:
 @document_request(NackRequest)
 async def nack(name: str) -> Response:
     check_name(name, "queue name")
-    authorize("read", name)
-    return await consuming.nack(QueueRef(name))
+    await authorize("read", name)
+    return await consuming.nack(leader_of(QueueRef(name)), QueueRef(name))

@@ -1,11 +1,15 @@
-"""/v1/topics: the retained log, its durable subscriptions, replay and SSE push."""
+"""/v1/topics: the retained log, its durable subscriptions, replay and SSE push.
+
+Declare and delete of a topic change the catalog (the metadata group's leader handles them); subscriptions,
+publishing, consuming and replay run on the leader of the topic's own group. Any other node forwards there.
+"""
 
 from __future__ import annotations
 
 from quart import Blueprint, Response, request
 from quart_schema import document_request, tag
 
-from mom.api.context import authorize, ctx, principal, request_body, require_owner
+from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
 from mom.api.messages import parse_publish
 from mom.api.routes import consuming
 from mom.api.schemas import (
@@ -17,6 +21,7 @@ from mom.api.schemas import (
     decode_body,
 )
 from mom.api.views import json_response, stored_view, subscription_view, topic_view
+from mom.broker import Broker
 from mom.broker.commands import (
     Declared,
     DeclareSubscription,
@@ -32,22 +37,27 @@ from mom.broker.commands import (
     check_name,
 )
 from mom.errors import InvalidInput
+from mom.replication.group import RaftGroup
 
 blueprint = Blueprint("topics", __name__, url_prefix="/v1/topics")
 tag_topics = tag(["topics"])
 MAX_REPLAY = 1000
 
 
-def _topic_view(name: str) -> Response:
+def view(name: str, state: Broker | None = None) -> dict[str, object]:
+    """The topic as `state` (its group's applied state) knows it; the catalog's entry when no replica is here."""
     service = ctx().service
-    node = ctx().settings.node_id
-    info = service.broker.topic_info(name, service.now_ms())
-    return json_response(topic_view(info, leader=node, replicas=[node]))
+    ref = TopicRef(name)
+    located = service.locate(ref)
+    source = state or service.serving_replica(ref) or service.catalog
+    return topic_view(
+        source.topic_info(name, service.now_ms()), leader=located.leader, replicas=list(located.placement.replicas)
+    )
 
 
-def _subscription_view(topic: str, name: str) -> Response:
+def _subscription_view(group: RaftGroup, topic: str, name: str) -> Response:
     service = ctx().service
-    return json_response(subscription_view(service.broker.subscription_info(topic, name, service.now_ms())))
+    return json_response(subscription_view(group.broker.subscription_info(topic, name, service.now_ms())))
 
 
 def _names(topic: str, subscription: str | None = None) -> None:
@@ -61,45 +71,40 @@ def _names(topic: str, subscription: str | None = None) -> None:
 @document_request(TopicAttrs)
 async def declare(name: str) -> Response:
     _names(name)
-    caller = authorize("configure", name)
+    caller = await authorize("configure", name)
     attrs = decode_body(await request_body(), TopicAttrs)
-    result = await ctx().service.submit(DeclareTopic(name, attrs, caller.subject))
+    result = await ctx().service.submit(meta_leader(), DeclareTopic(name, attrs, caller.subject))
     assert isinstance(result, Declared)
-    response = _topic_view(name)
-    response.status_code = 201 if result.created else 200
-    return response
+    await ctx().service.wait_serving(TopicRef(name))
+    return json_response(view(name), status=201 if result.created else 200)
 
 
 @blueprint.get("")
 @tag_topics
 async def list_topics() -> Response:
-    caller = principal()
-    service = ctx().service
-    node = ctx().settings.node_id
-    topics = [
-        topic_view(info, leader=node, replicas=[node])
-        for info in service.broker.list_topics(service.now_ms())
-        if caller.can("read", info.name) or caller.can("configure", info.name)
-    ]
-    return json_response({"topics": topics})
+    caller = await principal()
+    names = [info.name for info in ctx().service.catalog.list_topics(ctx().service.now_ms())]
+    visible = [n for n in names if caller.can("read", n) or caller.can("configure", n)]
+    return json_response({"topics": [view(n) for n in visible]})
 
 
 @blueprint.get("/<name>")
 @tag_topics
 async def show(name: str) -> Response:
     _names(name)
-    authorize("read", name)
-    return _topic_view(name)
+    await authorize("read", name)
+    return json_response(view(name, leader_of(TopicRef(name)).broker))
 
 
 @blueprint.delete("/<name>")
 @tag_topics
 async def delete(name: str) -> Response:
     _names(name)
-    caller = authorize("configure", name)
+    caller = await authorize("configure", name)
     service = ctx().service
-    require_owner(caller, service.broker.topic_info(name, service.now_ms()).owner, f"topic {name}")
-    await service.submit(DeleteTopic(name))
+    meta = meta_leader()
+    require_owner(caller, service.catalog.topic_info(name, service.now_ms()).owner, f"topic {name}")
+    await service.submit(meta, DeleteTopic(name))
     return Response(b"", status=204)
 
 
@@ -108,9 +113,10 @@ async def delete(name: str) -> Response:
 @document_request(PublishRequest)
 async def publish(name: str) -> Response:
     _names(name)
-    authorize("write", name)
+    await authorize("write", name)
+    group = leader_of(TopicRef(name))
     messages = parse_publish(await request_body(), ctx().settings.limits)
-    result = await ctx().service.submit(Publish(TopicRef(name), messages))
+    result = await ctx().service.submit(group, Publish(TopicRef(name), messages))
     assert isinstance(result, Published)
     ctx().metrics.published.labels("topic").inc(len(messages))
     return json_response({"messages": result.messages}, status=201)
@@ -130,15 +136,15 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 async def replay(name: str) -> Response:
     """Read the retained log from `from_offset` (default 0), at most `limit` messages (default 100)."""
     _names(name)
-    authorize("read", name)
+    await authorize("read", name)
+    broker = leader_of(TopicRef(name)).broker
     from_offset = _int_arg("from_offset", 0, 0, 2**63 - 1)
     limit = _int_arg("limit", 100, 1, MAX_REPLAY)
-    service = ctx().service
-    messages = service.broker.read_topic(name, from_offset, limit)
+    messages = broker.read_topic(name, from_offset, limit)
     if messages:
         next_offset = messages[-1].offset + 1
     else:
-        next_offset = max(from_offset, service.broker.topic_info(name, service.now_ms()).first_offset)
+        next_offset = max(from_offset, broker.topic_info(name, ctx().service.now_ms()).first_offset)
     return json_response({"messages": [stored_view(m) for m in messages], "next_offset": next_offset})
 
 
@@ -146,9 +152,8 @@ async def replay(name: str) -> Response:
 @tag_topics
 async def list_subscriptions(name: str) -> Response:
     _names(name)
-    authorize("read", name)
-    service = ctx().service
-    info = service.broker.topic_info(name, service.now_ms())
+    await authorize("read", name)
+    info = leader_of(TopicRef(name)).broker.topic_info(name, ctx().service.now_ms())
     return json_response({"subscriptions": [subscription_view(s) for s in info.subscriptions]})
 
 
@@ -157,11 +162,12 @@ async def list_subscriptions(name: str) -> Response:
 @document_request(SubscriptionRequest)
 async def subscribe(name: str, sub: str) -> Response:
     _names(name, sub)
-    caller = authorize("read", name)
+    caller = await authorize("read", name)
+    group = leader_of(TopicRef(name))
     attrs = decode_body(await request_body(), SubscriptionAttrs)
-    result = await ctx().service.submit(DeclareSubscription(name, sub, attrs, caller.subject))
+    result = await ctx().service.submit(group, DeclareSubscription(name, sub, attrs, caller.subject))
     assert isinstance(result, Declared)
-    response = _subscription_view(name, sub)
+    response = _subscription_view(group, name, sub)
     response.status_code = 201 if result.created else 200
     return response
 
@@ -170,19 +176,20 @@ async def subscribe(name: str, sub: str) -> Response:
 @tag_topics
 async def show_subscription(name: str, sub: str) -> Response:
     _names(name, sub)
-    authorize("read", name)
-    return _subscription_view(name, sub)
+    await authorize("read", name)
+    return _subscription_view(leader_of(TopicRef(name)), name, sub)
 
 
 @blueprint.delete("/<name>/subscriptions/<sub>")
 @tag_topics
 async def unsubscribe(name: str, sub: str) -> Response:
     _names(name, sub)
-    caller = authorize("read", name)
+    caller = await authorize("read", name)
     service = ctx().service
-    owner = service.broker.subscription_info(name, sub, service.now_ms()).owner
+    group = leader_of(TopicRef(name))
+    owner = group.broker.subscription_info(name, sub, service.now_ms()).owner
     require_owner(caller, owner, f"subscription {name}/{sub}")
-    await service.submit(DeleteSubscription(name, sub))
+    await service.submit(group, DeleteSubscription(name, sub))
     return Response(b"", status=204)
 
 
@@ -191,8 +198,8 @@ async def unsubscribe(name: str, sub: str) -> Response:
 @document_request(ReceiveRequest)
 async def receive(name: str, sub: str) -> Response:
     _names(name, sub)
-    authorize("read", name)
-    return await consuming.receive(SubscriptionRef(name, sub))
+    await authorize("read", name)
+    return await consuming.receive(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
 
 
 @blueprint.post("/<name>/subscriptions/<sub>/ack")
@@ -200,8 +207,8 @@ async def receive(name: str, sub: str) -> Response:
 @document_request(AckRequest)
 async def ack(name: str, sub: str) -> Response:
     _names(name, sub)
-    authorize("read", name)
-    return await consuming.ack(SubscriptionRef(name, sub))
+    await authorize("read", name)
+    return await consuming.ack(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
 
 
 @blueprint.post("/<name>/subscriptions/<sub>/nack")
@@ -209,8 +216,8 @@ async def ack(name: str, sub: str) -> Response:
 @document_request(NackRequest)
 async def nack(name: str, sub: str) -> Response:
     _names(name, sub)
-    authorize("read", name)
-    return await consuming.nack(SubscriptionRef(name, sub))
+    await authorize("read", name)
+    return await consuming.nack(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
 
 
 @blueprint.get("/<name>/subscriptions/<sub>/events")
@@ -218,5 +225,5 @@ async def nack(name: str, sub: str) -> Response:
 async def events(name: str, sub: str) -> Response:
     """Server-Sent Events push of the subscription's messages (ack them with /ack); `batch` caps each lease."""
     _names(name, sub)
-    authorize("read", name)
-    return await consuming.events(SubscriptionRef(name, sub))
+    await authorize("read", name)
+    return await consuming.events(leader_of(TopicRef(name)), SubscriptionRef(name, sub))

@@ -1,0 +1,72 @@
+"""Trust in the other nodes' tokens: each node signs with its own key and publishes it at /.well-known/jwks.json.
+
+A token signed by a key this node does not know (yet) makes it fetch the JWKS of its peers (the cluster file's
+REST addresses) and verify again: the usual OAuth resource-server behaviour, with no key material replicated.
+Fetches are rate-limited so that a stream of forged tokens cannot turn into a stream of requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+
+import httpx
+import trio
+
+from mom.api.auth.keys import SigningKeys
+from mom.api.auth.scopes import Principal
+from mom.api.auth.tokens import TokenService
+from mom.errors import InvalidInput, Unauthorized
+
+log = logging.getLogger("mom.auth")
+
+REFRESH_INTERVAL_S = 2.0
+
+
+def _kid(token: str) -> str | None:
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+class PeerKeys:
+    def __init__(
+        self, keys: SigningKeys, tokens: TokenService, peer_urls: Mapping[str, str], http: httpx.AsyncClient
+    ) -> None:
+        self._keys = keys
+        self._tokens = tokens
+        self._peer_urls = dict(peer_urls)
+        self._http = http
+        self._last_refresh = -REFRESH_INTERVAL_S
+        self._lock = trio.Lock()
+
+    async def verify(self, token: str) -> Principal:
+        """The token's principal; fetches the peers' keys once if it names a key not known here."""
+        try:
+            return self._tokens.verify(token)
+        except Unauthorized:
+            kid = _kid(token)
+            if kid is None or not self._peer_urls or self._keys.verification_key(kid) is not None:
+                raise
+        await self._refresh()
+        return self._tokens.verify(token)
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if trio.current_time() - self._last_refresh < REFRESH_INTERVAL_S:
+                return
+            self._last_refresh = trio.current_time()
+            for node_id, url in self._peer_urls.items():
+                try:
+                    answer = await self._http.get(url + "/.well-known/jwks.json", timeout=2.0)
+                    for jwk in answer.json().get("keys", []):
+                        if jwk.get("kid") != self._keys.kid and self._keys.verification_key(jwk["kid"]) is None:
+                            self._keys.add_trusted(jwk)
+                            log.info("trusting signing key %s of node %s", jwk["kid"], node_id)
+                except (httpx.HTTPError, ValueError, KeyError, InvalidInput) as exc:
+                    log.warning("could not fetch the signing keys of %s: %s", node_id, exc)

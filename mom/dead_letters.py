@@ -1,0 +1,83 @@
+"""Hands dead letters from a queue's group to its dead-letter queue's group, wherever that one is led.
+
+Each letter carries a dedup id derived from its place in the source's outbox, so a resend after a crash or a
+leadership change is a no-op at the dead-letter queue: a letter arrives once, and is removed from the outbox only
+after the dead-letter queue answered that it is durable.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import msgspec
+
+from mom.api.auth import TokenService
+from mom.broker.commands import NewMessage, Publish, QueueRef
+from mom.errors import NotFound, QueueFull, Unavailable
+from mom.service import BrokerService
+
+TOKEN_MARGIN_S = 60
+
+
+def _wire(message: NewMessage) -> dict[str, Any]:
+    body: dict[str, Any] = (
+        {"body_base64": base64.b64encode(message.body).decode()}
+        if message.binary
+        else {"body": msgspec.Raw(message.body)}
+    )
+    return {**body, "headers": message.headers, "dedup_id": message.dedup_id}
+
+
+class DeadLetterSender:
+    """Publishes to a queue on its leader: directly when that is this node, else over the leader's REST API."""
+
+    def __init__(
+        self,
+        service: BrokerService,
+        tokens: TokenService,
+        peer_urls: Mapping[str, str],
+        http: httpx.AsyncClient,
+        node_id: str,
+    ) -> None:
+        self._service = service
+        self._tokens = tokens
+        self._peer_urls = peer_urls
+        self._http = http
+        self._node_id = node_id
+        self._token: tuple[str, float] | None = None
+
+    def _bearer(self, now_s: float) -> str:
+        if self._token is None or self._token[1] - TOKEN_MARGIN_S < now_s:
+            issued = self._tokens.issue(f"node:{self._node_id}", ["mom.admin"], client_id="mom-node")
+            self._token = (issued.access_token, now_s + issued.expires_in)
+        return self._token[0]
+
+    async def __call__(self, queue: str, messages: list[NewMessage]) -> None:
+        located = self._service.locate(QueueRef(queue))
+        if located.group is not None:
+            await self._service.submit(located.group, Publish(QueueRef(queue), messages))
+            return
+        target = located.leader or next((n for n in located.placement.replicas if n != self._node_id), None)
+        if target is None:
+            raise Unavailable(f"dead-letter queue {queue} has no leader yet")
+        try:
+            answer = await self._http.post(
+                f"{self._peer_urls[target]}/v1/queues/{queue}/messages",
+                content=msgspec.json.encode({"messages": [_wire(m) for m in messages]}),
+                headers={
+                    "content-type": "application/json",
+                    "authorization": f"Bearer {self._bearer(self._service.now_ms() / 1000)}",
+                },
+                timeout=30,
+            )
+        except httpx.TransportError as exc:
+            raise Unavailable(f"dead-letter queue {queue}: {target} unreachable") from exc
+        if answer.status_code == 404:
+            raise NotFound(f"dead-letter queue {queue} does not exist")
+        if answer.status_code == 429:
+            raise QueueFull(f"dead-letter queue {queue} is full")
+        if answer.status_code != 201:
+            raise Unavailable(f"dead-letter queue {queue} refused the letters: {answer.status_code} {answer.text}")

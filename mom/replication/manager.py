@@ -1,0 +1,184 @@
+"""This node's replication groups: the metadata group on every node, and one group per destination it replicates.
+
+The metadata group's state machine is the catalog: users, OAuth clients and every declared destination with its
+attributes. Each node watches it and keeps exactly the destination groups that placement gives it: a declare
+starts a group on each of its replicas, a delete stops them and removes their data. A group's id carries the
+destination's declare time, so a destination deleted and declared again is a new group with a fresh log, never
+a continuation of the old one's terms and entries.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from mom.broker.commands import (
+    Command,
+    DeclareQueue,
+    DeclareTopic,
+    DeleteQueue,
+    DeleteTopic,
+    QueueRef,
+    SubscriptionRef,
+    TopicRef,
+)
+from mom.config import Settings
+from mom.errors import NotFound
+from mom.replication.group import RaftGroup
+from mom.replication.placement import METADATA_GROUP, group_id, replicas
+from mom.replication.router import Router
+
+log = logging.getLogger("mom.replication")
+
+Ref = QueueRef | TopicRef | SubscriptionRef
+GroupListener = Callable[[str, Command], None]
+
+ELECTION_TICKS = 10
+"""Ticks (of the router's 50 ms) without a leader before a replica stands: 0.5 to 1 s. A one-replica group
+stands at once: nobody else could."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a destination lives: its group id and ordered replicas (preferred leader first)."""
+
+    group_id: str
+    replicas: tuple[str, ...]
+    declared: DeclareQueue | DeclareTopic
+
+
+@dataclass
+class _Running:
+    group: RaftGroup
+    scope: trio.CancelScope
+    erase: bool = False
+
+
+class GroupManager:
+    """Starts, finds and stops this node's groups. Start it with `await nursery.start(manager.run)`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router,
+        *,
+        clock_ms: Callable[[], int],
+        rng: random.Random,
+    ) -> None:
+        self._settings = settings
+        self._router = router
+        self._clock_ms = clock_ms
+        self._rng = rng
+        self.node_id = settings.node_id
+        self.node_ids = [n.id for n in settings.cluster.nodes] or [settings.node_id]
+        self._directory = settings.data_dir / "groups"
+        self._running: dict[str, _Running] = {}
+        self._nursery: trio.Nursery | None = None
+        self._listeners: list[GroupListener] = []
+        self.meta = self._new_group(METADATA_GROUP, self.node_ids, external_dead_letters=False)
+
+    def add_listener(self, listener: GroupListener) -> None:
+        """Told (group id, command) of every command applied by any group of this node, present or future."""
+        self._listeners.append(listener)
+        for group in self.groups():
+            group.add_listener(functools.partial(listener, group.group_id))
+
+    def _new_group(self, gid: str, voters: list[str], *, external_dead_letters: bool) -> RaftGroup:
+        group = RaftGroup(
+            gid,
+            self.node_id,
+            voters,
+            self._directory / gid,
+            self._settings.storage,
+            self._router,
+            dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
+            clock_ms=self._clock_ms,
+            rng=random.Random(self._rng.random()),
+            preferred_leader=voters[0],
+            election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
+            external_dead_letters=external_dead_letters,
+        )
+        for listener in self._listeners:
+            group.add_listener(functools.partial(listener, gid))
+        return group
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.meta.run)
+            self.meta.add_listener(self._on_catalog_change)
+            self._reconcile()
+            task_status.started()
+
+    def placement(self, ref: Ref) -> Placement:
+        """The group and replicas of a declared destination; NotFound if the catalog has no such destination."""
+        catalog, now = self.meta.broker, self._clock_ms()
+        declared: DeclareQueue | DeclareTopic
+        if isinstance(ref, QueueRef):
+            queue = catalog.queue_info(ref.name, now)
+            declared = DeclareQueue(queue.name, queue.attrs, queue.owner)
+            created, factor = queue.created_at_ms, queue.attrs.replication_factor
+        else:
+            topic = catalog.topic_info(ref.topic if isinstance(ref, SubscriptionRef) else ref.name, now)
+            declared = DeclareTopic(topic.name, topic.attrs, topic.owner)
+            created, factor = topic.created_at_ms, topic.attrs.replication_factor
+        base = group_id(ref)
+        factor = min(factor or self._settings.cluster.replication_factor, len(self.node_ids))
+        return Placement(f"{base}@{created}", tuple(replicas(base, self.node_ids, factor)), declared)
+
+    def group(self, gid: str) -> RaftGroup | None:
+        if gid == METADATA_GROUP:
+            return self.meta
+        running = self._running.get(gid)
+        return running.group if running is not None else None
+
+    def groups(self) -> list[RaftGroup]:
+        """Every group running on this node, the metadata group first."""
+        return [self.meta, *(r.group for r in self._running.values())]
+
+    def _wanted(self) -> dict[str, Placement]:
+        catalog, now = self.meta.broker, self._clock_ms()
+        refs: list[Ref] = [QueueRef(q.name) for q in catalog.list_queues(now)]
+        refs += [TopicRef(t.name) for t in catalog.list_topics(now)]
+        wanted: dict[str, Placement] = {}
+        for ref in refs:
+            try:
+                placed = self.placement(ref)
+            except NotFound:  # pragma: no cover - listed a moment ago, on the same thread
+                continue
+            if self.node_id in placed.replicas:
+                wanted[placed.group_id] = placed
+        return wanted
+
+    def _on_catalog_change(self, command: Command) -> None:
+        if isinstance(command, DeclareQueue | DeclareTopic | DeleteQueue | DeleteTopic):
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Start the groups placement gives this node and stop (and erase) the ones it no longer does."""
+        if self._nursery is None:
+            return
+        wanted = self._wanted()
+        for gid, placed in wanted.items():
+            if gid not in self._running:
+                group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
+                running = self._running[gid] = _Running(group, trio.CancelScope())
+                self._nursery.start_soon(self._run_group, gid, running)
+        for gid in [gid for gid in self._running if gid not in wanted]:
+            running = self._running.pop(gid)
+            running.erase = True
+            running.scope.cancel()
+            log.info("group %s is no longer placed here: stopping it and removing its data", gid)
+
+    async def _run_group(self, gid: str, running: _Running) -> None:
+        with running.scope:
+            await running.group.run()
+        if running.erase:
+            directory = self._directory / gid
+            await trio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
