@@ -13,7 +13,7 @@ import pytest
 from tests.sim.cluster import SimCluster, SimConfig
 from tests.sim.network import Faults
 
-SEEDS = int(os.environ.get("MOM_SIM_SEEDS", "300"))
+SEEDS = int(os.environ.get("MOM_SIM_SEEDS", "1000"))
 STEPS = 400
 
 
