@@ -20,7 +20,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.harness import ADMIN_PASSWORD, Cluster, token  # noqa: E402
+from tests.integration.harness import ADMIN_PASSWORD, Cluster, token
 
 
 def _wait(predicate: object, timeout_s: float) -> None:
