@@ -47,7 +47,6 @@ from mom.broker.commands import (
 from mom.errors import MomError, NotFound, QueueFull, Unavailable
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager, Placement, Ref
-from mom.replication.placement import METADATA_GROUP
 
 log = logging.getLogger("mom.service")
 
@@ -187,8 +186,7 @@ class BrokerService:
                         log.debug("housekeeping of %s postponed: %s", group.group_id, exc)
 
     async def _housekeep(self, group: RaftGroup) -> None:
-        if group.group_id != METADATA_GROUP:
-            await self._declare_from_catalog(group)
+        await self._declare_from_catalog(group)
         deadline = group.broker.next_deadline_ms()
         if deadline is not None and deadline <= self.now_ms():
             await group.submit(Tick())
@@ -196,18 +194,12 @@ class BrokerService:
 
     async def _declare_from_catalog(self, group: RaftGroup) -> None:
         """A new destination group starts empty: its first leader declares the destination as the catalog has it."""
-        for ref, placement in self._catalog_entries_of(group.group_id):
-            if not _declared_in(group.broker, ref):
-                await group.submit(placement.declared)
-
-    def _catalog_entries_of(self, gid: str) -> list[tuple[Ref, Placement]]:
-        name = gid.split("@", 1)[0][2:]
-        ref: Ref = QueueRef(name) if gid.startswith("q.") else TopicRef(name)
-        try:
-            placement = self.manager.placement(ref)
-        except NotFound:
-            return []
-        return [(ref, placement)] if placement.group_id == gid else []
+        declared = self.manager.declared_in(group.group_id)
+        if declared is None:
+            return
+        ref: Ref = QueueRef(declared.name) if isinstance(declared, DeclareQueue) else TopicRef(declared.name)
+        if not _declared_in(group.broker, ref):
+            await group.submit(declared)
 
     async def _forward_dead_letters(self, group: RaftGroup) -> None:
         letters = group.broker.outbox()

@@ -56,6 +56,7 @@ class Placement:
 @dataclass
 class _Running:
     group: RaftGroup
+    placement: Placement
     scope: trio.CancelScope
     erase: bool = False
 
@@ -138,6 +139,11 @@ class GroupManager:
         running = self._running.get(gid)
         return running.group if running is not None else None
 
+    def declared_in(self, gid: str) -> DeclareQueue | DeclareTopic | None:
+        """The catalog's declaration of the destination that group `gid` holds (None for the metadata group)."""
+        running = self._running.get(gid)
+        return running.placement.declared if running is not None else None
+
     def groups(self) -> list[RaftGroup]:
         """Every group running on this node, the metadata group first."""
         return [self.meta, *(r.group for r in self._running.values())]
@@ -168,7 +174,7 @@ class GroupManager:
         for gid, placed in wanted.items():
             if gid not in self._running:
                 group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
-                running = self._running[gid] = _Running(group, trio.CancelScope())
+                running = self._running[gid] = _Running(group, placed, trio.CancelScope())
                 self._nursery.start_soon(self._run_group, gid, running)
         for gid in [gid for gid in self._running if gid not in wanted]:
             running = self._running.pop(gid)
