@@ -119,3 +119,25 @@ def test_sse_pushes_messages_and_ack_settles_them(api: Api, node: NodeProcess) -
     acked = api.post(f"/v1/topics/{topic}/subscriptions/push/ack", json={"receipts": receipts}).json()
     assert acked["acked"] == receipts
     assert_problem(api.get(f"/v1/topics/{topic}/subscriptions/nope/events"), 404)
+
+
+def test_subscription_nack_redelivers_and_dead_letters_after_max_deliveries(api: Api) -> None:
+    topic, dlq = tname(), f"dlq-{uuid.uuid4().hex[:8]}"
+    api.put(f"/v1/queues/{dlq}")
+    api.put(f"/v1/topics/{topic}")
+    sub = f"/v1/topics/{topic}/subscriptions/worker"
+    assert api.put(sub, json={"max_deliveries": 2, "dead_letter_queue": dlq}).status_code == 201
+    publish(api, topic, "job")
+    first = receive(api, topic, "worker")[0]
+    assert api.post(sub + "/nack", json={"receipts": [first["receipt"]]}).json()["nacked"] == [first["receipt"]]
+    second = receive(api, topic, "worker", wait_s=5)[0]
+    assert second["deliveries"] == 2 and second["id"] == first["id"]
+    api.post(sub + "/nack", json={"receipts": [second["receipt"]]})
+    assert receive(api, topic, "worker") == []
+    dead = api.receive(dlq, wait_s=5)
+    assert [m["body"] for m in dead] == ["job"]
+    assert dead[0]["headers"]["x-death"] == {
+        "queue": f"{topic}/worker",
+        "reason": "max_deliveries",
+        "message_id": first["id"],
+    }
