@@ -81,6 +81,15 @@ class LeaseBook(Generic[R]):
             self._timed.add(offset)
             heapq.heappush(self._timers, (record.until, offset))
 
+    def current(self, incarnation: int, receipt: tuple[int, int, int]) -> R | None:
+        """The record whose current delivery `receipt` names; None if it was delivered again since, settled,
+        expired, or belongs to another incarnation of the source."""
+        receipt_incarnation, offset, delivery = receipt
+        record = self.records.get(offset) if receipt_incarnation == incarnation else None
+        if record is None or delivery < 1 or record.deliveries != delivery:
+            return None
+        return record
+
     def remove(self, offset: int) -> R:
         record = self.records.pop(offset)
         self.counts[record.state] -= 1

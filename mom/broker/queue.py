@@ -292,15 +292,15 @@ class Queue:
         dead: list[DeadLetter],
     ) -> Settled:
         """Ack (`nack_delay_ms` None) or nack the messages whose current delivery the receipts name."""
-        records = self._book.records
         settled: list[str] = []
         unknown: list[str] = []
-        for text, (incarnation, offset, delivery) in zip(receipts, parsed, strict=True):
-            record = records.get(offset) if incarnation == self.incarnation else None
-            if record is None or delivery < 1 or record.deliveries != delivery:
+        for text, receipt in zip(receipts, parsed, strict=True):
+            record = self._book.current(self.incarnation, receipt)
+            if record is None:
                 unknown.append(text)
                 continue
             settled.append(text)
+            offset = receipt[1]
             if nack_delay_ms is None:
                 self._book.remove(offset)
             else:
