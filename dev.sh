@@ -22,7 +22,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ]; then
     echo "dev.sh: installing mom and its dependencies into .venv (first run takes a minute)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev]'
+    .venv/bin/python -m pip install --quiet -e '.[dev,bench]'
     rm -f .venv/.installed-*
     touch "$stamp"
   fi

@@ -1,0 +1,71 @@
+"""`mom bench`: the benchmark harness (the `bench` package, imported only when this command runs)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from mom.cli._app import _fail, main
+
+SCENARIO_NAMES = ("publish-1", "publish-100", "receive-ack", "fanout-10", "e2e-latency")
+PEER_NAMES = ("ceiling", "rabbitmq", "nats", "unary-grpc")
+
+
+def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise click.BadParameter(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return names
+
+
+@main.command()
+@click.option("--scenarios", help=f"Comma-separated, default all: {','.join(SCENARIO_NAMES)}.")
+@click.option("--peers", help=f"Comma-separated, default all: {','.join(PEER_NAMES)} ('' for none).")
+@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="Seconds per step.")
+@click.option("--smoke", is_flag=True, help="Tiny run (1 s steps, 1 node, no external peers) that checks the harness.")
+@click.option("--out", default="bench/out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--docs",
+    default="docs/performance.md",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Report file whose generated section is replaced (not touched with --smoke).",
+)
+def bench(scenarios: str | None, peers: str | None, duration: float, smoke: bool, out: Path, docs: Path) -> None:
+    """Measure mom (1 node, 3 nodes over gRPC and ZeroMQ) beside RabbitMQ, NATS and a framework ceiling.
+
+    Starts every system itself on 127.0.0.1, installing missing peers from Debian's packages or PyPI when it can
+    (and skipping them with the reason when it cannot). Writes OUT/results.json, OUT/report.md, OUT/plot.png.
+
+    \b
+    Examples:
+      mom bench --smoke --out /tmp/bench
+      mom bench --duration 10 --out bench/out
+      mom bench --scenarios publish-1,publish-100 --peers ceiling
+    """
+    try:
+        from bench import BenchOptions, run_bench
+    except ImportError as exc:
+        _fail(f"the benchmark harness needs the repository checkout and `pip install 'mom[bench]'` ({exc})")
+    options = BenchOptions(
+        out=out,
+        duration_s=1.0 if smoke else duration,
+        smoke=smoke,
+        docs=None if smoke else docs,
+        command=shlex.join(["mom", *sys.argv[1:]]),
+    )
+    chosen_scenarios = _names(scenarios, SCENARIO_NAMES, "scenario")
+    chosen_peers = _names(peers, PEER_NAMES, "peer")
+    if chosen_scenarios is not None:
+        options.scenarios = chosen_scenarios
+    if chosen_peers is not None:
+        options.peers = chosen_peers
+    elif smoke:
+        options.peers = ("ceiling",)
+    run_bench(options)

@@ -1,0 +1,52 @@
+"""`mom bench --smoke` runs the whole harness end to end and writes well-formed outputs (not the numbers)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = {"publish-1", "publish-100", "receive-ack", "fanout-10", "e2e-latency"}
+
+
+def test_smoke_run_writes_results_report_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    docs = tmp_path / "performance.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "mom", "bench", "--smoke", "--out", str(out), "--docs", str(docs)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mom [1 node]: publish-1" in done.stderr, "a progress line per step"
+
+    document = json.loads((out / "results.json").read_text())
+    assert document["meta"]["smoke"] is True
+    assert document["meta"]["machine"]["cpus"] >= 1
+    mom = {r["scenario"]: r for r in document["results"] if r["system"] == "mom"}
+    assert set(mom) == SCENARIOS
+    for result in mom.values():
+        assert result["skipped"] is None, result
+        assert result["topology"] == "1 node"
+        assert result["msgs_per_s"] > 0
+        assert result["client_cpu_s"] >= 0 and result["client_procs"] >= 1
+    e2e = mom["e2e-latency"]
+    assert 0 < e2e["p50_ms"] <= e2e["p99_ms"] <= e2e["p999_ms"]
+    ceiling = [r for r in document["results"] if r["system"] == "ceiling"]
+    assert len(ceiling) == 1 and ceiling[0]["requests_per_s"] > 0
+    assert not any(r["system"] in {"rabbitmq", "nats", "unary-grpc"} for r in document["results"]), "no external peers"
+    verdicts = {t["name"]: t["met"] for t in document["targets"]}
+    assert verdicts["publish 1/request, 1 node, durable"] in {True, False}, "judged from mom and the ceiling"
+    assert verdicts["streaming endpoint, one client, 3 nodes"] is None
+
+    report = (out / "report.md").read_text()
+    assert "| system | scenario | topology | msgs/s |" in report
+    assert "| mom | e2e-latency | 1 node |" in report
+    assert "![throughput and latency per scenario](plot.png)" in report
+    assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not docs.exists(), "a smoke run leaves the docs alone"
