@@ -30,6 +30,7 @@ from mom.broker.commands import (
     DeleteSubscription,
     DeleteTopic,
     Delivery,
+    Destination,
     ForwardedDeadLetters,
     Nack,
     NewMessage,
@@ -44,6 +45,7 @@ from mom.broker.commands import (
     TopicRef,
     UserRecord,
 )
+from mom.coalesce import PublishCoalescer
 from mom.errors import MomError, NotFound, QueueFull, Unavailable
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager, Placement, Ref
@@ -81,6 +83,7 @@ class BrokerService:
         self._clock_ms = clock_ms
         self._signals: dict[tuple[str, Source], trio.Event] = {}
         self._dead_letter_sender: DeadLetterSender | None = None
+        self._coalescers: dict[tuple[str, Destination], PublishCoalescer] = {}
         manager.add_listener(self._on_applied)
 
     def set_dead_letter_sender(self, sender: DeadLetterSender) -> None:
@@ -134,6 +137,17 @@ class BrokerService:
     # Doing things (on the leader)
 
     async def submit(self, group: RaftGroup, command: Command) -> Result:
+        """Commit `command` in `group` (this node leads it); concurrent publishes to one destination share one."""
+        if isinstance(command, Publish):
+            key = (group.group_id, command.destination)
+            coalescer = self._coalescers.get(key)
+            if coalescer is None:
+                coalescer = self._coalescers[key] = PublishCoalescer(group.submit)
+            try:
+                return await coalescer.publish(command)
+            finally:
+                if coalescer.idle:
+                    self._coalescers.pop(key, None)
         return await group.submit(command)
 
     async def wait_serving(self, ref: Ref) -> None:
