@@ -36,6 +36,11 @@ class Forwarder:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The node's pooled client for calls to other nodes (it carries the cluster's TLS settings)."""
+        return self._http
+
     async def forward(self, base_url: str, leader: str) -> Response:
         if hops() >= MAX_HOPS:
             raise Unavailable(f"leadership is moving (last seen at {leader}); retry shortly")

@@ -11,6 +11,7 @@ import httpx
 from tenacity import AsyncRetrying
 
 from mom.client import _protocol as p
+from mom.client.batching import AsyncBatcher, BatchSettings
 
 T = TypeVar("T")
 
@@ -165,6 +166,12 @@ class AsyncClient:
     ) -> list[dict[str, Any]]:
         """Publish messages given as `{"body", "headers"?, "delay_s"?, "dedup_id"?}` in one request."""
         return await self._run(p.publish_op(queue, topic, messages))
+
+    def batcher(
+        self, *, queue: str | None = None, topic: str | None = None, linger_ms: float = 5, max_batch: int = 100
+    ) -> AsyncBatcher:
+        """Batch this client's publishes to one destination (see `mom.client.batching`); close it when done."""
+        return AsyncBatcher(self, BatchSettings(queue, topic, linger_ms, max_batch))
 
     async def receive(
         self,

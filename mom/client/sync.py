@@ -10,6 +10,7 @@ import httpx
 from tenacity import Retrying
 
 from mom.client import _protocol as p
+from mom.client.batching import Batcher, BatchSettings
 
 T = TypeVar("T")
 
@@ -161,6 +162,12 @@ class Client:
     ) -> list[dict[str, Any]]:
         """Publish messages given as `{"body", "headers"?, "delay_s"?, "dedup_id"?}` in one request."""
         return self._run(p.publish_op(queue, topic, messages))
+
+    def batcher(
+        self, *, queue: str | None = None, topic: str | None = None, linger_ms: float = 5, max_batch: int = 100
+    ) -> Batcher:
+        """Batch this client's publishes to one destination (see `mom.client.batching`); close it when done."""
+        return Batcher(self, BatchSettings(queue, topic, linger_ms, max_batch))
 
     def receive(
         self,

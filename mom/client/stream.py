@@ -1,0 +1,369 @@
+"""The streaming client: publish, consume and ack over one WebSocket (`GET /v1/stream`), on trio or asyncio.
+
+    async with StreamClient("http://127.0.0.1:8080", username="alice", password="...") as s:
+        ids = await s.publish([{"body": {"n": 1}}], queue="orders")       # many may be awaited at once
+        async with s.subscribe(queue="orders", credit=100) as sub:
+            async for message in sub:
+                await sub.ack([message["receipt"]])
+
+Frames are JSON text, one object each; `op` names the kind and `id` correlates an answer with its request:
+
+    client: {"op":"publish","id":ID,"queue":Q | "topic":T,
+             "messages":[{"body"|"body_base64","headers","delay_s","dedup_id"}]}
+    server: {"op":"published","id":ID,"messages":[{"id","offset","duplicate"}]}          (once durable)
+    client: {"op":"subscribe","sub":S,"queue":Q | "topic":T,"subscription":N,"credit":C,"visibility_timeout_s":V}
+    server: {"op":"subscribed","sub":S}, then {"op":"deliver","sub":S,"messages":[<as REST receive>]}
+    client: {"op":"credit","sub":S,"add":C}            each delivered message uses one credit
+    client: {"op":"ack"|"nack","id":ID,"sub":S,"receipts":[...],"delay_s":D}
+    server: {"op":"acked","id":ID,"acked":[...],"unknown":[...]} / {"op":"nacked","id":ID,"nacked":[...],...}
+    client: {"op":"unsubscribe","sub":S}   server: {"op":"unsubscribed","sub":S}
+    server: {"op":"error","id":ID?,"sub":S?,"type","title","status","detail"}   (the REST problem's fields)
+
+A subscription tops its credit up as the caller consumes: the server never holds more than `credit` messages
+leased for it that the caller has not taken yet. The connection lasts as long as the token it was opened with
+(the server closes it with 1008 when the token expires); open a new StreamClient then.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
+from tenacity import AsyncRetrying, retry_if_exception
+
+from mom.client import _protocol as p
+from mom.errors import MomError, Overloaded, Unavailable
+
+STREAM_PATH = "/v1/stream"
+_encoder = msgspec.json.Encoder()
+
+
+def error_from_frame(frame: Mapping[str, Any]) -> MomError:
+    """The `mom.errors` exception an error frame stands for (the same classes REST answers map to)."""
+    status = int(frame.get("status") or 500)
+    error = p._class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
+    if type(error) is MomError:
+        error.status, error.title = status, str(frame.get("title") or error.title)
+    if isinstance(error, Overloaded | Unavailable) and isinstance(frame.get("retry_after_s"), int | float):
+        error.retry_after_s = float(frame["retry_after_s"])
+    return error
+
+
+class _Waiter:
+    """One request awaiting its answer frame."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.frame: dict[str, Any] = {}
+        self.error: MomError | None = None
+
+    def settle(self, frame: dict[str, Any] | None, error: MomError | None = None) -> None:
+        if not self.done.is_set():
+            self.frame, self.error = frame or {}, error
+            self.done.set()
+
+    async def result(self) -> dict[str, Any]:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.frame
+
+
+class StreamClient:
+    """One WebSocket to a node; every method may be awaited from many tasks at once (pipelining).
+
+    Publish, ack and nack answered 429/503 (no leader at the moment, overload) are retried `retries` times with
+    backoff, as `AsyncClient` does; every other error frame raises the matching `mom.errors` exception.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._retries = retries
+        self._protocol = p.Protocol(
+            timeout=timeout,
+            token=token,
+            username=username,
+            password=password,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+        self._stack = AsyncExitStack()
+        self._ws: AsyncWebSocketSession | None = None
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._closed: MomError | None = None
+
+    async def __aenter__(self) -> StreamClient:
+        await self._stack.__aenter__()
+        try:
+            await self._stack.enter_async_context(self._http)
+            headers = await self._authorization()
+            try:
+                self._ws = await self._stack.enter_async_context(
+                    aconnect_ws(self.url + STREAM_PATH, self._http, headers=headers)
+                )
+            except WebSocketUpgradeError as exc:
+                await exc.response.aread()
+                raise p.error_from(exc.response) from None
+            self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
+            self._tasks.start_soon(self._read)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._fail(Unavailable("the stream client is closed"))
+        if self._ws is not None:
+            self._tasks.cancel_scope.cancel()
+        await self._stack.aclose()
+
+    async def _authorization(self) -> dict[str, str]:
+        flow = self._protocol.authorization()
+        try:
+            request = next(flow)
+            while True:
+                request = flow.send(await self._http.request(**request.httpx_kwargs()))
+        except StopIteration as done:
+            headers: dict[str, str] = done.value
+            return headers
+
+    # -- frames out
+
+    async def _send(self, frame: Mapping[str, Any]) -> None:
+        if self._closed is not None:
+            raise self._closed
+        assert self._ws is not None, "use StreamClient in 'async with'"
+        try:
+            await self._ws.send_text(_encoder.encode(frame).decode())
+        except HTTPXWSException as exc:
+            raise Unavailable(f"the stream is broken ({type(exc).__name__})") from exc
+
+    async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected."""
+        policy = p.retry_policy(self._retries)
+        policy["retry"] = retry_if_exception(lambda exc: isinstance(exc, Overloaded | Unavailable) and not self._closed)
+        answer: dict[str, Any] = await AsyncRetrying(sleep=anyio.sleep, **policy)(self._request_once, frame)
+        return answer
+
+    async def _request_once(self, frame: dict[str, Any]) -> dict[str, Any]:
+        ident = next(self._ids)
+        waiter = self._waiters[ident] = _Waiter()
+        try:
+            await self._send({**frame, "id": ident})
+            return await waiter.result()
+        finally:
+            self._waiters.pop(ident, None)
+
+    # -- frames in
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            while True:
+                self._dispatch(msgspec.json.decode(await self._ws.receive_text()))
+        except (HTTPXWSException, msgspec.DecodeError) as exc:
+            self._fail(Unavailable(f"the stream closed ({type(exc).__name__}: {exc})"))
+
+    def _dispatch(self, frame: dict[str, Any]) -> None:
+        op, ident, sub = frame.get("op"), frame.get("id"), frame.get("sub")
+        error = error_from_frame(frame) if op == "error" else None
+        if isinstance(ident, int) and ident in self._waiters:
+            self._waiters[ident].settle(frame, error)
+        elif isinstance(sub, str) and sub in self._subs:
+            self._subs[sub].on_frame(op, frame, error)
+        elif error is not None:
+            self._fail(error)
+
+    def _fail(self, error: MomError) -> None:
+        """The connection is unusable: every waiting call and subscription raises `error`."""
+        self._closed = self._closed or error
+        for waiter in list(self._waiters.values()):
+            waiter.settle(None, error)
+        for sub in list(self._subs.values()):
+            sub.on_frame("error", {}, error)
+
+    # -- operations
+
+    async def publish(
+        self, messages: Sequence[Mapping[str, Any]], *, queue: str | None = None, topic: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Publish `[{"body", "headers"?, "delay_s"?, "dedup_id"?}]`; answers `[{"id","offset","duplicate"}]`
+        once durable. Bytes bodies travel as base64."""
+        frame: dict[str, Any] = {"op": "publish", "messages": [p.encode_message(m) for m in messages]}
+        frame.update(_target(queue=queue, topic=topic))
+        return list((await self._request(frame))["messages"])
+
+    async def ack(
+        self,
+        receipts: Sequence[str],
+        *,
+        sub: str | None = None,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+    ) -> dict[str, Any]:
+        """Settle receipts of the stream subscription `sub`, or of a queue / topic subscription given directly."""
+        return await self._settle("ack", receipts, sub, queue, topic, subscription, 0.0)
+
+    async def nack(
+        self,
+        receipts: Sequence[str],
+        *,
+        sub: str | None = None,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        delay_s: float = 0.0,
+    ) -> dict[str, Any]:
+        return await self._settle("nack", receipts, sub, queue, topic, subscription, delay_s)
+
+    async def _settle(
+        self,
+        verb: str,
+        receipts: Sequence[str],
+        sub: str | None,
+        queue: str | None,
+        topic: str | None,
+        subscription: str | None,
+        delay_s: float,
+    ) -> dict[str, Any]:
+        frame: dict[str, Any] = {"op": verb, "receipts": list(receipts)}
+        if sub is not None:
+            frame["sub"] = sub
+        else:
+            frame.update(_target(queue=queue, topic=topic, subscription=subscription))
+        if delay_s:
+            frame["delay_s"] = delay_s
+        answer = await self._request(frame)
+        return {key: value for key, value in answer.items() if key not in ("op", "id")}
+
+    def subscribe(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        credit: int = 100,
+        visibility_timeout_s: float | None = None,
+    ) -> Subscription:
+        """Deliveries of a queue or topic subscription, pushed while the caller consumes (credit `credit`).
+
+        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block
+        unsubscribes. Each message has its `receipt`: ack it with `sub.ack(...)`.
+        """
+        target = _target(queue=queue, topic=topic, subscription=subscription, consuming=True)
+        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": credit}
+        if visibility_timeout_s is not None:
+            frame["visibility_timeout_s"] = visibility_timeout_s
+        return Subscription(self, f"s{next(self._ids)}", frame)
+
+
+class Subscription:
+    """Deliveries of one stream subscription, in arrival order, topping the server's credit up as they are taken."""
+
+    def __init__(self, client: StreamClient, name: str, frame: dict[str, Any]) -> None:
+        self.name = name
+        self._client = client
+        self._frame = {**frame, "sub": name}
+        self._window = int(frame["credit"])
+        self._taken = 0
+        self._started: _Waiter | None = None
+        self._inbox: MemoryObjectSendStream[dict[str, Any] | MomError]
+        self._outbox: MemoryObjectReceiveStream[dict[str, Any] | MomError]
+        self._inbox, self._outbox = anyio.create_memory_object_stream[dict[str, Any] | MomError](math.inf)
+
+    async def start(self) -> Subscription:
+        """Subscribe (once); raises the server's error (NotFound, Forbidden, ...) if it refuses."""
+        if self._started is None:
+            self._started = _Waiter()
+            self._client._subs[self.name] = self
+            await self._client._send(self._frame)
+        await self._started.result()
+        return self
+
+    async def __aenter__(self) -> Subscription:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Unsubscribe; messages delivered and not acked come back after their visibility timeout."""
+        if self._client._subs.pop(self.name, None) is not None and self._client._closed is None:
+            await self._client._send({"op": "unsubscribe", "sub": self.name})
+
+    def on_frame(self, op: Any, frame: dict[str, Any], error: MomError | None) -> None:
+        if op == "deliver":
+            for message in frame.get("messages", []):
+                self._inbox.send_nowait(p.decode_message(message))
+        elif op == "subscribed" and self._started is not None:
+            self._started.settle(frame)
+        elif error is not None:
+            self._client._subs.pop(self.name, None)
+            if self._started is not None:
+                self._started.settle(None, error)
+            self._inbox.send_nowait(error)
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        await self.start()
+        item = await self._outbox.receive()
+        if isinstance(item, MomError):
+            self._inbox.send_nowait(item)  # every later call raises it too
+            raise item
+        self._taken += 1
+        if self._taken * 2 >= self._window and self.name in self._client._subs:
+            await self._client._send({"op": "credit", "sub": self.name, "add": self._taken})
+            self._taken = 0
+        return item
+
+    async def ack(self, receipts: Sequence[str]) -> dict[str, Any]:
+        return await self._client.ack(receipts, sub=self.name)
+
+    async def nack(self, receipts: Sequence[str], *, delay_s: float = 0.0) -> dict[str, Any]:
+        return await self._client.nack(receipts, sub=self.name, delay_s=delay_s)
+
+
+def _target(
+    *, queue: str | None = None, topic: str | None = None, subscription: str | None = None, consuming: bool = False
+) -> dict[str, str]:
+    """The destination fields of a frame, checked as the REST client checks its paths."""
+    if consuming or subscription is not None:
+        p.consumer_path(queue, topic, subscription)
+    else:
+        p.publish_path(queue, topic)
+    fields = {"queue": queue, "topic": topic, "subscription": subscription}
+    return {key: value for key, value in fields.items() if value is not None}

@@ -1,0 +1,245 @@
+"""GET /v1/stream against real node processes: frames in and out, credit, errors, auth, and a 3-node cluster."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
+
+from mom.client.stream import StreamClient
+from mom.errors import Forbidden, NotFound
+from tests.integration.harness import Api, Cluster, NodeProcess, new_user, token
+from tests.integration.test_cluster import preferred_leader_leads, wait_for
+
+UPGRADE = {
+    "connection": "upgrade",
+    "upgrade": "websocket",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "sec-websocket-version": "13",
+}
+
+
+def bearer_of(api: Api) -> str:
+    return str(api.http.headers["Authorization"]).removeprefix("Bearer ")
+
+
+@asynccontextmanager
+async def socket(url: str, bearer: str) -> AsyncIterator[AsyncWebSocketSession]:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        aconnect_ws(url + "/v1/stream", http, headers={"Authorization": f"Bearer {bearer}"}) as ws,
+    ):
+        yield ws
+
+
+async def send(ws: AsyncWebSocketSession, frame: dict[str, Any]) -> None:
+    await ws.send_text(json.dumps(frame))
+
+
+async def answer(ws: AsyncWebSocketSession) -> dict[str, Any]:
+    return dict(json.loads(await ws.receive_text(timeout=10.0)))
+
+
+def new_queue(api: Api) -> str:
+    name = f"q-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/v1/queues/{name}").status_code == 201
+    return name
+
+
+async def test_publish_over_the_socket_is_received_over_rest(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    async with StreamClient(node.url, token=bearer_of(api)) as stream:
+        published = await stream.publish([{"body": {"n": 1}}, {"body": b"\x00raw", "headers": {"k": "v"}}], queue=queue)
+    assert [m["offset"] for m in published] == [0, 1]
+    got = api.receive(queue, max_messages=10)
+    assert [m["id"] for m in got] == [m["id"] for m in published]
+    assert got[0]["body"] == {"n": 1} and got[1]["body_base64"] == "AHJhdw==" and got[1]["headers"] == {"k": "v"}
+
+
+async def test_rest_publish_is_consumed_and_acked_over_the_socket(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    sent = [m["id"] for m in api.publish(queue, "a", "b", "c")]
+    async with StreamClient(node.url, token=bearer_of(api)) as stream, stream.subscribe(queue=queue, credit=2) as sub:
+        got = []
+        async for message in sub:
+            got.append(message)
+            if len(got) == 3:
+                break
+        settled = await sub.ack([m["receipt"] for m in got])
+    assert [m["id"] for m in got] == sent and [m["body"] for m in got] == ["a", "b", "c"]
+    assert sorted(settled["acked"]) == sorted(m["receipt"] for m in got) and settled["unknown"] == []
+    view = api.get(f"/v1/queues/{queue}").json()
+    assert (view["ready"], view["in_flight"]) == (0, 0)
+
+
+async def test_topic_subscription_over_the_socket(node: NodeProcess, api: Api) -> None:
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    api.put(f"/v1/topics/{topic}")
+    api.put(f"/v1/topics/{topic}/subscriptions/audit", json={"start": "earliest"})
+    async with StreamClient(node.url, token=bearer_of(api)) as stream:
+        await stream.publish([{"body": "event"}], topic=topic)
+        async with stream.subscribe(topic=topic, subscription="audit") as sub:
+            message = await sub.__anext__()
+            assert message["body"] == "event"
+            assert (await sub.nack([message["receipt"]]))["nacked"] == [message["receipt"]]
+        with pytest.raises(NotFound):
+            await stream.subscribe(topic=topic, subscription="missing").start()
+
+
+async def test_a_thousand_pipelined_publishes_get_a_thousand_correlated_answers(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    async with socket(node.url, bearer_of(api)) as ws:
+        for n in range(1000):
+            await send(ws, {"op": "publish", "id": f"c{n}", "queue": queue, "messages": [{"body": n}]})
+        answers = [await answer(ws) for _ in range(1000)]
+    assert {a["op"] for a in answers} == {"published"}
+    assert sorted(a["id"] for a in answers) == sorted(f"c{n}" for n in range(1000))
+    assert len({a["messages"][0]["id"] for a in answers}) == 1000
+    assert api.get(f"/v1/queues/{queue}").json()["ready"] == 1000
+
+
+async def test_credit_bounds_what_is_delivered(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    api.publish(queue, *range(12))
+
+    async def deliveries(ws: AsyncWebSocketSession, quiet_s: float) -> int:
+        count = 0
+        with trio.move_on_after(quiet_s):
+            while True:
+                frame = await answer(ws)
+                assert frame["op"] == "deliver" and frame["sub"] == "w"
+                count += len(frame["messages"])
+        return count
+
+    async with socket(node.url, bearer_of(api)) as ws:
+        await send(ws, {"op": "subscribe", "sub": "w", "queue": queue, "credit": 5})
+        assert await answer(ws) == {"op": "subscribed", "sub": "w"}
+        assert await deliveries(ws, 0.7) == 5
+        await send(ws, {"op": "credit", "sub": "w", "add": 3})
+        assert await deliveries(ws, 0.7) == 3
+        await send(ws, {"op": "unsubscribe", "sub": "w"})
+        assert await answer(ws) == {"op": "unsubscribed", "sub": "w"}
+    assert api.get(f"/v1/queues/{queue}").json()["in_flight"] == 8
+
+
+async def test_bad_frames_get_error_frames_and_the_socket_stays_usable(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    oversize = {"body": "x" * (1024 * 1024 + 1)}
+    bad: list[tuple[str | bytes | dict[str, Any], int, str | None]] = [
+        ("not json", 400, None),
+        (b"\x01binary", 400, None),
+        ({"op": "bogus", "id": "b1"}, 400, "b1"),
+        ({"op": "publish", "id": "b2", "queue": queue}, 400, "b2"),
+        ({"op": "publish", "id": "b3", "queue": queue, "messages": []}, 400, "b3"),
+        ({"op": "publish", "id": "b4", "queue": queue, "messages": [{"nobody": 1}]}, 400, "b4"),
+        ({"op": "publish", "id": "b5", "queue": "no-such-queue", "messages": [{"body": 1}]}, 404, "b5"),
+        ({"op": "publish", "id": "b6", "queue": "bad/name", "messages": [{"body": 1}]}, 400, "b6"),
+        ({"op": "publish", "id": "b7", "queue": queue, "messages": [oversize]}, 413, "b7"),
+        ({"op": "ack", "id": "b8", "sub": "none", "receipts": ["r"]}, 404, "b8"),
+        ({"op": "ack", "id": "b9", "queue": queue, "topic": "t", "receipts": ["r"]}, 400, "b9"),
+        ({"op": "credit", "sub": "none", "add": 1}, 404, None),
+    ]
+    async with socket(node.url, bearer_of(api)) as ws:
+        for frame, status, ident in bad:
+            if isinstance(frame, bytes):
+                await ws.send_bytes(frame)
+            else:
+                await ws.send_text(frame if isinstance(frame, str) else json.dumps(frame))
+            error = await answer(ws)
+            assert (error["op"], error["status"], error.get("id")) == ("error", status, ident), (frame, error)
+            assert error["title"] and error["detail"] and error["type"].startswith("https://")
+        await send(ws, {"op": "publish", "id": 1, "queue": queue, "messages": [{"body": "fine"}]})
+        assert (await answer(ws))["op"] == "published"
+    assert [m["body"] for m in api.receive(queue, max_messages=10)] == ["fine"]
+
+
+async def test_a_flood_of_non_json_frames_closes_the_socket(node: NodeProcess, api: Api) -> None:
+    async with socket(node.url, bearer_of(api)) as ws:
+        for _ in range(40):
+            await ws.send_bytes(b"\xff")
+        errors = 0
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                assert (await answer(ws))["op"] == "error"
+                errors += 1
+    assert closed.value.code == 1003 and errors >= 1
+
+
+def test_missing_or_bad_token_is_refused_before_the_upgrade(node: NodeProcess, api: Api) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic abc"}):
+        response = httpx.get(node.url + "/v1/stream", headers={**UPGRADE, **headers}, timeout=10)
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["status"] == 401
+
+
+async def test_a_token_in_the_query_is_accepted(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        aconnect_ws(f"{node.url}/v1/stream?access_token={bearer_of(api)}", http) as ws,
+    ):
+        await send(ws, {"op": "publish", "id": "q", "queue": queue, "messages": [{"body": 1}]})
+        assert (await answer(ws))["op"] == "published"
+
+
+async def test_scopes_are_enforced_per_frame(node: NodeProcess, api: Api) -> None:
+    queue = new_queue(api)
+    username, _ = new_user(node.url)
+    reader = token(node.url, username, "a-long-password", scope="mom.read:*")
+    writer = token(node.url, username, "a-long-password", scope="mom.write:*")
+    async with StreamClient(node.url, token=reader) as stream:
+        with pytest.raises(Forbidden):
+            await stream.publish([{"body": 1}], queue=queue)
+        async with stream.subscribe(queue=queue, credit=1):
+            pass
+    async with StreamClient(node.url, token=writer) as stream:
+        assert len(await stream.publish([{"body": 1}], queue=queue)) == 1
+        with pytest.raises(Forbidden):
+            await stream.subscribe(queue=queue).start()
+        with pytest.raises(Forbidden):
+            await stream.ack(["r"], queue=queue)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path / "cluster").start()
+    yield running
+    running.kill_all()
+
+
+async def test_a_node_that_does_not_lead_serves_the_stream(cluster: Cluster) -> None:
+    admin = cluster.api()
+    assert admin.retrying("PUT", "/v1/queues/work").status_code == 201
+    wait_for(lambda: preferred_leader_leads(cluster, "work"), what="preferred leader in charge")
+    leader = cluster.leader_of("work")
+    follower = next(n for n in cluster.nodes if n != leader)
+    url = cluster.nodes[follower].url
+    async with StreamClient(url, token=bearer_of(cluster.api(follower))) as stream:
+        published: list[dict[str, Any]] = []
+
+        async def publish(first: int) -> None:
+            published.extend(await stream.publish([{"body": first + i} for i in range(10)], queue="work"))
+
+        async with trio.open_nursery() as nursery:
+            for batch in range(5):
+                nursery.start_soon(publish, batch * 10)
+        assert len({m["id"] for m in published}) == 50
+        got: list[dict[str, Any]] = []
+        async with stream.subscribe(queue="work", credit=20) as sub:
+            async for message in sub:
+                got.append(message)
+                if len(got) == 50:
+                    break
+            assert len((await sub.ack([m["receipt"] for m in got]))["acked"]) == 50
+    assert sorted(m["body"] for m in got) == list(range(50))
+    view = admin.get("/v1/queues/work").json()
+    assert (view["ready"], view["in_flight"]) == (0, 0)
