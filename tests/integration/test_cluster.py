@@ -44,7 +44,7 @@ def preferred_leader_leads(cluster: Cluster, name: str, via: str = "mom1") -> bo
 
 def test_every_node_serves_every_request(cluster: Cluster) -> None:
     apis = {node_id: cluster.api(node_id) for node_id in cluster.nodes}
-    assert apis["mom1"].put("/v1/queues/orders").status_code == 201
+    assert apis["mom1"].retrying("PUT", "/v1/queues/orders").status_code == 201
     for node_id, api in apis.items():
         api.publish("orders", f"from-{node_id}")
     got = apis["mom2"].receive("orders", max_messages=10, wait_s=2)
@@ -62,19 +62,19 @@ def test_accounts_and_tokens_are_cluster_wide(cluster: Cluster) -> None:
     username, _ = new_user(urls["mom2"])
     bearer = token(urls["mom3"], username, "a-long-password")
     api = Api(urls["mom1"], bearer)
-    assert api.put("/v1/topics/news").status_code == 201
-    assert api.put("/v1/topics/news/subscriptions/reader").status_code == 201
-    response = api.post("/v1/topics/news/messages", json={"body": "headline"})
+    assert api.retrying("PUT", "/v1/topics/news").status_code == 201
+    assert api.retrying("PUT", "/v1/topics/news/subscriptions/reader").status_code == 201
+    response = api.retrying("POST", "/v1/topics/news/messages", json={"body": "headline"})
     assert response.status_code == 201
 
 
 def test_sse_is_relayed_by_a_node_that_does_not_lead(cluster: Cluster) -> None:
-    cluster.api().put("/v1/topics/alerts")
+    cluster.api().retrying("PUT", "/v1/topics/alerts")
     leader = cluster.leader_of("alerts")
     follower = next(n for n in cluster.nodes if n != leader)
     api = cluster.api(follower)
-    api.put("/v1/topics/alerts/subscriptions/pager", json={"start": "earliest"})
-    api.post("/v1/topics/alerts/messages", json={"body": {"level": "high"}})
+    api.retrying("PUT", "/v1/topics/alerts/subscriptions/pager", json={"start": "earliest"})
+    api.retrying("POST", "/v1/topics/alerts/messages", json={"body": {"level": "high"}})
     headers = {"Authorization": api.http.headers["Authorization"]}
     url = f"{cluster.nodes[follower].url}/v1/topics/alerts/subscriptions/pager/events"
     with httpx.stream("GET", url, headers=headers, timeout=20) as stream:
@@ -87,7 +87,7 @@ def test_sse_is_relayed_by_a_node_that_does_not_lead(cluster: Cluster) -> None:
 
 def test_kill_9_of_a_leader_under_load_loses_no_acknowledged_publish(cluster: Cluster) -> None:
     admin = cluster.api()
-    admin.put("/v1/queues/payments")
+    admin.retrying("PUT", "/v1/queues/payments")
     wait_for(lambda: preferred_leader_leads(cluster, "payments"), what="preferred leader in charge")
     leader = cluster.leader_of("payments")
     assert leader is not None
@@ -148,10 +148,11 @@ def test_kill_9_of_a_leader_under_load_loses_no_acknowledged_publish(cluster: Cl
 
 def test_a_whole_cluster_restart_loses_nothing_acknowledged(cluster: Cluster) -> None:
     admin = cluster.api("mom2")
-    admin.put("/v1/queues/ledger")
+    admin.retrying("PUT", "/v1/queues/ledger")
     bodies = [f"entry-{i}" for i in range(200)]
     for chunk in range(0, 200, 50):
-        admin.post("/v1/queues/ledger/messages", json={"messages": [{"body": b} for b in bodies[chunk : chunk + 50]]})
+        batch = {"messages": [{"body": b} for b in bodies[chunk : chunk + 50]]}
+        assert admin.retrying("POST", "/v1/queues/ledger/messages", json=batch).status_code == 201
     cluster.kill_all()
     cluster.start()
     api = cluster.api("mom3")
@@ -164,7 +165,7 @@ def test_a_whole_cluster_restart_loses_nothing_acknowledged(cluster: Cluster) ->
 
 def test_unique_names_across_the_cluster(cluster: Cluster) -> None:
     name = f"q-{uuid.uuid4().hex[:6]}"
-    assert cluster.api("mom1").put(f"/v1/queues/{name}", json={"max_length": 5}).status_code == 201
-    assert cluster.api("mom3").put(f"/v1/queues/{name}", json={"max_length": 6}).status_code == 409
-    assert cluster.api("mom2").delete(f"/v1/queues/{name}").status_code == 204
-    assert cluster.api("mom3").get(f"/v1/queues/{name}").status_code == 404
+    assert cluster.api("mom1").retrying("PUT", f"/v1/queues/{name}", json={"max_length": 5}).status_code == 201
+    assert cluster.api("mom3").retrying("PUT", f"/v1/queues/{name}", json={"max_length": 6}).status_code == 409
+    assert cluster.api("mom2").retrying("DELETE", f"/v1/queues/{name}").status_code == 204
+    assert cluster.api("mom3").retrying("GET", f"/v1/queues/{name}").status_code == 404
