@@ -82,6 +82,22 @@ class BrokerSection(Struct, frozen=True, forbid_unknown_fields=True):
     dedup_window_s: Annotated[float, Meta(gt=0)] = 300.0
 
 
+class SecuritySection(Struct, frozen=True, forbid_unknown_fields=True):
+    """Secure wires. With `certs_dir` unset (the default) every wire is clear text, as on a laptop."""
+
+    certs_dir: str | None = None
+    """The folder written by `mom certs init`; setting it turns security on (mutual TLS for gRPC, CURVE for
+    ZeroMQ, TLS for REST). Files are found by the node id: ca.pem, ID.pem, ID.key, ID.curve.key, and every
+    peer's PEER.curve.pub."""
+    ca_file: str | None = None
+    """Explicit path overriding `certs_dir`/ca.pem; likewise the three below for this node's own files."""
+    cert_file: str | None = None
+    key_file: str | None = None
+    curve_secret_file: str | None = None
+    rest_tls: bool = True
+    """Serve REST over https when security is on (peers then reach each other over https too)."""
+
+
 class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection = NodeSection()
     cluster: ClusterSection = ClusterSection()
@@ -89,6 +105,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     limits: LimitsSection = LimitsSection()
     auth: AuthSection = AuthSection()
     broker: BrokerSection = BrokerSection()
+    security: SecuritySection = SecuritySection()
 
     @property
     def node_id(self) -> str:
@@ -113,6 +130,7 @@ ENV_KEYS: dict[str, str] = {
     "MOM_FSYNC": "storage.fsync",
     "MOM_ADMIN_PASSWORD": "auth.admin_password",
     "MOM_OPEN_REGISTRATION": "auth.open_registration",
+    "MOM_CERTS_DIR": "security.certs_dir",
 }
 """Environment variables and the setting each one sets."""
 

@@ -8,6 +8,7 @@ on Ctrl-C or SIGTERM stops them all with SIGTERM (kill after a grace period). A 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -19,7 +20,9 @@ from pathlib import Path
 import httpx
 import trio
 
+from mom.client._protocol import tls_verify
 from mom.config import Transport
+from mom.security import CertsLayout, init_certs
 
 STOP_GRACE_S = 15.0
 READY_TIMEOUT_S = 60.0
@@ -32,16 +35,30 @@ class DevCluster:
     data_dir: Path
     rest_base_port: int = 8001
     replication_base_port: int = 50051
+    secure: bool = False
+    """TLS (REST, gRPC) or CURVE (ZeroMQ) on every wire, with certificates generated into `certs_dir`."""
 
     @property
     def node_ids(self) -> list[str]:
         return [f"mom{i}" for i in range(1, self.nodes + 1)]
 
+    @property
+    def certs_dir(self) -> Path:
+        return self.data_dir / "certs"
+
     def rest_url(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.rest_base_port + index}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://127.0.0.1:{self.rest_base_port + index}"
+
+    def ensure_certs(self) -> None:
+        """Generate the certificates on the first secure run; later runs (and restarts) reuse them."""
+        if self.secure and not CertsLayout(self.certs_dir).ca.exists():
+            init_certs(self.certs_dir, self.node_ids, ["127.0.0.1", "localhost"], progress=_say)
 
     def config_text(self) -> str:
         lines = ["[cluster]", f'transport = "{self.transport}"', f"replication_factor = {min(3, self.nodes)}", ""]
+        if self.secure:
+            lines += ["[security]", f"certs_dir = {json.dumps(str(self.certs_dir.resolve()))}", ""]
         for i, node_id in enumerate(self.node_ids):
             lines += [
                 "[[cluster.nodes]]",
@@ -87,9 +104,14 @@ async def _copy_lines(node_id: str, stream: trio.abc.ReceiveStream) -> None:
         print(f"[{node_id}] {buffer.decode(errors='replace')}", flush=True)
 
 
+def _say(line: str) -> None:
+    print(f"[dev-cluster] {line}", flush=True)
+
+
 async def _wait_ready(cluster: DevCluster) -> bool:
+    verify = tls_verify(str(CertsLayout(cluster.certs_dir).ca) if cluster.secure else None)
     with trio.move_on_after(READY_TIMEOUT_S):
-        async with httpx.AsyncClient(timeout=1.0) as http:
+        async with httpx.AsyncClient(timeout=1.0, verify=verify) as http:
             for i in range(cluster.nodes):
                 while True:
                     try:
@@ -129,6 +151,7 @@ async def _run_node(cluster: DevCluster, node_id: str, env: dict[str, str], nurs
 async def run_dev_cluster(cluster: DevCluster) -> None:
     """Run the cluster until SIGINT or SIGTERM."""
     cluster.data_dir.mkdir(parents=True, exist_ok=True)
+    cluster.ensure_certs()
     (cluster.data_dir / "cluster.toml").write_text(cluster.config_text())
     env = dict(os.environ)
     password = cluster.admin_password(env)
@@ -146,6 +169,10 @@ async def run_dev_cluster(cluster: DevCluster) -> None:
                     print(f"  {node_id}: {cluster.rest_url(i)}", flush=True)
                 print(f"  transport: {cluster.transport}; config: {cluster.data_dir / 'cluster.toml'}", flush=True)
                 print(f"  admin user: admin, password: {password}", flush=True)
+                if cluster.secure:
+                    ca = CertsLayout(cluster.certs_dir).ca
+                    print(f"  TLS: the cluster CA is {ca} (use mom --ca-file {ca}, or MOM_CA_FILE)", flush=True)
+                    print(f"  try: curl --cacert {ca} {cluster.rest_url(0)}/healthz", flush=True)
                 print("  stop with Ctrl-C\n", flush=True)
             else:
                 print(f"[dev-cluster] not every node answered within {READY_TIMEOUT_S:.0f} s", flush=True)

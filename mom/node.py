@@ -35,6 +35,7 @@ from mom.errors import Conflict, InvalidInput, Unavailable
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
+from mom.security import NodeSecurity, load_node_security
 from mom.service import BrokerService, wall_clock_ms
 from mom.transports import Transport, TransportSettings, open_transport
 
@@ -80,30 +81,51 @@ async def bootstrap_admin(service: BrokerService, auth: AuthSection, announce: A
         await trio.sleep(0.05)
 
 
-def _hypercorn_config(settings: Settings) -> HypercornConfig:
+def _hypercorn_config(settings: Settings, security: NodeSecurity | None) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [str(settings.rest)]
     config.accesslog = None
     config.errorlog = logging.getLogger("mom.http")
     config.graceful_timeout = 2.0
+    if security is not None and security.rest_tls:
+        config.certfile, config.keyfile = str(security.cert_file), str(security.key_file)
     return config
 
 
-def peer_urls(settings: Settings) -> dict[str, str]:
-    """The REST base URL of every node by id (this one too)."""
+def _rest_tls(security: NodeSecurity | None) -> bool:
+    return security is not None and security.rest_tls
+
+
+def peer_urls(settings: Settings, *, tls: bool = False) -> dict[str, str]:
+    """The REST base URL of every node by id (this one too); https when the cluster serves REST over TLS."""
+    scheme = "https" if tls else "http"
     if not settings.cluster.nodes:
-        return {settings.node_id: f"http://{settings.rest}"}
-    return {node.id: f"http://{parse_address(node.rest)}" for node in settings.cluster.nodes}
+        return {settings.node_id: f"{scheme}://{settings.rest}"}
+    return {node.id: f"{scheme}://{parse_address(node.rest)}" for node in settings.cluster.nodes}
 
 
-def _transport(settings: Settings) -> Transport:
+def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
     """The configured transport in a cluster; a single node talks to nobody, so an in-process one will do."""
     nodes = settings.cluster.nodes
     if not nodes:
         return open_transport("memory", TransportSettings(settings.node_id, settings.rest, {}))
     addresses = {node.id: parse_address(node.replication) for node in nodes}
     listen = addresses.pop(settings.node_id)
-    return open_transport(settings.cluster.transport, TransportSettings(settings.node_id, listen, addresses))
+    kind = settings.cluster.transport
+    return open_transport(
+        kind, TransportSettings(settings.node_id, listen, addresses, security=_transport_security(kind, security))
+    )
+
+
+def _transport_security(kind: str, security: NodeSecurity | None) -> object | None:
+    """What the chosen transport takes as its security settings; imported lazily, like the transport itself."""
+    if security is None:
+        return None
+    if kind == "zmq":
+        return security.curve
+    from mom.transports.grpc import GrpcCredentials
+
+    return GrpcCredentials.mutual_tls(security.ca_pem, security.cert_pem, security.key_pem)
 
 
 async def serve_node(
@@ -114,9 +136,14 @@ async def serve_node(
 ) -> None:
     """Run one node until cancelled; `task_status.started` receives the REST URLs once it accepts requests."""
     data_dir = settings.data_dir
+    security = load_node_security(settings)
+    verify = security.client_ssl_context() if security is not None else True
     with data_dir_lock(data_dir):
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=256)) as http, trio.open_nursery() as nursery:
-            transport = _transport(settings)
+        async with (
+            httpx.AsyncClient(limits=httpx.Limits(max_connections=256), verify=verify) as http,
+            trio.open_nursery() as nursery,
+        ):
+            transport = _transport(settings, security)
             await nursery.start(transport.run)
             router = Router(settings.node_id, transport)
             await nursery.start(router.run)
@@ -126,7 +153,7 @@ async def serve_node(
             await nursery.start(service.run)
             keys = SigningKeys.load_or_create(data_dir / "keys")
             tokens = TokenService(keys, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, ttl_s=settings.auth.token_ttl_s)
-            urls = peer_urls(settings)
+            urls = peer_urls(settings, tls=_rest_tls(security))
             others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
             forwarder = Forwarder(http)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, urls, http, settings.node_id))
@@ -144,7 +171,7 @@ async def serve_node(
                 transport_status=transport.status,
             )
             nursery.start_soon(bootstrap_admin, service, settings.auth, announce)
-            bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings)))
+            bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings, security)))
             announce(f"mom node {settings.node_id} ready: REST on {', '.join(bound)}, data in {data_dir}")
             task_status.started(bound)
 

@@ -35,6 +35,7 @@ class CliState:
     password: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    ca_file: str | None = None
     _client: Client | None = None
 
     def client(self) -> Client:
@@ -48,6 +49,7 @@ class CliState:
                 client_secret=self.client_secret,
                 retries=self.retries,
                 transport=self.transport,
+                ca_file=self.ca_file,
             )
             click.get_current_context().call_on_close(self._client.close)
         return self._client
@@ -119,6 +121,12 @@ def _given(**attrs: Any) -> dict[str, Any]:
 @click.option("--password", envvar="MOM_PASSWORD", help="Password for the password grant.")
 @click.option("--client-id", envvar="MOM_CLIENT_ID", help="OAuth client for the client-credentials grant.")
 @click.option("--client-secret", envvar="MOM_CLIENT_SECRET", help="Secret of --client-id.")
+@click.option(
+    "--ca-file",
+    envvar="MOM_CA_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trust only this CA for an https --url (the ca.pem of `mom certs init`).",
+)
 def main(
     url: str,
     token: str | None,
@@ -126,6 +134,7 @@ def main(
     password: str | None,
     client_id: str | None,
     client_secret: str | None,
+    ca_file: str | None,
 ) -> None:
     """mom: replicated queues and topics behind a REST API.
 
@@ -140,3 +149,4 @@ def main(
     state.url = url
     state.token, state.username, state.password = token, username, password
     state.client_id, state.client_secret = client_id, client_secret
+    state.ca_file = ca_file

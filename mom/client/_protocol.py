@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import ssl
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -308,6 +309,11 @@ def delivery_from_event(event: tuple[str, str]) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------------------------------------------
 # Tokens and the request flow
+
+
+def tls_verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """httpx's `verify`: the system's trust store, or only the private CA in `ca_file` (as `mom certs init` makes)."""
+    return True if ca_file is None else ssl.create_default_context(cafile=ca_file)
 
 
 class Protocol:

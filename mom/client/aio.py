@@ -37,6 +37,7 @@ class AsyncClient:
         timeout: float = 30.0,
         retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
         self._retries = retries
@@ -48,7 +49,7 @@ class AsyncClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
 
     async def __aenter__(self) -> AsyncClient:
         return self

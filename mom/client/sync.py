@@ -34,6 +34,7 @@ class Client:
         timeout: float = 30.0,
         retries: int = 5,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
         self._retries = retries
@@ -45,7 +46,7 @@ class Client:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
 
     def __enter__(self) -> Client:
         return self

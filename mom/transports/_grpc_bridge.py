@@ -54,7 +54,7 @@ class PushServer:
         self,
         *,
         node_id: str,
-        admit: Callable[[Hello], Refusal | None],
+        admit: Callable[[Hello, str | None], Refusal | None],
         deliver: Callable[[str, bytes], None],
         trio_token: trio.lowlevel.TrioToken,
         max_streams: int,
@@ -94,9 +94,8 @@ class PushServer:
         if first is None or first.WhichOneof("body") != "hello":
             _abort(context, Refusal(grpc.StatusCode.INVALID_ARGUMENT, "a Push stream must start with a Hello"))
         hello = first.hello
-        refusal = self._admit(hello)
+        refusal = self._admit(hello, _certified_name(context))
         if refusal is not None:
-            log.warning("refused a replication stream from %r: %s", hello.node_id, refusal.detail)
             _abort(context, refusal)
         context.send_initial_metadata(((ACCEPTED_BY, self._node_id),))
         count = 0
@@ -109,6 +108,12 @@ class PushServer:
                 _abort(context, Refusal(grpc.StatusCode.UNAVAILABLE, f"node {self._node_id} is shutting down"))
             count += 1
         return PushSummary(frames=count)
+
+
+def _certified_name(context: grpc.ServicerContext) -> str | None:
+    """The common name of the client's certificate, which TLS verified against the CA; None in clear text."""
+    names = context.auth_context().get("x509_common_name")
+    return names[0].decode(errors="replace") if names else None
 
 
 def _abort(context: grpc.ServicerContext, refusal: Refusal) -> NoReturn:
@@ -124,8 +129,10 @@ class PeerLink:
     are sent once a stream is up, and `offer` never blocks: a full queue drops the frame and counts it.
     """
 
-    def __init__(self, peer: str, capacity: int) -> None:
+    def __init__(self, peer: str, capacity: int, on_failure: Callable[[grpc.StatusCode, str], None]) -> None:
         self.peer = peer
+        self._on_failure = on_failure
+        """Told how each stream that we did not end ended: the policy of what to log is grpc.py's."""
         self.dropped = 0
         self.connected = False
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=capacity)
@@ -208,8 +215,7 @@ class PeerLink:
                 self._call = None
         pulled.wait(GRPC_THREAD_START_S)
         if not self._closing.is_set() and call.code() not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
-            level = logging.DEBUG if call.code() == grpc.StatusCode.UNAVAILABLE else logging.WARNING
-            log.log(level, "stream to %s ended: %s %s", self.peer, call.code().name, call.details())
+            self._on_failure(call.code(), call.details() or "")
 
     def _frames(self, hello: Hello, done: threading.Event, pulled: threading.Event) -> Iterator[Frame]:
         """The frames of one stream, pulled by a grpc thread; it returns soon after the stream ends or we close.

@@ -5,12 +5,18 @@ frame costs one HTTP/2 message, never an RPC. The first frame of a stream is a H
 checks (same cluster, a known node, a protocol it speaks) before it accepts anything else; keepalive pings
 notice a dead peer. The threads grpcio needs live in `_grpc_bridge`; this module is the trio side and the
 policy: which options, which Hello, which refusals, and which mom error a grpc failure becomes.
+
+With `GrpcCredentials` the streams run over mutual TLS, and a Hello is accepted only from the node that the
+client's certificate names; each kind of failure (a peer on zmq, a failed TLS handshake, a refusal) is logged
+once per peer, in words that say what to fix.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
@@ -21,6 +27,8 @@ from mom.errors import InvalidInput, Unavailable
 from mom.transports._generated.replication_pb2 import Hello
 from mom.transports._grpc_bridge import PeerLink, PushServer, Refusal
 from mom.transports.base import PeerStatus, TransportSettings
+
+log = logging.getLogger("mom.transports.grpc")
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -48,18 +56,48 @@ SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
 ]
 """SO_REUSEPORT off: a second node on the same port must fail to bind, not share the port silently."""
+_NOT_GRPC = ("Failed parsing HTTP/2", "Expected SETTINGS frame")
+"""What grpc says when the peer's first bytes are not HTTP/2: a ZeroMQ peer's ZMTP greeting, for one."""
+_TLS_FAILED = "handshake"
+_MAX_WARNINGS = 1024
+"""Distinct once-only warnings remembered: node ids in refused Hellos are the sender's to choose."""
 
 
 @dataclass(frozen=True)
 class GrpcCredentials:
-    """What `TransportSettings.security` holds for gRPC over TLS; None there means plaintext."""
+    """What `TransportSettings.security` holds for gRPC over mutual TLS; None there means plaintext.
+
+    Both sides present a certificate signed by the cluster CA, and each checks that it names the node it
+    expects: the client by verifying the server's certificate against the peer's node id (not its address),
+    the server by comparing the client's certificate with the node id its Hello claims.
+    """
 
     server: grpc.ServerCredentials
     channel: grpc.ChannelCredentials
 
+    @classmethod
+    def mutual_tls(cls, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> GrpcCredentials:
+        return cls(
+            server=grpc.ssl_server_credentials(
+                [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=True
+            ),
+            channel=grpc.ssl_channel_credentials(
+                root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+            ),
+        )
 
-def check_hello(hello: Hello, settings: TransportSettings) -> Refusal | None:
-    """Why a stream opened with `hello` must be refused by the node of `settings`, or None to accept it."""
+
+def check_hello(hello: Hello, settings: TransportSettings, certified: str | None = None) -> Refusal | None:
+    """Why a stream opened with `hello` must be refused by the node of `settings`, or None to accept it.
+
+    `certified` is the node id in the client's verified certificate: over TLS it must be the id the Hello
+    claims, so a node with a valid certificate cannot speak for another node.
+    """
+    if settings.security is not None and certified != hello.node_id:
+        return Refusal(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"a node with the certificate of {certified!r} claims to be {hello.node_id!r}",
+        )
     if hello.cluster_id != settings.cluster_id:
         return Refusal(
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -91,7 +129,11 @@ class GrpcTransport:
             raise InvalidInput("the grpc transport takes GrpcCredentials (or None) as its security settings")
         self._settings = settings
         self._credentials = settings.security
-        self._links = {peer: PeerLink(peer, settings.send_queue_frames) for peer in settings.peers}
+        self._links = {
+            peer: PeerLink(peer, settings.send_queue_frames, partial(self._stream_failed, peer))
+            for peer in settings.peers
+        }
+        self._warned: set[str] = set()
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
             settings.send_queue_frames * max(1, len(settings.peers))
         )
@@ -102,7 +144,7 @@ class GrpcTransport:
         settings = self._settings
         server = PushServer(
             node_id=settings.node_id,
-            admit=lambda hello: check_hello(hello, settings),
+            admit=self._admit,
             deliver=self._deliver,
             trio_token=trio.lowlevel.current_trio_token(),
             max_streams=2 * len(settings.peers) + 2,
@@ -122,12 +164,7 @@ class GrpcTransport:
             except RuntimeError as exc:
                 raise Unavailable(f"cannot listen for replication on {settings.listen}: {exc}") from exc
             for peer, link in self._links.items():
-                link.start(
-                    _target(settings.peers[peer]),
-                    hello,
-                    CHANNEL_OPTIONS,
-                    None if self._credentials is None else self._credentials.channel,
-                )
+                link.start(_target(settings.peers[peer]), hello, *self._channel(peer))
             task_status.started(Address(settings.listen.host, port))
             await trio.sleep_forever()
         finally:
@@ -137,6 +174,54 @@ class GrpcTransport:
                 await trio.to_thread.run_sync(server.stop, SHUTDOWN_GRACE_S)
                 for link in self._links.values():
                     await trio.to_thread.run_sync(link.join)
+
+    def _channel(self, peer: str) -> tuple[list[tuple[str, Any]], grpc.ChannelCredentials | None]:
+        """Options and credentials of the channel to `peer`: over TLS its certificate must name the peer's id."""
+        if self._credentials is None:
+            return CHANNEL_OPTIONS, None
+        return [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", peer)], self._credentials.channel
+
+    def _admit(self, hello: Hello, certified: str | None) -> Refusal | None:
+        """Runs in a grpc thread for each new stream; a refusal is logged once per node and reason."""
+        refusal = check_hello(hello, self._settings, certified)
+        if refusal is not None:
+            self._warn_once(
+                f"refused:{hello.node_id}:{refusal.code.name}",
+                "grpc: refused a replication stream from %r: %s",
+                hello.node_id,
+                refusal.detail,
+            )
+        return refusal
+
+    def _stream_failed(self, peer: str, code: grpc.StatusCode, details: str) -> None:
+        """Runs in a grpc thread when our stream to `peer` failed: say why once, in words an operator can act on."""
+        address = self._settings.peers[peer]
+        if code == grpc.StatusCode.UNAVAILABLE and any(mark in details for mark in _NOT_GRPC):
+            self._warn_once(
+                f"not-grpc:{peer}",
+                "grpc: peer %s at %s does not speak grpc (it may run zmq): every node of a cluster must use the "
+                "same transport, and this node uses grpc",
+                peer,
+                address,
+            )
+        elif code == grpc.StatusCode.UNAVAILABLE and self._credentials is not None and _TLS_FAILED in details:
+            self._warn_once(
+                f"tls:{peer}",
+                "grpc: TLS with peer %s at %s failed (%s): each node needs a certificate from the cluster CA "
+                "naming its node id, and every node must have security on (or off)",
+                peer,
+                address,
+                details,
+            )
+        elif code == grpc.StatusCode.UNAVAILABLE:
+            log.debug("grpc: stream to %s ended: %s %s", peer, code.name, details)
+        else:
+            self._warn_once(f"{code.name}:{peer}", "grpc: stream to %s ended: %s %s", peer, code.name, details)
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned and len(self._warned) < _MAX_WARNINGS:
+            self._warned.add(key)
+            log.warning(message, *args)
 
     def send(self, peer: str, frame: bytes) -> bool:
         link = self._links.get(peer)

@@ -1,15 +1,21 @@
 """The ZeroMQ transport: a ROUTER socket receives from every peer, one DEALER per peer sends to it.
 
 Hello: ZeroMQ reconnects silently, so the hello rides on the one thing that is redone on every (re)connection,
-the ZMTP handshake. Each DEALER presents PLAIN credentials, username = its node id and password = its JSON
-`Hello` (cluster, node id, transport, protocol version); the ROUTER's ZAP handler (ZeroMQ's authentication
-hook, RFC 27, served here by a trio task) admits the connection only if the hello names this cluster and one
-of its peers, and logs each refusal once. A refused sender sees the handshake fail, so its `status().connected`
-stays False and its frames stay queued and are dropped, never delivered. PLAIN is identification, not
-security: it is the seam where CURVE (`settings.security`) will go, with the ZAP handler checking keys.
+the ZMTP handshake. In clear text each DEALER presents PLAIN credentials, username = its node id and
+password = its JSON `Hello` (cluster, node id, transport, protocol version); the ROUTER's ZAP handler
+(ZeroMQ's authentication hook, RFC 27, served here by a trio task) admits the connection only if the hello
+names this cluster and one of its peers, and logs each refusal once. A refused sender sees the handshake fail,
+so its `status().connected` stays False and its frames stay queued and are dropped, never delivered.
+
+Security (`settings.security` = `CurveKeys`): every ROUTER is a CURVE server with the node's secret key, every
+DEALER a CURVE client with the node's key pair and the peer's public key, so the link is encrypted and each
+end proves its key. The ZAP handler then admits only the public keys of the peers and maps the key to the node
+id: the identity is the key, not a claim (membership of the cluster is having a key in its certificates
+folder). Unknown keys are refused and logged once.
 
 Wire: after the handshake, one ZeroMQ frame per batch, nothing added. The ROUTER hands each batch over with
-the sender's routing identity (its node id), and batches from an identity that is not a peer are dropped.
+the sender's routing identity (its node id) and the `User-Id` its ZAP handler gave the connection; a batch is
+delivered only if both name the same peer, so a connection cannot send under another node's identity.
 
 Bounds: each DEALER's send high-water mark is `send_queue_frames`, and `send` never blocks (NOBLOCK: a full
 queue drops the frame and counts it), so a peer that is down costs at most that many queued frames. ZeroMQ
@@ -25,11 +31,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 import trio
 import zmq
+from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from mom.config import Address
@@ -61,6 +70,12 @@ _EVENTS: Final = (
 )
 
 
+_MECHANISM_MISMATCH: Final = (
+    "zmq: %s uses another ZeroMQ security mechanism than this node's %s: every node of a cluster must have "
+    "security on (certs_dir set) or every node off"
+)
+
+
 class Hello(msgspec.Struct, frozen=True):
     """Who is connecting; checked by the receiver's ZAP handler at every (re)connection."""
 
@@ -68,6 +83,16 @@ class Hello(msgspec.Struct, frozen=True):
     node_id: str
     transport: str
     protocol_version: int
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """What `TransportSettings.security` holds for ZeroMQ with CURVE (Z85 keys); None there means clear text."""
+
+    secret: bytes
+    public: bytes
+    peers: Mapping[str, bytes]
+    """The public key of every peer by node id: the only keys this node's ROUTER admits."""
 
 
 class _Sockets:
@@ -107,6 +132,8 @@ class ZmqTransport:
         self._hello = msgspec.json.encode(Hello(settings.cluster_id, settings.node_id, "zmq", PROTOCOL_VERSION))
         if len(self._hello) > 255:
             raise InvalidInput("zmq transport: cluster id and node id must be short (255 bytes together)")
+        self._curve = settings.security if isinstance(settings.security, CurveKeys) else None
+        self._key_owners = {} if self._curve is None else {key: peer for peer, key in self._curve.peers.items()}
         self._peer_ids = {peer.encode(): peer for peer in settings.peers}
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
             settings.send_queue_frames * max(1, len(settings.peers))
@@ -118,8 +145,8 @@ class ZmqTransport:
         self._warned: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._settings.security is not None:
-            raise InvalidInput("the zmq transport has no security (CURVE) support yet: leave security unset")
+        if self._settings.security is not None and self._curve is None:
+            raise InvalidInput("the zmq transport takes CURVE keys (CurveKeys) or None as its security settings")
         sockets = _Sockets()
         try:
             zap = sockets.open(zmq.REP)
@@ -167,7 +194,11 @@ class ZmqTransport:
         """The bound ROUTER, its monitor (attached before binding, so no event is missed), and its address."""
         listen = self._settings.listen
         router = sockets.open(zmq.ROUTER, listen)
-        router.setsockopt(zmq.PLAIN_SERVER, 1)
+        if self._curve is None:
+            router.setsockopt(zmq.PLAIN_SERVER, 1)
+        else:
+            router.setsockopt(zmq.CURVE_SERVER, 1)
+            router.setsockopt(zmq.CURVE_SECRETKEY, self._curve.secret)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer's new connection replaces its stale one
         router.setsockopt(zmq.RCVHWM, self._settings.send_queue_frames)
         monitor = sockets.monitor(router)
@@ -182,8 +213,15 @@ class ZmqTransport:
         """The DEALER to `peer` and its monitor (attached before connecting, so no event is missed)."""
         dealer = sockets.open(zmq.DEALER, address)
         dealer.setsockopt(zmq.IDENTITY, self._settings.node_id.encode())
-        dealer.setsockopt(zmq.PLAIN_USERNAME, self._settings.node_id.encode())
-        dealer.setsockopt(zmq.PLAIN_PASSWORD, self._hello)
+        if self._curve is None:
+            dealer.setsockopt(zmq.PLAIN_USERNAME, self._settings.node_id.encode())
+            dealer.setsockopt(zmq.PLAIN_PASSWORD, self._hello)
+        elif peer not in self._curve.peers:
+            raise InvalidInput(f"zmq transport: no CURVE public key for peer {peer}")
+        else:
+            dealer.setsockopt(zmq.CURVE_SERVERKEY, self._curve.peers[peer])
+            dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._curve.public)
+            dealer.setsockopt(zmq.CURVE_SECRETKEY, self._curve.secret)
         dealer.setsockopt(zmq.SNDHWM, self._settings.send_queue_frames)
         dealer.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         dealer.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
@@ -205,7 +243,9 @@ class ZmqTransport:
             zap.socket.send_multipart([version, request_id, status, text, node_id.encode(), b""], zmq.NOBLOCK)
 
     def _welcome(self, address: str, mechanism: bytes, credentials: list[bytes]) -> str:
-        """The connecting node's id if its hello belongs to this cluster's peers, else "" (and a warning)."""
+        """The connecting node's id if its hello (or CURVE key) belongs to this cluster's peers, else ""."""
+        if self._curve is not None:
+            return self._welcome_key(address, mechanism, credentials)
         try:
             if mechanism != b"PLAIN" or len(credentials) != 2:
                 raise msgspec.DecodeError
@@ -244,30 +284,60 @@ class ZmqTransport:
             return hello.node_id
         return ""
 
+    def _welcome_key(self, address: str, mechanism: bytes, credentials: list[bytes]) -> str:
+        """The node whose CURVE public key connects, if it is a peer's; else "" (and a warning once per key)."""
+        if mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
+            self._warn_once(f"mechanism:{address}", "zmq: refused a connection from %s: not CURVE", address)
+            return ""
+        key = z85.encode(credentials[0])
+        peer = self._key_owners.get(key)
+        if peer is None:
+            self._warn_once(
+                f"key:{key!r}",
+                "zmq: refused a connection from %s: its CURVE key %s is not the .curve.pub of any peer (%s)",
+                address,
+                key.decode(),
+                ", ".join(sorted(self._settings.peers)),
+            )
+            return ""
+        return peer
+
     async def _receive(self, router: TrioSocket) -> None:
         """Deliver frames in arrival order; waiting on a full channel is the back-pressure."""
         while True:
-            for parts in await router.recv_batch(RECEIVE_BATCH):
-                sender = self._peer_ids.get(parts[0])
+            for parts in await router.recv_frames(RECEIVE_BATCH):
+                identity = parts[0].bytes
+                sender = self._peer_ids.get(identity)
                 if sender is None or len(parts) != 2:
                     self._warn_once(
-                        f"identity:{parts[0]!r}",
+                        f"identity:{identity!r}",
                         "zmq: dropping a message of %d frames from routing identity %r: want 1 frame from a peer",
                         len(parts) - 1,
-                        parts[0],
+                        identity,
+                    )
+                    continue
+                admitted_as = parts[1].get("User-Id")
+                if admitted_as != sender:
+                    self._warn_once(
+                        f"impostor:{admitted_as}:{sender}",
+                        "zmq: dropping messages of node %r sent under the identity of %r",
+                        admitted_as,
+                        sender,
                     )
                     continue
                 self._last_seen[sender] = trio.current_time()
+                frame = (sender, parts[1].bytes)
                 try:
-                    self._incoming_send.send_nowait((sender, parts[1]))
+                    self._incoming_send.send_nowait(frame)
                 except trio.WouldBlock:
-                    await self._incoming_send.send((sender, parts[1]))
+                    await self._incoming_send.send(frame)
 
     async def _watch_peer(self, peer: str, address: Address, monitor: TrioSocket) -> None:
         """Track whether the link to `peer` is up, and name the likely cause when it never comes up."""
         tcp_up = False
         while True:
-            event = parse_monitor_message(await monitor.recv_multipart())["event"]
+            message = parse_monitor_message(await monitor.recv_multipart())
+            event, value = message["event"], message["value"]
             if event == zmq.EVENT_CONNECTED:
                 tcp_up = True
                 continue
@@ -275,7 +345,16 @@ class ZmqTransport:
                 self._connected.add(peer)
             else:
                 self._connected.discard(peer)
-            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self._curve is not None:
+                self._warn_once(
+                    f"refused:{peer}",
+                    "zmq: peer %s at %s refused this node's CURVE key: does its certificates folder hold this "
+                    "node's %s.curve.pub? The peer's log says why",
+                    peer,
+                    address,
+                    self._settings.node_id,
+                )
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self._warn_once(
                     f"refused:{peer}",
                     "zmq: peer %s at %s refused this node's hello (cluster %r, node %r): check the cluster id and "
@@ -284,6 +363,17 @@ class ZmqTransport:
                     address,
                     self._settings.cluster_id,
                     self._settings.node_id,
+                )
+            elif event & _NOT_ZMTP and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                self._warn_once(f"mechanism:{peer}", _MECHANISM_MISMATCH, f"peer {peer} at {address}", self._mode)
+            elif event & _NOT_ZMTP and value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+                self._warn_once(
+                    f"curve:{peer}",
+                    "zmq: the CURVE handshake with peer %s at %s failed: it does not hold the secret key that "
+                    "matches %s.curve.pub in this node's certificates folder",
+                    peer,
+                    address,
+                    peer,
                 )
             elif event & _NOT_ZMTP or (event == zmq.EVENT_DISCONNECTED and tcp_up):
                 self._warn_once(
@@ -297,13 +387,29 @@ class ZmqTransport:
 
     async def _watch_listener(self, monitor: TrioSocket) -> None:
         while True:
-            if parse_monitor_message(await monitor.recv_multipart())["event"] & _NOT_ZMTP:
+            message = parse_monitor_message(await monitor.recv_multipart())
+            if not message["event"] & _NOT_ZMTP:
+                continue
+            if message["value"] == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                subject = f"a client connected to {self._settings.listen}"
+                self._warn_once("mechanism:listener", _MECHANISM_MISMATCH, subject, self._mode)
+            elif message["value"] == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+                self._warn_once(
+                    "curve:listener",
+                    "zmq: a client failed the CURVE handshake with %s: it does not know this node's public key",
+                    self._settings.listen,
+                )
+            else:
                 self._warn_once(
                     "not-zmtp:listener",
                     "zmq: a client connected to %s but failed the ZeroMQ (ZMTP) handshake: not a mom zmq node "
                     "(one on the grpc transport?); a cluster must use one transport",
                     self._settings.listen,
                 )
+
+    @property
+    def _mode(self) -> str:
+        return "CURVE (security on)" if self._curve is not None else "PLAIN (clear text)"
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned and len(self._warned) < _MAX_WARNINGS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,10 +36,17 @@ class NodeProcess:
     config: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    ca_file: Path | None = None
+    """Set for a node serving REST over TLS with a certificate of this CA: its URL is https."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify` for this node: its private CA, or the default trust store."""
+        return verify_for(self.ca_file)
 
     @property
     def log_path(self) -> Path:
@@ -73,7 +81,7 @@ class NodeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/readyz", timeout=1, verify=self.verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -106,11 +114,17 @@ class NodeProcess:
             return "(no log)"
 
 
-def token(url: str, username: str, password: str, scope: str | None = None) -> str:
+def verify_for(ca_file: Path | None) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
+
+
+def token(
+    url: str, username: str, password: str, scope: str | None = None, *, verify: ssl.SSLContext | bool = True
+) -> str:
     form = {"grant_type": "password", "username": username, "password": password}
     if scope:
         form["scope"] = scope
-    response = httpx.post(url + "/v1/auth/token", data=form, timeout=30)
+    response = httpx.post(url + "/v1/auth/token", data=form, timeout=30, verify=verify)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
@@ -127,8 +141,8 @@ def new_user(url: str) -> tuple[str, str]:
 class Api:
     """A thin httpx wrapper that keeps a token and a base URL, and returns raw responses for exact assertions."""
 
-    def __init__(self, url: str, bearer: str) -> None:
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {bearer}"}, timeout=60)
+    def __init__(self, url: str, bearer: str, *, verify: ssl.SSLContext | bool = True) -> None:
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {bearer}"}, timeout=60, verify=verify)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.http, name)
@@ -168,13 +182,19 @@ class Cluster:
     size: int = 3
     transport: str = field(default_factory=lambda: os.environ.get("MOM_TRANSPORT", "grpc"))
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
+    certs_dir: Path | None = None
+    """A folder from `mom certs init` for mom1..momN: every wire secure (REST over https)."""
 
     def __post_init__(self) -> None:
         config = self.directory / "cluster.toml"
         lines = ["[cluster]", f'transport = "{self.transport}"', "replication_factor = 3", ""]
+        ca_file = None
+        if self.certs_dir is not None:
+            lines += ["[security]", f'certs_dir = "{self.certs_dir}"', ""]
+            ca_file = self.certs_dir / "ca.pem"
         for i in range(1, self.size + 1):
             node_id = f"mom{i}"
-            node = NodeProcess(self.directory / node_id, config=config, env={"MOM_NODE_ID": node_id})
+            node = NodeProcess(self.directory / node_id, config=config, env={"MOM_NODE_ID": node_id}, ca_file=ca_file)
             self.nodes[node_id] = node
             lines += ["[[cluster.nodes]]", f'id = "{node_id}"', f'rest = "127.0.0.1:{node.port}"',
                       f'replication = "127.0.0.1:{free_port()}"', ""]  # fmt: skip
@@ -200,8 +220,8 @@ class Cluster:
             node.kill()
 
     def api(self, node_id: str = "mom1") -> Api:
-        url = self.nodes[node_id].url
-        return Api(url, token(url, "admin", ADMIN_PASSWORD))
+        node = self.nodes[node_id]
+        return Api(node.url, token(node.url, "admin", ADMIN_PASSWORD, verify=node.verify), verify=node.verify)
 
     def cluster_view(self, node_id: str) -> dict[str, Any]:
         return dict(self.api(node_id).get("/v1/cluster").json())

@@ -13,7 +13,6 @@ import trio
 import zmq
 
 from mom.config import Address
-from mom.errors import InvalidInput
 from mom.transports.base import TransportSettings
 from mom.transports.zmq import ZmqTransport
 from tests.transports.conformance import free_port
@@ -151,12 +150,6 @@ async def test_a_raw_zmq_client_without_a_hello_is_refused(caplog: pytest.LogCap
             await nothing_arrives(b)
         finally:
             context.destroy(linger=0)
-
-
-async def test_security_material_is_refused_until_curve_is_supported() -> None:
-    transport = ZmqTransport(settings("a", address(), {}, security=object()))
-    with pytest.raises(InvalidInput, match="CURVE"):
-        await transport.run()
 
 
 async def test_a_zmq_node_meeting_a_grpc_server_says_so_and_keeps_its_bounds(
