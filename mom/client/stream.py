@@ -97,6 +97,7 @@ class StreamClient:
         timeout: float = 30.0,
         retries: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._retries = retries
@@ -108,7 +109,9 @@ class StreamClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file)
+        )
         self._stack = AsyncExitStack()
         self._ws: AsyncWebSocketSession | None = None
         self._ids = itertools.count(1)

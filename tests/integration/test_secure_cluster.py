@@ -14,6 +14,7 @@ import pytest
 from cryptography import x509
 
 from mom.client import Client
+from mom.client.stream import StreamClient
 from mom.security import CertsLayout, init_certs
 from tests.integration.harness import ADMIN_PASSWORD, Cluster, NodeProcess, free_port
 
@@ -55,7 +56,7 @@ def test_plain_http_is_refused(cluster: Cluster) -> None:
 
 def test_publish_through_one_node_and_receive_through_another(cluster: Cluster, certs: CertsLayout) -> None:
     apis = {node_id: cluster.api(node_id) for node_id in cluster.nodes}
-    assert apis["mom1"].put("/v1/queues/secure-orders").status_code == 201
+    assert apis["mom1"].retrying("PUT", "/v1/queues/secure-orders").status_code == 201
     for node_id, api in apis.items():
         api.publish("secure-orders", f"from-{node_id}")  # two of the three are forwarded to the leader over https
     with Client(cluster.nodes["mom3"].url, username="admin", password=ADMIN_PASSWORD, ca_file=str(certs.ca)) as client:
@@ -64,6 +65,16 @@ def test_publish_through_one_node_and_receive_through_another(cluster: Cluster, 
         view = client.cluster()
     assert {n["id"]: n["state"] for n in view["nodes"]} == {"mom1": "up", "mom2": "up", "mom3": "up"}
     assert {n["rest_url"] for n in view["nodes"]} == {node.url for node in cluster.nodes.values()}
+
+
+async def test_the_streaming_client_trusts_the_cluster_ca(cluster: Cluster, certs: CertsLayout) -> None:
+    cluster.api("mom2").retrying("PUT", "/v1/queues/secure-stream")
+    url = cluster.nodes["mom2"].url
+    async with StreamClient(url, username="admin", password=ADMIN_PASSWORD, ca_file=str(certs.ca)) as stream:
+        published = await stream.publish([{"body": "over wss"}], queue="secure-stream")
+    assert len(published) == 1
+    got = cluster.api("mom1").receive("secure-stream", wait_s=2)
+    assert [m["body"] for m in got] == ["over wss"]
 
 
 def test_an_intruder_with_keys_of_its_own_cannot_join(cluster: Cluster, certs: CertsLayout, tmp_path: Path) -> None:
