@@ -1,4 +1,4 @@
-"""mom's five scenarios, each run against a live deployment (one node, or three over gRPC or ZeroMQ).
+"""mom's scenarios, each run against a live deployment (one node, or three over gRPC or ZeroMQ).
 
 Clients talk to the destination's leader (as read from the API once, before the load): forwarding from another
 node is a separate cost, and this way the 1-node and 3-node numbers differ only by replication.
@@ -29,14 +29,32 @@ from bench.loadgen import (
 from bench.mom_nodes import MomDeployment
 from bench.rate import measure_post, publish_body
 from bench.results import Result, latency_ms
+from bench.stream import measure_stream
 
-SCENARIOS = ("publish-1", "publish-100", "receive-ack", "fanout-10", "e2e-latency")
+SCENARIOS = (
+    "publish-1",
+    "publish-100",
+    "publish-stream",
+    "publish-stream-1",
+    "receive-ack",
+    "fanout-10",
+    "e2e-latency",
+)
 FANOUT_SUBSCRIPTIONS = 10
 SYSTEM = "mom"
 
 
 def _leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
-    leader = mom.request("GET", f"/v1/{kind}/{name}", token).json().get("leader") or "mom1"
+    """The settled leader's URL: a new group may first elect any node, then hands leadership to its preferred
+    replica (listed first) an election timeout later, and a client left on the first one would be forwarded."""
+    deadline = time.monotonic() + 20
+    while True:
+        view = mom.request("GET", f"/v1/{kind}/{name}", token).json()
+        leader, replicas = view.get("leader"), view.get("replicas") or []
+        if (leader and (not replicas or leader == replicas[0])) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    leader = leader or "mom1"
     index = int(leader.removeprefix("mom")) - 1
     return mom.urls[index] if 0 <= index < len(mom.urls) else mom.urls[0]
 
@@ -62,6 +80,15 @@ def publish(batch: int) -> Callable[[RunContext, MomDeployment, str], Result]:
         )
 
     return scenario
+
+
+def publish_stream(per_frame: int, scenario: str) -> Callable[[RunContext, MomDeployment, str], Result]:
+    def run(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
+        name = f"bench-s{per_frame}"
+        url = _queue(mom, token, name)
+        return measure_stream(ctx, mom, scenario=scenario, url=url, token=token, queue=name, per_frame=per_frame)
+
+    return run
 
 
 def _preload(url: str, token: str, path: str, messages: int) -> None:
@@ -186,6 +213,8 @@ def e2e_latency(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
 RUNNERS: dict[str, Callable[[RunContext, MomDeployment, str], Result]] = {
     "publish-1": publish(1),
     "publish-100": publish(100),
+    "publish-stream": publish_stream(10, "publish-stream"),
+    "publish-stream-1": publish_stream(1, "publish-stream-1"),
     "receive-ack": receive_ack,
     "fanout-10": fanout,
     "e2e-latency": e2e_latency,

@@ -67,11 +67,13 @@ def judge(results: list[Result], transport: str = "grpc") -> list[Target]:
             1.0,
             "msgs/s",
         ),
-        Target(
+        _ratio(
             "streaming endpoint, one client, 3 nodes",
             ">= RabbitMQ confirmed-publish msgs/s",
-            "the WebSocket streaming endpoint is not built yet",
-            None,
+            _find(results, "mom", "publish-stream", cluster),
+            _find(results, "rabbitmq", "publish-confirmed", "1 node"),
+            1.0,
+            "msgs/s, 10 messages per frame",
         ),
         _ratio(
             f"replication stream ({transport})",

@@ -10,7 +10,16 @@ import click
 
 from mom.cli._app import _fail, main
 
-SCENARIO_NAMES = ("publish-1", "publish-100", "receive-ack", "fanout-10", "e2e-latency")
+SCENARIO_NAMES = (
+    "publish-1",
+    "publish-100",
+    "publish-stream",
+    "publish-stream-1",
+    "receive-ack",
+    "fanout-10",
+    "e2e-latency",
+)
+"""The harness's scenarios (bench.scenarios.SCENARIOS), listed here so `mom --help` does not import the harness."""
 PEER_NAMES = ("ceiling", "rabbitmq", "nats", "unary-grpc")
 
 

@@ -7,8 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = {"publish-1", "publish-100", "receive-ack", "fanout-10", "e2e-latency"}
+SCENARIOS = {
+    "publish-1",
+    "publish-100",
+    "publish-stream",
+    "publish-stream-1",
+    "receive-ack",
+    "fanout-10",
+    "e2e-latency",
+}
 
 
 def test_smoke_run_writes_results_report_and_plot(tmp_path: Path) -> None:
@@ -35,6 +45,11 @@ def test_smoke_run_writes_results_report_and_plot(tmp_path: Path) -> None:
         assert result["topology"] == "1 node"
         assert result["msgs_per_s"] > 0
         assert result["client_cpu_s"] >= 0 and result["client_procs"] >= 1
+    for scenario, per_frame in (("publish-stream", 10), ("publish-stream-1", 1)):
+        stream = mom[scenario]
+        assert stream["errors"] == 0, stream
+        assert stream["msgs_per_s"] == pytest.approx(stream["requests_per_s"] * per_frame), "frames carry messages"
+        assert 0 < stream["p50_ms"] <= stream["p99_ms"], "latency per frame"
     e2e = mom["e2e-latency"]
     assert 0 < e2e["p50_ms"] <= e2e["p99_ms"] <= e2e["p999_ms"]
     ceiling = [r for r in document["results"] if r["system"] == "ceiling"]

@@ -345,3 +345,12 @@ def test_token_without_credentials_is_a_usage_error() -> None:
     assert result.exit_code == 2
     assert "--username and --password" in result.stderr
     assert server.requests == []
+
+
+def test_mom_bench_offers_exactly_the_harness_scenarios_and_peers() -> None:
+    from bench.runner import PEERS
+    from bench.scenarios import SCENARIOS
+    from mom.cli.bench import PEER_NAMES, SCENARIO_NAMES
+
+    assert set(SCENARIO_NAMES) == set(SCENARIOS)
+    assert set(PEER_NAMES) == set(PEERS)
