@@ -14,6 +14,8 @@ import pytest
 
 from tests.integration.harness import ADMIN_PASSWORD, Api, Cluster, new_user, token
 
+pytestmark = pytest.mark.transport
+
 LOAD_BEFORE_KILL_S = 1.5
 LOAD_AFTER_KILL_S = 4.0
 

@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.harness import Api, free_port, token
+
+pytestmark = pytest.mark.transport
 
 
 def _ports(count: int) -> int:

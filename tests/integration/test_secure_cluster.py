@@ -18,6 +18,8 @@ from mom.client.stream import StreamClient
 from mom.security import CertsLayout, init_certs
 from tests.integration.harness import ADMIN_PASSWORD, Cluster, NodeProcess, free_port
 
+pytestmark = pytest.mark.transport
+
 NODES = ["mom1", "mom2", "mom3"]
 INTRUDER_WATCH_S = 3.0
 """How long the intruder keeps trying: several reconnect rounds of either transport (capped at 1 s)."""

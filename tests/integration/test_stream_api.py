@@ -216,6 +216,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     running.kill_all()
 
 
+@pytest.mark.transport
 async def test_a_node_that_does_not_lead_serves_the_stream(cluster: Cluster) -> None:
     admin = cluster.api()
     assert admin.retrying("PUT", "/v1/queues/work").status_code == 201
