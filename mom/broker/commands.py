@@ -18,19 +18,25 @@ from msgspec import Meta, Struct
 
 from mom.errors import InvalidInput
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+"""A letter or digit first, so that no name is a path segment like `.` or `..` that URLs normalise away."""
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
 Seconds = Annotated[float, Meta(ge=0, le=43_200)]
 PositiveSeconds = Annotated[float, Meta(gt=0, le=43_200)]
 ReplicationFactor = Annotated[int, Meta(ge=1, le=7)]
+MAX_COUNT = 2**53
+"""Upper bound of counts, sizes and offsets in requests: exact in every JSON parser, and within the log's
+64-bit integers (a bigger number is a clear 400, not an overflow deep inside)."""
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Raise InvalidInput unless `name` is a valid destination or subscription name."""
-    if not _NAME_RE.match(name):
-        raise InvalidInput(f"{what} {name!r} must match [A-Za-z0-9._-] and be 1 to 200 characters long")
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"{what} {name!r} must be 1 to 200 characters of [A-Za-z0-9._-], starting with a letter or digit"
+        )
     return name
 
 
@@ -42,19 +48,19 @@ class QueueAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     visibility_timeout_s: PositiveSeconds = 30.0
     max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | None = None
     dead_letter_queue: Name | None = None
-    max_length: Annotated[int, Meta(ge=1)] | None = None
+    max_length: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
     message_ttl_s: PositiveSeconds | None = None
     replication_factor: ReplicationFactor | None = None
 
 
 class TopicAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retention_s: PositiveSeconds | None = None
-    retention_bytes: Annotated[int, Meta(ge=1)] | None = None
+    retention_bytes: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
     replication_factor: ReplicationFactor | None = None
 
 
 class StartOffset(Struct, frozen=True, forbid_unknown_fields=True):
-    offset: Annotated[int, Meta(ge=0)]
+    offset: Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 
 
 class SubscriptionAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -136,6 +142,8 @@ class DeclareQueue(Struct, frozen=True, tag="declare_queue"):
     name: str
     attrs: QueueAttrs
     owner: str
+    quota: int | None = None
+    """Most destinations `owner` may hold (queues and topics together), None for no limit: checked on creation."""
 
 
 class DeleteQueue(Struct, frozen=True, tag="delete_queue"):
@@ -146,6 +154,8 @@ class DeclareTopic(Struct, frozen=True, tag="declare_topic"):
     name: str
     attrs: TopicAttrs
     owner: str
+    quota: int | None = None
+    """As for DeclareQueue."""
 
 
 class DeleteTopic(Struct, frozen=True, tag="delete_topic"):
@@ -192,6 +202,8 @@ class Tick(Struct, frozen=True, tag="tick"):
 
 
 class RegisterUser(Struct, frozen=True, tag="register_user"):
+    """Create a user; the name is stored in canonical (lower) case and must be free among users and clients."""
+
     username: str
     password_hash: str
     scopes: list[str]
@@ -202,6 +214,33 @@ class RegisterClient(Struct, frozen=True, tag="register_client"):
     secret_hash: str
     scopes: list[str]
     owner: str
+
+
+class GrantScopes(Struct, frozen=True, tag="grant_scopes"):
+    """Add scopes to an account (`user:NAME` or `client:ID`); they appear in its next token."""
+
+    subject: str
+    scopes: list[str]
+
+
+class RevokeScopes(Struct, frozen=True, tag="revoke_scopes"):
+    """Remove scopes from an account, and revoke its tokens issued so far (they carry the old scopes)."""
+
+    subject: str
+    scopes: list[str]
+
+
+class DeleteAccount(Struct, frozen=True, tag="delete_account"):
+    """Delete a user or client; its tokens stop working on every node as each applies this entry."""
+
+    subject: str
+
+
+class RevokeToken(Struct, frozen=True, tag="revoke_token"):
+    """Revoke one access token (RFC 7009) by its `jti` until it expires (`expires_ms`), then forget it."""
+
+    token_id: str
+    expires_ms: int
 
 
 class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
@@ -224,6 +263,10 @@ Command = (
     | Tick
     | RegisterUser
     | RegisterClient
+    | GrantScopes
+    | RevokeScopes
+    | DeleteAccount
+    | RevokeToken
     | ForwardedDeadLetters
 )
 
@@ -278,11 +321,17 @@ class Ticked(Struct, frozen=True):
     pass
 
 
+class ScopesChanged(Struct, frozen=True):
+    """The account's scopes after a grant or revoke."""
+
+    scopes: list[str]
+
+
 class Forwarded(Struct, frozen=True):
     pass
 
 
-Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded
+Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded | ScopesChanged
 
 
 # ---------------------------------------------------------------------------------------------------------
