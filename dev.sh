@@ -32,7 +32,8 @@ case "${1:-}" in
   serve)
     shift
     ensure_venv
-    exec .venv/bin/mom serve "$@"
+    # A development node: open registration unless the caller says otherwise (`mom serve` defaults to off).
+    MOM_OPEN_REGISTRATION=${MOM_OPEN_REGISTRATION:-true} exec .venv/bin/mom serve "$@"
     ;;
   test)
     shift

@@ -68,14 +68,37 @@ class LimitsSection(Struct, frozen=True, forbid_unknown_fields=True):
     max_message_bytes: Annotated[int, Meta(ge=1)] = 1 * MiB
     max_batch_messages: Annotated[int, Meta(ge=1)] = 1000
     max_batch_bytes: Annotated[int, Meta(ge=1)] = 10 * MiB
+    body_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
+    """The longest a request body may take to arrive (408 and the connection closed beyond): a client that
+    trickles a body cannot hold a connection open."""
 
 
 class AuthSection(Struct, frozen=True, forbid_unknown_fields=True):
-    open_registration: bool = True
+    open_registration: bool = False
+    """Anyone may POST /v1/auth/users (off: admins only). `mom dev-cluster` and `./dev.sh serve` turn it on."""
     token_ttl_s: Annotated[int, Meta(ge=10)] = 3600
     admin_username: str = "admin"
     admin_password: str | None = None
     """From MOM_ADMIN_PASSWORD; when unset on first start a password is generated and printed once."""
+    login_free_failures: Annotated[int, Meta(ge=1)] = 5
+    """Failed logins of one user name allowed in a row before each further one locks the name for a while."""
+    login_max_lockout_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    """The longest a name is locked (the lock doubles from 1 s per failure up to this); the real user waits
+    at most this long after the attacker's last try, never forever."""
+    address_free_failures: Annotated[int, Meta(ge=1)] = 20
+    """Likewise per client address (higher: many users may share one address)."""
+    address_max_lockout_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+
+
+class QuotasSection(Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-principal limits; admins (scope mom.admin) are exempt. Beyond a limit: 429 with a problem type."""
+
+    destinations: Annotated[int, Meta(ge=1)] = 100
+    """Queues and topics one principal may hold (cluster-wide: counted in the replicated catalog)."""
+    streams: Annotated[int, Meta(ge=1)] = 32
+    """Open SSE event streams and /v1/stream WebSockets of one principal, per node."""
+    long_polls: Annotated[int, Meta(ge=1)] = 64
+    """Receives with wait_s > 0 of one principal waiting at once, per node."""
 
 
 class BrokerSection(Struct, frozen=True, forbid_unknown_fields=True):
@@ -104,6 +127,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     storage: StorageSection = StorageSection()
     limits: LimitsSection = LimitsSection()
     auth: AuthSection = AuthSection()
+    quotas: QuotasSection = QuotasSection()
     broker: BrokerSection = BrokerSection()
     security: SecuritySection = SecuritySection()
 

@@ -156,6 +156,7 @@ async def run_dev_cluster(cluster: DevCluster) -> None:
     env = dict(os.environ)
     password = cluster.admin_password(env)
     env["MOM_ADMIN_PASSWORD"] = password
+    env.setdefault("MOM_OPEN_REGISTRATION", "true")  # a development cluster: anyone may register
     env.pop("MOM_REST", None)
     env.pop("MOM_NODE_ID", None)
     env.pop("MOM_DATA_DIR", None)

@@ -7,32 +7,53 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
 from mom.api.context import ApiContext, ForwardRequired
-from mom.api.errors import problem_from, register_error_handlers
-from mom.api.routes import auth, ops, queues, stream, topics
+from mom.api.errors import problem, problem_from, register_error_handlers
+from mom.api.openapi import BEARER, Provider
+from mom.api.routes import accounts, auth, ops, queues, stream, topics
 from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
 """A batch's request may exceed its body bytes (JSON framing, base64); werkzeug refuses beyond this factor."""
+
+FORM_ENDPOINTS = frozenset({"auth.token", "auth.revoke"})
+"""OAuth endpoints, which take form-encoded parameters (RFC 6749) as well as JSON."""
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def create_app(context: ApiContext) -> QuartTrio:
     app = QuartTrio("mom")
     limits = context.settings.limits
     app.config["MAX_CONTENT_LENGTH"] = int(limits.max_batch_bytes * BODY_OVERHEAD) + 64 * 1024
-    app.config["BODY_TIMEOUT"] = 60
+    app.config["BODY_TIMEOUT"] = limits.body_timeout_s
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # OPTIONS is not an operation of this API: 405 problem
     app.extensions["mom"] = context
     QuartSchema(
         app,
-        info=Info(title="mom", version="0.1.0", description="Message-oriented middleware: queues and topics."),
+        info=Info(
+            title="mom",
+            version="0.1.0",
+            description="Message-oriented middleware: queues and topics. Errors are RFC 9457 problem+json.",
+        ),
         openapi_path="/openapi.json",
         swagger_ui_path="/docs",
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
-        security=[{"bearer": []}],
+        security=BEARER,
         conversion_preference="msgspec",
+        openapi_provider_class=Provider,
     )
-    for blueprint in (auth.blueprint, queues.blueprint, topics.blueprint, ops.blueprint, stream.blueprint):
+    for blueprint in (
+        auth.blueprint,
+        accounts.blueprint,
+        queues.blueprint,
+        topics.blueprint,
+        ops.blueprint,
+        stream.blueprint,
+    ):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
 
@@ -44,12 +65,21 @@ def create_app(context: ApiContext) -> QuartTrio:
             return problem_from(error)
 
     @app.before_request
-    async def _read_body_first() -> None:
+    async def _read_body_first() -> Response | None:
         # Hypercorn's HTTP/1.1 keep-alive can stall the next request on a connection when a response (an early
         # 401/403/404) goes out before the request body has arrived; reading the body first rules that out.
-        # The body is bounded by MAX_CONTENT_LENGTH (413 beyond) and cached for the handler.
-        if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-            await request.get_data()
+        # The body is bounded by MAX_CONTENT_LENGTH (413 beyond) and BODY_TIMEOUT (408), and cached.
+        if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+            return None
+        data = await request.get_data()
+        if data and request.endpoint not in FORM_ENDPOINTS and not _is_json(request.mimetype):
+            return problem(
+                415,
+                "Unsupported media type",
+                f"the request body must be JSON (Content-Type: application/json), not {request.mimetype or 'untyped'}",
+                slug="unsupported-media-type",
+            )
+        return None
 
     @app.after_request
     async def _count(response: Response) -> Response:

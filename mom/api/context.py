@@ -11,6 +11,7 @@ from quart import current_app, request
 from mom.api.auth import Principal, SigningKeys, TokenEndpoint, TokenService, require
 from mom.api.auth.scopes import Action
 from mom.api.forward import Forwarder
+from mom.api.guard import Guard
 from mom.api.metrics import Metrics
 from mom.config import Settings
 from mom.errors import Forbidden, Unauthorized, Unavailable
@@ -33,7 +34,9 @@ class ApiContext:
     peer_urls: dict[str, str]
     """REST base URL of every node of the cluster by id (this one included)."""
     verify_token: Callable[[str], Awaitable[Principal]]
+    """Signature, claims and revocation: a principal only for a token that counts now."""
     transport_status: Callable[[str], PeerStatus]
+    guard: Guard
 
 
 def ctx() -> ApiContext:
@@ -59,6 +62,7 @@ async def authorize(action: Action, name: str) -> Principal:
 
 
 def require_owner(caller: Principal, owner: str, what: str) -> None:
+    """Owners are subjects (`user:alice`, `client:ci-bot`), so a user can never pass for a client of that name."""
     if not caller.is_admin and caller.subject != owner:
         raise Forbidden(f"only the creator of {what} ({owner}) or an admin may delete it")
 

@@ -27,7 +27,7 @@ _RESPONSE_HEADERS = ("content-type", "retry-after", "www-authenticate", "cache-c
 
 def hops() -> int:
     raw = request.headers.get(HOPS_HEADER, "0")
-    return int(raw) if raw.isdigit() else MAX_HOPS
+    return int(raw) if raw.isascii() and raw.isdigit() else MAX_HOPS
 
 
 class Forwarder:

@@ -18,6 +18,15 @@ class Metrics:
         )
         self.delivered = Counter("mom_delivered_messages", "Deliveries handed to consumers", registry=self.registry)
         self.acked = Counter("mom_acked_messages", "Deliveries acknowledged", registry=self.registry)
+        self.logins = Counter(
+            "mom_login_attempts",
+            "Token requests by outcome (ok, failed, throttled)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.quota_refusals = Counter(
+            "mom_quota_refusals", "Requests refused by a per-principal quota", ["kind"], registry=self.registry
+        )
         storage = Gauge("mom_storage", "Log and snapshot positions and sizes", ["what"], registry=self.registry)
         for what in ("log_bytes", "applied_index", "snapshot_index"):
             storage.labels(what).set_function(_reader(storage_stats, what))

@@ -186,7 +186,7 @@ def retry_policy(retries: int) -> dict[str, Any]:
     return {
         "stop": stop_after_attempt(max(0, retries) + 1),
         "wait": _WaitRetryAfter(),
-        "retry": retry_if_exception(lambda exc: isinstance(exc, RETRYABLE_ERRORS)),
+        "retry": retry_if_exception(lambda exc: isinstance(exc, RETRYABLE_ERRORS) and getattr(exc, "retryable", True)),
         "reraise": True,
     }
 

@@ -65,7 +65,7 @@ class NodeProcess:
         ]
         if self.config is not None:
             command += ["--config", str(self.config)]
-        env = {**os.environ, "MOM_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.env}
+        env = {**os.environ, "MOM_ADMIN_PASSWORD": ADMIN_PASSWORD, "MOM_OPEN_REGISTRATION": "true", **self.env}
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start {self.starts}: {' '.join(command)}\n".encode())
@@ -129,13 +129,38 @@ def token(
     return str(response.json()["access_token"])
 
 
+ALL_DESTINATIONS = ["mom.read:*", "mom.write:*", "mom.configure:*"]
+
+
 def new_user(url: str) -> tuple[str, str]:
-    """Register a fresh user; returns (username, bearer token)."""
+    """Register a fresh user that may create and use destinations of any name; returns (username, bearer token).
+
+    A new user may use only its own prefix (`<name>.*`); the admin grants this one every destination, as the
+    tests of everything but least privilege need (tests/security has helpers for least-privilege users).
+    """
     username = f"user-{uuid.uuid4().hex[:10]}"
     password = "a-long-password"
     response = httpx.post(url + "/v1/auth/users", json={"username": username, "password": password}, timeout=30)
     assert response.status_code == 201, response.text
-    return username, token(url, username, password)
+    admin = {"Authorization": f"Bearer {token(url, 'admin', ADMIN_PASSWORD)}"}
+    granted = httpx.post(
+        f"{url}/v1/auth/users/{username}/grant", json={"scopes": ALL_DESTINATIONS}, headers=admin, timeout=30
+    )
+    assert granted.status_code == 200, granted.text
+    return username, _token_with(url, username, password, " ".join(ALL_DESTINATIONS))
+
+
+def _token_with(url: str, username: str, password: str, scope: str) -> str:
+    """A token carrying `scope`, retried while the node asked has not yet applied the registration or grant
+    (in a cluster it may lag the metadata leader that answered them by a few milliseconds)."""
+    form = {"grant_type": "password", "username": username, "password": password, "scope": scope}
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.post(url + "/v1/auth/token", data=form, timeout=30)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            return str(response.json()["access_token"])
+        time.sleep(0.05)
 
 
 class Api:

@@ -10,6 +10,7 @@ from quart_schema import tag
 
 from mom.api.context import ctx, principal
 from mom.api.errors import problem
+from mom.api.openapi import PUBLIC, contract
 from mom.api.views import json_response, rfc3339
 from mom.broker.commands import QueueRef, TopicRef
 
@@ -17,8 +18,12 @@ blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
 
 
+_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+
+
 @blueprint.get("/healthz")
 @tag_ops
+@contract(200, security=PUBLIC, body=_STATUS)
 async def healthz() -> Response:
     """The process is alive and serving HTTP."""
     return json_response({"status": "ok"})
@@ -26,16 +31,29 @@ async def healthz() -> Response:
 
 @blueprint.get("/readyz")
 @tag_ops
+@contract(200, 503, security=PUBLIC, body=_STATUS)
 async def readyz() -> Response:
-    """This node can serve writes now: the cluster metadata has a leader it can reach."""
+    """This node can serve requests now.
+
+    The cluster metadata has a leader, and the admin account exists here and can log in (with
+    MOM_ADMIN_PASSWORD, if the node was given one): a script that waits for 200 can fetch a token next.
+    """
     if not ctx().is_ready():
-        return problem(503, "Not ready", "the node is starting or the cluster has no quorum", slug="not-ready")
+        return problem(
+            503,
+            "Not ready",
+            "the node is starting, the admin account is not yet created, or the cluster has no quorum",
+            slug="not-ready",
+            headers={"Retry-After": "1"},
+        )
     return json_response({"status": "ok"})
 
 
 @blueprint.get("/metrics")
 @tag_ops
+@contract(200, security=PUBLIC, content_type="text/plain", body={"type": "string"})
 async def metrics() -> Response:
+    """Prometheus metrics of this node (text format 0.0.4)."""
     return Response(ctx().metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -58,18 +76,21 @@ def _nodes() -> list[dict[str, Any]]:
 
 @blueprint.get("/v1/cluster")
 @tag_ops
+@contract(200, 401)
 async def cluster() -> Response:
     """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
 
     Leader, commit index and lag are as this node sees them: exact for the groups it replicates, null otherwise.
+    Only the destinations the caller may read or configure are listed.
     """
-    await principal()
+    caller = await principal()
     service = ctx().service
     now = service.now_ms()
     refs: list[tuple[str, QueueRef | TopicRef]] = [
         ("queue", QueueRef(q.name)) for q in service.catalog.list_queues(now)
     ]
     refs += [("topic", TopicRef(t.name)) for t in service.catalog.list_topics(now)]
+    refs = [(kind, ref) for kind, ref in refs if caller.can("read", ref.name) or caller.can("configure", ref.name)]
     destinations = []
     for kind, ref in refs:
         placement = service.manager.placement(ref)

@@ -11,6 +11,7 @@ from quart_schema import document_request, tag
 
 from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
 from mom.api.messages import parse_publish
+from mom.api.openapi import contract
 from mom.api.routes import consuming
 from mom.api.schemas import AckRequest, NackRequest, PublishRequest, ReceiveRequest, decode_body
 from mom.api.views import json_response, queue_view
@@ -46,11 +47,13 @@ def view(name: str, state: Broker | None = None) -> dict[str, object]:
 @blueprint.put("/<name>")
 @tag_queues
 @document_request(QueueAttrs)
+@contract(200, 201, 400, 401, 403, 409, 413, 415, 429, 503)
 async def declare(name: str) -> Response:
     check_name(name, "queue name")
     caller = await authorize("configure", name)
     attrs = decode_body(await request_body(), QueueAttrs)
-    result = await ctx().service.submit(meta_leader(), DeclareQueue(name, attrs, caller.subject))
+    quota = None if caller.is_admin else ctx().settings.quotas.destinations
+    result = await ctx().service.submit(meta_leader(), DeclareQueue(name, attrs, caller.subject, quota))
     assert isinstance(result, Declared)
     await ctx().service.wait_serving(QueueRef(name))
     return json_response(view(name), status=201 if result.created else 200)
@@ -58,6 +61,7 @@ async def declare(name: str) -> Response:
 
 @blueprint.get("")
 @tag_queues
+@contract(200, 401)
 async def list_queues() -> Response:
     caller = await principal()
     names = [info.name for info in ctx().service.catalog.list_queues(ctx().service.now_ms())]
@@ -67,6 +71,7 @@ async def list_queues() -> Response:
 
 @blueprint.get("/<name>")
 @tag_queues
+@contract(200, 400, 401, 403, 404, 503)
 async def show(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -75,6 +80,7 @@ async def show(name: str) -> Response:
 
 @blueprint.delete("/<name>")
 @tag_queues
+@contract(204, 400, 401, 403, 404, 503)
 async def delete(name: str) -> Response:
     check_name(name, "queue name")
     caller = await authorize("configure", name)
@@ -88,6 +94,7 @@ async def delete(name: str) -> Response:
 @blueprint.post("/<name>/messages")
 @tag_queues
 @document_request(PublishRequest)
+@contract(201, 400, 401, 403, 404, 413, 415, 429, 503)
 async def publish(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("write", name)
@@ -102,6 +109,7 @@ async def publish(name: str) -> Response:
 @blueprint.post("/<name>/receive")
 @tag_queues
 @document_request(ReceiveRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 429, 503)
 async def receive(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -111,6 +119,7 @@ async def receive(name: str) -> Response:
 @blueprint.post("/<name>/ack")
 @tag_queues
 @document_request(AckRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 503)
 async def ack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -120,6 +129,7 @@ async def ack(name: str) -> Response:
 @blueprint.post("/<name>/nack")
 @tag_queues
 @document_request(NackRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 503)
 async def nack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
