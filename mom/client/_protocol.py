@@ -438,6 +438,30 @@ def register_user_op(username: str, password: str) -> Op[dict[str, Any]]:
     return Op("POST", "/v1/auth/users", as_dict, json=body, auth=False)
 
 
+def create_user_op(username: str, password: str) -> Op[dict[str, Any]]:
+    """Registration as an admin (needed when open registration is off): the same request, with a token."""
+    return Op("POST", "/v1/auth/users", as_dict, json={"username": username, "password": password})
+
+
+def accounts_op(kind: str) -> Op[list[dict[str, Any]]]:
+    """`kind` is "users" or "clients"."""
+    return Op("GET", f"/v1/auth/{kind}", items_of(kind))
+
+
+def scopes_op(kind: str, name: str, verb: str, scopes: Sequence[str]) -> Op[dict[str, Any]]:
+    """Grant (`verb` "grant") or revoke scopes of a user or client (`kind` "users" or "clients")."""
+    return Op("POST", f"/v1/auth/{kind}/{quote(name, safe='')}/{verb}", as_dict, json={"scopes": list(scopes)})
+
+
+def delete_account_op(kind: str, name: str) -> Op[None]:
+    return Op("DELETE", f"/v1/auth/{kind}/{quote(name, safe='')}", as_none)
+
+
+def revoke_token_op(token: str) -> Op[None]:
+    """RFC 7009: the token itself is the credential."""
+    return Op("POST", "/v1/auth/revoke", as_none, form={"token": token}, auth=False)
+
+
 def create_client_op(scopes: Sequence[str], client_id: str | None) -> Op[dict[str, Any]]:
     body: dict[str, Any] = {"scopes": list(scopes)}
     if client_id is not None:

@@ -91,6 +91,30 @@ class Client:
         """Create an OAuth client (admin only); the answer holds its `client_secret`, shown only this once."""
         return self._run(p.create_client_op(scopes, client_id))
 
+    def create_user(self, username: str, password: str) -> dict[str, Any]:
+        """Create a user as an admin (when open registration is off); it may use `<username>.*`."""
+        return self._run(p.create_user_op(username, password))
+
+    def list_accounts(self, kind: str = "users") -> list[dict[str, Any]]:
+        """Every user (`kind` "users") or OAuth client ("clients") with its scopes (admin only)."""
+        return self._run(p.accounts_op(kind))
+
+    def grant(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Add scopes to a user or client (admin only); its next token carries them."""
+        return self._run(p.scopes_op(kind, name, "grant", scopes))
+
+    def revoke(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Take scopes from a user or client (admin only); its tokens issued so far stop working."""
+        return self._run(p.scopes_op(kind, name, "revoke", scopes))
+
+    def delete_account(self, name: str, *, kind: str = "users") -> None:
+        """Delete a user or client (admin only); its tokens stop working on every node."""
+        self._run(p.delete_account_op(kind, name))
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke an access token (RFC 7009) on every node."""
+        self._run(p.revoke_token_op(token))
+
     def token(self) -> dict[str, Any]:
         """Get a new token with the credentials; the client uses it from now on."""
         return self._drive(self._protocol.fetch_token())

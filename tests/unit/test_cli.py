@@ -354,3 +354,21 @@ def test_mom_bench_offers_exactly_the_harness_scenarios_and_peers() -> None:
 
     assert set(SCENARIO_NAMES) == set(SCENARIOS)
     assert set(PEER_NAMES) == set(PEERS)
+
+
+def test_user_grant_revoke_list_and_delete() -> None:
+    changed = {"subject": "user:bob", "scopes": ["mom.read:bob.*", "mom.read:orders.*"]}
+    server = FakeServer(
+        {
+            ("POST", "/v1/auth/users/bob/grant"): answer(changed),
+            ("POST", "/v1/auth/users/bob/revoke"): answer(changed),
+            ("GET", "/v1/auth/users"): answer({"users": [{"username": "bob"}]}),
+            ("DELETE", "/v1/auth/users/bob"): answer(None, 204),
+        }
+    )
+    assert json.loads(run(server, "user", "grant", "bob", "mom.read:orders.*").output) == changed
+    assert server.bodies("POST", "/v1/auth/users/bob/grant") == [{"scopes": ["mom.read:orders.*"]}]
+    assert run(server, "user", "revoke", "bob", "mom.write:x").exit_code == 0
+    assert server.bodies("POST", "/v1/auth/users/bob/revoke") == [{"scopes": ["mom.write:x"]}]
+    assert json.loads(run(server, "user", "list").output) == [{"username": "bob"}]
+    assert run(server, "user", "delete", "bob").exit_code == 0
