@@ -8,7 +8,7 @@ operator's own tools). The per-principal bound on destinations is cluster-wide i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -32,9 +32,16 @@ class Quotas:
     @contextmanager
     def hold(self, kind: Kind, caller: Principal) -> Iterator[None]:
         """Count one `kind` for `caller` while the block runs; a QuotaExceeded subclass if at the limit."""
-        if caller.is_admin:
+        release = self.acquire(kind, caller)
+        try:
             yield
-            return
+        finally:
+            release()
+
+    def acquire(self, kind: Kind, caller: Principal) -> Callable[[], None]:
+        """Count one `kind` for `caller` until the returned function is called (calling it again does nothing)."""
+        if caller.is_admin:
+            return lambda: None
         key = (kind, caller.subject)
         limit: int = getattr(self._limits, kind)
         if self._held.get(key, 0) >= limit:
@@ -46,11 +53,17 @@ class Quotas:
             )
             raise error
         self._held[key] = self._held.get(key, 0) + 1
-        try:
-            yield
-        finally:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
             remaining = self._held[key] - 1
             if remaining:
                 self._held[key] = remaining
             else:
                 del self._held[key]
+
+        return release

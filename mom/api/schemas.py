@@ -95,8 +95,10 @@ class ScopesRequest(Struct, forbid_unknown_fields=True):
     scopes: Scopes
 
 
-class TokenRequest(Struct, forbid_unknown_fields=True):
+class TokenRequest(Struct):
     """OAuth 2.0 token request parameters (form-encoded, or the same as a JSON object).
+
+    Unknown parameters are ignored, as RFC 6749 (section 3.2) requires.
 
     grant_type password needs username and password; client_credentials needs the client's id and secret,
     here or as HTTP Basic credentials.
@@ -110,8 +112,8 @@ class TokenRequest(Struct, forbid_unknown_fields=True):
     scope: str | None = None
 
 
-class RevokeRequest(Struct, forbid_unknown_fields=True):
-    """RFC 7009 revocation request parameters (form-encoded, or the same as a JSON object)."""
+class RevokeRequest(Struct):
+    """RFC 7009 revocation request parameters (form-encoded, or the same as a JSON object); others are ignored."""
 
     token: Annotated[str, Meta(min_length=1)]
     token_type_hint: str | None = None

@@ -105,3 +105,35 @@ def client_create(scopes: tuple[str, ...], client_id: str | None) -> None:
     Example: mom client create --scope 'mom.read:orders*' --scope 'mom.write:orders*'
     """
     _show(_client().create_client(list(scopes), client_id=client_id))
+
+
+@client_group.command("list")
+def client_list() -> None:
+    """List OAuth clients and their scopes (admin)."""
+    _show(_client().list_accounts("clients"))
+
+
+@client_group.command("grant")
+@click.argument("client_id")
+@click.argument("scopes", nargs=-1, required=True)
+def client_grant(client_id: str, scopes: tuple[str, ...]) -> None:
+    """Give a client more scopes (admin).
+
+    Example: mom client grant billing 'mom.read:invoices.*'
+    """
+    _show(_client().grant(client_id, list(scopes), kind="clients"))
+
+
+@client_group.command("revoke")
+@click.argument("client_id")
+@click.argument("scopes", nargs=-1, required=True)
+def client_revoke(client_id: str, scopes: tuple[str, ...]) -> None:
+    """Take scopes from a client (admin); its current tokens stop working."""
+    _show(_client().revoke(client_id, list(scopes), kind="clients"))
+
+
+@client_group.command("delete")
+@click.argument("client_id")
+def client_delete(client_id: str) -> None:
+    """Delete a client (admin); its tokens stop working on every node."""
+    _client().delete_account(client_id, kind="clients")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import trio
+from httpx_ws import WebSocketDisconnect
 
 from tests.integration.harness import Api, NodeProcess, token
 from tests.security.helpers import admin, assert_problem, node_with, plain_user
@@ -104,3 +105,17 @@ async def test_sse_closes_on_revocation(node: NodeProcess) -> None:
         nursery.start_soon(revoke_soon)
         received, took = await _events_until_closed(node.url, bearer, f"/v1/topics/{name}.t/subscriptions/s/events", 10)
     assert b"revoked" in received and took < 8
+
+
+async def test_a_websocket_closes_when_its_token_is_revoked(node: NodeProcess) -> None:
+    from tests.integration.test_stream_api import socket
+
+    _, user = plain_user(node.url)
+    bearer = user.http.headers["Authorization"].split()[1]
+    async with socket(node.url, bearer) as ws:
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(node.url + "/v1/auth/revoke", data={"token": bearer})).status_code == 200
+        with trio.fail_after(10), pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                await ws.receive_text(timeout=10.0)
+    assert closed.value.code == 1008

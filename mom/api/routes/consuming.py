@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
@@ -73,8 +74,7 @@ async def events(group: RaftGroup, source: Source) -> Response:
     group.broker.ready_at(source, service.now_ms())  # 404 before the stream starts, not inside it
     batch = _batch_arg()
     caller = await principal()
-    held = context.guard.quotas.hold("streams", caller)
-    held.__enter__()  # 429 before the stream starts; given back when the stream ends
+    release = context.guard.quotas.acquire("streams", caller)  # 429 before the stream starts
 
     async def lease() -> list[Delivery]:
         return await service.receive(
@@ -99,9 +99,11 @@ async def events(group: RaftGroup, source: Source) -> Response:
                     yield b"event: message\nid: " + d.receipt.encode() + b"\ndata: " + data + b"\n\n"
                 await trio.lowlevel.checkpoint()
         finally:
-            held.__exit__(None, None, None)
+            release()
 
-    response = Response(stream(), content_type="text/event-stream")
+    body = stream()
+    weakref.finalize(body, release)  # a stream that never started (the client left at once) gives its place back
+    response = Response(body, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.timeout = None
     return response
