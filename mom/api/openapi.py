@@ -10,6 +10,7 @@ definitions to `components` so that every `$ref` resolves. A schemathesis run ov
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from quart_schema.openapi import OpenAPIProvider
 from quart_schema.validation import DataSource
 from werkzeug.routing import Rule
 
+from mom.api.openapi_text import text_for
 from mom.broker.commands import NAME_PATTERN
 
 PATH_PATTERNS = {
@@ -31,6 +33,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 PUBLIC: list[dict[str, list[str]]] = []
+BEARER_OPTIONAL: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+"""Anyone, or a bearer (registration: anonymous with open registration, else an admin's token)."""
 
 _ATTRIBUTE = "_mom_contract"
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -80,7 +84,8 @@ class Contract:
     security: list[dict[str, list[str]]]
     oauth_errors: tuple[int, ...] = ()
     query: tuple[dict[str, Any], ...] = ()
-    body: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | type[Any] = field(default_factory=dict)
+    """The success answer's JSON schema, or a struct of mom.api.answers that it is generated from."""
     content_type: str = "application/json"
     form: bool = False
     """The request body may also come form-encoded (the OAuth endpoints)."""
@@ -91,7 +96,7 @@ def contract(
     security: list[dict[str, list[str]]] = BEARER,
     oauth_errors: Iterable[int] = (),
     query: Iterable[dict[str, Any]] = (),
-    body: dict[str, Any] | None = None,
+    body: dict[str, Any] | type[Any] | None = None,
     content_type: str = "application/json",
     form: bool = False,
 ) -> Callable[[F], F]:
@@ -126,12 +131,20 @@ def query_integer(name: str, low: int, high: int, description: str) -> dict[str,
     }
 
 
-def _response(status: int, spec: Contract) -> dict[str, Any]:
+def _body_schema(body: dict[str, Any] | type[Any], components: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(body, dict):
+        return body
+    (schema,), found = msgspec.json.schema_components([body], ref_template="#/components/schemas/{name}")
+    components.update(found)
+    return schema
+
+
+def _response(status: int, spec: Contract, components: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": _REASONS.get(status, "")}
     if status == 204:
         return answer
     if status < 300:
-        answer["content"] = {spec.content_type: {"schema": spec.body}}
+        answer["content"] = {spec.content_type: {"schema": _body_schema(spec.body, components)}}
     elif status in spec.oauth_errors:  # OAuth errors; a body that is not JSON at all is still a problem
         answer["content"] = {
             "application/json": {"schema": _OAUTH_ERROR},
@@ -176,9 +189,12 @@ class Provider(OpenAPIProvider):
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
-        spec: Contract | None = getattr(self._app.view_functions[rule.endpoint], _ATTRIBUTE, None)
+        func = self._app.view_functions[rule.endpoint]
+        spec: Contract | None = getattr(func, _ATTRIBUTE, None)
+        summary, description = text_for(rule.endpoint, inspect.getdoc(func))
         for path_object in paths.values():
             for operation in path_object.values():
+                operation["summary"], operation["description"] = summary, description
                 for parameter in operation.get("parameters", []):
                     if parameter.get("in") == "path":
                         pattern = PATH_PATTERNS.get(parameter["name"], NAME_PATTERN)
@@ -186,7 +202,7 @@ class Provider(OpenAPIProvider):
                 if spec is None:
                     continue
                 operation["security"] = spec.security
-                operation["responses"] = {str(s): _response(s, spec) for s in sorted(set(spec.statuses))}
+                operation["responses"] = {str(s): _response(s, spec, components) for s in sorted(set(spec.statuses))}
                 operation["parameters"] = [*operation.get("parameters", []), *spec.query]
                 content = operation.get("requestBody", {}).get("content", {})
                 if spec.form and "application/json" in content:

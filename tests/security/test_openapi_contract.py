@@ -22,7 +22,7 @@ from tests.integration.harness import ADMIN_PASSWORD, NodeProcess, token
 from tests.security.helpers import plain_user
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-EXAMPLES = int(os.environ.get("MOM_SCHEMATHESIS_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("MOM_SCHEMATHESIS_EXAMPLES", "3"))
 PHASES = {"admin": "examples,coverage,fuzzing,stateful", "user": "fuzzing,stateful"}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import document_request, tag
 
+from mom.api import answers
 from mom.api.context import ctx, meta_leader, principal, request_body
 from mom.api.openapi import contract
 from mom.api.schemas import ScopesRequest, decode_body
@@ -62,7 +63,7 @@ def _subject(kind: str, name: str) -> str:
 
 @blueprint.get("/users")
 @tag_accounts
-@contract(200, 401, 403)
+@contract(200, 401, 403, body=answers.Users)
 async def list_users() -> Response:
     """Every user with its scopes (admin only)."""
     await _admin()
@@ -71,7 +72,7 @@ async def list_users() -> Response:
 
 @blueprint.get("/users/<username>")
 @tag_accounts
-@contract(200, 401, 403, 404)
+@contract(200, 401, 403, 404, body=answers.User)
 async def show_user(username: str) -> Response:
     """One user and its scopes (an admin, or the user itself)."""
     caller = await principal()
@@ -85,7 +86,7 @@ async def show_user(username: str) -> Response:
 
 @blueprint.get("/clients")
 @tag_accounts
-@contract(200, 401, 403)
+@contract(200, 401, 403, body=answers.Clients)
 async def list_clients() -> Response:
     """Every OAuth client with its scopes and the admin who created it (admin only)."""
     await _admin()
@@ -116,7 +117,7 @@ async def _delete(kind: str, name: str) -> Response:
 @blueprint.post("/users/<username>/grant")
 @tag_accounts
 @document_request(ScopesRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.AccountScopes)
 async def grant_user(username: str) -> Response:
     """Add scopes to a user (admin only); its next token carries them."""
     return await _change(USER, username, "grant")
@@ -125,7 +126,7 @@ async def grant_user(username: str) -> Response:
 @blueprint.post("/users/<username>/revoke")
 @tag_accounts
 @document_request(ScopesRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.AccountScopes)
 async def revoke_user(username: str) -> Response:
     """Take scopes from a user (admin only); its tokens issued so far stop working on every node."""
     return await _change(USER, username, "revoke")
@@ -142,7 +143,7 @@ async def delete_user(username: str) -> Response:
 @blueprint.post("/clients/<client_id>/grant")
 @tag_accounts
 @document_request(ScopesRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.AccountScopes)
 async def grant_client(client_id: str) -> Response:
     """Add scopes to an OAuth client (admin only)."""
     return await _change(CLIENT, client_id, "grant")
@@ -151,7 +152,7 @@ async def grant_client(client_id: str) -> Response:
 @blueprint.post("/clients/<client_id>/revoke")
 @tag_accounts
 @document_request(ScopesRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.AccountScopes)
 async def revoke_client(client_id: str) -> Response:
     """Take scopes from an OAuth client (admin only); its tokens issued so far stop working."""
     return await _change(CLIENT, client_id, "revoke")

@@ -10,9 +10,10 @@ import secrets
 from quart import Blueprint, Response, request
 from quart_schema import document_request, tag
 
+from mom.api import answers
 from mom.api.auth import default_user_scopes, hash_secret_async, parse_scopes
 from mom.api.context import ctx, meta_leader, principal, request_body
-from mom.api.openapi import PUBLIC, contract
+from mom.api.openapi import BEARER_OPTIONAL, PUBLIC, contract
 from mom.api.schemas import ClientRequest, RevokeRequest, TokenRequest, UserRequest, decode_body, is_reserved
 from mom.api.views import json_response
 from mom.broker.accounts import client_subject, user_subject
@@ -28,7 +29,7 @@ tag_auth = tag(["auth"])
 @blueprint.post("/v1/auth/users")
 @tag_auth
 @document_request(UserRequest)
-@contract(201, 400, 401, 403, 409, 413, 415, 503, security=PUBLIC)
+@contract(201, 400, 401, 403, 409, 413, 415, 503, security=BEARER_OPTIONAL, body=answers.RegisteredUser)
 async def register_user() -> Response:
     """Create a user, who may then use destinations named `<username>.*`.
 
@@ -53,7 +54,7 @@ async def register_user() -> Response:
 @blueprint.post("/v1/auth/clients")
 @tag_auth
 @document_request(ClientRequest)
-@contract(201, 400, 401, 403, 409, 413, 415, 503)
+@contract(201, 400, 401, 403, 409, 413, 415, 503, body=answers.CreatedClient)
 async def register_client() -> Response:
     """Create OAuth client credentials (admin only).
 
@@ -109,7 +110,7 @@ def _login_name(params: dict[str, str]) -> str | None:
 @blueprint.post("/v1/auth/token")
 @tag_auth
 @document_request(TokenRequest)
-@contract(200, 400, 401, 413, 415, 429, security=PUBLIC, oauth_errors=(400, 401), form=True)
+@contract(200, 400, 401, 413, 415, 429, security=PUBLIC, oauth_errors=(400, 401), form=True, body=answers.Token)
 async def token() -> Response:
     """The OAuth 2.0 token endpoint (RFC 6749): grant_type password or client_credentials.
 
@@ -143,7 +144,7 @@ async def token() -> Response:
 @blueprint.post("/v1/auth/revoke")
 @tag_auth
 @document_request(RevokeRequest)
-@contract(200, 400, 413, 415, 503, security=PUBLIC, oauth_errors=(400,), form=True)
+@contract(200, 400, 413, 415, 503, security=PUBLIC, oauth_errors=(400,), form=True, body=answers.Empty)
 async def revoke() -> Response:
     """Revoke an access token (RFC 7009): it stops working on every node of the cluster.
 
@@ -166,7 +167,7 @@ async def revoke() -> Response:
 
 @blueprint.get("/.well-known/jwks.json")
 @tag_auth
-@contract(200, security=PUBLIC)
+@contract(200, security=PUBLIC, body=answers.KeySet)
 async def jwks() -> Response:
     """The public keys this node signs tokens with (RFC 7517 JWK Set), for verifying them elsewhere."""
     return json_response(ctx().keys.jwks())

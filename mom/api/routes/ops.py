@@ -8,6 +8,7 @@ import trio
 from quart import Blueprint, Response
 from quart_schema import tag
 
+from mom.api import answers
 from mom.api.context import ctx, principal
 from mom.api.errors import problem
 from mom.api.openapi import PUBLIC, contract
@@ -18,12 +19,9 @@ blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
 
 
-_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
-
-
 @blueprint.get("/healthz")
 @tag_ops
-@contract(200, security=PUBLIC, body=_STATUS)
+@contract(200, security=PUBLIC, body=answers.Status)
 async def healthz() -> Response:
     """The process is alive and serving HTTP."""
     return json_response({"status": "ok"})
@@ -31,7 +29,7 @@ async def healthz() -> Response:
 
 @blueprint.get("/readyz")
 @tag_ops
-@contract(200, 503, security=PUBLIC, body=_STATUS)
+@contract(200, 503, security=PUBLIC, body=answers.Status)
 async def readyz() -> Response:
     """This node can serve requests now.
 
@@ -76,7 +74,7 @@ def _nodes() -> list[dict[str, Any]]:
 
 @blueprint.get("/v1/cluster")
 @tag_ops
-@contract(200, 401)
+@contract(200, 401, body=answers.Cluster)
 async def cluster() -> Response:
     """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import document_request, tag
 
+from mom.api import answers
 from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
 from mom.api.messages import parse_publish
 from mom.api.openapi import contract
@@ -47,7 +48,7 @@ def view(name: str, state: Broker | None = None) -> dict[str, object]:
 @blueprint.put("/<name>")
 @tag_queues
 @document_request(QueueAttrs)
-@contract(200, 201, 400, 401, 403, 409, 413, 415, 429, 503)
+@contract(200, 201, 400, 401, 403, 409, 413, 415, 429, 503, body=answers.Queue)
 async def declare(name: str) -> Response:
     check_name(name, "queue name")
     caller = await authorize("configure", name)
@@ -61,7 +62,7 @@ async def declare(name: str) -> Response:
 
 @blueprint.get("")
 @tag_queues
-@contract(200, 401)
+@contract(200, 401, body=answers.Queues)
 async def list_queues() -> Response:
     caller = await principal()
     names = [info.name for info in ctx().service.catalog.list_queues(ctx().service.now_ms())]
@@ -71,7 +72,7 @@ async def list_queues() -> Response:
 
 @blueprint.get("/<name>")
 @tag_queues
-@contract(200, 400, 401, 403, 404, 503)
+@contract(200, 400, 401, 403, 404, 503, body=answers.Queue)
 async def show(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -94,7 +95,7 @@ async def delete(name: str) -> Response:
 @blueprint.post("/<name>/messages")
 @tag_queues
 @document_request(PublishRequest)
-@contract(201, 400, 401, 403, 404, 413, 415, 429, 503)
+@contract(201, 400, 401, 403, 404, 413, 415, 429, 503, body=answers.Published)
 async def publish(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("write", name)
@@ -109,7 +110,7 @@ async def publish(name: str) -> Response:
 @blueprint.post("/<name>/receive")
 @tag_queues
 @document_request(ReceiveRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 429, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 429, 503, body=answers.Deliveries)
 async def receive(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -119,7 +120,7 @@ async def receive(name: str) -> Response:
 @blueprint.post("/<name>/ack")
 @tag_queues
 @document_request(AckRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Acked)
 async def ack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -129,7 +130,7 @@ async def ack(name: str) -> Response:
 @blueprint.post("/<name>/nack")
 @tag_queues
 @document_request(NackRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Nacked)
 async def nack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 from quart_schema import document_request, tag
 
+from mom.api import answers
 from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
 from mom.api.messages import parse_publish
 from mom.api.openapi import contract, query_integer
@@ -71,7 +72,7 @@ def _names(topic: str, subscription: str | None = None) -> None:
 @blueprint.put("/<name>")
 @tag_topics
 @document_request(TopicAttrs)
-@contract(200, 201, 400, 401, 403, 409, 413, 415, 429, 503)
+@contract(200, 201, 400, 401, 403, 409, 413, 415, 429, 503, body=answers.Topic)
 async def declare(name: str) -> Response:
     _names(name)
     caller = await authorize("configure", name)
@@ -85,7 +86,7 @@ async def declare(name: str) -> Response:
 
 @blueprint.get("")
 @tag_topics
-@contract(200, 401)
+@contract(200, 401, body=answers.Topics)
 async def list_topics() -> Response:
     caller = await principal()
     names = [info.name for info in ctx().service.catalog.list_topics(ctx().service.now_ms())]
@@ -95,7 +96,7 @@ async def list_topics() -> Response:
 
 @blueprint.get("/<name>")
 @tag_topics
-@contract(200, 400, 401, 403, 404, 503)
+@contract(200, 400, 401, 403, 404, 503, body=answers.Topic)
 async def show(name: str) -> Response:
     _names(name)
     await authorize("read", name)
@@ -118,7 +119,7 @@ async def delete(name: str) -> Response:
 @blueprint.post("/<name>/messages")
 @tag_topics
 @document_request(PublishRequest)
-@contract(201, 400, 401, 403, 404, 413, 415, 429, 503)
+@contract(201, 400, 401, 403, 404, 413, 415, 429, 503, body=answers.Published)
 async def publish(name: str) -> Response:
     _names(name)
     await authorize("write", name)
@@ -152,6 +153,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
         query_integer("from_offset", 0, MAX_COUNT, "First offset to read (default 0)"),
         query_integer("limit", 1, MAX_REPLAY, "Most messages to return (default 100)"),
     ),
+    body=answers.Replay,
 )
 async def replay(name: str) -> Response:
     """Read the retained log from `from_offset` (default 0), at most `limit` messages (default 100)."""
@@ -170,7 +172,7 @@ async def replay(name: str) -> Response:
 
 @blueprint.get("/<name>/subscriptions")
 @tag_topics
-@contract(200, 400, 401, 403, 404, 503)
+@contract(200, 400, 401, 403, 404, 503, body=answers.Subscriptions)
 async def list_subscriptions(name: str) -> Response:
     _names(name)
     await authorize("read", name)
@@ -181,7 +183,7 @@ async def list_subscriptions(name: str) -> Response:
 @blueprint.put("/<name>/subscriptions/<sub>")
 @tag_topics
 @document_request(SubscriptionRequest)
-@contract(200, 201, 400, 401, 403, 404, 409, 413, 415, 503)
+@contract(200, 201, 400, 401, 403, 404, 409, 413, 415, 503, body=answers.Subscription)
 async def subscribe(name: str, sub: str) -> Response:
     _names(name, sub)
     caller = await authorize("read", name)
@@ -196,7 +198,7 @@ async def subscribe(name: str, sub: str) -> Response:
 
 @blueprint.get("/<name>/subscriptions/<sub>")
 @tag_topics
-@contract(200, 400, 401, 403, 404, 503)
+@contract(200, 400, 401, 403, 404, 503, body=answers.Subscription)
 async def show_subscription(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
@@ -220,7 +222,7 @@ async def unsubscribe(name: str, sub: str) -> Response:
 @blueprint.post("/<name>/subscriptions/<sub>/receive")
 @tag_topics
 @document_request(ReceiveRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 429, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 429, 503, body=answers.Deliveries)
 async def receive(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
@@ -230,7 +232,7 @@ async def receive(name: str, sub: str) -> Response:
 @blueprint.post("/<name>/subscriptions/<sub>/ack")
 @tag_topics
 @document_request(AckRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Acked)
 async def ack(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
@@ -240,7 +242,7 @@ async def ack(name: str, sub: str) -> Response:
 @blueprint.post("/<name>/subscriptions/<sub>/nack")
 @tag_topics
 @document_request(NackRequest)
-@contract(200, 400, 401, 403, 404, 413, 415, 503)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Nacked)
 async def nack(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
