@@ -17,8 +17,10 @@ from mom.broker.commands import MAX_COUNT, Name, PositiveSeconds, Seconds, Start
 from mom.errors import InvalidInput
 
 DedupId = Annotated[str, Meta(min_length=1, max_length=128)]
-Receipt = Annotated[str, Meta(pattern=r"^[0-9]{1,18}\.[0-9]{1,18}\.[0-9]{1,9}$")]
-"""As receive hands them out: incarnation.offset.delivery."""
+Receipt = Annotated[str, Meta(min_length=1, max_length=200)]
+"""A receipt as the stream frames take it (checked later, after the frame's scopes)."""
+ReceiptFormat = Annotated[str, Meta(pattern=r"^[0-9]{1,18}\.[0-9]{1,18}\.[0-9]{1,9}$")]
+"""A receipt as receive hands it out (incarnation.offset.delivery); REST checks the format with the body."""
 Username = Annotated[str, Meta(pattern=PATH_PATTERNS["username"])]
 """No dots: a user owns the destinations `<name>.*`, and no user's prefix may lie inside another's."""
 ClientId = Annotated[str, Meta(pattern=PATH_PATTERNS["client_id"])]
@@ -71,11 +73,11 @@ class ReceiveRequest(Struct, forbid_unknown_fields=True):
 
 
 class AckRequest(Struct, forbid_unknown_fields=True):
-    receipts: Annotated[list[Receipt], Meta(min_length=1, max_length=1000)]
+    receipts: Annotated[list[ReceiptFormat], Meta(min_length=1, max_length=1000)]
 
 
 class NackRequest(Struct, forbid_unknown_fields=True):
-    receipts: Annotated[list[Receipt], Meta(min_length=1, max_length=1000)]
+    receipts: Annotated[list[ReceiptFormat], Meta(min_length=1, max_length=1000)]
     delay_s: Seconds = 0.0
 
 
