@@ -29,3 +29,11 @@ def test_integral_floats_are_integers() -> None:
     assert decode_body(b'{"max_messages": 2e0}', ReceiveRequest).max_messages == 2
     with pytest.raises(Exception, match="int"):
         decode_body(b'{"max_length": 5.5}', QueueAttrs)
+
+
+def test_strings_do_not_count_however_they_are_escaped() -> None:
+    deep = b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1)
+    hidden = b'["\\\\", "\\"]]]]", "]]]]", ' + deep + b"]"
+    with pytest.raises(InvalidInput, match="deep"):
+        check_json_text(hidden)
+    check_json_text(b'["\\\\\\"[[[[[[[[", ' + b"[" * 60 + b'"]]"' + b"]" * 60 + b', "{{{{{{{{"]' + b"[{" * 40)
