@@ -102,7 +102,7 @@ def error_from(response: httpx.Response) -> MomError:
         denied = payload["error"] in _OAUTH_DENIED or status == 401
         cls: type[MomError] = Unauthorized if denied else InvalidInput
         return cls(str(payload.get("error_description") or payload["error"]))
-    cls = _class_for(status, payload.get("type"))
+    cls = errors.class_for(status, payload.get("type"))
     detail = payload.get("detail") or payload.get("title") or response.text[:200] or response.reason_phrase
     error = cls(str(detail))
     if cls is MomError:
@@ -113,26 +113,6 @@ def error_from(response: httpx.Response) -> MomError:
         if wait is not None:
             error.retry_after_s = wait
     return error
-
-
-def _class_for(status: int, problem_type: Any) -> type[MomError]:
-    """The class the problem type names (queue-full, storage) if it has this status, else the status's."""
-    if isinstance(problem_type, str):
-        slug = problem_type.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-        for cls in _all_error_classes():
-            if cls.slug == slug and cls.status == status:
-                return cls
-    return errors.BY_STATUS.get(status, MomError)
-
-
-def _all_error_classes() -> list[type[MomError]]:
-    found: list[type[MomError]] = []
-    pending: list[type[MomError]] = [MomError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
 
 
 def parse_retry_after(value: str | None) -> float | None:

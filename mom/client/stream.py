@@ -40,6 +40,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
 
+from mom import errors
 from mom.client import _protocol as p
 from mom.errors import MomError, Overloaded, Unavailable
 
@@ -50,7 +51,7 @@ _encoder = msgspec.json.Encoder()
 def error_from_frame(frame: Mapping[str, Any]) -> MomError:
     """The `mom.errors` exception an error frame stands for (the same classes REST answers map to)."""
     status = int(frame.get("status") or 500)
-    error = p._class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
+    error = errors.class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
     if type(error) is MomError:
         error.status, error.title = status, str(frame.get("title") or error.title)
     if isinstance(error, Overloaded | Unavailable) and isinstance(frame.get("retry_after_s"), int | float):

@@ -47,7 +47,7 @@ from mom.broker.commands import (
     TopicRef,
     check_name,
 )
-from mom.errors import BY_STATUS, Conflict, InvalidInput, MomError, NotFound, Overloaded, Unauthorized, Unavailable
+from mom.errors import Conflict, InvalidInput, MomError, NotFound, Overloaded, Unauthorized, Unavailable, class_for
 
 log = logging.getLogger("mom.api.stream")
 
@@ -414,7 +414,7 @@ def _error_from(answer: httpx.Response) -> MomError:
         problem = msgspec.json.decode(answer.content, type=_Problem)
     except msgspec.MsgspecError:
         problem = _Problem(detail=answer.text[:200])
-    error = BY_STATUS.get(answer.status_code, MomError)(problem.detail or answer.reason_phrase)
+    error = class_for(answer.status_code, problem.type)(problem.detail or answer.reason_phrase)
     error.status = answer.status_code
     error.title = problem.title or answer.reason_phrase
     error.slug = problem.type.rsplit("/", 1)[-1] or error.slug
