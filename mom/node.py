@@ -104,27 +104,16 @@ def peer_urls(settings: Settings, *, tls: bool = False) -> dict[str, str]:
 
 
 def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
-    """The configured transport in a cluster; a single node talks to nobody, so an in-process one will do."""
+    """The configured transport in a cluster, secured as it sees fit; a single node talks to nobody, so an
+    in-process one will do."""
     nodes = settings.cluster.nodes
     if not nodes:
         return open_transport("memory", TransportSettings(settings.node_id, settings.rest, {}))
     addresses = {node.id: parse_address(node.replication) for node in nodes}
     listen = addresses.pop(settings.node_id)
-    kind = settings.cluster.transport
     return open_transport(
-        kind, TransportSettings(settings.node_id, listen, addresses, security=_transport_security(kind, security))
+        settings.cluster.transport, TransportSettings(settings.node_id, listen, addresses), security=security
     )
-
-
-def _transport_security(kind: str, security: NodeSecurity | None) -> object | None:
-    """What the chosen transport takes as its security settings; imported lazily, like the transport itself."""
-    if security is None:
-        return None
-    if kind == "zmq":
-        return security.curve
-    from mom.transports.grpc import GrpcCredentials
-
-    return GrpcCredentials.mutual_tls(security.ca_pem, security.cert_pem, security.key_pem)
 
 
 async def serve_node(
