@@ -52,7 +52,7 @@ def hops() -> int:
 
 def timeouts(wait_s: float = 0.0) -> httpx.Timeout:
     """httpx's per-phase timeouts of a call to a leader; `answer_within` bounds the whole of it."""
-    return httpx.Timeout(FORWARD_WAIT_S + wait_s, connect=CONNECT_TIMEOUT_S, pool=CONNECT_TIMEOUT_S)
+    return httpx.Timeout(FORWARD_WAIT_S + wait_s, connect=CONNECT_TIMEOUT_S)
 
 
 @contextmanager
@@ -111,7 +111,7 @@ class Forwarder:
             base_url.rstrip("/") + request.full_path.rstrip("?"),
             content=await request.get_data(cache=True, as_text=False, parse_form_data=False),
             headers=headers,
-            timeout=httpx.Timeout(timeout.connect, read=max(timeout.read or 0.0, STREAM_IDLE_S), write=timeout.write),
+            timeout=httpx.Timeout(timeout.write, connect=timeout.connect, read=max(timeout.read or 0.0, STREAM_IDLE_S)),
         )
         with answer_within(leader, request.method, wait_s):
             answer = await self._http.send(outgoing, stream=True)

@@ -211,5 +211,6 @@ def _finish(waiter: _Waiter) -> None:
 def _answer(waiter: _Waiter) -> Published:
     if waiter.error is not None:
         raise waiter.error
-    assert waiter.result is not None
+    if waiter.result is None:
+        raise MomError("a coalesced publish ended without an answer")
     return waiter.result
