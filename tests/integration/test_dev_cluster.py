@@ -51,7 +51,7 @@ def test_dev_cluster_runs_three_nodes_and_stops_them_all(tmp_path: Path) -> None
             time.sleep(0.2)
         urls = [f"http://127.0.0.1:{rest + i}" for i in range(3)]
         api = Api(urls[1], token(urls[1], "admin", "dev-cluster-password"))
-        assert api.put("/v1/queues/dev").status_code == 201
+        assert api.retrying("PUT", "/v1/queues/dev").status_code == 201
         api.publish("dev", "hello")
         other = Api(urls[2], token(urls[2], "admin", "dev-cluster-password"))
         assert [m["body"] for m in other.receive("dev", wait_s=2)] == ["hello"]

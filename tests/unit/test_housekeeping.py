@@ -18,6 +18,7 @@ import trio.testing
 
 from mom.broker.commands import (
     DeclareQueue,
+    DeleteQueue,
     NewMessage,
     Publish,
     QueueAttrs,
@@ -29,7 +30,7 @@ from mom.config import Address, NodeSection, Settings, StorageSection
 from mom.errors import NotFound, QueueFull
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
-from mom.service import BrokerService
+from mom.service import BrokerService, Handle
 from mom.transports import TransportSettings, open_transport
 
 EPOCH_MS = 1_700_000_000_000
@@ -40,7 +41,7 @@ def clock_ms() -> int:
 
 
 @asynccontextmanager
-async def one_node(tmp_path: Path) -> AsyncIterator[BrokerService]:
+async def one_node(tmp_path: Path, held: list[tuple[str, int]] | None = None) -> AsyncIterator[BrokerService]:
     settings = Settings(node=NodeSection(data_dir=str(tmp_path)), storage=StorageSection(fsync="never"))
     async with trio.open_nursery() as nursery:
         transport = open_transport("memory", TransportSettings("mom1", Address("127.0.0.1", 0), {}))
@@ -49,7 +50,8 @@ async def one_node(tmp_path: Path) -> AsyncIterator[BrokerService]:
         await nursery.start(router.run)
         manager = GroupManager(settings, router, clock_ms=clock_ms, rng=random.Random(1))
         await nursery.start(manager.run)
-        service = BrokerService(manager, clock_ms=clock_ms)
+        on_held = None if held is None else lambda reason, count: held.append((reason, count))
+        service = BrokerService(manager, clock_ms=clock_ms, on_dead_letters_held=on_held)
         await nursery.start(service.run)
         yield service
         nursery.cancel_scope.cancel()
@@ -134,18 +136,22 @@ async def test_a_full_or_missing_dead_letter_queue_keeps_the_letter_and_retries(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     calls: list[str] = []
+    held: list[tuple[str, int]] = []
     with trio.fail_after(120):
-        async with one_node(tmp_path) as service:
+        async with one_node(tmp_path, held) as service:
             service.set_dead_letter_sender(refusing(QueueFull, calls))
             await declare(service, "dlq")
             await declare(service, "source", max_deliveries=1, dead_letter_queue="dlq", visibility_timeout_s=1)
             await dead_letter_one(service, "source")
             await until(lambda: len(calls) >= 2, "the letter was offered again after a refusal")
             assert outbox(service, "source") == 1, "a full dead-letter queue must not lose the letter"
+            assert held[:2] == [("full", 1), ("full", 1)], "the metric counts each refused attempt"
+            assert service.dead_letters_waiting() == 1
             service.set_dead_letter_sender(refusing(NotFound, calls))
             tried = len(calls)
             await until(lambda: len(calls) > tried, "offered again")
             assert outbox(service, "source") == 1, "a missing dead-letter queue must not lose the letter"
+            assert held[-1] == ("missing", 1)
             delivered: list[NewMessage] = []
 
             async def accepting(queue: str, letters: list[NewMessage]) -> None:
@@ -154,4 +160,25 @@ async def test_a_full_or_missing_dead_letter_queue_keeps_the_letter_and_retries(
             service.set_dead_letter_sender(accepting)
             await until(lambda: outbox(service, "source") == 0, "the letter left once the queue took it")
             assert [m.body for m in delivered] == [b"doomed"]
+            assert service.dead_letters_waiting() == 0
             assert delivered[0].headers["x-death"]["reason"] == "max_deliveries"
+
+
+async def test_a_housekeeper_runs_exactly_while_its_group_is_led_here(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # A deleted group's data is erased in a worker thread, which an instant virtual clock would not wait for
+    # (it would jump to the deadline below): jump only once everything was idle for a moment of real time.
+    mock_clock.autojump_threshold = 0.01
+    with trio.fail_after(120):
+        async with one_node(tmp_path) as service:
+            housekeepers = service._housekeepers
+            await declare(service, "short-lived")
+            gid = here(service, "short-lived").group_id
+            await until(lambda: gid in housekeepers.leading(), "a housekeeper for the new group")
+            meta = service.locate_meta()
+            assert isinstance(meta, Handle)
+            await service.submit(meta, DeleteQueue("short-lived"))
+            await until(lambda: gid not in housekeepers.leading(), "its housekeeper stopped with the group")
+            assert "meta" in housekeepers.leading()
+            await until(lambda: not (tmp_path / "groups" / gid).exists(), "the deleted group's data erased")
