@@ -6,6 +6,7 @@ from quart import Response, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
+from mom.api import sqs
 from mom.api.context import ApiContext, ForwardRequired
 from mom.api.errors import problem_from, register_error_handlers
 from mom.api.routes import auth, ops, queue_ops, queues, stream, topics
@@ -41,6 +42,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         stream.blueprint,
     ):
         app.register_blueprint(blueprint)
+    sqs.install(app)
     register_error_handlers(app)
 
     @app.errorhandler(ForwardRequired)

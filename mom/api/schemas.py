@@ -78,6 +78,8 @@ class UserRequest(Struct, forbid_unknown_fields=True):
 class ClientRequest(Struct, forbid_unknown_fields=True):
     scopes: Annotated[list[str], Meta(min_length=1, max_length=100)]
     client_id: Username | None = None
+    sigv4: bool = False
+    """Also keep the secret itself, so the client can sign SQS requests (AWS SigV4): see docs/sqs.md."""
 
 
 class SubscriptionRequest(Struct, forbid_unknown_fields=True):

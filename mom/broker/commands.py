@@ -255,6 +255,8 @@ class RegisterClient(Struct, frozen=True, tag="register_client"):
     secret_hash: str
     scopes: list[str]
     owner: str
+    sigv4_secret: str | None = None
+    """The secret itself, for clients that sign SQS requests with SigV4 (an HMAC needs it; see docs/sqs.md)."""
 
 
 class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
@@ -422,6 +424,7 @@ class ClientRecord(Struct, frozen=True):
     scopes: list[str]
     owner: str
     created_at_ms: int
+    sigv4_secret: str | None = None
 
 
 class OutboxLetter(Struct, frozen=True, array_like=True):
