@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -25,7 +25,6 @@ import trio
 
 from examples.bookstore import messages as m
 from examples.bookstore.db import Database
-from examples.bookstore.momlink import MomLink
 from mom.client import MomError
 
 log = logging.getLogger("bookstore.consumer")
@@ -70,13 +69,22 @@ Handler = Callable[[sqlite3.Connection, Delivery, float], list[m.Message]]
 to send."""
 
 
+class Link(Protocol):
+    """What a consumer needs of mom (`MomLink` in the services; a fake in unit tests)."""
+
+    async def receive(self, where: dict[str, str], *, max_messages: int, wait_s: float) -> list[dict[str, Any]]: ...
+    async def publish(self, messages: Sequence[m.Message]) -> None: ...
+    async def ack(self, where: dict[str, str], receipts: Sequence[str]) -> None: ...
+    async def nack(self, where: dict[str, str], receipts: Sequence[str], *, delay_s: float) -> None: ...
+
+
 class Rejected(Exception):
     """The message can never be handled (it does not decode): it goes back until it is dead-lettered."""
 
 
 @dataclass
 class Consumer:
-    link: MomLink
+    link: Link
     db: Database
     source: Source
     handler: Handler

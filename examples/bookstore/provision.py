@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from examples.bookstore import topology as t
 from examples.bookstore.config import load_credentials, save_credentials
@@ -21,29 +24,33 @@ from mom.client import AsyncClient, Conflict, Unauthorized
 
 log = logging.getLogger("bookstore.provision")
 
+Declaration = Callable[[AsyncClient], Awaitable[dict[str, Any]]]
+
+
+async def _together(admin: MomLink, declarations: list[Declaration]) -> None:
+    async with trio.open_nursery() as nursery:
+        for declare in declarations:
+            nursery.start_soon(admin.call, declare)
+
 
 async def declare_topology(admin: MomLink) -> None:
-    for dead in t.DEAD_LETTER_QUEUES:
-        await admin.call(partial(AsyncClient.create_queue, name=dead))
-    for queue in t.COMMAND_QUEUES:
-        attrs: dict[str, Any] = {
-            "visibility_timeout_s": t.VISIBILITY_TIMEOUT_S,
-            "max_deliveries": t.MAX_DELIVERIES,
-            "dead_letter_queue": t.dead_letter_queue(queue),
-        }
-        await admin.call(partial(AsyncClient.create_queue, name=queue, **attrs))
-    for topic in t.EVENT_TOPICS:
-        await admin.call(partial(AsyncClient.create_topic, name=topic, retention_s=t.EVENT_RETENTION_S))
-    for sub in t.SUBSCRIPTIONS:
-        sub_attrs: dict[str, Any] = {
-            "visibility_timeout_s": t.VISIBILITY_TIMEOUT_S,
-            "max_deliveries": t.MAX_DELIVERIES,
-            "dead_letter_queue": t.EVENTS_DLQ,
-        }
-        declare = partial(
-            AsyncClient.create_subscription, topic=sub.topic, name=sub.name, start="earliest", **sub_attrs
-        )
-        await admin.call(declare)
+    """Dead-letter queues and topics first (the others name them), each wave declared concurrently."""
+    delivery: dict[str, Any] = {"visibility_timeout_s": t.VISIBILITY_TIMEOUT_S, "max_deliveries": t.MAX_DELIVERIES}
+    first: list[Declaration] = [partial(AsyncClient.create_queue, name=dead) for dead in t.DEAD_LETTER_QUEUES]
+    first += [
+        partial(AsyncClient.create_topic, name=topic, retention_s=t.EVENT_RETENTION_S) for topic in t.EVENT_TOPICS
+    ]
+    then: list[Declaration] = [
+        partial(AsyncClient.create_queue, name=queue, dead_letter_queue=t.dead_letter_queue(queue), **delivery)
+        for queue in t.COMMAND_QUEUES
+    ]
+    then += [
+        partial(AsyncClient.create_subscription, topic=sub.topic, name=sub.name, start="earliest",
+                dead_letter_queue=t.EVENTS_DLQ, **delivery)
+        for sub in t.SUBSCRIPTIONS
+    ]  # fmt: skip
+    await _together(admin, first)
+    await _together(admin, then)
 
 
 def _known(credentials_file: Path) -> dict[str, dict[str, str]]:
