@@ -58,11 +58,7 @@ def plan(
             continue
         listen[service] = [f"{host}:{next_port + i}" for i in range(INSTANCES[service])]
         next_port += INSTANCES[service]
-    common = {
-        c.ENV_DATA_DIR: str(data_dir),
-        c.ENV_MOM_URLS: ",".join(mom_urls),
-        c.ENV_CREDENTIALS: str(credentials_file),
-    }
+    mom = {c.ENV_MOM_URLS: ",".join(mom_urls), c.ENV_CREDENTIALS: str(credentials_file)}
     gateway_env = {
         c.ENV_AUTH_URL: f"http://{listen['auth'][0]}",
         c.ENV_CATALOG_URL: f"http://{listen['catalog'][0]}",
@@ -71,7 +67,9 @@ def plan(
     processes = []
     for service in c.SERVICES:
         for instance in range(1, INSTANCES[service] + 1):
-            env = {**common, c.ENV_INSTANCE: str(instance)}
+            env = {c.ENV_DATA_DIR: str(data_dir), c.ENV_INSTANCE: str(instance)}
+            if service in c.USES_MOM:
+                env.update(mom)
             if service in listen:
                 env[c.ENV_LISTEN] = listen[service][instance - 1]
             if service == "gateway":
