@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import click
@@ -70,12 +71,15 @@ def run_command(service: str, instance: int | None, listen: str | None) -> None:
 @click.option("--admin-password", envvar="MOM_ADMIN_PASSWORD", required=True)
 @click.option("--credentials", envvar="BOOKSTORE_CREDENTIALS", required=True, type=click.Path(path_type=Path),
               help="Where to write the services' client credentials (0600).")  # fmt: skip
-def provision_command(mom_urls: str, admin_username: str, admin_password: str, credentials: Path) -> None:
+@click.option("--ca-file", envvar="MOM_CA_FILE", help="The cluster's CA, for mom over TLS.")
+def provision_command(
+    mom_urls: str, admin_username: str, admin_password: str, credentials: Path, ca_file: str | None
+) -> None:
     """Declare the bookstore's queues, topics and subscriptions and issue each service its credentials."""
     from examples.bookstore.provision import provision
 
     urls = tuple(u.strip() for u in mom_urls.split(",") if u.strip())
-    issued = trio.run(provision, urls, admin_username, admin_password, credentials)
+    issued = trio.run(partial(provision, urls, admin_username, admin_password, credentials, ca_file=ca_file))
     for service, entry in issued.items():
         click.echo(f"{service}: {entry['client_id']} ({entry['scopes']})")
 

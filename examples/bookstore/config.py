@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from examples.bookstore.momlink import GIVE_UP_AFTER_S, MomLink
 from mom.errors import InvalidInput
 
 ENV_DATA_DIR = "BOOKSTORE_DATA_DIR"
@@ -99,6 +100,17 @@ class Settings:
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidInput(f"no credentials for {self.service} in {self.credentials_file}: {exc}") from None
         return {"client_id": entry["client_id"], "client_secret": entry["client_secret"]}
+
+
+def mom_link(settings: Settings, *, give_up_after_s: float = GIVE_UP_AFTER_S) -> MomLink:
+    """The service's link to mom: every node, its own credentials, instances starting on different nodes."""
+    return MomLink(
+        settings.mom_urls,
+        credentials=settings.credentials(),
+        start=settings.instance - 1,
+        ca_file=settings.ca_file,
+        give_up_after_s=give_up_after_s,
+    )
 
 
 def load_credentials(path: Path) -> dict[str, dict[str, str]]:

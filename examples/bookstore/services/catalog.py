@@ -21,10 +21,9 @@ from quart_trio import QuartTrio
 
 from examples.bookstore import messages as m
 from examples.bookstore import topology as t
-from examples.bookstore.config import Settings
+from examples.bookstore.config import Settings, mom_link
 from examples.bookstore.consumer import Consumer, Delivery, Source
 from examples.bookstore.db import Database, open_database
-from examples.bookstore.momlink import MomLink
 from examples.bookstore.web import create_app, json_body, json_response, serve
 from mom.errors import InvalidInput, NotFound
 
@@ -202,7 +201,7 @@ async def run(settings: Settings, *, task_status: trio.TaskStatus[None] = trio.T
     assert settings.listen is not None
     try:
         async with (
-            MomLink(settings.mom_urls, credentials=settings.credentials(), start=settings.instance - 1) as link,
+            mom_link(settings) as link,
             trio.open_nursery() as nursery,
         ):
             for source, handler, accepts in (

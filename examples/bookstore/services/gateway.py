@@ -22,7 +22,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from examples.bookstore import messages as m
-from examples.bookstore.config import Settings
+from examples.bookstore.config import Settings, mom_link
 from examples.bookstore.momlink import MomLink
 from examples.bookstore.web import create_app, json_body, json_response, serve
 from mom.errors import InvalidInput, MomError, NotFound, Unauthorized, Unavailable
@@ -164,7 +164,7 @@ async def run(settings: Settings, *, task_status: trio.TaskStatus[None] = trio.T
     assert settings.listen is not None
     async with (
         httpx.AsyncClient(timeout=INTERNAL_TIMEOUT_S) as http,
-        MomLink(settings.mom_urls, credentials=settings.credentials(), give_up_after_s=PUBLISH_GIVE_UP_S) as link,
+        mom_link(settings, give_up_after_s=PUBLISH_GIVE_UP_S) as link,
         trio.open_nursery() as nursery,
     ):
         upstream = Upstream(http, settings.auth_url, settings.catalog_url, settings.orders_urls)

@@ -15,10 +15,9 @@ import trio
 
 from examples.bookstore import messages as m
 from examples.bookstore import topology as t
-from examples.bookstore.config import Settings
+from examples.bookstore.config import Settings, mom_link
 from examples.bookstore.consumer import Consumer, Delivery, Source
 from examples.bookstore.db import open_database
-from examples.bookstore.momlink import MomLink
 
 UNSERVED = "atlantis"
 
@@ -50,7 +49,7 @@ async def run(settings: Settings, *, task_status: trio.TaskStatus[None] = trio.T
     db = open_database(settings.data_dir, "shipping", SCHEMA)
     try:
         async with (
-            MomLink(settings.mom_urls, credentials=settings.credentials(), start=settings.instance - 1) as link,
+            mom_link(settings) as link,
             trio.open_nursery() as nursery,
         ):
             source = Source(queue=t.SHIPPING_COMMANDS)
