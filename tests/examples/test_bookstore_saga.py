@@ -248,3 +248,18 @@ async def test_a_dead_letter_is_handled_apart_from_the_command_it_carries(tmp_pa
 def test_a_body_that_is_no_message_does_not_decode() -> None:
     with pytest.raises(Exception, match="order_id"):
         m.decode({"type": "reserve-stock", "book_id": 1, "quantity": 1}, m.CatalogCommand)
+
+
+async def test_a_dead_letter_with_nothing_to_undo_is_only_noted(tmp_path: Path) -> None:
+    db = Database(tmp_path / "orders.sqlite3", orders.SCHEMA)
+    place = m.PlaceOrder(order_id="o8", user="u", book_id=1, quantity=1, card=GOOD, address="a")
+    link = FakeLink([_delivery(m.encode(place), "1")])
+    await Consumer(link, db, Source(queue=t.ORDERS_COMMANDS), orders.handle_place, m.OrdersCommand, "o-1").step()
+    dead = _delivery(m.encode(m.ShipOrder(order_id="o8", address="a")), "2")  # a step the order never reached
+    dead["headers"] = {"x-death": {"queue": t.SHIPPING_COMMANDS, "reason": "max-deliveries", "message_id": "x"}}
+    link.deliveries, link.published = [dead], []
+    watcher = Consumer(link, db, Source(queue="dlq"), orders.handle_dead_letter, m.AnyMessage, "o-1", "dead:")
+    await watcher.step()
+    assert link.published == [] and link.acked == ["1", "2"]
+    history = await db.read(lambda c: c.execute("SELECT status FROM history WHERE order_id = 'o8'").fetchall())
+    assert [row["status"] for row in history] == ["reserving", "dead-letter"]

@@ -49,7 +49,7 @@ CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user, created_at);
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     order_id TEXT NOT NULL,
-    status TEXT NOT NULL,
+    status TEXT NOT NULL,        -- the order's status after the step, or 'dead-letter' for a note about one
     note TEXT NOT NULL,
     at REAL NOT NULL
 );
@@ -124,8 +124,8 @@ def handle_dead_letter(conn: sqlite3.Connection, delivery: Delivery, now: float)
         if order is not None:
             note = f"{m.kind_of(message)} dead-lettered from {dead_queue}; noted, nothing to undo"
             conn.execute(
-                "INSERT INTO history (order_id, status, note, at) VALUES (?, ?, ?, ?)",
-                (order.order_id, order.status, note, now),
+                "INSERT INTO history (order_id, status, note, at) VALUES (?, 'dead-letter', ?, ?)",
+                (order.order_id, note, now),
             )
         return []
     return store(conn, step, now)
