@@ -71,11 +71,11 @@ def test_orders_settle_exactly_once_through_a_dead_broker_node_and_a_dead_instan
         book, card, address = _order_mix(i, plenty, scarce)
         return local.shopper.buy(book, card, address, key=f"fault-order-{i:04d}")
 
-    leader = cluster.leader_of(topology.ORDERS_COMMANDS)
-    assert leader is not None
     with ThreadPoolExecutor(SHOPPERS) as pool:
         futures: list[Future[str]] = [pool.submit(place, i) for i in range(ORDERS)]
         wait_for(lambda: sum(f.done() for f in futures) >= KILL_AFTER, 60, f"{KILL_AFTER} orders accepted", 0.02)
+        leader = cluster.leader_of(topology.ORDERS_COMMANDS)
+        assert leader is not None
         cluster.nodes[leader].kill()
         services.processes["orders-1"].kill()
         accepted_at_kill = sum(f.done() for f in futures)
