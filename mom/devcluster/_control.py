@@ -123,12 +123,15 @@ def send_command(data_dir: Path, line: str, *, timeout_s: float = ANSWER_TIMEOUT
     sock = _connect(data_dir, timeout_s)
     if sock is None:
         raise Unavailable(f"no dev-cluster is running on {data_dir} (start one with `mom dev-cluster`)")
+    chunks = []
     with sock:
-        sock.sendall(line.encode() + b"\n")
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            sock.sendall(line.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError as exc:  # a timeout, or the dev cluster stopped while we waited
+            raise Unavailable(f"the dev-cluster on {data_dir} did not answer: {exc or type(exc).__name__}") from exc
     status, _, text = b"".join(chunks).decode(errors="replace").partition("\n")
     if status == "ok":
         return text

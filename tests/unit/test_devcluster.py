@@ -202,6 +202,18 @@ async def test_a_socket_left_by_a_killed_dev_cluster_is_replaced(tmp_path: Path)
         nursery.cancel_scope.cancel()
 
 
+async def test_a_dev_cluster_that_does_not_answer_in_time_is_reported(tmp_path: Path) -> None:
+    async def execute(line: str) -> str:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_control, tmp_path, execute)
+        with pytest.raises(Unavailable, match=f"the dev-cluster on {tmp_path} did not answer"):
+            await trio.to_thread.run_sync(lambda: send_command(tmp_path, "restart 1", timeout_s=0.3))
+        nursery.cancel_scope.cancel()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The command line
 
