@@ -20,8 +20,8 @@ from mom.errors import InvalidInput
 from mom.security import CertsLayout
 
 
-def say(line: str) -> None:
-    print(f"[dev-cluster] {line}", flush=True)
+def say(text: str) -> None:
+    print("\n".join(f"[dev-cluster] {line}" for line in text.splitlines()), flush=True)
 
 
 async def run_dev_cluster(cluster: DevCluster) -> None:
