@@ -42,7 +42,15 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Failures before any byte of the request left: the leader cannot have acted on it."""
 
 _REQUEST_HEADERS = ("authorization", "content-type", "accept")
-_RESPONSE_HEADERS = ("content-type", "retry-after", "www-authenticate", "cache-control", "pragma")
+_RESPONSE_HEADERS = (
+    "content-type",
+    "retry-after",
+    "www-authenticate",
+    "cache-control",
+    "pragma",
+    "x-amzn-query-error",
+    "x-amzn-requestid",
+)
 
 
 def hops() -> int:
@@ -99,18 +107,23 @@ class Forwarder:
         """The node's pooled client for calls to other nodes (it carries the cluster's TLS settings)."""
         return self._http
 
-    async def forward(self, base_url: str, leader: str, *, wait_s: float = 0.0) -> Response:
-        """Relay the current request to `leader`; `wait_s` is how long its handler may legitimately wait."""
+    async def forward(
+        self, base_url: str, leader: str, *, wait_s: float = 0.0, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Relay the current request to `leader`; `wait_s` is how long its handler may legitimately wait, and
+        `headers` replace or add request headers (the SQS endpoint swaps a SigV4 signature, valid only for this
+        host, for a bearer token of the same caller)."""
         if hops() >= MAX_HOPS:
             raise Unavailable(f"leadership is moving (last seen at {leader}); retry shortly")
-        headers = {name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers}
-        headers[HOPS_HEADER] = str(hops() + 1)
+        outgoing_headers = {name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers}
+        outgoing_headers.update(headers or {})
+        outgoing_headers[HOPS_HEADER] = str(hops() + 1)
         timeout = timeouts(wait_s)
         outgoing = self._http.build_request(
             request.method,
             base_url.rstrip("/") + request.full_path.rstrip("?"),
             content=await request.get_data(cache=True, as_text=False, parse_form_data=False),
-            headers=headers,
+            headers=outgoing_headers,
             timeout=httpx.Timeout(timeout.write, connect=timeout.connect, read=max(timeout.read or 0.0, STREAM_IDLE_S)),
         )
         with answer_within(leader, request.method, wait_s):

@@ -21,6 +21,7 @@ from mom.broker.commands import (
     Command,
     Delivery,
     Destination,
+    NewMessage,
     Publish,
     QueueRef,
     Receive,
@@ -208,6 +209,26 @@ class BrokerService:
                 if self.node_id not in placement.replicas or self.serving_replica(ref) is not None:
                     return
                 await trio.sleep(0.02)
+
+    async def wait_attributes(self, name: str) -> None:
+        """After an update: wait (bounded) until the queue's replica here has the catalog's attributes."""
+        with trio.move_on_after(DECLARE_WAIT_S):
+            while True:
+                try:
+                    wanted = self.catalog.queue_info(name, 0).attrs
+                except NotFound:
+                    return
+                replica = self.serving_replica(QueueRef(name))
+                if replica is None or replica.queue_info(name, 0).attrs == wanted:
+                    return
+                await trio.sleep(0.02)
+
+    async def publish_to_queue(self, queue: str, messages: list[NewMessage]) -> None:
+        """Publish to a queue wherever its leader is (as dead letters travel); NotFound, QueueFull, Unavailable."""
+        send = self._housekeeping.send
+        if send is None:
+            raise Unavailable("this node cannot publish to other nodes yet")
+        await send(queue, messages)
 
     async def receive(
         self, here: Handle, source: Source, *, max_messages: int, wait_s: float, visibility_timeout_ms: int | None

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import msgspec
 import trio
 
 from mom.broker.commands import (
@@ -29,6 +30,7 @@ from mom.broker.commands import (
     QueueRef,
     Tick,
     TopicRef,
+    UpdateQueue,
 )
 from mom.errors import MomError, NotFound, QueueFull
 from mom.replication.group import RaftGroup
@@ -120,13 +122,24 @@ class Housekeeper:
             await trio.sleep(INTERVAL_S)
 
     async def _declare_from_catalog(self) -> None:
-        """A new destination group starts empty: its first leader declares the destination as the catalog has it."""
+        """A new destination group starts empty: its first leader declares the destination as the catalog has it.
+
+        Later attribute updates reach the catalog first; the leader then brings its group's copy up to date, so
+        whichever node leads after a crash converges on the catalog's attributes.
+        """
         declared = self._manager.declared_in(self._group.group_id)
         if declared is None:
             return
         ref = QueueRef(declared.name) if isinstance(declared, DeclareQueue) else TopicRef(declared.name)
         if not self._group.broker.declares(ref):
             await self._group.submit(declared)
+        elif isinstance(ref, QueueRef):
+            try:
+                wanted = self._manager.meta.broker.queue_info(ref.name, 0).attrs
+            except NotFound:  # deleted meanwhile: the manager stops this group
+                return
+            if self._group.broker.queue_info(ref.name, 0).attrs != wanted:
+                await self._group.submit(UpdateQueue(ref.name, msgspec.to_builtins(wanted)))
 
     async def _tick(self) -> None:
         deadline = self._group.broker.next_deadline_ms()
@@ -163,6 +176,7 @@ class Housekeeper:
             binary=letter.binary,
             headers={**letter.headers, "x-death": death},
             dedup_id=f"dead-letter:{self._group.group_id}:{letter.seq}",
+            group_id=letter.group_id,
         )
 
     def _hold(self, queue: str, exc: QueueFull | NotFound, waiting: int) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import trio
 
 from mom.broker.commands import (
+    Ack,
+    ChangeVisibility,
     Command,
     DeclareQueue,
     DeclareTopic,
@@ -23,6 +25,7 @@ from mom.broker.commands import (
     SubscriptionRef,
     Tick,
     TopicRef,
+    UpdateQueue,
 )
 
 
@@ -47,13 +50,13 @@ class WakeUps:
                 self._wake(gid, queue)
             case Publish(destination=TopicRef(name=topic)) | DeleteTopic(name=topic):
                 self._wake_group(gid, topic)
-            case Nack(source=source):
-                self._wake(gid, source)
+            case Nack(source=source) | Ack(source=source) | ChangeVisibility(source=source):
+                self._wake(gid, source)  # a settled or returned message may open a FIFO group
             case DeleteQueue(name=name):
                 self._wake(gid, QueueRef(name))
             case DeleteSubscription(topic=topic, name=name):
                 self._wake(gid, SubscriptionRef(topic, name))
-            case Tick() | DeclareQueue() | DeclareTopic():
+            case Tick() | DeclareQueue() | DeclareTopic() | UpdateQueue():
                 self._wake_group(gid)
             case _:
                 pass
