@@ -27,6 +27,18 @@ class Metrics:
         self.quota_refusals = Counter(
             "mom_quota_refusals", "Requests refused by a per-principal quota", ["kind"], registry=self.registry
         )
+        self.dead_letters_held = Counter(
+            "mom_dead_letters_held",
+            "Dead letters kept in their source's outbox because their dead-letter queue was full or missing "
+            "(counted at each refused attempt)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.dead_letters_waiting = Gauge(
+            "mom_dead_letters_waiting",
+            "Dead letters in the outboxes of the groups this node leads",
+            registry=self.registry,
+        )
         storage = Gauge("mom_storage", "Log and snapshot positions and sizes", ["what"], registry=self.registry)
         for what in ("log_bytes", "applied_index", "snapshot_index"):
             storage.labels(what).set_function(_reader(storage_stats, what))

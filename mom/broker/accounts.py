@@ -109,7 +109,7 @@ class Accounts:
         client_id = canonical(command.client_id)
         self._check_free(client_id)
         self._clients[client_id] = ClientRecord(
-            client_id, command.secret_hash, list(command.scopes), command.owner, now
+            client_id, command.secret_hash, list(command.scopes), command.owner, now, command.sigv4_secret
         )
 
     def grant(self, command: GrantScopes, now: int) -> list[str]:

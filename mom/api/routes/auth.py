@@ -73,9 +73,16 @@ async def register_client() -> Response:
     meta = meta_leader()
     secret = secrets.token_urlsafe(32)
     secret_hash = await hash_secret_async(secret)
-    await context.service.submit(meta, RegisterClient(client_id, secret_hash, scopes, caller.subject))
+    sigv4_secret = secret if body.sigv4 else None
+    await context.service.submit(meta, RegisterClient(client_id, secret_hash, scopes, caller.subject, sigv4_secret))
     return json_response(
-        {"client_id": client_id, "subject": client_subject(client_id), "client_secret": secret, "scopes": scopes},
+        {
+            "client_id": client_id,
+            "subject": client_subject(client_id),
+            "client_secret": secret,
+            "scopes": scopes,
+            "sigv4": body.sigv4,
+        },
         status=201,
     )
 
