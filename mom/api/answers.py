@@ -104,6 +104,42 @@ class Replay(Struct):
     next_offset: int
 
 
+class PeekedMessage(Struct):
+    """A held message as peek shows it: `state` is ready, delayed or in_flight; `visible_at` null: visible now."""
+
+    id: str
+    offset: int
+    headers: dict[str, Any]
+    state: Literal["ready", "delayed", "in_flight"]
+    deliveries: int
+    published_at: str
+    visible_at: str | None
+    group_id: str | None
+    body: Any = UNSET
+    body_base64: str | UnsetType = UNSET
+
+
+class Peeked(Struct):
+    messages: list[PeekedMessage]
+    next_offset: int | None
+    """Where the next page starts; null when this page was the last."""
+
+
+class Purged(Struct):
+    purged: int
+
+
+class VisibilityChanged(Struct):
+    changed: list[str]
+    unknown: list[str]
+
+
+class Redriven(Struct):
+    moved: int
+    by_queue: dict[str, int]
+    skipped: int
+
+
 class Acked(Struct):
     acked: list[str]
     unknown: list[str]

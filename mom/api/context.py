@@ -14,7 +14,7 @@ from mom.api.forward import Forwarder
 from mom.api.guard import Guard
 from mom.api.metrics import Metrics
 from mom.config import Settings
-from mom.errors import Forbidden, Unauthorized, Unavailable
+from mom.errors import Forbidden, InvalidInput, Unauthorized, Unavailable
 from mom.service import BrokerService, Handle, MetadataBehind, Ref
 from mom.transports.base import PeerStatus
 
@@ -68,6 +68,16 @@ def require_owner(caller: Principal, owner: str, what: str) -> None:
 async def request_body() -> bytes:
     """The raw request body (read once by the app's before_request hook, cached)."""
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer from `low` to `high` (ASCII digits only); InvalidInput otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidInput(f"query parameter '{name}' must be an integer from {low} to {high}")
+    return int(raw)
 
 
 class ForwardRequired(Exception):

@@ -13,7 +13,17 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
 from mom.api.jsontext import check_json_text
 from mom.api.openapi import PATH_PATTERNS
-from mom.broker.commands import MAX_COUNT, NAME_PATTERN, Name, PositiveSeconds, Seconds, StartOffset, WaitSeconds
+from mom.broker.commands import (
+    MAX_COUNT,
+    NAME_PATTERN,
+    DelaySeconds,
+    Name,
+    PositiveSeconds,
+    RetentionSeconds,
+    Seconds,
+    StartOffset,
+    WaitSeconds,
+)
 from mom.errors import InvalidInput
 
 DedupId = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -78,12 +88,28 @@ class ReceiveRequest(Struct, forbid_unknown_fields=True):
 
 
 class VisibilityRequest(Struct, forbid_unknown_fields=True):
-    receipts: Annotated[list[Receipt], Meta(min_length=1, max_length=1000)]
+    receipts: Annotated[list[ReceiptFormat], Meta(min_length=1, max_length=1000)]
     visibility_timeout_s: Annotated[float, Meta(ge=0, le=43_200)]
 
 
+class QueueChanges(Struct, forbid_unknown_fields=True):
+    """PATCH of a queue: the attributes it names change (null clears an optional one), the rest stay.
+
+    QueueAttrs but `fifo` and `replication_factor`, which cannot change after a declare.
+    """
+
+    visibility_timeout_s: PositiveSeconds | UnsetType = UNSET
+    max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | UnsetType | None = UNSET
+    dead_letter_queue: Name | UnsetType | None = UNSET
+    max_length: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | UnsetType | None = UNSET
+    message_ttl_s: RetentionSeconds | UnsetType | None = UNSET
+    delay_s: DelaySeconds | UnsetType = UNSET
+    receive_wait_s: WaitSeconds | UnsetType = UNSET
+    content_based_dedup: bool | UnsetType = UNSET
+
+
 class RedriveRequest(Struct, forbid_unknown_fields=True):
-    max_messages: Annotated[int, Meta(ge=1)] | None = None
+    max_messages: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
     """None: every message the dead-letter queue holds now."""
     to: Annotated[str, Meta(pattern=NAME_PATTERN)] | None = None
     """None: each message back to the queue its x-death header names."""

@@ -6,11 +6,20 @@ publishing, consuming and replay run on the leader of the topic's own group. Any
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 from quart_schema import document_request, tag
 
 from mom.api import answers
-from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
+from mom.api.context import (
+    authorize,
+    ctx,
+    leader_of,
+    meta_leader,
+    principal,
+    query_int,
+    request_body,
+    require_owner,
+)
 from mom.api.messages import parse_publish
 from mom.api.openapi import contract, query_integer
 from mom.api.routes import consuming
@@ -39,7 +48,6 @@ from mom.broker.commands import (
     TopicRef,
     check_name,
 )
-from mom.errors import InvalidInput
 from mom.service import DECLARE_WAIT_S, Handle
 
 blueprint = Blueprint("topics", __name__, url_prefix="/v1/topics")
@@ -128,15 +136,6 @@ async def publish(name: str) -> Response:
     return json_response({"messages": result.messages}, status=201)
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise InvalidInput(f"query parameter '{name}' must be an integer from {low} to {high}")
-    return int(raw)
-
-
 @blueprint.get("/<name>/messages")
 @tag_topics
 @contract(
@@ -157,8 +156,8 @@ async def replay(name: str) -> Response:
     _names(name)
     await authorize("read", name)
     broker = leader_of(TopicRef(name)).state
-    from_offset = _int_arg("from_offset", 0, 0, MAX_COUNT)
-    limit = _int_arg("limit", 100, 1, MAX_REPLAY)
+    from_offset = query_int("from_offset", 0, 0, MAX_COUNT)
+    limit = query_int("limit", 100, 1, MAX_REPLAY)
     messages = broker.read_topic(name, from_offset, limit)
     if messages:
         next_offset = messages[-1].offset + 1
