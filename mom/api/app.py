@@ -19,6 +19,9 @@ BODY_OVERHEAD = 2.0
 FORM_ENDPOINTS = frozenset({"auth.token", "auth.revoke"})
 """OAuth endpoints, which take form-encoded parameters (RFC 6749) as well as JSON."""
 
+OWN_PROTOCOL_BLUEPRINTS = frozenset({"sqs"})
+"""Endpoints that speak another protocol (SQS: AWS JSON 1.0 or form-encoded queries) and check their own bodies."""
+
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
@@ -75,7 +78,9 @@ def create_app(context: ApiContext) -> QuartTrio:
         if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
             return None
         data = await request.get_data()
-        if data and request.endpoint not in FORM_ENDPOINTS and not _is_json(request.mimetype):
+        if request.endpoint in FORM_ENDPOINTS or request.blueprint in OWN_PROTOCOL_BLUEPRINTS:
+            return None
+        if data and not _is_json(request.mimetype):
             return problem(
                 415,
                 "Unsupported media type",
