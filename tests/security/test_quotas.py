@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from botocore.exceptions import ClientError
 
 from tests.integration.harness import NodeProcess
+from tests.integration.sqs_support import boto, sigv4_client
 from tests.security.helpers import admin, assert_problem, node_with, plain_user
 
 LIMITS = "[quotas]\ndestinations = 3\nstreams = 2\nlong_polls = 2\n"
@@ -75,6 +77,42 @@ async def test_streams_per_principal(small: NodeProcess) -> None:
                     break
             await trio.sleep(0.1)
         assert again.status_code == 200
+
+
+def test_sqs_destination_quota_is_over_limit_not_a_throttle(small: NodeProcess) -> None:
+    """Over SQS the destination quota is SQS's OverLimit (403), which SDKs do not retry, not RequestThrottled."""
+    key, secret = sigv4_client(small.url, ["mom.read:sq.*", "mom.write:sq.*", "mom.configure:sq.*"])
+    sqs = boto(small.url, key, secret)
+    for i in range(3):
+        sqs.create_queue(QueueName=f"sq.{key}.{i}")
+    with pytest.raises(ClientError) as refused:
+        sqs.create_queue(QueueName=f"sq.{key}.9")
+    assert refused.value.response["Error"]["Code"] == "OverLimit"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert refused.value.response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert len(sqs.list_queues(QueueNamePrefix=f"sq.{key}")["QueueUrls"]) == 3
+
+
+async def test_sqs_long_polls_count_toward_the_quota(small: NodeProcess) -> None:
+    """ReceiveMessage with a wait holds a long-poll place as REST receives do; beyond the quota: OverLimit."""
+    key, secret = sigv4_client(small.url, ["mom.read:lp.*", "mom.write:lp.*", "mom.configure:lp.*"])
+    sqs = boto(small.url, key, secret)
+    url = sqs.create_queue(QueueName=f"lp.{key}")["QueueUrl"]
+    answers: list[int] = []
+
+    def poll() -> None:
+        answer = boto(small.url, key, secret).receive_message(QueueUrl=url, WaitTimeSeconds=3)
+        answers.append(answer["ResponseMetadata"]["HTTPStatusCode"])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, poll)
+        nursery.start_soon(trio.to_thread.run_sync, poll)
+        await trio.sleep(1.5)
+        with pytest.raises(ClientError) as refused:
+            await trio.to_thread.run_sync(lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=3))
+        assert refused.value.response["Error"]["Code"] == "OverLimit"
+        assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert answers == [200, 200]
 
 
 def test_quota_settings_are_validated(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ its entries one by one, answers each bad one in `Failed`, and commits the good o
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from typing import Any
@@ -233,13 +234,15 @@ async def receive_message(call: Call) -> Result:
     wanted = call.strings("MessageAttributeNames")
     group = leader_of(QueueRef(name))
     attrs = _queue_attrs(group, name)
-    deliveries = await ctx().service.receive(
-        group,
-        QueueRef(name),
-        max_messages=most,
-        wait_s=attrs.receive_wait_s if wait is None else wait,
-        visibility_timeout_ms=None if visibility is None else max(1, visibility * 1000),
-    )
+    wait_s = attrs.receive_wait_s if wait is None else wait
+    with ctx().guard.quotas.hold("long_polls", call.principal) if wait_s > 0 else contextlib.nullcontext():
+        deliveries = await ctx().service.receive(
+            group,
+            QueueRef(name),
+            max_messages=most,
+            wait_s=wait_s,
+            visibility_timeout_ms=None if visibility is None else max(1, visibility * 1000),
+        )
     ctx().metrics.delivered.inc(len(deliveries))
     return {"Messages": [_message(call, d, system, wanted, attrs.fifo) for d in deliveries]}
 
