@@ -15,12 +15,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from msgspec import Struct
 
 from mom.broker._dead import DeadLetter, Reason, dead_letter
 from mom.broker._dedup import DedupEntry, DedupTable
 from mom.broker._leases import LEASED, READY, WAITING, LeaseBook, make_receipt
-from mom.broker.commands import Delivery, NewMessage, PublishedMessage, QueueAttrs, QueueInfo, Settled
+from mom.broker.commands import Delivery, NewMessage, PublishedMessage, QueueAttrs, QueueInfo, Settled, Totals
 from mom.errors import QueueFull
 
 
@@ -51,6 +52,11 @@ class QueueState(Struct, array_like=True):
     next_offset: int
     messages: dict[int, QueueMessage]
     dedup: list[DedupEntry]
+    totals: Totals = msgspec.field(default_factory=Totals)
+
+
+def _weigh(record: QueueMessage) -> int:
+    return len(record.body)
 
 
 class Queue:
@@ -66,6 +72,7 @@ class Queue:
         "name",
         "next_offset",
         "owner",
+        "totals",
     )
 
     def __init__(self, state: QueueState, dedup_window_ms: int) -> None:
@@ -75,8 +82,9 @@ class Queue:
         self.created_at_ms = state.created_at_ms
         self.incarnation = state.incarnation
         self.next_offset = state.next_offset
-        self._book = LeaseBook(state.messages)
+        self._book = LeaseBook(state.messages, _weigh)
         self._dedup = DedupTable(dedup_window_ms, state.dedup)
+        self.totals = state.totals
         self._lease_ms = millis(state.attrs.visibility_timeout_s)
         ttl = state.attrs.message_ttl_s
         self._ttl_ms = None if ttl is None else millis(ttl)
@@ -97,12 +105,14 @@ class Queue:
             self.next_offset,
             self._book.records,
             self._dedup.entries(),
+            self.totals,
         )
 
     def info(self, now: int) -> QueueInfo:
         """Counts as of `now`: leases and delays ended by then count as ready (TTLs wait for a command)."""
         waiting_due, leased_due = self._book.due_counts(now)
         counts = self._book.counts
+        oldest = self._book.oldest()
         return QueueInfo(
             name=self.name,
             attrs=self.attrs,
@@ -112,6 +122,9 @@ class Queue:
             delayed=counts[WAITING] - waiting_due,
             in_flight=counts[LEASED] - leased_due,
             messages=len(self._book.records),
+            bytes=self._book.bytes,
+            oldest_age_ms=None if oldest is None else max(0, now - oldest.published_at_ms),
+            totals=self.totals.copy(),
         )
 
     # -- publishing ------------------------------------------------------------------------------------------
@@ -180,6 +193,7 @@ class Queue:
             if message.dedup_id is not None:
                 dedup.remember(message.dedup_id, message.id, published.offset, now)
             self.next_offset = published.offset + 1
+            self.totals.published += 1
 
     def accept(self, letter: DeadLetter, now: int) -> bool:
         """Take a dead letter as a new message; False (and dropped) when the queue is full."""
@@ -191,6 +205,7 @@ class Queue:
         self._book.add(offset, QueueMessage(letter.id, letter.body, letter.binary, letter.headers, now))
         if self._ttl_ms is not None:
             self._ttl_order.append(offset)
+        self.totals.published += 1
         return True
 
     # -- time ------------------------------------------------------------------------------------------------
@@ -237,6 +252,7 @@ class Queue:
 
     def _kill(self, offset: int, reason: Reason, dead: list[DeadLetter]) -> None:
         record = self._book.remove(offset)
+        self.totals.dead_lettered += 1
         target = self.attrs.dead_letter_queue
         if target is not None:
             dead.append(dead_letter(target, self.name, reason, record.id, record.body, record.binary, record.headers))
@@ -281,6 +297,7 @@ class Queue:
                     record.published_at_ms,
                 )
             )
+        self.totals.delivered += len(out)
         return out
 
     def settle(
@@ -303,6 +320,8 @@ class Queue:
             offset = receipt[1]
             if nack_delay_ms is None:
                 self._book.remove(offset)
+                self.totals.acked += 1
             else:
+                self.totals.nacked += 1
                 self._end_delivery(offset, record, now, now + nack_delay_ms, dead)
         return Settled(settled, unknown)
