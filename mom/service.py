@@ -84,6 +84,8 @@ class BrokerService:
         self._signals: dict[tuple[str, Source], trio.Event] = {}
         self._dead_letter_sender: DeadLetterSender | None = None
         self._coalescers: dict[tuple[str, Destination], PublishCoalescer] = {}
+        self.waiting_receives = 0
+        """Receives (long-polls, SSE and stream consumers) waiting for a message now: for /metrics."""
         manager.add_listener(self._on_applied)
 
     def set_dead_letter_sender(self, sender: DeadLetterSender) -> None:
@@ -182,8 +184,12 @@ class BrokerService:
             if remaining <= 0:
                 return []
             timeout = remaining if ready_at is None else min(remaining, (ready_at - now) / 1000)
-            with trio.move_on_after(timeout):
-                await self._signal(group.group_id, source).wait()
+            self.waiting_receives += 1
+            try:
+                with trio.move_on_after(timeout):
+                    await self._signal(group.group_id, source).wait()
+            finally:
+                self.waiting_receives -= 1
 
     # --------------------------------------------------------------------------------------------------------
     # Housekeeping

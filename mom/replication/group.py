@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Protocol, TypeVarTuple, Unpack
 
 import trio
 
@@ -38,6 +38,31 @@ _Args = TypeVarTuple("_Args")
 
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
+
+
+class GroupObserver(Protocol):
+    """Told what operators watch (the node's metrics implement it); called on the trio thread, must not block."""
+
+    def synced(self, seconds: float, entries: int) -> None:
+        """One flush of the log (fsync under `always`) took `seconds` and made `entries` new entries durable."""
+
+    def new_terms(self, count: int) -> None:
+        """The group moved `count` terms on: each one is an election somewhere in the group."""
+
+    def new_leader(self, group_id: str, leader: str) -> None:
+        """The group learned of a leader other than the last one it knew."""
+
+
+class NoObserver:
+    def synced(self, seconds: float, entries: int) -> None:
+        pass
+
+    def new_terms(self, count: int) -> None:
+        pass
+
+    def new_leader(self, group_id: str, leader: str) -> None:
+        pass
+
 
 _LOST = "leadership changed before the write committed; it may or may not have been applied: retry with a dedup_id"
 _STOPPED = "the node is shutting down; the write may or may not have been applied: retry with a dedup_id"
@@ -74,6 +99,7 @@ class RaftGroup:
         election_ticks: int = 10,
         heartbeat_ticks: int = 2,
         external_dead_letters: bool = False,
+        observer: GroupObserver | None = None,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -90,6 +116,9 @@ class RaftGroup:
         self._election_ticks = election_ticks
         self._heartbeat_ticks = heartbeat_ticks
         self._external_dead_letters = external_dead_letters
+        self._observer: GroupObserver = observer or NoObserver()
+        self._seen: tuple[int, str | None] = (0, None)
+        """The term and leader last reported to the observer (the term recovered at start counts as seen)."""
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
@@ -135,6 +164,7 @@ class RaftGroup:
                 preferred_leader=self._preferred,
                 group=self.group_id,
             )
+            self._seen = (persisted.hard_state.term, None)
             log.info(
                 "group %s recovered: snapshot at %d, %d entries, term %d",
                 self.group_id,
@@ -229,6 +259,7 @@ class RaftGroup:
             self._changed = trio.Event()
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
+            self._observe(core)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
@@ -243,7 +274,9 @@ class RaftGroup:
         if ready.entries:
             storage.append(ready.entries_index, ready.entries)
         if ready.entries or ready.hard_state is not None:
+            started = trio.current_time()
             await self._blocking(storage.sync, ready.hard_state)
+            self._observer.synced(trio.current_time() - started, len(ready.entries))
         if ready.snapshot is not None:
             self._install(ready.snapshot)
         self._router.send(ready.messages)
@@ -295,6 +328,17 @@ class RaftGroup:
         if pending is not None:
             pending.result, pending.error = result, error
             pending.done.set()
+
+    def _observe(self, core: RaftCore) -> None:
+        """Report elections and leader changes; the first leader learned after a start is no change."""
+        term, leader = self._seen
+        if core.term > term:
+            self._observer.new_terms(core.term - term)
+        if core.leader_id is not None and core.leader_id != leader:
+            if leader is not None:
+                self._observer.new_leader(self.group_id, core.leader_id)
+            leader = core.leader_id
+        self._seen = (max(term, core.term), leader)
 
     def _fail_lost(self, core: RaftCore) -> None:
         """Answer the submitters whose entries can no longer commit under the leadership they were proposed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
     from mom.replication.group import RaftGroup
 
 log = logging.getLogger("mom.replication")
+
+
+@dataclass
+class PeerTraffic:
+    """Frames and bytes exchanged with one peer since this node started (what /metrics shows per peer)."""
+
+    sent_frames: int = 0
+    sent_bytes: int = 0
+    received_frames: int = 0
+    received_bytes: int = 0
+    dropped_frames: int = 0
 
 
 class Router:
@@ -41,6 +53,13 @@ class Router:
         self.unknown_group_messages = 0
         """Messages for a group this node does not run (not yet created, or deleted): dropped."""
         self.malformed_frames = 0
+        self.traffic: dict[str, PeerTraffic] = {}
+
+    def _traffic(self, peer: str) -> PeerTraffic:
+        traffic = self.traffic.get(peer)
+        if traffic is None:
+            traffic = self.traffic[peer] = PeerTraffic()
+        return traffic
 
     @property
     def groups(self) -> dict[str, RaftGroup]:
@@ -81,6 +100,9 @@ class Router:
                 self._deliver(sender, frame)
 
     def _deliver(self, sender: str, frame: bytes) -> None:
+        traffic = self._traffic(sender)
+        traffic.received_frames += 1
+        traffic.received_bytes += len(frame)
         try:
             messages = decode_messages(frame)
         except msgspec.DecodeError:
@@ -115,7 +137,12 @@ class Router:
         """Send everything buffered now: one frame per peer."""
         outbox, self._outbox = self._outbox, {}
         for peer, messages in outbox.items():
-            if self._transport.send(peer, encode_messages(messages)):
+            frame = encode_messages(messages)
+            traffic = self._traffic(peer)
+            if self._transport.send(peer, frame):
                 self.frames_sent += 1
+                traffic.sent_frames += 1
+                traffic.sent_bytes += len(frame)
             else:
                 self.frames_dropped += 1
+                traffic.dropped_frames += 1

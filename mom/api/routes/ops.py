@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import tag
 
-from mom.api.context import ctx, principal
+from mom.api.context import ForwardRequired, ctx, principal
 from mom.api.errors import problem
 from mom.api.views import json_response, rfc3339
 from mom.broker.commands import QueueRef, TopicRef
+from mom.errors import NotFound
 
 blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
@@ -62,14 +63,22 @@ async def cluster() -> Response:
     """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
 
     Leader, commit index and lag are as this node sees them: exact for the groups it replicates, null otherwise.
+    `?node=ID` answers with that node's view instead (forwarded to it; 503 when it cannot be reached). Only the
+    destinations the caller may read or configure are listed.
     """
-    await principal()
+    caller = await principal()
+    wanted = request.args.get("node")
+    if wanted is not None and wanted != ctx().settings.node_id:
+        if wanted not in ctx().peer_urls:
+            raise NotFound(f"node {wanted!r} is not in this cluster ({', '.join(ctx().peer_urls)})")
+        raise ForwardRequired(wanted, ctx().peer_urls[wanted])
     service = ctx().service
     now = service.now_ms()
     refs: list[tuple[str, QueueRef | TopicRef]] = [
         ("queue", QueueRef(q.name)) for q in service.catalog.list_queues(now)
     ]
     refs += [("topic", TopicRef(t.name)) for t in service.catalog.list_topics(now)]
+    refs = [(kind, ref) for kind, ref in refs if caller.can("read", ref.name) or caller.can("configure", ref.name)]
     destinations = []
     for kind, ref in refs:
         placement = service.manager.placement(ref)
