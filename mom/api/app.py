@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 from mom.api.context import ApiContext, ForwardRequired
 from mom.api.errors import problem_from, register_error_handlers
 from mom.api.metrics import InFlight
-from mom.api.routes import auth, ops, queues, stream, topics
+from mom.api.routes import auth, ops, queues, stream, topics, ui
 from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
@@ -34,7 +34,15 @@ def create_app(context: ApiContext) -> QuartTrio:
         security=[{"bearer": []}],
         conversion_preference="msgspec",
     )
-    for blueprint in (auth.blueprint, queues.blueprint, topics.blueprint, ops.blueprint, stream.blueprint):
+    ui.configure_docs(app)
+    for blueprint in (
+        auth.blueprint,
+        queues.blueprint,
+        topics.blueprint,
+        ops.blueprint,
+        stream.blueprint,
+        ui.blueprint,
+    ):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
 
