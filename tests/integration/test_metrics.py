@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -134,3 +136,23 @@ def test_per_destination_series_stop_at_the_configured_cap(tmp_path: Path) -> No
         assert value(samples, "mom_metrics_destinations_omitted") == 1
     finally:
         node.stop()
+
+
+def test_every_series_the_grafana_dashboard_queries_is_exported(node: NodeProcess, api: Api) -> None:
+    name = f"grafana-{uuid.uuid4().hex[:8]}"  # a queue, a topic and a subscription, so that every family has series
+    assert api.put(f"/v1/queues/{name}", json={}).status_code == 201
+    assert api.put(f"/v1/topics/{name}", json={}).status_code == 201
+    assert api.put(f"/v1/topics/{name}/subscriptions/s", json={}).status_code == 201
+    text = httpx.get(node.url + "/metrics", timeout=30).text
+    exported = set()  # every family, with or without samples yet (one node has no peers), and its sample names
+    for family in text_string_to_metric_families(text):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(family.type, [""])
+        exported |= {family.name + suffix for suffix in suffixes}
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/mom.json").read_text())
+    queried = {
+        word
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for word in re.findall(r"\b(?:mom|process)_[a-z_]+\b", target["expr"])
+    }
+    assert queried and queried <= exported, sorted(queried - exported)
