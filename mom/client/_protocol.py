@@ -186,9 +186,21 @@ def retry_policy(retries: int) -> dict[str, Any]:
     return {
         "stop": stop_after_attempt(max(0, retries) + 1),
         "wait": _WaitRetryAfter(),
-        "retry": retry_if_exception(lambda exc: isinstance(exc, RETRYABLE_ERRORS)),
+        "retry": retry_if_exception(
+            lambda exc: isinstance(exc, RETRYABLE_ERRORS) and untrusted_certificate(exc) is None
+        ),
         "reraise": True,
     }
+
+
+def untrusted_certificate(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, if that is what `exc` is (a retry cannot fix it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
 # ---------------------------------------------------------------------------------------------------------
