@@ -168,6 +168,7 @@ async def run_dev_cluster(cluster: DevCluster) -> None:
                 for i, node_id in enumerate(cluster.node_ids):
                     print(f"  {node_id}: {cluster.rest_url(i)}", flush=True)
                 print(f"  transport: {cluster.transport}; config: {cluster.data_dir / 'cluster.toml'}", flush=True)
+                print(f"  dashboard: {cluster.rest_url(0)}/ui (any node serves it)", flush=True)
                 print(f"  admin user: admin, password: {password}", flush=True)
                 if cluster.secure:
                     ca = CertsLayout(cluster.certs_dir).ca

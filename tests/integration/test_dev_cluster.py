@@ -55,7 +55,10 @@ def test_dev_cluster_runs_three_nodes_and_stops_them_all(tmp_path: Path) -> None
         api.publish("dev", "hello")
         other = Api(urls[2], token(urls[2], "admin", "dev-cluster-password"))
         assert [m["body"] for m in other.receive("dev", wait_s=2)] == ["hello"]
-        assert "[mom3]" in (tmp_path / "dev-cluster.log").read_text()
+        printed = (tmp_path / "dev-cluster.log").read_text()
+        assert "[mom3]" in printed
+        assert f"dashboard: {urls[0]}/ui" in printed
+        assert httpx.get(urls[0] + "/ui/", timeout=10).status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
