@@ -28,7 +28,7 @@ def _wire(message: NewMessage) -> dict[str, Any]:
         if message.binary
         else {"body": msgspec.Raw(message.body)}
     )
-    return {**body, "headers": message.headers, "dedup_id": message.dedup_id}
+    return {**body, "headers": message.headers, "dedup_id": message.dedup_id, "group_id": message.group_id}
 
 
 class DeadLetterSender:

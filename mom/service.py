@@ -18,10 +18,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import msgspec
 import trio
 
 from mom.broker import Broker
 from mom.broker.commands import (
+    Ack,
+    ChangeVisibility,
     ClientRecord,
     Command,
     DeclareQueue,
@@ -43,6 +46,7 @@ from mom.broker.commands import (
     SubscriptionRef,
     Tick,
     TopicRef,
+    UpdateQueue,
     UserRecord,
 )
 from mom.coalesce import PublishCoalescer
@@ -164,6 +168,25 @@ class BrokerService:
                     return
                 await trio.sleep(0.02)
 
+    async def wait_attributes(self, name: str) -> None:
+        """After an update: wait (bounded) until the queue's replica here has the catalog's attributes."""
+        with trio.move_on_after(DECLARE_WAIT_S):
+            while True:
+                try:
+                    wanted = self.catalog.queue_info(name, 0).attrs
+                except NotFound:
+                    return
+                replica = self.serving_replica(QueueRef(name))
+                if replica is None or replica.queue_info(name, 0).attrs == wanted:
+                    return
+                await trio.sleep(0.02)
+
+    async def publish_to_queue(self, queue: str, messages: list[NewMessage]) -> None:
+        """Publish to a queue wherever its leader is (as dead letters travel); NotFound, QueueFull, Unavailable."""
+        if self._dead_letter_sender is None:
+            raise Unavailable("this node cannot publish to other nodes yet")
+        await self._dead_letter_sender(queue, messages)
+
     async def receive(
         self, group: RaftGroup, source: Source, *, max_messages: int, wait_s: float, visibility_timeout_ms: int | None
     ) -> list[Delivery]:
@@ -213,13 +236,24 @@ class BrokerService:
         await self._forward_dead_letters(group)
 
     async def _declare_from_catalog(self, group: RaftGroup) -> None:
-        """A new destination group starts empty: its first leader declares the destination as the catalog has it."""
+        """A new destination group starts empty: its first leader declares the destination as the catalog has it.
+
+        Later attribute updates reach the catalog first; the leader then brings its group's copy up to date, so
+        whichever node leads after a crash converges on the catalog's attributes.
+        """
         declared = self.manager.declared_in(group.group_id)
         if declared is None:
             return
         ref: Ref = QueueRef(declared.name) if isinstance(declared, DeclareQueue) else TopicRef(declared.name)
         if not _declared_in(group.broker, ref):
             await group.submit(declared)
+        elif isinstance(ref, QueueRef):
+            try:
+                wanted = self.catalog.queue_info(ref.name, 0).attrs
+            except NotFound:  # deleted meanwhile: the manager stops this group
+                return
+            if group.broker.queue_info(ref.name, 0).attrs != wanted:
+                await group.submit(UpdateQueue(ref.name, msgspec.to_builtins(wanted)))
 
     async def _forward_dead_letters(self, group: RaftGroup) -> None:
         letters = group.broker.outbox()
@@ -235,6 +269,7 @@ class BrokerService:
                     binary=letter.binary,
                     headers={**letter.headers, "x-death": death},
                     dedup_id=f"dead-letter:{group.group_id}:{letter.seq}",
+                    group_id=letter.group_id,
                 )
             )
         for queue, messages in by_queue.items():
@@ -271,13 +306,13 @@ class BrokerService:
                 self._wake(gid, queue)
             case Publish(destination=TopicRef(name=topic)) | DeleteTopic(name=topic):
                 self._wake_group(gid, topic)
-            case Nack(source=source):
-                self._wake(gid, source)
+            case Nack(source=source) | Ack(source=source) | ChangeVisibility(source=source):
+                self._wake(gid, source)  # a settled or returned message may open a FIFO group
             case DeleteQueue(name=name):
                 self._wake(gid, QueueRef(name))
             case DeleteSubscription(topic=topic, name=name):
                 self._wake(gid, SubscriptionRef(topic, name))
-            case Tick() | DeclareQueue() | DeclareTopic():
+            case Tick() | DeclareQueue() | DeclareTopic() | UpdateQueue():
                 self._wake_group(gid)
             case _:
                 pass

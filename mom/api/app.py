@@ -7,10 +7,11 @@ from quart import Response, g, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
+from mom.api import sqs
 from mom.api.context import ApiContext, ForwardRequired
 from mom.api.errors import problem_from, register_error_handlers
 from mom.api.metrics import InFlight
-from mom.api.routes import auth, ops, queues, stream, topics, ui
+from mom.api.routes import auth, ops, queue_ops, queues, stream, topics, ui
 from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
@@ -38,12 +39,14 @@ def create_app(context: ApiContext) -> QuartTrio:
     for blueprint in (
         auth.blueprint,
         queues.blueprint,
+        queue_ops.blueprint,
         topics.blueprint,
         ops.blueprint,
         stream.blueprint,
         ui.blueprint,
     ):
         app.register_blueprint(blueprint)
+    sqs.install(app)
     register_error_handlers(app)
 
     @app.errorhandler(ForwardRequired)

@@ -9,7 +9,7 @@ ends in 503 with Retry-After, never in a wrong answer. Streams (SSE) are relayed
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 from quart import Response, request
@@ -22,7 +22,15 @@ FORWARD_TIMEOUT_S = 60.0
 """Covers the longest long-poll (20 s) with room to spare."""
 
 _REQUEST_HEADERS = ("authorization", "content-type", "accept")
-_RESPONSE_HEADERS = ("content-type", "retry-after", "www-authenticate", "cache-control", "pragma")
+_RESPONSE_HEADERS = (
+    "content-type",
+    "retry-after",
+    "www-authenticate",
+    "cache-control",
+    "pragma",
+    "x-amzn-query-error",
+    "x-amzn-requestid",
+)
 
 
 def hops() -> int:
@@ -41,16 +49,19 @@ class Forwarder:
         """The node's pooled client for calls to other nodes (it carries the cluster's TLS settings)."""
         return self._http
 
-    async def forward(self, base_url: str, leader: str) -> Response:
+    async def forward(self, base_url: str, leader: str, *, headers: Mapping[str, str] | None = None) -> Response:
+        """Relay the current request; `headers` replace or add request headers (the SQS endpoint swaps a
+        SigV4 signature, valid only for this host, for a bearer token of the same caller)."""
         if hops() >= MAX_HOPS:
             raise Unavailable(f"leadership is moving (last seen at {leader}); retry shortly")
-        headers = {name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers}
-        headers[HOPS_HEADER] = str(hops() + 1)
+        outgoing_headers = {name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers}
+        outgoing_headers.update(headers or {})
+        outgoing_headers[HOPS_HEADER] = str(hops() + 1)
         outgoing = self._http.build_request(
             request.method,
             base_url.rstrip("/") + request.full_path.rstrip("?"),
             content=await request.get_data(cache=True, as_text=False, parse_form_data=False),
-            headers=headers,
+            headers=outgoing_headers,
             timeout=FORWARD_TIMEOUT_S,
         )
         try:

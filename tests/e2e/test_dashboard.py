@@ -193,3 +193,38 @@ def test_a_user_sees_only_what_their_scopes_allow(page: Any, node: NodeProcess, 
     page.get_by_role("link", name="Queues").click()
     expect(page.get_by_test_id(f"queue-row-{mine}")).to_be_visible()
     expect(page.get_by_test_id(f"queue-row-{theirs}")).to_have_count(0)
+
+
+def test_admin_manages_users_and_clients(page: Any, node: NodeProcess, admin: Api) -> None:
+    username, client_id = fresh("dave"), fresh("billing")
+    log_in(page, node.url)
+    page.locator("#nav-admin").click()
+    expect(page.get_by_test_id("user-row-admin")).to_be_visible()
+
+    form = page.get_by_test_id("create-user")
+    form.locator("input[name=username]").fill(username)
+    form.locator("input[name=password]").fill("a-long-password")
+    form.locator("input[name=scopes]").fill("mom.read:reports*")
+    form.get_by_role("button", name="Create user").click()
+    expect(page.get_by_test_id(f"user-row-{username}")).to_contain_text("mom.read:reports*")
+
+    form = page.get_by_test_id("create-client")
+    form.locator("input[name=client_id]").fill(client_id)
+    form.locator("input[name=scopes]").fill("mom.write:orders mom.read:orders")
+    form.get_by_role("button", name="Create client").click()
+    secret = page.get_by_test_id("secret")
+    expect(secret).not_to_be_empty()
+    expect(page.get_by_test_id(f"client-row-{client_id}")).to_contain_text("mom.write:orders")
+    granted = admin.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret.inner_text()},
+    )
+    assert granted.status_code == 200, granted.text
+
+    page.get_by_test_id(f"user-row-{username}").get_by_role("button", name="Delete").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id(f"user-row-{username}")).to_have_count(0)
+    page.get_by_test_id(f"client-row-{client_id}").get_by_role("button", name="Delete").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.get_by_test_id(f"client-row-{client_id}")).to_have_count(0)
+    assert admin.get(f"/v1/auth/users/{username}").status_code == 404

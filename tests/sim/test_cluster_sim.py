@@ -226,7 +226,11 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             for number in range(publish):
                 body = NewMessage(f"m{number}", b'"' + b"x" * 300 + b'"')
                 await group.submit(Publish(QueueRef("orders"), [body]))
-            await wait_for(lambda: group.applied_index == group.commit_index > 0)
+            # Everything in the log is committed (the new term's no-op included) and applied: a restart's commit
+            # index starts at the snapshot, so "applied == committed" alone would hold before the replay.
+            await wait_for(
+                lambda: group.core is not None and group.applied_index == group.commit_index == group.core.last_index
+            )
             nursery.cancel_scope.cancel()
         return group.applied_index, group.broker.snapshot()
 

@@ -11,7 +11,7 @@ from quart import Response, request
 from mom.api.context import ctx, request_body
 from mom.api.schemas import AckRequest, NackRequest, ReceiveRequest, decode_body
 from mom.api.views import delivery_view, json_response
-from mom.broker.commands import Ack, Nack, Settled, Source
+from mom.broker.commands import Ack, Nack, QueueRef, Settled, Source
 from mom.errors import InvalidInput
 from mom.replication.group import RaftGroup
 
@@ -22,15 +22,26 @@ SSE_KEEPALIVE_S = 15.0
 async def receive(group: RaftGroup, source: Source) -> Response:
     body = decode_body(await request_body(), ReceiveRequest)
     vt = body.visibility_timeout_s
+    wait_s = body.wait_s
+    if wait_s is None:
+        wait_s = default_wait_s(group, source)
     deliveries = await ctx().service.receive(
         group,
         source,
         max_messages=body.max_messages,
-        wait_s=body.wait_s,
+        wait_s=wait_s,
         visibility_timeout_ms=None if vt is None else round(vt * 1000),
     )
     ctx().metrics.delivered.inc(len(deliveries))
     return json_response({"messages": [delivery_view(d) for d in deliveries]})
+
+
+def default_wait_s(group: RaftGroup, source: Source) -> float:
+    """A queue's receive_wait_s (404 for a missing queue); a subscription does not wait by default."""
+    if isinstance(source, QueueRef):
+        return group.broker.queue_info(source.name, ctx().service.now_ms()).attrs.receive_wait_s
+    group.broker.ready_at(source, ctx().service.now_ms())
+    return 0.0
 
 
 async def ack(group: RaftGroup, source: Source) -> Response:
