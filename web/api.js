@@ -65,10 +65,12 @@ export class Session {
     sessionStorage.removeItem(KEY);
   }
 
-  async request(method, path, body) {
+  // A request that takes longer than `timeoutMs` counts as unanswered, so one silent node cannot stall the
+  // page's polling.
+  async request(method, path, body, { timeoutMs = method === "GET" ? 15000 : 120000 } = {}) {
     if (!this.data) throw new ApiError(401, "Unauthorized", "not logged in");
     const headers = { Authorization: `Bearer ${this.data.token}` };
-    const init = { method, headers };
+    const init = { method, headers, signal: AbortSignal.timeout(timeoutMs) };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -93,8 +95,8 @@ export class Session {
     return parsed;
   }
 
-  get(path) {
-    return this.request("GET", path);
+  get(path, options) {
+    return this.request("GET", path, undefined, options);
   }
 
   post(path, body = {}) {

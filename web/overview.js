@@ -14,7 +14,7 @@ async function clusterViews(store) {
   const local = await session.get("/v1/cluster");
   const others = local.nodes.filter((node) => node.id !== local.node_id);
   const answers = await Promise.allSettled(
-    others.map((node) => session.get(`/v1/cluster?node=${encodeURIComponent(node.id)}`)),
+    others.map((node) => session.get(`/v1/cluster?node=${encodeURIComponent(node.id)}`, { timeoutMs: 3000 })),
   );
   const views = new Map([[local.node_id, local]]);
   others.forEach((node, i) => views.set(node.id, answers[i].status === "fulfilled" ? answers[i].value : null));

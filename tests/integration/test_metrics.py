@@ -156,3 +156,16 @@ def test_every_series_the_grafana_dashboard_queries_is_exported(node: NodeProces
         for word in re.findall(r"\b(?:mom|process)_[a-z_]+\b", target["expr"])
     }
     assert queried and queried <= exported, sorted(queried - exported)
+
+
+def test_open_sse_streams_are_counted(node: NodeProcess, api: Api) -> None:
+    name = f"sse-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/v1/topics/{name}", json={}).status_code == 201
+    assert api.put(f"/v1/topics/{name}/subscriptions/s", json={}).status_code == 201
+    path = f"/v1/topics/{name}/subscriptions/s/events"
+    with api.http.stream("GET", path) as events:
+        assert events.status_code == 200
+        chunks = events.iter_raw()  # kept: a dropped iterator would close the stream
+        next(chunks)  # the stream is open once its first comment arrives
+        assert value(scrape(node.url), "mom_streams_open", kind="sse") >= 1
+        assert value(scrape(node.url), "mom_http_requests_in_progress") >= 2  # the stream and this scrape
