@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +14,10 @@ from tests.integration.test_metrics import scrape, value
 pytestmark = pytest.mark.transport
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path / "cluster").start()
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the module: the failover test, which kills a node, comes last."""
+    running = Cluster(tmp_path_factory.mktemp("metrics") / "cluster").start()
     yield running
     running.kill_all()
 
