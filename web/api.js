@@ -65,6 +65,16 @@ export class Session {
     sessionStorage.removeItem(KEY);
   }
 
+  // Log out: forget the token here and ask the broker to revoke it everywhere (RFC 7009), so a copy of it
+  // (a saved tab, a proxy log) stops working too. Best effort: forgetting it does not wait for the answer.
+  logout() {
+    const token = this.data && this.data.token;
+    this.clear();
+    if (token) {
+      fetch("/v1/auth/revoke", { method: "POST", body: new URLSearchParams({ token }) }).catch(() => {});
+    }
+  }
+
   // A request that takes longer than `timeoutMs` counts as unanswered, so one silent node cannot stall the
   // page's polling.
   async request(method, path, body, { timeoutMs = method === "GET" ? 15000 : 120000 } = {}) {

@@ -135,7 +135,7 @@ function start() {
     }
   });
   document.getElementById("logout").addEventListener("click", () => {
-    store.session.clear();
+    store.session.logout();
     store.queues = [];
     store.topics = [];
     store.cluster = null;
