@@ -128,6 +128,8 @@ class RaftGroup:
         self._changed = trio.Event()
         self._applied_index = 0
         self._bytes_since_snapshot = 0
+        self._led_term = 0
+        """The term this node last took the lead in (and said so in the log)."""
 
     def _restore(self, data: bytes | None) -> Broker:
         """A fresh state machine, or one restored from a snapshot, configured the same on every replica."""
@@ -260,6 +262,9 @@ class RaftGroup:
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
             self._observe(core)
+            if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
+                self._led_term = core.term
+                log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
