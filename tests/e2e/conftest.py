@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integration.harness import ADMIN_PASSWORD, Api, NodeProcess, token
@@ -92,6 +91,7 @@ def log_in(page: Any, url: str, username: str = "admin", password: str = ADMIN_P
     expect(page.get_by_test_id("whoami")).to_have_text(username)
 
 
-def register(url: str, username: str, password: str) -> None:
-    answer = httpx.post(url + "/v1/auth/users", json={"username": username, "password": password}, timeout=30)
+def register(admin: Api, username: str, password: str) -> None:
+    """A new user, created by the admin (whether or not the node lets anyone register)."""
+    answer = admin.post("/v1/auth/users", json={"username": username, "password": password})
     assert answer.status_code == 201, answer.text

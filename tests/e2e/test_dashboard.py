@@ -184,7 +184,7 @@ def test_a_user_sees_only_what_their_scopes_allow(page: Any, node: NodeProcess, 
     for name in (mine, theirs):
         assert admin.put(f"/v1/queues/{name}", json={}).status_code == 201
     username = fresh("carol")
-    register(node.url, username, "a-long-password")
+    register(admin, username, "a-long-password")
     granted = admin.post(f"/v1/auth/users/{username}/grant", json={"scopes": [f"mom.read:{mine}"]})
     assert granted.status_code == 200, granted.text
 

@@ -45,7 +45,7 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         output = ran.stdout + ran.stderr
         assert ran.returncode == 0, output
         assert '"status":4' not in output.replace(" ", "") and "error:" not in output, output
-        assert "published 1000 messages to queue orders" in ran.stdout
+        assert "published 1000 messages to queue alice.orders" in ran.stdout
         assert '"acked":[' in ran.stdout.replace(" ", "")
     finally:
         node.stop()
