@@ -52,6 +52,18 @@ class Metrics:
             "mom_delivered_messages", "Deliveries handed to consumers through this node", registry=registry
         )
         self.acked = Counter("mom_acked_messages", "Deliveries acknowledged through this node", registry=registry)
+        self.dead_letters_held = Counter(
+            "mom_dead_letters_held",
+            "Dead letters kept in their source's outbox because their dead-letter queue was full or missing "
+            "(counted at each refused attempt)",
+            ["reason"],
+            registry=registry,
+        )
+        self.dead_letters_waiting = Gauge(
+            "mom_dead_letters_waiting",
+            "Dead letters in the outboxes of the groups this node leads",
+            registry=registry,
+        )
         self.fsync = Histogram(
             "mom_fsync_duration_seconds",
             "Time of one flush of a Raft log (fsync under fsync=always), one per group commit",

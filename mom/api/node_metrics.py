@@ -26,6 +26,7 @@ from mom.broker import Broker
 from mom.broker.commands import DeclareQueue, QueueInfo, TopicInfo
 from mom.errors import NotFound
 from mom.replication.group import RaftGroup
+from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.service import BrokerService
 from mom.transports.base import PeerStatus
@@ -42,6 +43,7 @@ class NodeParts:
     node_id: str
     transport: str
     service: BrokerService
+    manager: GroupManager
     router: Router
     peer_status: Callable[[str], PeerStatus]
     peers: list[str]
@@ -107,8 +109,8 @@ class NodeCollector(Collector):
             key=lambda kind_name: (kind_name[1], kind_name[0]),
         )
         led: dict[str, _Led] = {}
-        for group in service.manager.groups()[1:]:
-            declared = service.manager.declared_in(group.group_id)
+        for group in self._parts.manager.groups()[1:]:
+            declared = self._parts.manager.declared_in(group.group_id)
             if declared is not None and group.is_leader:
                 kind = "queue" if isinstance(declared, DeclareQueue) else "topic"
                 led[f"{kind}\x00{declared.name}"] = (kind, declared.name, group)
@@ -196,7 +198,7 @@ class NodeCollector(Collector):
     # -- Raft ------------------------------------------------------------------------------------------------
 
     def _raft(self, shown: list[_Led]) -> Iterator[Metric]:
-        manager = self._parts.service.manager
+        manager = self._parts.manager
         roles = _gauge("mom_raft_groups", "Raft groups on this node by role", ["role"])
         counts = {"leader": 0, "follower": 0, "candidate": 0}
         for group in manager.groups():
@@ -256,7 +258,7 @@ class NodeCollector(Collector):
 
     def _storage(self) -> Iterator[Metric]:
         totals = {"log_bytes": 0.0, "applied_index": 0.0, "snapshot_index": 0.0}
-        for group in self._parts.service.manager.groups():
+        for group in self._parts.manager.groups():
             for key, value in group.storage_stats().items():
                 if key in totals:
                     totals[key] += value
