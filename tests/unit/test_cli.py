@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mom.cli import CliState, main
+from mom.client import Client
 from mom.config import ENV_KEYS, Settings
 
 Route = Callable[[httpx.Request], httpx.Response]
@@ -145,7 +146,61 @@ def test_consume_stops_when_the_queue_is_empty_without_follow() -> None:
     assert len(server.requests) == 1
 
 
-def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
+class FakeStreamSubscription:
+    """Stands in for `Client.consume`'s subscription: yields the given messages, then Ctrl-C."""
+
+    def __init__(self, messages: list[dict[str, Any]], events: list[str]) -> None:
+        self.messages = messages
+        self.events = events
+
+    def __enter__(self) -> FakeStreamSubscription:
+        self.events.append("open")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.append("close")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for message in self.messages:
+            self.events.append(f"deliver {message['id']}")
+            yield message
+        raise KeyboardInterrupt
+
+    def ack_nowait(self, *receipts: str) -> None:
+        self.events.append(f"ack {' '.join(receipts)}")
+
+
+def follow(monkeypatch: pytest.MonkeyPatch, *args: str, messages: list[dict[str, Any]]) -> tuple[Result, list[Any]]:
+    events: list[Any] = []
+
+    def consume(self: Client, **options: Any) -> FakeStreamSubscription:
+        events.append(options)
+        return FakeStreamSubscription(messages, events)
+
+    monkeypatch.setattr(Client, "consume", consume)
+    return run(FakeServer({}), "consume", *args), events
+
+
+def test_consume_follow_is_pushed_over_the_stream_and_acks_after_printing(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, events = follow(monkeypatch, "--queue", "q", "--follow", messages=deliveries("a", "b")["messages"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert events[0] == {"queue": "q", "topic": None, "subscription": None, "prefetch": 100}
+    assert events[1:] == ["open", "deliver a", "ack r-a", "deliver b", "ack r-b", "close"]
+    assert "Aborted" not in result.output
+
+
+def test_consume_follow_max_stops_and_bounds_the_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = deliveries("a", "b", "c")["messages"]
+    args = ("--topic", "t", "--subscription", "s", "--follow", "--max", "2", "--prefetch", "50")
+    result, events = follow(monkeypatch, *args, messages=messages)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert events[0] == {"queue": None, "topic": "t", "subscription": "s", "prefetch": 2}
+    assert events[-1] == "close" and "deliver c" not in events
+
+
+def test_consume_follow_no_ack_long_polls_over_rest_until_ctrl_c() -> None:
     polls: Iterator[dict[str, Any]] = iter([deliveries("a"), {"messages": []}])
 
     def receive(request: httpx.Request) -> httpx.Response:
@@ -154,10 +209,8 @@ def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
         except StopIteration:
             raise KeyboardInterrupt from None
 
-    server = FakeServer(
-        {("POST", "/v1/queues/q/receive"): receive, ("POST", "/v1/queues/q/ack"): answer({"acked": ["r-a"]})}
-    )
-    result = run(server, "consume", "--queue", "q", "--follow")
+    server = FakeServer({("POST", "/v1/queues/q/receive"): receive})
+    result = run(server, "consume", "--queue", "q", "--follow", "--no-ack")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a"]
     assert all(b["wait_s"] == 20 and b["max_messages"] == 100 for b in server.bodies("POST", "/v1/queues/q/receive"))
