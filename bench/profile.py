@@ -27,19 +27,52 @@ from typing import Any
 
 from bench.context import RunContext
 from bench.install import which
-from bench.loadgen import ConsumeSpec, Outcome, PostSpec, consume, post_closed_loop, run_workers
+from bench.latency import Schedule
+from bench.loadgen import (
+    ConsumeSpec,
+    LatencySpec,
+    Outcome,
+    PostSpec,
+    ScheduleSpec,
+    consume,
+    post_closed_loop,
+    publish_on_schedule,
+    receive_latencies,
+    run_workers,
+)
 from bench.mom_nodes import MomDeployment, Topology
 from bench.rate import publish_body
+from bench.results import latency_ms
 from bench.scenarios import _leader_url, _preload, _queue
-from bench.stream import StreamConsumeSpec, StreamSpec, consume_stream, publish_frames
+from bench.stream import (
+    StreamConsumeSpec,
+    StreamScheduleSpec,
+    StreamSpec,
+    consume_stream,
+    publish_frames,
+    publish_stream_on_schedule,
+)
 
-PATHS = ("rest-publish", "rest-receive-ack", "stream-publish-1", "stream-consume")
+PATHS = ("rest-publish", "rest-receive-ack", "stream-publish-1", "stream-consume", "latency-rest", "latency-stream")
 WARMUP_S = 2.0
 
 
-def _load(path: str, url: str, token: str, queue: str, seconds: float) -> Callable[[], list[Outcome]]:
-    """The load of one path for `seconds`, as a callable that runs it (in spawned processes) and waits."""
+def _load(
+    ctx: RunContext, path: str, url: str, token: str, queue: str, seconds: float, offered: float
+) -> Callable[[], list[Outcome]]:
+    """The load of one path for `seconds`, as a callable that runs it (in spawned processes) and waits.
+
+    The latency paths publish 1 message per request or frame at `offered` msg/s while a consumer acks them."""
     base = f"/v1/queues/{queue}"
+    if path.startswith("latency"):
+        schedule = Schedule.starting_soon(offered, seconds, ctx, parties=2)
+        if path == "latency-rest":
+            sender: Any = (publish_on_schedule, ScheduleSpec(url, token, base + "/messages", schedule, 0, 1, 64))
+            receiver: Any = (receive_latencies, LatencySpec(url, token, base, schedule))
+        else:
+            sender = (publish_stream_on_schedule, StreamScheduleSpec(url, token, queue, schedule))
+            receiver = (consume_stream, StreamConsumeSpec(url, token, queue, schedule.count, 256, 0.0, schedule))
+        return lambda: run_workers([sender, receiver])
     if path == "rest-publish":
         spec: Any = PostSpec(url, token, base + "/messages", publish_body(1), 32, seconds)
         return lambda: run_workers([(post_closed_loop, spec)])
@@ -78,12 +111,18 @@ def _package(frame: str) -> str:
     return parts[0]
 
 
-def summarize(raw: Path, top: int = 25) -> str:
-    """Shares of samples by package (of the innermost frame) and the top functions, own and total."""
+IDLE = ("EpollIOManager.get_events", "WorkerThread._work", "Condition.wait", "Event.wait (threading")
+"""Innermost frames of a thread that waits for work (py-spy's own idle detection does not work everywhere)."""
+DISK = "SegmentedLog._fsync"
+
+
+def summarize(raw: Path, top: int = 20) -> str:
+    """Where the event loop's busy samples go (by package of the innermost frame, own and total time per
+    function), beside the shares of idle waiting, of fsync and of other threads' work."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     packages: Counter[str] = Counter()
-    samples = 0
+    kinds: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -92,19 +131,38 @@ def summarize(raw: Path, top: int = 25) -> str:
         frames = [f for f in stack.split(";") if " (" in f]
         if not frames:
             continue
-        samples += count
-        own[_frame_key(frames[-1])] += count
-        packages[_package(frames[-1])] += count
+        innermost = frames[-1]
+        loop = any(f.startswith("unrolled_run (") for f in frames)
+        if innermost.startswith(IDLE):
+            kinds["idle (waiting for events or work)"] += count
+            continue
+        if innermost.startswith(DISK):
+            kinds["fsync (a worker thread waiting on the disk)"] += count
+            continue
+        if not loop:
+            kinds["other threads busy (grpc, zmq, to_thread work)"] += count
+            continue
+        kinds["event loop busy"] += count
+        own[_frame_key(innermost)] += count
+        packages[_package(innermost)] += count
         for key in {_frame_key(f) for f in frames}:
             total[key] += count
+    samples = sum(kinds.values())
+    busy = kinds["event loop busy"]
     if not samples:
         return "(no samples)"
-    lines = [f"{samples} samples", "", "by package (innermost frame):"]
-    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in packages.most_common(top)]
-    lines += ["", "own time (innermost frame):"]
-    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in own.most_common(top)]
-    lines += ["", "total time (on the stack):"]
-    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in total.most_common(top)]
+    lines = [f"{samples} samples (all threads):"]
+    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in kinds.most_common()]
+    if not busy:
+        return "\n".join(lines)
+    lines += ["", f"event loop busy, {busy} samples, by package (innermost frame):"]
+    lines += [f"  {100 * n / busy:5.1f}%  {name}" for name, n in packages.most_common(top)]
+    lines += ["", "event loop busy, own time (innermost frame):"]
+    lines += [f"  {100 * n / busy:5.1f}%  {name}" for name, n in own.most_common(top)]
+    lines += ["", "event loop busy, total time (on the stack; the loop and server frames omitted):"]
+    skip = ("unrolled_run", "run (trio", "run_node", "serve (", "Command.", "Group.", "Context.", "_run_", "<module>")
+    shown = [(name, n) for name, n in total.most_common() if not name.startswith(skip) and "_Main.invoke" not in name]
+    lines += [f"  {100 * n / busy:5.1f}%  {name}" for name, n in shown[:top]]
     return "\n".join(lines)
 
 
@@ -115,9 +173,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--via", choices=("leader", "follower"), default="leader")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sampling")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--offered", type=float, default=250.0, help="msg/s of the latency paths")
     parser.add_argument("--out", type=Path, default=Path("bench/out/profile"))
+    parser.add_argument("--summarize", type=Path, help="only summarize this raw py-spy file")
     args = parser.parse_args(argv)
-    spy = which("py-spy")
+    if args.summarize is not None:
+        print(summarize(args.summarize))
+        return
+    spy = which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         sys.exit("py-spy is not installed: pip install py-spy")
     if args.via == "follower" and args.nodes == 1:
@@ -141,7 +204,7 @@ def _profile(ctx: RunContext, mom: MomDeployment, spy: str, args: argparse.Names
     sampled = sorted({leader, target})
     if args.path in ("rest-receive-ack", "stream-consume"):
         _preload(leader_url, token, f"/v1/queues/{queue}/messages", 4000 * int(args.duration + WARMUP_S + 5))
-    load = _load(args.path, mom.urls[target], token, queue, args.duration + WARMUP_S + 1)
+    load = _load(ctx, args.path, mom.urls[target], token, queue, args.duration + WARMUP_S + 1, args.offered)
     outcome: list[Outcome] = []
     runner = threading.Thread(target=lambda: outcome.extend(load()), daemon=True)
     runner.start()
@@ -157,6 +220,13 @@ def _profile(ctx: RunContext, mom: MomDeployment, spy: str, args: argparse.Names
     runner.join(timeout=args.duration + 120)
     moved = sum(o.get("ok", 0) for o in outcome)
     print(f"# {args.path}, {args.nodes} node(s), clients via the {args.via}: {moved:,} operations answered")
+    for o in outcome:
+        if o.get("latencies"):
+            p50, p99, _ = latency_ms(o["latencies"])
+            what = (
+                f"end to end at {args.offered:g} msg/s offered" if args.path.startswith("latency") else "per operation"
+            )
+            print(f"# latency {what}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     for index, raw, proc in spies:
         role = "leader" if index == leader else "follower"
         print(f"\n## mom{index + 1} ({role}) -- {raw}")

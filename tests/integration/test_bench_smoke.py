@@ -31,7 +31,7 @@ def test_smoke_run_writes_results_report_and_plot(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # catches a hang only: about 30 s idle, a minute or more on a shared machine
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
