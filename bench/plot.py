@@ -25,7 +25,7 @@ def write_plot(results: list[Result], path: Path) -> None:
 
     measured = [r for r in results if not r.skipped and not is_curve_point(r)]
     timed = [r for r in measured if r.p99_ms is not None]
-    height = max(4.0, 0.32 * max(len(measured), len(timed)) + 1.5)
+    height = max(5.0, 0.32 * max(len(measured), len(timed)) + 1.5)
     figure, (left, right, load) = plt.subplots(1, 3, figsize=(22, height))
     labels = [f"{r.system} {r.scenario} [{r.topology}]" for r in measured]
     left.barh(labels, [r.msgs_per_s for r in measured], color=[COLORS.get(r.system, "#9467bd") for r in measured])
@@ -61,6 +61,9 @@ def _curves(axes: Any, results: list[Result]) -> None:
         axes.plot(rates, [p.p99_ms or 0.0 for p in points], style, marker="o", color=color, label=label)
     axes.axhline(KNEE_P99_MS, color="#999999", linewidth=0.8)
     axes.set_xscale("log")
+    offered = sorted({float(r.extra["offered_rate"]) for r in results if is_curve_point(r) and r.extra})
+    axes.set_xticks(offered, [f"{rate:,.0f}" for rate in offered])
+    axes.minorticks_off()
     axes.set_yscale("log")
     axes.set_xlabel("offered messages/s (log scale)")
     axes.set_ylabel("p99 end-to-end latency, ms (log scale)")
