@@ -43,7 +43,7 @@ from bench.loadgen import (
 from bench.mom_nodes import MomDeployment, Topology
 from bench.rate import publish_body
 from bench.results import latency_ms
-from bench.scenarios import _leader_url, _preload, _queue
+from bench.scenarios import create_queue, preload_queue
 from bench.stream import (
     StreamConsumeSpec,
     StreamScheduleSpec,
@@ -198,12 +198,12 @@ def main(argv: list[str] | None = None) -> None:
 def _profile(ctx: RunContext, mom: MomDeployment, spy: str, args: argparse.Namespace) -> None:
     token = mom.token()
     queue = f"profile-{args.path}"
-    leader_url = _queue(mom, token, queue)
-    leader = mom.urls.index(_leader_url(mom, token, "queues", queue))
+    at_leader = create_queue(mom, token, queue)
+    leader = mom.urls.index(at_leader)
     target = leader if args.via == "leader" else next(i for i in range(len(mom.urls)) if i != leader)
     sampled = sorted({leader, target})
     if args.path in ("rest-receive-ack", "stream-consume"):
-        _preload(leader_url, token, f"/v1/queues/{queue}/messages", 4000 * int(args.duration + WARMUP_S + 5))
+        preload_queue(at_leader, token, f"/v1/queues/{queue}/messages", 4000 * int(args.duration + WARMUP_S + 5))
     load = _load(ctx, args.path, mom.urls[target], token, queue, args.duration + WARMUP_S + 1, args.offered)
     outcome: list[Outcome] = []
     runner = threading.Thread(target=lambda: outcome.extend(load()), daemon=True)

@@ -55,7 +55,7 @@ FANOUT_SUBSCRIPTIONS = 10
 SYSTEM = "mom"
 
 
-def _leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
+def leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
     """The settled leader's URL: a new group may first elect any node, then hands leadership to its preferred
     replica (listed first) an election timeout later, and a client left on the first one would be forwarded."""
     deadline = time.monotonic() + 20
@@ -70,15 +70,15 @@ def _leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
     return mom.urls[index] if 0 <= index < len(mom.urls) else mom.urls[0]
 
 
-def _queue(mom: MomDeployment, token: str, name: str) -> str:
+def create_queue(mom: MomDeployment, token: str, name: str) -> str:
     mom.request("PUT", f"/v1/queues/{name}", token, json={})
-    return _leader_url(mom, token, "queues", name)
+    return leader_url(mom, token, "queues", name)
 
 
 def publish(batch: int) -> Callable[[RunContext, MomDeployment, str], Result]:
     def scenario(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
         name = f"bench-p{batch}"
-        url = _queue(mom, token, name)
+        url = create_queue(mom, token, name)
         return measure_post(
             ctx,
             system=SYSTEM,
@@ -96,13 +96,13 @@ def publish(batch: int) -> Callable[[RunContext, MomDeployment, str], Result]:
 def publish_stream(per_frame: int, scenario: str) -> Callable[[RunContext, MomDeployment, str], Result]:
     def run(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
         name = f"bench-s{per_frame}"
-        url = _queue(mom, token, name)
+        url = create_queue(mom, token, name)
         return measure_stream(ctx, mom, scenario=scenario, url=url, token=token, queue=name, per_frame=per_frame)
 
     return run
 
 
-def _preload(url: str, token: str, path: str, messages: int) -> None:
+def preload_queue(url: str, token: str, path: str, messages: int) -> None:
     """Fill a queue with publish-100 requests from a few threads (untimed set-up)."""
     body = publish_body(100)
 
@@ -121,9 +121,9 @@ def _preload(url: str, token: str, path: str, messages: int) -> None:
 def receive_ack(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
     """Drain a preloaded queue with receive (10 at a time) + ack; the rate is acked messages over drain time."""
     name = "bench-ra"
-    url = _queue(mom, token, name)
+    url = create_queue(mom, token, name)
     preload = 300 if ctx.smoke else int(2000 * ctx.duration_s)
-    _preload(url, token, f"/v1/queues/{name}/messages", preload)
+    preload_queue(url, token, f"/v1/queues/{name}/messages", preload)
     spec = ConsumeSpec(
         url, token, (f"/v1/queues/{name}",), ctx.connections // ctx.processes, ctx.duration_s, stop_when_empty=True
     )
@@ -155,7 +155,7 @@ def fanout(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
     subs = tuple(f"/v1/topics/{topic}/subscriptions/s{i}" for i in range(FANOUT_SUBSCRIPTIONS))
     for path in subs:
         mom.request("PUT", path, token, json={"start": "latest"})
-    url = _leader_url(mom, token, "topics", topic)
+    url = leader_url(mom, token, "topics", topic)
     publisher = PostSpec(url, token, f"/v1/topics/{topic}/messages", publish_body(10), 8, ctx.duration_s)
     consumer = ConsumeSpec(url, token, subs, 2 * FANOUT_SUBSCRIPTIONS, ctx.duration_s, max_messages=100, wait_s=1)
     with ctx.server_cpu() as cpu:
@@ -184,9 +184,9 @@ def fanout(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
 def consume_stream_scenario(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
     """Drain a preloaded queue over the stream: one StreamClient, a prefetch window, acks batched in frames."""
     name = "bench-cs"
-    url = _queue(mom, token, name)
+    url = create_queue(mom, token, name)
     preload = 300 if ctx.smoke else int(2000 * ctx.duration_s)
-    _preload(url, token, f"/v1/queues/{name}/messages", preload)
+    preload_queue(url, token, f"/v1/queues/{name}/messages", preload)
     spec = StreamConsumeSpec(url, token, name, preload, STREAM_PREFETCH, time.monotonic() + 60 + 3 * ctx.duration_s)
     with ctx.server_cpu() as cpu:
         (outcome,) = run_workers([(consume_stream, spec)])
@@ -212,7 +212,7 @@ def latency_rest(ctx: RunContext, mom: MomDeployment, token: str) -> None:
 
     def measure(rate: float) -> Result:
         name = f"bench-lr-{rate:g}"
-        url = _queue(mom, token, name)
+        url = create_queue(mom, token, name)
         schedule = Schedule.starting_soon(rate, ctx.curve_duration_s, ctx, parties=senders + 1)
         path = f"/v1/queues/{name}/messages"
         connections = 64 // senders
@@ -248,7 +248,7 @@ def latency_stream(ctx: RunContext, mom: MomDeployment, token: str) -> None:
 
     def measure(rate: float) -> Result:
         name = f"bench-ls-{rate:g}"
-        url = _queue(mom, token, name)
+        url = create_queue(mom, token, name)
         schedule = Schedule.starting_soon(rate, ctx.curve_duration_s, ctx)
         consumer = StreamConsumeSpec(url, token, name, schedule.count, STREAM_PREFETCH, schedule.deadline, schedule)
         began = time.monotonic()

@@ -57,7 +57,10 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
 def bench(
     scenarios: str | None, peers: str | None, duration: float, nodes: str, smoke: bool, out: Path, docs: Path
 ) -> None:
-    """Measure mom (1 node, 3 nodes over gRPC and ZeroMQ) beside RabbitMQ, NATS and a framework ceiling.
+    """Measure mom (1 node, 3 nodes over gRPC and ZeroMQ) beside RabbitMQ and NATS (1 node and 3-node clusters).
+
+    Rates, broker CPU per message and latency versus offered load, beside a framework ceiling and a naive
+    replication design.
 
     Starts every system itself on 127.0.0.1, installing missing peers from Debian's packages or PyPI when it can
     (and skipping them with the reason when it cannot). Writes OUT/results.json, OUT/report.md, OUT/plot.png.

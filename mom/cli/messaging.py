@@ -100,7 +100,9 @@ def publish(
 @click.option("--topic", "topic_name", help="Consume from this topic (with --subscription).")
 @click.option("--subscription", help="The subscription of --topic to consume from.")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), help="Stop after N (default 1; none with --follow).")
-@click.option("--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0, 20 with --follow).")
+@click.option(
+    "--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0; 20 with --follow --no-ack)."
+)
 @click.option("--follow", is_flag=True, help="Keep consuming until Ctrl-C (or --max), pushed over the stream.")
 @click.option(
     "--prefetch",
