@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from mom.cli import CliState, main
 from mom.client import Client
 from mom.config import ENV_KEYS, Settings
+from mom.errors import Unauthorized
 
 Route = Callable[[httpx.Request], httpx.Response]
 
@@ -198,6 +199,51 @@ def test_consume_follow_max_stops_and_bounds_the_prefetch(monkeypatch: pytest.Mo
     assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
     assert events[0] == {"queue": None, "topic": "t", "subscription": "s", "prefetch": 2}
     assert events[-1] == "close" and "deliver c" not in events
+
+
+class ExpiringStreamSubscription(FakeStreamSubscription):
+    """Delivers its messages, then the server closes the socket because the token expired."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for message in self.messages:
+            self.events.append(f"deliver {message['id']}")
+            yield message
+        raise Unauthorized("the token expired; reconnect")
+
+
+def test_consume_follow_subscribes_again_with_a_new_token_when_the_old_one_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[Any] = []
+    subscriptions = iter(
+        [
+            ExpiringStreamSubscription(deliveries("a")["messages"], events),
+            FakeStreamSubscription(deliveries("b")["messages"], events),
+        ]
+    )
+    monkeypatch.setattr(Client, "consume", lambda self, **options: next(subscriptions))
+    grant = {"access_token": "fresh", "token_type": "Bearer", "expires_in": 3600, "scope": "mom.read:*"}
+    server = FakeServer({("POST", "/v1/auth/token"): answer(grant)})
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    args = ["--username", "u", "--password", "p", "consume", "--queue", "q", "--follow"]
+    result = CliRunner().invoke(main, args, obj=state)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert len(server.requests) == 1, "one new token for the second subscription"
+    assert events == ["open", "deliver a", "ack r-a", "close", "open", "deliver b", "ack r-b", "close"]
+
+
+def test_consume_follow_gives_up_when_a_fresh_subscription_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[Any] = []
+    monkeypatch.setattr(Client, "consume", lambda self, **options: ExpiringStreamSubscription([], events))
+    server = FakeServer({})
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    result = CliRunner().invoke(
+        main, ["--username", "u", "--password", "p", "consume", "--queue", "q", "--follow"], obj=state
+    )
+    assert result.exit_code == 1
+    assert "token expired" in result.output
+    assert server.requests == [], "no token loop when nothing was ever consumed"
 
 
 def test_consume_follow_no_ack_long_polls_over_rest_until_ctrl_c() -> None:
