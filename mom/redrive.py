@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 from mom.broker.commands import Ack, ChangeVisibility, Delivery, NewMessage, QueueRef
 from mom.errors import MomError, NotFound
-from mom.replication.group import RaftGroup
-from mom.service import BrokerService
+from mom.service import BrokerService, Handle
 
 BATCH = 100
 LEASE_MS = 120_000
@@ -54,7 +53,7 @@ def _letter(dlq: str, delivery: Delivery) -> NewMessage:
 
 async def redrive(
     service: BrokerService,
-    group: RaftGroup,
+    group: Handle,
     dlq: str,
     *,
     limit: int | None,
@@ -64,7 +63,7 @@ async def redrive(
     """Move up to `limit` letters (None: all there are now) from `dlq`, which `group` (led here) holds."""
     source = QueueRef(dlq)
     result = RedriveResult()
-    held = group.broker.queue_info(dlq, service.now_ms()).messages
+    held = group.state.queue_info(dlq, service.now_ms()).messages
     budget = held if limit is None else min(limit, held)
     left: list[str] = []
     try:

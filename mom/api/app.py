@@ -48,7 +48,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     @app.errorhandler(ForwardRequired)
     async def _forward(exc: ForwardRequired) -> Response:
         try:
-            return await context.forwarder.forward(exc.url, exc.node_id)
+            return await context.forwarder.forward(exc.url, exc.node_id, wait_s=exc.wait_s)
         except MomError as error:  # raised inside an error handler: no other handler would see it
             return problem_from(error)
 

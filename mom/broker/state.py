@@ -40,6 +40,7 @@ from mom.broker.commands import (
     DeleteQueue,
     DeleteSubscription,
     DeleteTopic,
+    Destination,
     Entry,
     Forwarded,
     ForwardedDeadLetters,
@@ -417,6 +418,10 @@ class Broker:
         return topic, sub
 
     # -- read-only queries -----------------------------------------------------------------------------------
+
+    def declares(self, ref: Destination) -> bool:
+        """Whether this state holds the queue or topic (cheap: nothing is counted)."""
+        return ref.name in (self._queues if isinstance(ref, QueueRef) else self._topics)
 
     def queue_info(self, name: str, now_ms: int) -> QueueInfo:
         return self._queue(name).info(max(now_ms, self._last_now))

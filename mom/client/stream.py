@@ -39,9 +39,10 @@ import msgspec
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
 
+from mom import errors
 from mom.client import _protocol as p
 from mom.client.subscription import Subscription
-from mom.errors import InvalidInput, MomError, Overloaded, Unavailable
+from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unavailable
 
 STREAM_PATH = "/v1/stream"
 _encoder = msgspec.json.Encoder()
@@ -50,7 +51,7 @@ _encoder = msgspec.json.Encoder()
 def error_from_frame(frame: Mapping[str, Any]) -> MomError:
     """The `mom.errors` exception an error frame stands for (the same classes REST answers map to)."""
     status = int(frame.get("status") or 500)
-    error = p._class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
+    error = errors.class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
     if type(error) is MomError:
         error.status, error.title = status, str(frame.get("title") or error.title)
     if isinstance(error, Overloaded | Unavailable) and isinstance(frame.get("retry_after_s"), int | float):
@@ -82,7 +83,10 @@ class StreamClient:
     """One WebSocket to a node; every method may be awaited from many tasks at once (pipelining).
 
     Publish, ack and nack answered 429/503 (no leader at the moment, overload) are retried `retries` times with
-    backoff, as `AsyncClient` does; every other error frame raises the matching `mom.errors` exception.
+    backoff, as `AsyncClient` does, and as there every published message gets a `dedup_id` unless it has one
+    (`dedup_ids=False` turns that off), so that a publish answered `OutcomeUnknown` is sent again only when
+    that cannot store it twice. A request in flight when the socket breaks raises `OutcomeUnknown`; every
+    other error frame raises the matching `mom.errors` exception.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class StreamClient:
         client_secret: str | None = None,
         timeout: float = 30.0,
         retries: int = 5,
+        dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
         http: httpx.AsyncClient | None = None,
@@ -103,6 +108,7 @@ class StreamClient:
         """`http`: an open client to share (an `AsyncClient`'s, with its TLS settings); it is left open."""
         self.url = url.rstrip("/")
         self._retries = retries
+        self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
             token=token,
@@ -179,10 +185,17 @@ class StreamClient:
         except HTTPXWSException as exc:
             raise Unavailable(f"the stream is broken ({type(exc).__name__})") from exc
 
-    async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected."""
+    async def _request(self, frame: dict[str, Any], *, repeatable: bool) -> dict[str, Any]:
+        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected
+        (an `OutcomeUnknown` only if the frame is `repeatable`)."""
         policy = p.retry_policy(self._retries)
-        policy["retry"] = retry_if_exception(lambda exc: isinstance(exc, Overloaded | Unavailable) and not self._closed)
+
+        def worth_retrying(exc: BaseException) -> bool:
+            if self._closed is not None or not isinstance(exc, Overloaded | Unavailable):
+                return False
+            return repeatable or not isinstance(exc, OutcomeUnknown)
+
+        policy["retry"] = retry_if_exception(worth_retrying)
         answer: dict[str, Any] = await AsyncRetrying(sleep=anyio.sleep, **policy)(self._request_once, frame)
         return answer
 
@@ -216,10 +229,15 @@ class StreamClient:
             self._fail(error)
 
     def _fail(self, error: MomError) -> None:
-        """The connection is unusable: every waiting call and subscription raises `error`."""
+        """The connection is unusable: later calls raise `error`, and so do the subscriptions; a call waiting for
+        its answer raises `OutcomeUnknown` instead when `error` is a 503, since what it sent may have been
+        applied."""
         self._closed = self._closed or error
+        in_flight = error
+        if isinstance(error, Unavailable) and not isinstance(error, OutcomeUnknown):
+            in_flight = OutcomeUnknown(f"{error.detail}: a request in flight may or may not have been applied")
         for waiter in list(self._waiters.values()):
-            waiter.settle(None, error)
+            waiter.settle(None, in_flight)
         for sub in list(self._subs.values()):
             sub.on_frame("error", {}, error)
 
@@ -230,9 +248,11 @@ class StreamClient:
     ) -> list[dict[str, Any]]:
         """Publish `[{"body", "headers"?, "delay_s"?, "dedup_id"?}]`; answers `[{"id","offset","duplicate"}]`
         once durable. Bytes bodies travel as base64."""
+        messages = p.with_dedup_ids(messages, self._dedup_ids)
         frame: dict[str, Any] = {"op": "publish", "messages": [p.encode_message(m) for m in messages]}
         frame.update(_target(queue=queue, topic=topic))
-        return list((await self._request(frame))["messages"])
+        answer = await self._request(frame, repeatable=p.all_deduplicated(messages))
+        return list(answer["messages"])
 
     async def ack(
         self,
@@ -275,7 +295,7 @@ class StreamClient:
             frame.update(_target(queue=queue, topic=topic, subscription=subscription))
         if delay_s:
             frame["delay_s"] = delay_s
-        answer = await self._request(frame)
+        answer = await self._request(frame, repeatable=True)
         return {key: value for key, value in answer.items() if key not in ("op", "id")}
 
     def subscribe(

@@ -7,8 +7,8 @@ the broker, hand the messages to the router (only now, so every vote and acknowl
 disk), apply the committed entries and wake their submitters, then `advance`.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
-else lands at that index, or a loss of leadership before it commits, answers it with `Unavailable` (the write
-may or may not take effect later; a retry with a dedup id is safe).
+else lands at that index, or a loss of leadership before it commits, answers it with `OutcomeUnknown` (the
+write may or may not take effect later; a retry with a dedup id is safe).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import trio
 from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
 from mom.config import StorageSection
-from mom.errors import MomError, Unavailable
+from mom.errors import MomError, OutcomeUnknown
 from mom.replication._storage import RaftStorage
 from mom.replication.messages import LogEntry, Message
 from mom.replication.raft import NotLeader, RaftCore, Ready, Snapshot
@@ -99,6 +99,8 @@ class RaftGroup:
         self._changed = trio.Event()
         self._applied_index = 0
         self._bytes_since_snapshot = 0
+        self._led_term = 0
+        """The term this node last took the lead in (and said so in the log)."""
 
     def _restore(self, data: bytes | None) -> Broker:
         """A fresh state machine, or one restored from a snapshot, configured the same on every replica."""
@@ -148,7 +150,7 @@ class RaftGroup:
         finally:
             self._router.remove_group(self.group_id)
             self.core = None
-            self._fail_pending(Unavailable(_STOPPED))
+            self._fail_pending(OutcomeUnknown(_STOPPED))
             self._storage.close()
 
     async def submit(self, command: Command) -> Result:
@@ -229,6 +231,9 @@ class RaftGroup:
             self._changed = trio.Event()
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
+            if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
+                self._led_term = core.term
+                log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
@@ -264,7 +269,7 @@ class RaftGroup:
         self._applied_index = snapshot.index
         self._bytes_since_snapshot = 0
         for index in [i for i in self._pending if i <= snapshot.index]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
 
     def _apply(self, index: int, entry: LogEntry) -> None:
@@ -274,7 +279,7 @@ class RaftGroup:
         self._applied_index = index
         pending = self._pending.pop(index, None)
         if pending is not None and pending.term != entry.term:
-            pending.fail(Unavailable(_LOST))
+            pending.fail(OutcomeUnknown(_LOST))
             pending = None
         if not entry.payload:  # the no-op a new leader commits its term with
             return
@@ -303,7 +308,7 @@ class RaftGroup:
             return
         leading = core.role == "leader"
         for index in [i for i, p in self._pending.items() if not leading or p.term != core.term]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
 
     def _fail_pending(self, error: MomError) -> None:
         for pending in self._pending.values():

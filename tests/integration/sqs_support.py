@@ -7,23 +7,18 @@ import struct
 from typing import Any
 
 import boto3
-import httpx
 from botocore.config import Config
 
-from tests.integration.harness import ADMIN_PASSWORD, token
+from tests.integration.harness import ADMIN_PASSWORD, Api, token
 
 ALL_SCOPES = ["mom.read:*", "mom.write:*", "mom.configure:*"]
 
 
 def sigv4_client(url: str, scopes: list[str] | None = None, *, sigv4: bool = True) -> tuple[str, str]:
     """A new OAuth client of the node (created by the admin); returns (client_id, client_secret)."""
-    bearer = token(url, "admin", ADMIN_PASSWORD)
-    answer = httpx.post(
-        url + "/v1/auth/clients",
-        json={"scopes": scopes or ALL_SCOPES, "sigv4": sigv4},
-        headers={"Authorization": f"Bearer {bearer}"},
-        timeout=30,
-    )
+    admin = Api(url, token(url, "admin", ADMIN_PASSWORD))
+    answer = admin.retrying("POST", "/v1/auth/clients", json={"scopes": scopes or ALL_SCOPES, "sigv4": sigv4})
+    admin.http.close()
     assert answer.status_code == 201, answer.text
     return answer.json()["client_id"], answer.json()["client_secret"]
 

@@ -69,6 +69,7 @@ def test_publish_from_arguments_parses_json_or_takes_the_text() -> None:
     assert result.output.split() == ["id0", "id1", "id2"]
     [body] = server.bodies("POST", "/v1/queues/orders/messages")
     bodies = [{"a": 1}, "hello", 42]
+    assert all(len(m.pop("dedup_id")) == 32 for m in body["messages"]), "retries by the client never duplicate"
     assert body == {"messages": [{"body": b, "headers": {"src": "cli"}} for b in bodies]}
     assert server.requests[0].headers["authorization"] == "Bearer t"
 

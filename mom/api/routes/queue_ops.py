@@ -57,7 +57,7 @@ async def peek(name: str) -> Response:
     from_offset = _int_arg("from_offset", 0, 0, 2**62)
     limit = _int_arg("limit", 100, 1, PEEK_LIMIT)
     group = leader_of(QueueRef(name))
-    peeked = group.broker.peek_queue(name, from_offset, limit, ctx().service.now_ms())
+    peeked = group.state.peek_queue(name, from_offset, limit, ctx().service.now_ms())
     next_offset = peeked[-1].offset + 1 if len(peeked) == limit else None
     return json_response({"messages": [peeked_view(p) for p in peeked], "next_offset": next_offset})
 
@@ -68,8 +68,7 @@ async def purge(name: str) -> Response:
     """Remove every message, in flight or not (scope read, as RabbitMQ's queue.purge)."""
     check_name(name, "queue name")
     await authorize("read", name)
-    result = await ctx().service.submit(leader_of(QueueRef(name)), Purge(QueueRef(name)))
-    assert isinstance(result, Purged)
+    result = await ctx().service.submit(leader_of(QueueRef(name)), Purge(QueueRef(name)), Purged)
     return json_response({"purged": result.purged})
 
 
@@ -83,8 +82,7 @@ async def visibility(name: str) -> Response:
     body = decode_body(await request_body(), VisibilityRequest)
     timeout_ms = round(body.visibility_timeout_s * 1000)
     command = ChangeVisibility(QueueRef(name), body.receipts, [timeout_ms] * len(body.receipts))
-    result = await ctx().service.submit(leader_of(QueueRef(name)), command)
-    assert isinstance(result, Settled)
+    result = await ctx().service.submit(leader_of(QueueRef(name)), command, Settled)
     return json_response({"changed": result.settled, "unknown": result.unknown})
 
 

@@ -41,7 +41,7 @@ from mom.broker.commands import (
     Settled,
 )
 from mom.errors import InvalidInput, MomError
-from mom.replication.group import RaftGroup
+from mom.service import Handle
 
 Result = dict[str, Any]
 MAX_BATCH = 10
@@ -112,16 +112,15 @@ def _sent(prepared: _Prepared, message_id: str, offset: int, fifo: bool) -> Resu
     return out
 
 
-def _queue_attrs(group: RaftGroup, name: str) -> QueueAttrs:
-    return group.broker.queue_info(name, ctx().service.now_ms()).attrs
+def _queue_attrs(group: Handle, name: str) -> QueueAttrs:
+    return group.state.queue_info(name, ctx().service.now_ms()).attrs
 
 
-async def _publish(group: RaftGroup, name: str, messages: list[NewMessage]) -> Published:
+async def _publish(group: Handle, name: str, messages: list[NewMessage]) -> Published:
     try:
-        result = await ctx().service.submit(group, Publish(QueueRef(name), messages))
+        result = await ctx().service.submit(group, Publish(QueueRef(name), messages), Published)
     except InvalidInput as exc:
         raise SqsError(INVALID_PARAMETER_VALUE, exc.detail) from None
-    assert isinstance(result, Published)
     ctx().metrics.published.labels("queue").inc(len(messages))
     return result
 
@@ -260,12 +259,11 @@ def _receipt(value: Any) -> str:
     return value
 
 
-async def _settle(group: RaftGroup, command: Ack | ChangeVisibility) -> Settled:
+async def _settle(group: Handle, command: Ack | ChangeVisibility) -> Settled:
     try:
-        result = await ctx().service.submit(group, command)
+        result = await ctx().service.submit(group, command, Settled)
     except MomError as exc:
         raise from_mom(exc) from None
-    assert isinstance(result, Settled)
     return result
 
 

@@ -127,7 +127,7 @@ async def get_queue_attributes(call: Call) -> Result:
     names = call.strings("AttributeNames")
     catalog = _catalog_info(name)
     group = leader_of(QueueRef(name))
-    counts = group.broker.queue_info(name, ctx().service.now_ms())
+    counts = group.state.queue_info(name, ctx().service.now_ms())
     info = QueueInfo(
         name=name,
         attrs=catalog.attrs,
