@@ -17,8 +17,8 @@ import trio
 from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, WebSocketNetworkError, aconnect_ws
 from wsproto.utilities import LocalProtocolError
 
-from mom.client import AsyncClient, Client
 from mom.api.routes.stream import MAX_BAD_FRAMES
+from mom.client import AsyncClient, Client
 from mom.client.stream import StreamClient
 from mom.errors import Forbidden, NotFound
 from tests.integration.harness import Api, Cluster, NodeProcess, new_user, token
