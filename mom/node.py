@@ -113,7 +113,14 @@ def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
     listen = addresses.pop(settings.node_id)
     kind = settings.cluster.transport
     return open_transport(
-        kind, TransportSettings(settings.node_id, listen, addresses, security=_transport_security(kind, security))
+        kind,
+        TransportSettings(
+            settings.node_id,
+            listen,
+            addresses,
+            send_queue_bytes=settings.replication.send_queue_bytes,
+            security=_transport_security(kind, security),
+        ),
     )
 
 
@@ -145,7 +152,13 @@ async def serve_node(
         ):
             transport = _transport(settings, security)
             await nursery.start(transport.run)
-            router = Router(settings.node_id, transport)
+            metrics = Metrics(lambda: _storage_stats(manager))
+            router = Router(
+                settings.node_id,
+                transport,
+                max_frame_bytes=settings.replication.max_frame_bytes,
+                on_tick_lag=metrics.observe_loop_lag,
+            )
             await nursery.start(router.run)
             manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random())
             await nursery.start(manager.run)
@@ -163,7 +176,7 @@ async def serve_node(
                 keys=keys,
                 tokens=tokens,
                 token_endpoint=TokenEndpoint(service, tokens),
-                metrics=Metrics(lambda: _storage_stats(manager)),
+                metrics=metrics,
                 is_ready=lambda: service.is_ready() and service.user(settings.auth.admin_username) is not None,
                 forwarder=forwarder,
                 peer_urls=urls,
