@@ -7,9 +7,11 @@ moves the bytes, so that no message and no buffer ever holds a whole state machi
   `InstallSnapshot(offset, data, done)` chunks, at most `window` chunks ahead of the follower's
   acknowledgements (`SnapshotChunkAck`): a transfer costs the leader `window * chunk_bytes` in send queues,
   whatever the snapshot's size. Chunks not acknowledged for `RESEND_TICKS` are sent again (go-back-N: a chunk
-  lost with a dropped frame costs one timeout, not the transfer). A newer snapshot restarts the transfers of
-  older ones (the follower would need the newer one anyway); the file being sent stays open, so the compaction
-  that deletes it does not cut a transfer off.
+  lost with a dropped frame costs one timeout, not the transfer), backing off up to `MAX_RESEND_TICKS` while
+  the follower stays silent (it may be down). A newer snapshot restarts the transfers of older ones (the
+  follower would need the newer one anyway); the file being sent stays open, so the compaction that deletes it
+  does not cut a transfer off. Files are opened, read and closed by the one task that streams them, so a
+  transfer abandoned mid-read never closes a file under a read.
 - The follower's `SnapshotReceiver` appends the chunks its core accepted (same leader, term and snapshot, in
   order) to a `.part` file, acknowledges each, and once the last one is in and the file's own checksum holds,
   offers it to the core (`snapshot_received`). The core decides; the driver installs it in the next Ready.
@@ -37,7 +39,9 @@ log = logging.getLogger("mom.replication")
 T = TypeVar("T")
 
 RESEND_TICKS = 4
-"""Ticks without a new acknowledgement before the chunks not acknowledged are sent again."""
+"""Ticks without a new acknowledgement before the chunks not acknowledged are sent again ..."""
+MAX_RESEND_TICKS = 40
+"""... doubling after each silent resend, up to this (2 s at the router's 50 ms ticks)."""
 
 Send = Callable[[Sequence[Message]], None]
 
@@ -59,15 +63,11 @@ class _Outgoing:
     acked: int = 0
     sent: int = 0
     idle_ticks: int = 0
+    resend_after: int = RESEND_TICKS
 
     @property
     def complete(self) -> bool:
         return self.acked == self.size
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
 
 
 class SnapshotSender:
@@ -95,6 +95,8 @@ class SnapshotSender:
         self._chunk = chunk_bytes
         self._window = window
         self._transfers: dict[str, _Outgoing] = {}
+        self._retired: list[SnapshotReader] = []
+        """Readers of abandoned transfers, closed by `run` (which may be reading one of them right now)."""
         self._work = trio.Event()
         self.chunks_sent = 0
 
@@ -106,23 +108,18 @@ class SnapshotSender:
         """The core wants `snapshot` sent to `peer`: start, go on with, or restart the transfer to it."""
         current = self._transfers.get(peer)
         if current is not None and (current.snapshot, current.term) == (snapshot, term):
-            if current.complete:
-                current.acked = current.sent = 0  # it had all, yet asks again: it lost it (restarted)
-            else:
-                current.sent = current.acked  # asked again after a stall: resend what is not acknowledged
-            current.idle_ticks = 0
+            if current.complete:  # it had all, yet asks again: it lost it (restarted) before installing it
+                current.acked = current.sent = 0
+            # else: still streaming; what is lost is sent again on the resend timer
         else:
-            if current is not None:
-                current.close()
-            self._transfers[peer] = _Outgoing(peer, term, snapshot)
+            self._replace(peer, _Outgoing(peer, term, snapshot))
         self._work.set()
 
     def newer_snapshot(self, snapshot: SnapshotMeta) -> None:
         """This leader took `snapshot`: transfers of older ones start again with it."""
         for peer, current in list(self._transfers.items()):
             if current.snapshot.index < snapshot.index:
-                current.close()
-                self._transfers[peer] = _Outgoing(peer, current.term, snapshot)
+                self._replace(peer, _Outgoing(peer, current.term, snapshot))
                 self._work.set()
 
     def acknowledged(self, ack: SnapshotChunkAck) -> None:
@@ -133,25 +130,35 @@ class SnapshotSender:
             current.sent = ack.offset  # the follower starts over (it restarted), or asks for a resend
         current.acked = ack.offset
         current.idle_ticks = 0
+        current.resend_after = RESEND_TICKS
         self._work.set()
 
     def tick(self) -> None:
         """Forget transfers the core no longer wants; resend what stays unacknowledged too long."""
         for peer, current in list(self._transfers.items()):
             if not self._wanted(peer, current.term):
-                current.close()
-                del self._transfers[peer]
+                self._replace(peer, None)
                 continue
             current.idle_ticks += 1
-            if current.idle_ticks >= RESEND_TICKS and current.sent > current.acked:
+            if current.idle_ticks >= current.resend_after and current.sent > current.acked:
                 current.sent = current.acked
                 current.idle_ticks = 0
+                current.resend_after = min(2 * current.resend_after, MAX_RESEND_TICKS)
                 self._work.set()
 
-    def close(self) -> None:
-        for current in self._transfers.values():
-            current.close()
-        self._transfers.clear()
+    def _replace(self, peer: str, transfer: _Outgoing | None) -> None:
+        current = self._transfers.pop(peer, None)
+        if current is not None and current.reader is not None:
+            self._retired.append(current.reader)
+            current.reader = None
+            self._work.set()
+        if transfer is not None:
+            self._transfers[peer] = transfer
+
+    def _close_retired(self) -> None:
+        for reader in self._retired:
+            reader.close()
+        self._retired.clear()
 
     async def run(self) -> None:
         """Send chunks while some transfer has room in its window; sleep otherwise."""
@@ -159,10 +166,14 @@ class SnapshotSender:
             while True:
                 await self._work.wait()
                 self._work = trio.Event()
+                self._close_retired()
                 while (due := self._due()) is not None:
                     await self._send_chunk(due)
+                    self._close_retired()
         finally:
-            self.close()
+            for peer in list(self._transfers):
+                self._replace(peer, None)
+            self._close_retired()
 
     def _due(self) -> _Outgoing | None:
         for current in self._transfers.values():
@@ -182,7 +193,7 @@ class SnapshotSender:
                 self._transfers.pop(current.peer, None)  # the core asks again after its stall timeout
                 return
             if self._transfers.get(current.peer) is not current:
-                reader.close()
+                self._retired.append(reader)
                 return
             current.reader, current.size = reader, reader.size
             return

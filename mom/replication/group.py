@@ -184,7 +184,6 @@ class RaftGroup:
         finally:
             self.core = None
             self._fail_pending(Unavailable(_STOPPED))
-            self._sender.close()
             with trio.CancelScope(shield=True):
                 await self._receiver.close()
             self._storage.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -193,8 +194,7 @@ async def test_a_new_leader_sends_from_the_start_and_the_follower_drops_its_part
     async with pair(tmp_path, snapshot) as both:
         both.sender.start("n2", snapshot.meta, term=3)
         await both.exchange(until=lambda: both.sender.transfers()["n2"][1] >= 10 * CHUNK)
-        both.sender.close()  # the leader crashed; it comes back (or another node leads) in term 4
-        both.wire.to_follower.clear()
+        both.wire.to_follower.clear()  # the leader crashed; it comes back (or another node leads) in term 4
         both.wire.to_leader.clear()
         both.sender = sender(storage(both.leader_dir), both.wire)
         async with trio.open_nursery() as nursery:
@@ -269,3 +269,59 @@ async def test_a_transfer_the_core_no_longer_wants_stops(tmp_path: Path) -> None
             await both.exchange()
             assert len(both.wire.chunks) == sent
             nursery.cancel_scope.cancel()
+
+
+async def test_a_transfer_replaced_while_its_chunk_is_read_never_closes_the_file_under_the_read(
+    tmp_path: Path,
+) -> None:
+    """Reads run in a worker thread; a newer snapshot (or a follower that answered) must not close the file then."""
+    reading, release = threading.Event(), threading.Event()
+
+    class SlowReader:
+        def __init__(self, index: int) -> None:
+            self.index, self.size, self.closed = index, 10 * CHUNK, False
+
+        def read(self, offset: int, size: int) -> bytes:
+            reading.set()
+            release.wait(5)
+            assert not self.closed, "closed under a read"
+            return b"x" * min(size, self.size - offset)
+
+        def close(self) -> None:
+            self.closed = True
+
+    readers: list[SlowReader] = []
+
+    def open_snapshot(index: int) -> SlowReader:
+        readers.append(SlowReader(index))
+        return readers[-1]
+
+    async def in_thread(fn: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(fn)
+
+    wire = Wire()
+    streaming = SnapshotSender(
+        "g",
+        "n1",
+        open_snapshot=open_snapshot,  # type: ignore[arg-type]
+        send=wire.send,
+        wanted=lambda peer, term: True,
+        run_blocking=in_thread,
+        chunk_bytes=CHUNK,
+        window=WINDOW,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(streaming.run)
+        streaming.start("n2", SnapshotMeta(40, 2), term=3)
+        await trio.to_thread.run_sync(reading.wait, 5)
+        streaming.newer_snapshot(SnapshotMeta(60, 2))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not readers[0].closed
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):
+            while not readers[0].closed or len(readers) < 2:  # noqa: ASYNC110 (worker threads, no event to wait on)
+                await trio.sleep(0.01)
+        assert [c.index for c in wire.chunks][-1] == 60, "the newer snapshot is streamed instead"
+        nursery.cancel_scope.cancel()
+    assert all(reader.closed for reader in readers)
