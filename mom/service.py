@@ -140,14 +140,15 @@ class BrokerService:
         """Commit `command` in `group` (this node leads it); concurrent publishes to one destination share one."""
         if isinstance(command, Publish):
             key = (group.group_id, command.destination)
-            coalescer = self._coalescers.get(key)
-            if coalescer is None:
-                coalescer = self._coalescers[key] = PublishCoalescer(group.submit)
-            try:
-                return await coalescer.publish(command)
-            finally:
-                if coalescer.idle:
-                    self._coalescers.pop(key, None)
+            with group.admitted(sum(len(message.body) for message in command.messages)):
+                coalescer = self._coalescers.get(key)
+                if coalescer is None:
+                    coalescer = self._coalescers[key] = PublishCoalescer(group.submit)
+                try:
+                    return await coalescer.publish(command)
+                finally:
+                    if coalescer.idle:
+                        self._coalescers.pop(key, None)
         return await group.submit(command)
 
     async def wait_serving(self, ref: Ref) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, TypeVarTuple, Unpack
@@ -30,7 +31,7 @@ import trio
 from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
 from mom.config import ReplicationSection, StorageSection
-from mom.errors import MomError, Unavailable
+from mom.errors import MomError, Overloaded, Unavailable
 from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage
 from mom.replication.messages import LogEntry, Message, SnapshotChunkAck
@@ -128,6 +129,7 @@ class RaftGroup:
         self._bytes_since_snapshot = 0
         self.snapshots_installed = 0
         """Snapshots received from a leader and installed (a replica that fell behind the compacted log)."""
+        self._held_bytes = 0
 
     def _restore(self, data: bytes | None) -> Broker:
         """A fresh state machine, or one restored from a snapshot, configured the same on every replica."""
@@ -187,6 +189,25 @@ class RaftGroup:
             with trio.CancelScope(shield=True):
                 await self._receiver.close()
             self._storage.close()
+
+    @contextmanager
+    def admitted(self, nbytes: int) -> Iterator[None]:
+        """Count a write of `nbytes` against the group's budget (`max_uncommitted_bytes`) from its arrival until
+        it is answered, whether it waits to be proposed (publishes are merged, one merged command at a time)
+        or waits for its replicas; Overloaded (429) when the writes held already fill the budget. One write is
+        always admitted, however large. With the core's own bound on its uncommitted log, this is what keeps a
+        leader's memory bounded when its followers cannot keep up (or are stopped)."""
+        budget = self._replication.max_uncommitted_bytes
+        if self._held_bytes and self._held_bytes + nbytes > budget:
+            raise Overloaded(
+                f"group {self.group_id} holds {self._held_bytes} bytes of writes waiting for its replicas (the "
+                f"limit is {budget}); retry shortly"
+            )
+        self._held_bytes += nbytes
+        try:
+            yield
+        finally:
+            self._held_bytes -= nbytes
 
     async def submit(self, command: Command) -> Result:
         """Replicate `command` and return the result of applying it (or raise its error); leader only."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
+from mom.config import ReplicationSection, StorageSection
 from mom.errors import Overloaded
+from mom.replication.group import RaftGroup
 from mom.replication.messages import AppendEntries, AppendResponse, LogEntry, VoteResponse
 from mom.replication.raft import HardState, PersistedState, RaftCore, Snapshot
 
@@ -94,3 +97,18 @@ def test_a_new_leader_starts_with_an_empty_budget() -> None:
     raft.step(AppendEntries("g", raft.term + 1, "c", "a", 2, raft.term, [], 0))  # deposed
     assert raft.role == "follower" and raft.uncommitted_bytes == 0
     assert [LogEntry(raft.term - 1, b"x" * (20 * KiB))] == raft.log.slice(2, 3)
+
+
+def test_writes_held_by_a_group_from_arrival_to_answer_are_bounded_by_the_budget(tmp_path: Path) -> None:
+    """Publishes wait in the coalescer before they are proposed: the group's budget counts them from arrival."""
+    group = RaftGroup("g", "n1", ["n1"], tmp_path, StorageSection(fsync="never"), lambda messages: None,
+                      replication=ReplicationSection(max_uncommitted_bytes=100 * KiB), dedup_window_ms=1000,
+                      clock_ms=lambda: 0, rng=random.Random(0))  # fmt: skip
+    with group.admitted(60 * KiB), group.admitted(40 * KiB):
+        with pytest.raises(Overloaded) as refused, group.admitted(1):
+            pass
+        assert refused.value.status == 429
+    with group.admitted(500 * KiB), pytest.raises(Overloaded), group.admitted(1):  # the first alone, however large
+        pass
+    with group.admitted(100 * KiB):
+        pass  # everything was released
