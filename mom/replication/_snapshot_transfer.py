@@ -255,14 +255,18 @@ class SnapshotReceiver:
             chunk.term,
             snapshot,
         )
-        if chunk.offset == 0:
+        if current is not None and same:
+            if chunk.offset != current.file.received:
+                self._ack(chunk, current.file.received)
+                return  # a gap (a chunk lost) or a chunk sent again: say where we are
+        elif chunk.offset == 0:  # a new transfer (another leader, term or snapshot) replaces any other
             if current is not None:
                 await self._run_blocking(current.file.abort)
             file = await self._run_blocking(lambda: self._receive(chunk.index))
             current = self._current = _Incoming(chunk.sender, chunk.term, snapshot, file)
-        elif current is None or not same or chunk.offset != current.file.received:
-            self._ack(chunk, current.file.received if current is not None and same else 0)
-            return  # a gap, a duplicate, or a transfer this node does not know (it restarted): say where we are
+        else:
+            self._ack(chunk, 0)
+            return  # a transfer this node does not know (it restarted since): start over
         incoming = current
         await self._run_blocking(lambda: incoming.file.write(chunk.data))
         if not chunk.done:

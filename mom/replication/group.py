@@ -325,10 +325,10 @@ class RaftGroup:
         self._send(ready.messages)
         for peer, snapshot in ready.send_snapshots:
             self._sender.start(peer, snapshot, core.term)
-        for chunk in ready.snapshot_chunks:
-            await self._receiver.store(chunk, core.snapshot_received)
         for offset, entry in enumerate(ready.committed):
             self._apply(ready.committed_index + offset, entry)
+        for chunk in ready.snapshot_chunks:
+            await self._receiver.store(chunk, core.snapshot_received)
         core.advance(ready)
 
     async def _blocking(self, fn: Callable[[Unpack[_Args]], _T], *args: *_Args) -> _T:

@@ -20,6 +20,7 @@ import trio
 import trio.testing
 
 from mom.config import StorageSection
+from mom.log.snapshot import IncomingSnapshot
 from mom.replication._snapshot_transfer import RESEND_TICKS, SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage
 from mom.replication.messages import InstallSnapshot, Message, SnapshotChunkAck
@@ -325,3 +326,39 @@ async def test_a_transfer_replaced_while_its_chunk_is_read_never_closes_the_file
         assert [c.index for c in wire.chunks][-1] == 60, "the newer snapshot is streamed instead"
         nursery.cancel_scope.cancel()
     assert all(reader.closed for reader in readers)
+
+
+async def test_chunks_sent_again_before_their_acknowledgements_came_back_do_not_restart_the_transfer(
+    tmp_path: Path,
+) -> None:
+    snapshot = Snapshot(40, 2, state(50_000))
+    async with pair(tmp_path, snapshot) as both:
+        opened: list[int] = []
+        store = storage(both.follower_dir)
+
+        def receive_snapshot(index: int) -> IncomingSnapshot:
+            opened.append(index)
+            return store.receive_snapshot(index)
+
+        both.receiver = SnapshotReceiver(
+            "g",
+            "n2",
+            receive_snapshot=receive_snapshot,
+            load_snapshot=store.load_snapshot,
+            send=both.wire.send,
+            run_blocking=inline,
+        )
+        both.sender.start("n2", snapshot.meta, term=3)
+        await trio.testing.wait_all_tasks_blocked()
+        first_window, both.wire.to_follower = both.wire.to_follower, []
+        for chunk in first_window:
+            await both.receiver.store(chunk, both.offer)
+        late_acks, both.wire.to_leader = both.wire.to_leader, []  # slow to come back: the leader times out
+        for _ in range(RESEND_TICKS):
+            both.sender.tick()
+        await trio.testing.wait_all_tasks_blocked()
+        assert [c.offset for c in both.wire.to_follower] == [c.offset for c in first_window]
+        both.wire.to_leader = late_acks
+        await both.exchange()
+        await installed(both, snapshot)
+        assert opened == [40], "the resent first chunk did not restart the transfer"
