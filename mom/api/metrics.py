@@ -20,6 +20,18 @@ class Metrics:
         )
         self.delivered = Counter("mom_delivered_messages", "Deliveries handed to consumers", registry=self.registry)
         self.acked = Counter("mom_acked_messages", "Deliveries acknowledged", registry=self.registry)
+        self.dead_letters_held = Counter(
+            "mom_dead_letters_held",
+            "Dead letters kept in their source's outbox because their dead-letter queue was full or missing "
+            "(counted at each refused attempt)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.dead_letters_waiting = Gauge(
+            "mom_dead_letters_waiting",
+            "Dead letters in the outboxes of the groups this node leads",
+            registry=self.registry,
+        )
         storage = Gauge("mom_storage", "Log and snapshot positions and sizes", ["what"], registry=self.registry)
         for what in ("log_bytes", "applied_index", "snapshot_index"):
             storage.labels(what).set_function(_reader(storage_stats, what))

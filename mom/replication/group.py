@@ -12,8 +12,8 @@ The group knows nothing of the router: it is given a `send` callable for its out
 manager (which owns both) registers it with the router once it has recovered.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
-else lands at that index, or a loss of leadership before it commits, answers it with `Unavailable` (the write
-may or may not take effect later; a retry with a dedup id is safe).
+else lands at that index, or a loss of leadership before it commits, answers it with `OutcomeUnknown` (the
+write may or may not take effect later; a retry with a dedup id is safe).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import trio
 from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
 from mom.config import ReplicationSection, StorageSection
-from mom.errors import MomError, Overloaded, Unavailable
+from mom.errors import MomError, OutcomeUnknown, Overloaded
 from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage
 from mom.replication.messages import LogEntry, Message, SnapshotChunkAck
@@ -130,6 +130,8 @@ class RaftGroup:
         self.snapshots_installed = 0
         """Snapshots received from a leader and installed (a replica that fell behind the compacted log)."""
         self._held_bytes = 0
+        self._led_term = 0
+        """The term this node last took the lead in (and said so in the log)."""
 
     def _restore(self, data: bytes | None) -> Broker:
         """A fresh state machine, or one restored from a snapshot, configured the same on every replica."""
@@ -185,7 +187,7 @@ class RaftGroup:
                 await self._drive(self.core)
         finally:
             self.core = None
-            self._fail_pending(Unavailable(_STOPPED))
+            self._fail_pending(OutcomeUnknown(_STOPPED))
             with trio.CancelScope(shield=True):
                 await self._receiver.close()
             self._storage.close()
@@ -304,6 +306,9 @@ class RaftGroup:
             self._changed = trio.Event()
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
+            if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
+                self._led_term = core.term
+                log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
@@ -347,7 +352,7 @@ class RaftGroup:
         self._bytes_since_snapshot = 0
         self.snapshots_installed += 1
         for index in [i for i in self._pending if i <= snapshot.index]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
 
     def _apply(self, index: int, entry: LogEntry) -> None:
@@ -357,7 +362,7 @@ class RaftGroup:
         self._applied_index = index
         pending = self._pending.pop(index, None)
         if pending is not None and pending.term != entry.term:
-            pending.fail(Unavailable(_LOST))
+            pending.fail(OutcomeUnknown(_LOST))
             pending = None
         if not entry.payload:  # the no-op a new leader commits its term with
             return
@@ -386,7 +391,7 @@ class RaftGroup:
             return
         leading = core.role == "leader"
         for index in [i for i, p in self._pending.items() if not leading or p.term != core.term]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
 
     def _fail_pending(self, error: MomError) -> None:
         for pending in self._pending.values():

@@ -15,12 +15,15 @@ which imports only the chosen one, so an unused transport's library is never loa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import trio
 
 from mom.config import Address, ReplicationSection
+
+if TYPE_CHECKING:
+    from mom.security import NodeSecurity
 
 TransportName = Literal["memory", "grpc", "zmq"]
 
@@ -51,8 +54,6 @@ class TransportSettings:
     cluster_id: str = "mom"
     send_queue_frames: int = SEND_QUEUE_FRAMES
     send_queue_bytes: int = SEND_QUEUE_BYTES
-    security: object | None = field(default=None)
-    """Transport-specific security material (TLS / CURVE), None for clear text."""
 
 
 class Transport(Protocol):
@@ -72,3 +73,10 @@ class Transport(Protocol):
         ...
 
     def status(self, peer: str) -> PeerStatus: ...
+
+
+class TransportFactory(Protocol):
+    """How each wire module (grpc.py, zmq.py) builds its transport: with the credentials it derives itself
+    from the node's security material (mutual TLS, CURVE keys), or in clear text when there is none."""
+
+    def __call__(self, settings: TransportSettings, security: NodeSecurity | None) -> Transport: ...

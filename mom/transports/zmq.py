@@ -7,11 +7,11 @@ password = its JSON `Hello` (cluster, node id, transport, protocol version); the
 names this cluster and one of its peers, and logs each refusal once. A refused sender sees the handshake fail,
 so its `status().connected` stays False and its frames stay queued and are dropped, never delivered.
 
-Security (`settings.security` = `CurveKeys`): every ROUTER is a CURVE server with the node's secret key, every
-DEALER a CURVE client with the node's key pair and the peer's public key, so the link is encrypted and each
-end proves its key. The ZAP handler then admits only the public keys of the peers and maps the key to the node
-id: the identity is the key, not a claim (membership of the cluster is having a key in its certificates
-folder). Unknown keys are refused and logged once.
+Security (`CurveKeys`, which `build` reads from the node's key files): every ROUTER is a CURVE server with the
+node's secret key, every DEALER a CURVE client with the node's key pair and the peer's public key, so the link
+is encrypted and each end proves its key. The ZAP handler then admits only the public keys of the peers and maps
+the key to the node id: the identity is the key, not a claim (membership of the cluster is having a key in its
+certificates folder). Unknown keys are refused and logged once.
 
 Wire: after the handshake, one ZeroMQ frame per batch, nothing added. The ROUTER hands each batch over with
 the sender's routing identity (its node id) and the `User-Id` its ZAP handler gave the connection; a batch is
@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import trio
@@ -51,6 +51,9 @@ from mom.errors import InvalidInput, Unavailable
 from mom.transports._sendqueue import SendQueue
 from mom.transports._zmq_trio import TrioSocket
 from mom.transports.base import PeerStatus, TransportSettings
+
+if TYPE_CHECKING:
+    from mom.security import NodeSecurity
 
 log = logging.getLogger("mom.transports.zmq")
 
@@ -98,12 +101,28 @@ class Hello(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class CurveKeys:
-    """What `TransportSettings.security` holds for ZeroMQ with CURVE (Z85 keys); None there means clear text."""
+    """What `ZmqTransport` takes for CURVE (Z85 keys); None there means clear text."""
 
     secret: bytes
     public: bytes
     peers: Mapping[str, bytes]
     """The public key of every peer by node id: the only keys this node's ROUTER admits."""
+
+    @classmethod
+    def of_node(cls, security: NodeSecurity, peers: Iterable[str]) -> CurveKeys:
+        """The node's key pair and its peers' public keys, from its key files; InvalidInput if one is bad."""
+        secret, public_keys = security.curve_keys(peers)
+        try:
+            public = zmq.curve_public(secret)
+        except (ValueError, zmq.ZMQError):
+            raise InvalidInput(f"{security.curve_secret_file} does not hold a valid Z85 CURVE key") from None
+        return cls(secret=secret, public=public, peers=public_keys)
+
+
+def build(settings: TransportSettings, security: NodeSecurity | None) -> ZmqTransport:
+    """The ZeroMQ transport, with CURVE from the node's key files when it has security material."""
+    curve = None if security is None else CurveKeys.of_node(security, settings.peers)
+    return ZmqTransport(settings, curve)
 
 
 class _Sockets:
@@ -138,12 +157,12 @@ class _Sockets:
 class ZmqTransport:
     """`base.Transport` over ZeroMQ; one `zmq.Context` per run, destroyed when the run ends."""
 
-    def __init__(self, settings: TransportSettings) -> None:
+    def __init__(self, settings: TransportSettings, curve: CurveKeys | None = None) -> None:
         self._settings = settings
         self._hello = msgspec.json.encode(Hello(settings.cluster_id, settings.node_id, "zmq", PROTOCOL_VERSION))
         if len(self._hello) > 255:
             raise InvalidInput("zmq transport: cluster id and node id must be short (255 bytes together)")
-        self._curve = settings.security if isinstance(settings.security, CurveKeys) else None
+        self._curve = curve
         self._key_owners = {} if self._curve is None else {key: peer for peer, key in self._curve.peers.items()}
         self._peer_ids = {peer.encode(): peer for peer in settings.peers}
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
@@ -159,8 +178,6 @@ class ZmqTransport:
         self._warned: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._settings.security is not None and self._curve is None:
-            raise InvalidInput("the zmq transport takes CURVE keys (CurveKeys) or None as its security settings")
         sockets = _Sockets()
         try:
             zap = sockets.open(zmq.REP)

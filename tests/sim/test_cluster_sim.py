@@ -233,8 +233,11 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             for number in range(publish):
                 body = NewMessage(f"m{number}", b'"' + b"x" * 300 + b'"')
                 await group.submit(Publish(QueueRef("orders"), [body]))
-            # everything in the log applied, the new leader's no-op included (not just whatever was committed)
-            await wait_for(lambda: group.core is not None and group.applied_index == group.core.last_index > 0)
+            # Everything in the log is committed (the new term's no-op included) and applied: a restart's commit
+            # index starts at the snapshot, so "applied == committed" alone would hold before the replay.
+            await wait_for(
+                lambda: group.core is not None and group.applied_index == group.commit_index == group.core.last_index
+            )
             nursery.cancel_scope.cancel()
         return group.applied_index, group.broker.snapshot()
 
