@@ -113,7 +113,9 @@ def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
     addresses = {node.id: parse_address(node.replication) for node in nodes}
     listen = addresses.pop(settings.node_id)
     return open_transport(
-        settings.cluster.transport, TransportSettings(settings.node_id, listen, addresses), security=security
+        settings.cluster.transport,
+        TransportSettings(settings.node_id, listen, addresses, send_queue_bytes=settings.replication.send_queue_bytes),
+        security=security,
     )
 
 
@@ -134,9 +136,14 @@ async def serve_node(
         ):
             transport = _transport(settings, security)
             await nursery.start(transport.run)
-            router = Router(settings.node_id, transport)
-            await nursery.start(router.run)
             metrics = Metrics(max_destinations=settings.metrics.max_destinations)
+            router = Router(
+                settings.node_id,
+                transport,
+                max_frame_bytes=settings.replication.max_frame_bytes,
+                on_tick_lag=metrics.observe_loop_lag,
+            )
+            await nursery.start(router.run)
             manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics)
             await nursery.start(manager.run)
             service = BrokerService(

@@ -22,6 +22,7 @@ FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 UNMATCHED_ROUTE = "unmatched"
 """The route label of requests that matched no endpoint (404s of made-up paths share it)."""
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -87,6 +88,24 @@ class Metrics:
             ["group_kind"],
             registry=registry,
         )
+
+        self.loop_lag = Histogram(
+            "mom_event_loop_lag_seconds",
+            "How late the replication tick woke: time the event loop could not run (blocking work, a stall)",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.ticks_skipped = Counter(
+            "mom_raft_ticks_skipped",
+            "Raft ticks skipped after a stall instead of fired back to back",
+            registry=registry,
+        )
+
+    def observe_loop_lag(self, lag_s: float, skipped_ticks: int) -> None:
+        """The router's tick woke `lag_s` late and skipped `skipped_ticks` ticks."""
+        self.loop_lag.observe(max(0.0, lag_s))
+        if skipped_ticks:
+            self.ticks_skipped.inc(skipped_ticks)
 
     def watch(self, collector: Collector) -> None:
         """Add a collector read at every scrape (the node's state: see mom.api.node_metrics)."""
