@@ -38,6 +38,7 @@ from mom.api.context import ApiContext
 from mom.api.forward import Forwarder
 from mom.api.guard import Guard
 from mom.api.metrics import Metrics
+from mom.api.node_metrics import NodeCollector, NodeParts
 from mom.broker.commands import RegisterUser
 from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
@@ -147,7 +148,9 @@ def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
     addresses = {node.id: parse_address(node.replication) for node in nodes}
     listen = addresses.pop(settings.node_id)
     return open_transport(
-        settings.cluster.transport, TransportSettings(settings.node_id, listen, addresses), security=security
+        settings.cluster.transport,
+        TransportSettings(settings.node_id, listen, addresses, send_queue_bytes=settings.replication.send_queue_bytes),
+        security=security,
     )
 
 
@@ -168,11 +171,16 @@ async def serve_node(
         ):
             transport = _transport(settings, security)
             await nursery.start(transport.run)
-            router = Router(settings.node_id, transport)
+            metrics = Metrics(max_destinations=settings.metrics.max_destinations)
+            router = Router(
+                settings.node_id,
+                transport,
+                max_frame_bytes=settings.replication.max_frame_bytes,
+                on_tick_lag=metrics.observe_loop_lag,
+            )
             await nursery.start(router.run)
-            manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random())
+            manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics)
             await nursery.start(manager.run)
-            metrics = Metrics(lambda: _storage_stats(manager))
             service = BrokerService(
                 manager,
                 limits=settings.limits,
@@ -205,19 +213,26 @@ async def serve_node(
                 transport_status=transport.status,
                 guard=guard,
             )
+            metrics.watch(
+                NodeCollector(
+                    NodeParts(
+                        node_id=settings.node_id,
+                        transport=settings.cluster.transport if settings.cluster.nodes else "none",
+                        service=service,
+                        manager=manager,
+                        router=router,
+                        peer_status=transport.status,
+                        peers=list(others),
+                        data_dir=data_dir,
+                        rest_port=settings.rest.port,
+                        max_destinations=settings.metrics.max_destinations,
+                    )
+                )
+            )
             nursery.start_soon(bootstrap.run)
             bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings, security)))
             announce(f"mom node {settings.node_id} ready: REST on {', '.join(bound)}, data in {data_dir}")
             task_status.started(bound)
-
-
-def _storage_stats(manager: GroupManager) -> dict[str, float]:
-    totals = {"log_bytes": 0.0, "applied_index": 0.0, "snapshot_index": 0.0}
-    for group in manager.groups():
-        for key, value in group.storage_stats().items():
-            if key in totals:
-                totals[key] += value
-    return totals
 
 
 async def _main(settings: Settings) -> None:

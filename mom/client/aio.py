@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ from tenacity import AsyncRetrying
 
 from mom.client import _protocol as p
 from mom.client.batching import AsyncBatcher, BatchSettings
+from mom.client.stream import StreamClient
+from mom.client.subscription import Subscription
 
 T = TypeVar("T")
 
@@ -47,6 +50,7 @@ class AsyncClient:
     ) -> None:
         self.url = url
         self._retries = retries
+        self._ca_file = ca_file
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
@@ -266,6 +270,42 @@ class AsyncClient:
                     if delivery is not None:
                         yield delivery
                 return
+
+    @asynccontextmanager
+    async def consume(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        prefetch: int = 100,
+        visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
+    ) -> AsyncIterator[Subscription]:
+        """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
+
+        `async with client.consume(queue="orders") as sub: async for message in sub: sub.ack_nowait(...)`;
+        see `mom.client.subscription`. The socket uses the client's current token and lasts as long as it.
+        """
+        headers = await self._drive(self._protocol.authorization())
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        stream = StreamClient(
+            self.url, token=bearer, timeout=self._protocol.timeout, retries=self._retries, http=self._http
+        )
+        async with (
+            stream,
+            stream.subscribe(
+                queue=queue,
+                topic=topic,
+                subscription=subscription,
+                prefetch=prefetch,
+                visibility_timeout_s=visibility_timeout_s,
+                ack_batch=ack_batch,
+                ack_linger_ms=ack_linger_ms,
+            ) as sub,
+        ):
+            yield sub
 
     # -- operations
 

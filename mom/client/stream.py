@@ -2,9 +2,9 @@
 
     async with StreamClient("http://127.0.0.1:8080", username="alice", password="...") as s:
         ids = await s.publish([{"body": {"n": 1}}], queue="orders")       # many may be awaited at once
-        async with s.subscribe(queue="orders", credit=100) as sub:
+        async with s.subscribe(queue="orders", prefetch=100) as sub:       # at most 100 unacked at once
             async for message in sub:
-                await sub.ack([message["receipt"]])
+                sub.ack_nowait(message["receipt"])                           # acks leave in batches
 
 Frames are JSON text, one object each; `op` names the kind and `id` correlates an answer with its request:
 
@@ -19,16 +19,16 @@ Frames are JSON text, one object each; `op` names the kind and `id` correlates a
     client: {"op":"unsubscribe","sub":S}   server: {"op":"unsubscribed","sub":S}
     server: {"op":"error","id":ID?,"sub":S?,"type","title","status","detail"}   (the REST problem's fields)
 
-A subscription tops its credit up as the caller consumes: the server never holds more than `credit` messages
-leased for it that the caller has not taken yet. The connection lasts as long as the token it was opened with
-(the server closes it with 1008 when the token expires); open a new StreamClient then.
+Credit is the server's only flow control; `mom.client.subscription` builds a prefetch window (unacked messages,
+as AMQP's basic.qos) or a receive window (untaken messages) on it, and batches acks. The connection lasts as long
+as the token it was opened with (the server closes it with 1008 when the token expires); open a new
+StreamClient then.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -36,13 +36,13 @@ from typing import Any
 import anyio
 import httpx
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
 
 from mom import errors
 from mom.client import _protocol as p
-from mom.errors import MomError, OutcomeUnknown, Overloaded, Unavailable
+from mom.client.subscription import Subscription
+from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unavailable
 
 STREAM_PATH = "/v1/stream"
 _encoder = msgspec.json.Encoder()
@@ -103,7 +103,9 @@ class StreamClient:
         dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """`http`: an open client to share (an `AsyncClient`'s, with its TLS settings); it is left open."""
         self.url = url.rstrip("/")
         self._retries = retries
         self._dedup_ids = dedup_ids
@@ -115,7 +117,8 @@ class StreamClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(
             base_url=self.url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file)
         )
         self._stack = AsyncExitStack()
@@ -128,7 +131,8 @@ class StreamClient:
     async def __aenter__(self) -> StreamClient:
         await self._stack.__aenter__()
         try:
-            await self._stack.enter_async_context(self._http)
+            if self._own_http:
+                await self._stack.enter_async_context(self._http)
             headers = await self._authorization()
             try:
                 self._ws = await self._stack.enter_async_context(
@@ -148,6 +152,11 @@ class StreamClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    @property
+    def timeout(self) -> float:
+        """The base timeout of the client's operations, in seconds."""
+        return self._protocol.timeout
 
     async def aclose(self) -> None:
         self._fail(Unavailable("the stream client is closed"))
@@ -295,89 +304,34 @@ class StreamClient:
         queue: str | None = None,
         topic: str | None = None,
         subscription: str | None = None,
-        credit: int = 100,
+        prefetch: int | None = None,
+        credit: int | None = None,
         visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
     ) -> Subscription:
-        """Deliveries of a queue or topic subscription, pushed while the caller consumes (credit `credit`).
+        """Deliveries of a queue or topic subscription, pushed with flow control (`mom.client.subscription`).
 
-        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block
-        unsubscribes. Each message has its `receipt`: ack it with `sub.ack(...)`.
+        `prefetch=N`: at most N messages delivered and not yet acked or nacked through the subscription (as
+        AMQP's basic.qos). `credit=N` (the default, 100): at most N delivered and not yet taken from the iterator.
+        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block sends
+        the acks still queued by `sub.ack_nowait(...)`, then unsubscribes.
         """
+        if prefetch is not None and credit is not None:
+            raise InvalidInput("give prefetch (unacked messages) or credit (untaken messages), not both")
         target = _target(queue=queue, topic=topic, subscription=subscription, consuming=True)
-        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": credit}
+        window = prefetch if prefetch is not None else (credit if credit is not None else 100)
+        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": window}
         if visibility_timeout_s is not None:
             frame["visibility_timeout_s"] = visibility_timeout_s
-        return Subscription(self, f"s{next(self._ids)}", frame)
-
-
-class Subscription:
-    """Deliveries of one stream subscription, in arrival order, topping the server's credit up as they are taken."""
-
-    def __init__(self, client: StreamClient, name: str, frame: dict[str, Any]) -> None:
-        self.name = name
-        self._client = client
-        self._frame = {**frame, "sub": name}
-        self._window = int(frame["credit"])
-        self._taken = 0
-        self._started: _Waiter | None = None
-        self._inbox: MemoryObjectSendStream[dict[str, Any] | MomError]
-        self._outbox: MemoryObjectReceiveStream[dict[str, Any] | MomError]
-        self._inbox, self._outbox = anyio.create_memory_object_stream[dict[str, Any] | MomError](math.inf)
-
-    async def start(self) -> Subscription:
-        """Subscribe (once); raises the server's error (NotFound, Forbidden, ...) if it refuses."""
-        if self._started is None:
-            self._started = _Waiter()
-            self._client._subs[self.name] = self
-            await self._client._send(self._frame)
-        await self._started.result()
-        return self
-
-    async def __aenter__(self) -> Subscription:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Unsubscribe; messages delivered and not acked come back after their visibility timeout."""
-        if self._client._subs.pop(self.name, None) is not None and self._client._closed is None:
-            await self._client._send({"op": "unsubscribe", "sub": self.name})
-
-    def on_frame(self, op: Any, frame: dict[str, Any], error: MomError | None) -> None:
-        if op == "deliver":
-            for message in frame.get("messages", []):
-                self._inbox.send_nowait(p.decode_message(message))
-        elif op == "subscribed" and self._started is not None:
-            self._started.settle(frame)
-        elif error is not None:
-            self._client._subs.pop(self.name, None)
-            if self._started is not None:
-                self._started.settle(None, error)
-            self._inbox.send_nowait(error)
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        await self.start()
-        item = await self._outbox.receive()
-        if isinstance(item, MomError):
-            self._inbox.send_nowait(item)  # every later call raises it too
-            raise item
-        self._taken += 1
-        if self._taken * 2 >= self._window and self.name in self._client._subs:
-            await self._client._send({"op": "credit", "sub": self.name, "add": self._taken})
-            self._taken = 0
-        return item
-
-    async def ack(self, receipts: Sequence[str]) -> dict[str, Any]:
-        return await self._client.ack(receipts, sub=self.name)
-
-    async def nack(self, receipts: Sequence[str], *, delay_s: float = 0.0) -> dict[str, Any]:
-        return await self._client.nack(receipts, sub=self.name, delay_s=delay_s)
+        return Subscription(
+            self,
+            f"s{next(self._ids)}",
+            frame,
+            prefetch=prefetch is not None,
+            ack_batch=ack_batch,
+            ack_linger_ms=ack_linger_ms,
+        )
 
 
 def _target(

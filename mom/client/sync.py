@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -11,6 +12,8 @@ from tenacity import Retrying
 
 from mom.client import _protocol as p
 from mom.client.batching import Batcher, BatchSettings
+from mom.client.consume import BlockingSubscription
+from mom.client.stream import StreamClient
 
 T = TypeVar("T")
 
@@ -44,6 +47,7 @@ class Client:
     ) -> None:
         self.url = url
         self._retries = retries
+        self._ca_file = ca_file
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
@@ -257,6 +261,43 @@ class Client:
                     if delivery is not None:
                         yield delivery
                 return
+
+    def consume(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        prefetch: int = 100,
+        visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
+    ) -> BlockingSubscription:
+        """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
+
+        Use it in `with`; ack with `sub.ack_nowait(receipt)` (batched) or `sub.ack([...])`. The socket uses
+        the client's current token and lasts as long as it (see `mom.client.consume`).
+        """
+        headers = self._drive(self._protocol.authorization())
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        connect = partial(
+            StreamClient,
+            self.url,
+            token=bearer,
+            timeout=self._protocol.timeout,
+            retries=self._retries,
+            ca_file=self._ca_file,
+        )
+        return BlockingSubscription(
+            connect,
+            queue=queue,
+            topic=topic,
+            subscription=subscription,
+            prefetch=prefetch,
+            visibility_timeout_s=visibility_timeout_s,
+            ack_batch=ack_batch,
+            ack_linger_ms=ack_linger_ms,
+        )
 
     # -- operations
 

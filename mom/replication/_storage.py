@@ -12,7 +12,8 @@ What is durable when follows the `fsync` policy: `always` makes `sync` flush the
 blocks, so the driver calls it from a worker thread, once per Ready); `never` leaves both to the OS and no
 call here blocks on a flush, except the rare truncations and resets that `SegmentedLog` always makes durable.
 
-A snapshot installed from the leader is saved before the log is reset to start after it. A crash in between
+A snapshot from the leader arrives in chunks as the leader's snapshot file (`receive_snapshot`), is verified,
+and is put in place like a snapshot of our own before the log is reset to start after it. A crash in between
 leaves the new snapshot followed by the old log: its entries after the snapshot are then from another
 history, but harmless, because none of them can match an entry of the leader (Log Matching: the old log had
 a different term at the snapshot's index, so every later entry differs from the leader's too) and the leader
@@ -30,6 +31,7 @@ from mom.config import StorageSection
 from mom.errors import StorageError
 from mom.log import SegmentedLog, SnapshotStore
 from mom.log.segment import fsync_directory
+from mom.log.snapshot import IncomingSnapshot, SnapshotReader
 from mom.replication._raftlog import HardState, PersistedState, Snapshot
 from mom.replication.messages import LogEntry
 
@@ -64,6 +66,7 @@ class RaftStorage:
     def load(self) -> PersistedState:
         """Open the log and read back what survived: the newest readable snapshot, the hard state, and the
         entries after the snapshot."""
+        self._snapshots.remove_partial()
         loaded = self._snapshots.load_latest()
         snapshot = Snapshot()
         if loaded is not None:
@@ -145,6 +148,25 @@ class RaftStorage:
         """Store a snapshot durably (always fsynced: it replaces log segments). Blocks: a worker thread may
         call it while nothing else here is called."""
         self._snapshots.save(snapshot.index, _entry_encoder.encode(snapshot))
+
+    def open_snapshot(self, index: int) -> SnapshotReader:
+        """Our snapshot file at `index`, open to stream to a follower in chunks."""
+        return self._snapshots.open(index)
+
+    def receive_snapshot(self, index: int) -> IncomingSnapshot:
+        """An empty file for the leader's snapshot `index`, filled chunk by chunk; `commit()` it once verified,
+        then `load_snapshot`."""
+        return self._snapshots.receive(index)
+
+    def load_snapshot(self, index: int) -> Snapshot:
+        """The snapshot stored at `index` (one we took, or one received and committed), decoded."""
+        try:
+            snapshot = _snapshot_decoder.decode(self._snapshots.load(index))
+        except msgspec.DecodeError as exc:
+            raise StorageError(f"snapshot file {index} in {self.directory} does not decode: {exc}") from exc
+        if snapshot.index != index:
+            raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
+        return snapshot
 
     def compacted(self, snapshot: Snapshot) -> None:
         """The state machine's own snapshot was saved: free the segments that even the previous one covers.

@@ -106,13 +106,19 @@ async def wait_for_agreement(cluster: Cluster) -> None:
 
 def test_random_faults(tmp_path: Path) -> None:
     started = time.monotonic()
+    chunks = installs = 0
     for seed in range(SEEDS):
 
         async def one(seed: int, data_dir: Path = tmp_path / f"seed{seed}") -> None:
-            await faulty_run(seed, data_dir)
+            nonlocal chunks, installs
+            cluster = await faulty_run(seed, data_dir)
+            chunks += cluster.snapshot_chunks_sent
+            installs += cluster.snapshots_installed
 
         run_sim(one, seed)
-    print(f"{SEEDS} seeds in {time.monotonic() - started:.1f}s")
+    print(f"{SEEDS} seeds in {time.monotonic() - started:.1f}s: {installs} snapshots installed, {chunks} chunks sent")
+    assert installs >= max(1, SEEDS // 10), "the faults must make replicas fall behind the compacted log"
+    assert chunks >= 3 * installs, "snapshots travel in several chunks each"
 
 
 def test_replay(tmp_path: Path) -> None:
@@ -210,7 +216,7 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             ["n1"],
             tmp_path,
             settings,
-            router,
+            router.send,
             dedup_window_ms=60_000,
             clock_ms=clock_ms,
             rng=random.Random(1),
@@ -220,6 +226,7 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             await nursery.start(transport.run)
             await nursery.start(router.run)
             await nursery.start(group.run)
+            router.add_group(group)
             await wait_for(lambda: group.is_leader)
             if publish:
                 await group.submit(DeclareQueue("orders", QueueAttrs(), "me"))
