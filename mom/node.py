@@ -194,7 +194,6 @@ async def serve_node(
             others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
             forwarder = Forwarder(http)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, urls, http, settings.node_id))
-            metrics = Metrics(lambda: _storage_stats(manager))
             accounts = LiveAccounts(lambda: service.catalog.accounts)
             guard = Guard.build(settings, accounts, metrics)
             manager.add_listener(guard.changes.on_applied)

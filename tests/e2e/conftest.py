@@ -2,7 +2,7 @@
 
 Chromium comes from the system (Debian's `chromium`, which `./dev.sh test` installs when it can), never from a
 browser download. Where it is missing the tests skip and say so. Each test gets a fresh browser context (own
-cookies and storage); the browser itself is shared by the session.
+cookies and storage); the browser itself is shared by the tests of this package.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def chromium_path() -> str | None:
     return next((c for c in candidates if c and Path(c).exists()), None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One browser for the browser tests, closed when they are done: playwright's sync API keeps an asyncio loop
+    running in this thread while it is open, and later tests that call asyncio.run() must not meet it."""
     executable = chromium_path()
     if executable is None:
         pytest.skip(
