@@ -58,7 +58,8 @@ class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True):
 
 class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):
     fsync: FsyncPolicy = "always"
-    """`always`: a write is answered only after fsync (batched: group commit). `never`: leave it to the OS."""
+    """`always`: a write is answered only after fsync (batched: one fsync per Raft Ready covers every entry
+    appended meanwhile). `never`: leave it to the OS."""
     segment_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     snapshot_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     """Take a snapshot (and free old segments) once this much log has been written since the last one."""
