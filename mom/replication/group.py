@@ -268,7 +268,11 @@ class RaftGroup:
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
 
     def _apply(self, index: int, entry: LogEntry) -> None:
-        """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying."""
+        """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying.
+
+        Any other exception is a bug that may have left the state machine half-changed: it propagates (crash-only),
+        stopping the node rather than serving from state no replica can vouch for; a restart rebuilds the state
+        from the snapshot and the log."""
         if index != self._applied_index + 1:
             raise AssertionError(f"group {self.group_id} applies {index} after {self._applied_index}")
         self._applied_index = index
@@ -286,10 +290,17 @@ class RaftGroup:
             result = self.broker.apply(decoded)
         except MomError as exc:
             error = exc
-        except Exception as exc:
-            # A bug in the state machine: every replica hits it identically, so keep applying.
-            log.exception("group %s: applying entry %d failed", self.group_id, index)
-            error = exc
+        except Exception:
+            log.critical(
+                "group %s: applying entry %d failed with an unexpected error; the state may be half-changed, "
+                "stopping the node",
+                self.group_id,
+                index,
+                exc_info=True,
+            )
+            if pending is not None:
+                pending.fail(Unavailable(_STOPPED))
+            raise
         for listener in self._listeners:
             listener(decoded.command)
         if pending is not None:
