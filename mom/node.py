@@ -32,6 +32,7 @@ from mom.broker.commands import RegisterUser
 from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
 from mom.errors import Conflict, InvalidInput, Unavailable
+from mom.log.disk import Disk
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
@@ -147,7 +148,7 @@ async def serve_node(
             await nursery.start(transport.run)
             router = Router(settings.node_id, transport)
             await nursery.start(router.run)
-            manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random())
+            manager = GroupManager(settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random())
             await nursery.start(manager.run)
             service = BrokerService(manager)
             await nursery.start(service.run)

@@ -21,7 +21,9 @@ overwrites them.
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import time
 from pathlib import Path
 
 import msgspec
@@ -39,11 +41,19 @@ _hard_state_decoder = msgspec.msgpack.Decoder(HardState)
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 
 
+def fault_delay_s(storage: StorageSection, group_id: str) -> float:
+    """The injected stall of group `group_id`'s disk writes (`[storage] fault_delay_ms`, for fault testing only)."""
+    if storage.fault_delay_ms and fnmatch.fnmatchcase(group_id, storage.fault_delay_groups):
+        return storage.fault_delay_ms / 1000
+    return 0.0
+
+
 class RaftStorage:
     """One group's durable Raft state. Methods run on the trio thread, except as their contracts allow."""
 
-    def __init__(self, directory: Path, storage: StorageSection) -> None:
+    def __init__(self, directory: Path, storage: StorageSection, *, fault_delay_s: float = 0.0) -> None:
         self.directory = directory
+        self._fault_delay_s = fault_delay_s
         self._fsync = storage.fsync == "always"
         self._segment_bytes = storage.segment_bytes
         self._snapshots = SnapshotStore(directory / "snapshots")
@@ -97,8 +107,14 @@ class RaftStorage:
         except msgspec.DecodeError as exc:
             raise StorageError(f"{self._hard_state_path} is corrupt: {exc}") from exc
 
+    def _stall(self) -> None:
+        """Fault testing only: act like a disk that takes `fault_delay_s` to do anything."""
+        if self._fault_delay_s:
+            time.sleep(self._fault_delay_s)
+
     def truncate_after(self, index: int) -> None:
         """Drop the entries after `index` (a new leader overwrites them); durable before it returns."""
+        self._stall()
         self.log.truncate_suffix(index)
 
     def append(self, first_index: int, entries: list[LogEntry]) -> None:
@@ -121,6 +137,7 @@ class RaftStorage:
         May run in a worker thread while the trio thread goes on stepping the Raft core, as long as nothing
         else here is called meanwhile (the driver awaits it); `SegmentedLog.sync` allows that.
         """
+        self._stall()
         if self._fsync:
             self.log.sync()
         if hard_state is not None and (hard_state.term, hard_state.voted_for) != self._vote:
@@ -144,6 +161,7 @@ class RaftStorage:
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot durably (always fsynced: it replaces log segments). Blocks: a worker thread may
         call it while nothing else here is called."""
+        self._stall()
         self._snapshots.save(snapshot.index, _entry_encoder.encode(snapshot))
 
     def compacted(self, snapshot: Snapshot) -> None:
@@ -157,6 +175,7 @@ class RaftStorage:
 
     def installed(self, snapshot: Snapshot) -> None:
         """A snapshot from the leader was saved: the log now starts after it (durable before it returns)."""
+        self._stall()
         self.log.reset(snapshot.index + 1)
         self.previous_snapshot_index = self.snapshot_index = snapshot.index
 

@@ -2,9 +2,14 @@
 
 `RaftGroup` is what the service submits commands to and reads the applied state and the cluster view from. Its
 driver follows the core's contract for every Ready, in this order: persist the snapshot,
-the log changes and the hard state (one fsync for all of them, off the event loop), install the snapshot into
+the log changes and the hard state (one fsync for all of them), install the snapshot into
 the broker, hand the messages to the router (only now, so every vote and acknowledgement is backed by the
 disk), apply the committed entries and wake their submitters, then `advance`.
+
+Nothing that blocks runs on the event loop: loading the storage, persisting a Ready, saving and restoring
+snapshots (the state machine's encoding and decoding included) go to the node's `Disk` worker threads, one call
+at a time per group. While the driver awaits one, the router goes on stepping and ticking the core (the core
+is pure memory), and the broker is left alone: only the driver changes it.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
 else lands at that index, or a loss of leadership before it commits, answers it with `Unavailable` (the write
@@ -18,7 +23,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -26,15 +31,15 @@ from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
 from mom.config import StorageSection
 from mom.errors import MomError, Unavailable
-from mom.replication._storage import RaftStorage
+from mom.log.disk import Disk
+from mom.replication._storage import RaftStorage, fault_delay_s
 from mom.replication.messages import LogEntry, Message
-from mom.replication.raft import NotLeader, RaftCore, Ready, Snapshot
+from mom.replication.raft import NotLeader, PersistedState, RaftCore, Ready, Snapshot
 
 if TYPE_CHECKING:
     from mom.replication.router import Router
 
 log = logging.getLogger("mom.replication")
-_Args = TypeVarTuple("_Args")
 
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
@@ -67,6 +72,7 @@ class RaftGroup:
         storage: StorageSection,
         router: Router,
         *,
+        disk: Disk,
         dedup_window_ms: int,
         clock_ms: Callable[[], int],
         rng: random.Random,
@@ -83,6 +89,7 @@ class RaftGroup:
         self._directory = directory
         self._settings = storage
         self._router = router
+        self._disk = disk
         self._dedup_window_ms = dedup_window_ms
         self._clock_ms = clock_ms
         self._rng = rng
@@ -93,7 +100,7 @@ class RaftGroup:
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
-        self._storage = RaftStorage(directory, storage)
+        self._storage = RaftStorage(directory, storage, fault_delay_s=fault_delay_s(storage, group_id))
         self._listeners: list[Listener] = []
         self._pending: dict[int, _Pending] = {}
         self._changed = trio.Event()
@@ -121,9 +128,7 @@ class RaftGroup:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover from the directory, join the router, then drive the core until cancelled."""
         try:
-            persisted = self._storage.load()
-            if persisted.snapshot.index:
-                self.broker = self._restore(persisted.snapshot.data)
+            persisted, self.broker = await self._disk.run(self._recover)
             self._applied_index = persisted.snapshot.index
             self.core = RaftCore(
                 self.node_id,
@@ -150,6 +155,12 @@ class RaftGroup:
             self.core = None
             self._fail_pending(Unavailable(_STOPPED))
             self._storage.close()
+
+    def _recover(self) -> tuple[PersistedState, Broker]:
+        """What the disk holds, and the state machine restored from its snapshot (in a worker thread)."""
+        persisted = self._storage.load()
+        broker = self._restore(persisted.snapshot.data) if persisted.snapshot.index else self.broker
+        return persisted, broker
 
     async def submit(self, command: Command) -> Result:
         """Replicate `command` and return the result of applying it (or raise its error); leader only."""
@@ -234,33 +245,35 @@ class RaftGroup:
                 await self._snapshot(core)
 
     async def _handle(self, core: RaftCore, ready: Ready) -> None:
-        storage = self._storage
-        if ready.snapshot is not None:
-            await self._blocking(storage.save_snapshot, ready.snapshot)
-            storage.installed(ready.snapshot)
-        if ready.truncate_after is not None:
-            storage.truncate_after(ready.truncate_after)
-        if ready.entries:
-            storage.append(ready.entries_index, ready.entries)
-        if ready.entries or ready.hard_state is not None:
-            await self._blocking(storage.sync, ready.hard_state)
-        if ready.snapshot is not None:
-            self._install(ready.snapshot)
+        durable = ready.snapshot, ready.truncate_after, ready.hard_state
+        if ready.entries or any(change is not None for change in durable):
+            installed = await self._disk.run(self._persist, ready)
+            if installed is not None:
+                self._install(*installed)
         self._router.send(ready.messages)
         for offset, entry in enumerate(ready.committed):
             self._apply(ready.committed_index + offset, entry)
         core.advance(ready)
 
-    async def _blocking(self, fn: Callable[[Unpack[_Args]], None], *args: *_Args) -> None:
-        """Run a call that may flush to disk: in a worker thread when flushing (`fsync = "always"`), inline
-        otherwise, so that a simulation with `never` stays on the trio thread and deterministic."""
-        if self._settings.fsync == "always":
-            await trio.to_thread.run_sync(fn, *args)
-        else:
-            fn(*args)
+    def _persist(self, ready: Ready) -> tuple[Snapshot, Broker] | None:
+        """Make what `ready` changes durable, in a worker thread; returns an installed snapshot with the state
+        machine restored from it, here too (decoding a large state is no work for the event loop)."""
+        storage = self._storage
+        installed = None
+        if ready.snapshot is not None:
+            storage.save_snapshot(ready.snapshot)
+            storage.installed(ready.snapshot)
+            installed = ready.snapshot, self._restore(ready.snapshot.data)
+        if ready.truncate_after is not None:
+            storage.truncate_after(ready.truncate_after)
+        if ready.entries:
+            storage.append(ready.entries_index, ready.entries)
+        if ready.entries or ready.hard_state is not None:
+            storage.sync(ready.hard_state)
+        return installed
 
-    def _install(self, snapshot: Snapshot) -> None:
-        self.broker = self._restore(snapshot.data)
+    def _install(self, snapshot: Snapshot, broker: Broker) -> None:
+        self.broker = broker
         self._applied_index = snapshot.index
         self._bytes_since_snapshot = 0
         for index in [i for i in self._pending if i <= snapshot.index]:
@@ -327,9 +340,15 @@ class RaftGroup:
         term = core.log.term_at(index)
         if index > core.log.stable or term is None or index <= core.snapshot.index:
             return  # applied beyond what is durable here (or nothing new): try again after the next Ready
-        snapshot = Snapshot(index, term, self.broker.snapshot())
         self._bytes_since_snapshot = 0
-        await self._blocking(self._storage.save_snapshot, snapshot)
+        snapshot = await self._disk.run(self._save_snapshot, index, term)
         core.compact(index, snapshot.data)
-        self._storage.compacted(snapshot)
         log.info("group %s: snapshot at %d (%d bytes)", self.group_id, index, len(snapshot.data))
+
+    def _save_snapshot(self, index: int, term: int) -> Snapshot:
+        """Encode the state machine, save it and free the log it covers (in a worker thread, while the driver
+        awaits: nothing changes the broker meanwhile)."""
+        snapshot = Snapshot(index, term, self.broker.snapshot())
+        self._storage.save_snapshot(snapshot)
+        self._storage.compacted(snapshot)
+        return snapshot

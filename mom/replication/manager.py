@@ -30,6 +30,7 @@ from mom.broker.commands import (
 )
 from mom.config import Settings
 from mom.errors import NotFound
+from mom.log.disk import Disk
 from mom.replication.group import RaftGroup
 from mom.replication.placement import METADATA_GROUP, group_id, replicas
 from mom.replication.router import Router
@@ -69,11 +70,13 @@ class GroupManager:
         settings: Settings,
         router: Router,
         *,
+        disk: Disk,
         clock_ms: Callable[[], int],
         rng: random.Random,
     ) -> None:
         self._settings = settings
         self._router = router
+        self._disk = disk
         self._clock_ms = clock_ms
         self._rng = rng
         self.node_id = settings.node_id
@@ -98,6 +101,7 @@ class GroupManager:
             self._directory / gid,
             self._settings.storage,
             self._router,
+            disk=self._disk,
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
@@ -187,4 +191,4 @@ class GroupManager:
             await running.group.run()
         if running.erase:
             directory = self._directory / gid
-            await trio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+            await self._disk.run(lambda: shutil.rmtree(directory, ignore_errors=True))

@@ -34,6 +34,7 @@ from mom.broker.commands import (
 )
 from mom.config import Address, StorageSection
 from mom.errors import Unavailable
+from mom.log.disk import Disk
 from mom.replication.group import RaftGroup
 from mom.replication.raft import NotLeader
 from mom.replication.router import Router
@@ -122,6 +123,7 @@ class Cluster:
         peers = {peer: Address("127.0.0.1", 0) for peer in self.ids if peer != node_id}
         transport = MemoryTransport(TransportSettings(node_id, Address("127.0.0.1", 0), peers), self.hub)
         router = Router(node_id, transport, tick_interval_s=TICK_S)
+        disk = Disk.inline()
         groups = {
             gid: RaftGroup(
                 gid,
@@ -130,6 +132,7 @@ class Cluster:
                 self.data_dir / node_id / gid,
                 STORAGE,
                 router,
+                disk=disk,
                 dedup_window_ms=3_600_000,
                 clock_ms=clock_ms,
                 rng=random.Random(rng.getrandbits(64)),

@@ -19,6 +19,7 @@ import trio.testing
 
 from mom.broker.commands import DeclareQueue, NewMessage, Publish, QueueAttrs, QueueRef
 from mom.config import Address, StorageSection
+from mom.log.disk import Disk
 from mom.replication.group import RaftGroup
 from mom.replication.router import Router
 from mom.transports.base import TransportSettings
@@ -211,6 +212,7 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             tmp_path,
             settings,
             router,
+            disk=Disk(),
             dedup_window_ms=60_000,
             clock_ms=clock_ms,
             rng=random.Random(1),

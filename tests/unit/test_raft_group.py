@@ -14,6 +14,7 @@ from mom.broker import Broker
 from mom.broker.commands import DeclareQueue, Entry, NewMessage, Publish, QueueAttrs, QueueRef, Result
 from mom.config import Address, StorageSection
 from mom.errors import InvalidInput
+from mom.log.disk import Disk
 from mom.replication.group import RaftGroup
 from mom.replication.router import Router
 from mom.transports.base import TransportSettings
@@ -38,6 +39,7 @@ def single_voter(directory: Path, router: Router) -> RaftGroup:
         directory,
         STORAGE,
         router,
+        disk=Disk(),
         dedup_window_ms=60_000,
         clock_ms=lambda: 1_700_000_000_000,
         rng=random.Random(1),
