@@ -17,6 +17,8 @@ from typing import TypeVar, TypeVarTuple, Unpack
 
 import trio
 
+from mom.log.fs import OS_FILES, FileSystem
+
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
@@ -28,15 +30,17 @@ to keep one stalled group from holding up the others; few enough to stay cheap w
 class Disk:
     """Runs a node's blocking storage calls; one instance per node, shared by all its groups."""
 
-    def __init__(self, *, threads: int | None = DEFAULT_THREADS) -> None:
+    def __init__(self, fs: FileSystem = OS_FILES, *, threads: int | None = DEFAULT_THREADS) -> None:
         if threads is not None and threads < 1:
             raise ValueError("a disk needs at least one worker thread (or None: inline)")
+        self.fs = fs
+        """The files the storage of this node's groups lives in."""
         self._limiter = trio.CapacityLimiter(threads) if threads is not None else None
 
     @classmethod
-    def inline(cls) -> Disk:
+    def inline(cls, fs: FileSystem = OS_FILES) -> Disk:
         """Every call on the calling (trio) thread: for the deterministic simulation only."""
-        return cls(threads=None)
+        return cls(fs, threads=None)
 
     async def run(self, fn: Callable[[Unpack[Args]], T], *args: *Args) -> T:
         """`fn(*args)` in a worker thread; the caller must not touch what `fn` uses until it returns.

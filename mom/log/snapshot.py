@@ -13,14 +13,13 @@ one still loads.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import struct
 import zlib
 from pathlib import Path
 
 from mom.errors import StorageError
-from mom.log.segment import fsync_directory
+from mom.log.fs import OS_FILES, FileSystem
 
 logger = logging.getLogger("mom.log")
 
@@ -38,8 +37,9 @@ def _checksum(index: int, data: bytes) -> int:
 class SnapshotStore:
     """The snapshots in one directory. Methods block on disk I/O: call them from a worker thread."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fs: FileSystem = OS_FILES) -> None:
         self.directory = directory
+        self._fs = fs
 
     def save(self, index: int, data: bytes) -> None:
         """Store `data` as the snapshot at `index`, atomically and durably; keep only the newest two."""
@@ -47,19 +47,23 @@ class SnapshotStore:
             raise ValueError("a snapshot index is never negative")
         final = self.directory / f"snapshot-{index:020d}.snap"
         tmp = final.with_name(final.name + ".tmp")
+        fs = self._fs
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for stale in self.directory.glob("*.tmp"):
-                stale.unlink()
-            with open(tmp, "wb") as file:
+            fs.makedirs(self.directory)
+            for stale in fs.listdir(self.directory):
+                if stale.endswith(".tmp"):
+                    fs.unlink(self.directory / stale)
+            file = fs.open(tmp, create=True)
+            try:
                 file.write(_HEADER.pack(_MAGIC, index, len(data), _checksum(index, data)))
                 file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, final)
-            fsync_directory(self.directory)
+                file.sync()
+            finally:
+                file.close()
+            fs.replace(tmp, final)
+            fs.sync_directory(self.directory)
             for old in self._indexes()[:-_KEEP]:
-                (self.directory / f"snapshot-{old:020d}.snap").unlink()
+                fs.unlink(self.directory / f"snapshot-{old:020d}.snap")
         except OSError as exc:
             raise StorageError(f"cannot save snapshot {index} in {self.directory}: {exc}") from exc
 
@@ -82,11 +86,10 @@ class SnapshotStore:
         return None
 
     def _indexes(self) -> list[int]:
-        return sorted(int(m.group(1)) for name in os.listdir(self.directory) if (m := _NAME.match(name)))
+        return sorted(int(m.group(1)) for name in self._fs.listdir(self.directory) if (m := _NAME.match(name)))
 
-    @staticmethod
-    def _read_verified(path: Path, index: int) -> bytes:
-        raw = path.read_bytes()
+    def _read_verified(self, path: Path, index: int) -> bytes:
+        raw = self._fs.read_bytes(path)
         if len(raw) < _HEADER.size:
             raise ValueError("shorter than its header")
         magic, stored_index, length, crc = _HEADER.unpack_from(raw)

@@ -22,7 +22,6 @@ overwrites them.
 from __future__ import annotations
 
 import fnmatch
-import os
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import msgspec
 from mom.config import StorageSection
 from mom.errors import StorageError
 from mom.log import SegmentedLog, SnapshotStore
-from mom.log.segment import fsync_directory
+from mom.log.fs import OS_FILES, FileSystem
 from mom.replication._raftlog import HardState, PersistedState, Snapshot
 from mom.replication.messages import LogEntry
 
@@ -51,12 +50,15 @@ def fault_delay_s(storage: StorageSection, group_id: str) -> float:
 class RaftStorage:
     """One group's durable Raft state. Methods run on the trio thread, except as their contracts allow."""
 
-    def __init__(self, directory: Path, storage: StorageSection, *, fault_delay_s: float = 0.0) -> None:
+    def __init__(
+        self, directory: Path, storage: StorageSection, *, fs: FileSystem = OS_FILES, fault_delay_s: float = 0.0
+    ) -> None:
         self.directory = directory
+        self._fs = fs
         self._fault_delay_s = fault_delay_s
         self._fsync = storage.fsync == "always"
         self._segment_bytes = storage.segment_bytes
-        self._snapshots = SnapshotStore(directory / "snapshots")
+        self._snapshots = SnapshotStore(directory / "snapshots", fs=fs)
         self._hard_state_path = directory / "hard_state"
         self._log: SegmentedLog | None = None
         self._vote: tuple[int, str | None] = (0, None)
@@ -82,7 +84,7 @@ class RaftStorage:
             if snapshot.index != index:
                 raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
         self.snapshot_index = self.previous_snapshot_index = snapshot.index
-        self._log = log = SegmentedLog.open(self.directory / "log", segment_bytes=self._segment_bytes)
+        self._log = log = SegmentedLog.open(self.directory / "log", segment_bytes=self._segment_bytes, fs=self._fs)
         if log.last_index < snapshot.index:
             log.reset(snapshot.index + 1)
         if log.first_index > snapshot.index + 1:
@@ -97,7 +99,7 @@ class RaftStorage:
 
     def _load_hard_state(self) -> HardState:
         try:
-            raw = self._hard_state_path.read_bytes()
+            raw = self._fs.read_bytes(self._hard_state_path)
         except FileNotFoundError:
             return HardState()
         except OSError as exc:
@@ -146,15 +148,18 @@ class RaftStorage:
 
     def _write_hard_state(self, hard_state: HardState) -> None:
         tmp = self._hard_state_path.with_name("hard_state.tmp")
+        fs = self._fs
         try:
-            with open(tmp, "wb") as file:
+            file = fs.open(tmp, create=True)
+            try:
                 file.write(_entry_encoder.encode(hard_state))
                 if self._fsync:
-                    file.flush()
-                    os.fsync(file.fileno())
-            os.replace(tmp, self._hard_state_path)
+                    file.sync()
+            finally:
+                file.close()
+            fs.replace(tmp, self._hard_state_path)
             if self._fsync:
-                fsync_directory(self.directory)
+                fs.sync_directory(self.directory)
         except OSError as exc:
             raise StorageError(f"cannot write {self._hard_state_path}: {exc}") from exc
 

@@ -100,7 +100,7 @@ class RaftGroup:
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
-        self._storage = RaftStorage(directory, storage, fault_delay_s=fault_delay_s(storage, group_id))
+        self._storage = RaftStorage(directory, storage, fs=disk.fs, fault_delay_s=fault_delay_s(storage, group_id))
         self._listeners: list[Listener] = []
         self._pending: dict[int, _Pending] = {}
         self._changed = trio.Event()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -191,4 +190,4 @@ class GroupManager:
             await running.group.run()
         if running.erase:
             directory = self._directory / gid
-            await self._disk.run(lambda: shutil.rmtree(directory, ignore_errors=True))
+            await self._disk.run(self._disk.fs.remove_tree, directory)

@@ -2,8 +2,9 @@
 
 Everything random comes from one seed: the hub's faults, each group's election timeouts, the fault schedule
 and the clients' pauses; trio's own scheduler is seeded too and time is `MockClock` virtual time, so a seed
-replays the same run. A node is a nursery holding its transport, router and groups; a crash cancels it (the
-files it wrote stay, as after a killed process) and a restart builds everything again from its directory.
+replays the same run. A node is a nursery holding its transport, router and groups, over the real storage
+classes on its own simulated disk (`tests.sim.memfs`); a crash cancels it and its disk loses whatever was not
+synced (a power loss, not just a killed process), and a restart builds everything again from what is left.
 
 `SafetyObserver` watches every group of every incarnation of every node: at most one leader per term, and a
 single applied history per group (whatever any node applied at an index, every node applied there).
@@ -40,11 +41,13 @@ from mom.replication.raft import NotLeader
 from mom.replication.router import Router
 from mom.transports.base import TransportSettings
 from mom.transports.memory import MemoryHub, MemoryTransport
+from tests.sim.memfs import MemoryFileSystem
 
 EPOCH_MS = 1_700_000_000_000
 TICK_S = 0.05
-STORAGE = StorageSection(fsync="never", segment_bytes=4096, snapshot_bytes=8192)
-"""Small segments and snapshots, so that compaction and InstallSnapshot happen in every run."""
+STORAGE = StorageSection(fsync="always", segment_bytes=4096, snapshot_bytes=8192)
+"""Small segments and snapshots, so that compaction and InstallSnapshot happen in every run; every sync is real
+(on the simulated disk, which forgets what was not synced when its node crashes)."""
 
 
 class SafetyViolation(AssertionError):
@@ -108,6 +111,9 @@ class Cluster:
         self.group_ids = ["meta", *(f"q{i}" for i in range(queues))]
         self.preferred = {gid: self.ids[i % nodes] for i, gid in enumerate(self.group_ids)}
         self.hub = MemoryHub(random.Random(self.rng.getrandbits(64)))
+        self.disks = {node_id: MemoryFileSystem() for node_id in self.ids}
+        """Each node's disk: it outlives the node, less what the node had not synced when it crashed."""
+        self._crash_rngs = {node_id: random.Random(self.rng.getrandbits(64)) for node_id in self.ids}
         self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.ids)
         self.observer = SafetyObserver()
         self.events: list[str] = []
@@ -123,7 +129,7 @@ class Cluster:
         peers = {peer: Address("127.0.0.1", 0) for peer in self.ids if peer != node_id}
         transport = MemoryTransport(TransportSettings(node_id, Address("127.0.0.1", 0), peers), self.hub)
         router = Router(node_id, transport, tick_interval_s=TICK_S)
-        disk = Disk.inline()
+        disk = Disk.inline(self.disks[node_id])
         groups = {
             gid: RaftGroup(
                 gid,
@@ -153,6 +159,8 @@ class Cluster:
                     task_status.started()
         finally:
             self.nodes[node_id] = None
+            outcome = self.disks[node_id].crash(self._crash_rngs[node_id])
+            self.events.append(f"{trio.current_time():.2f} {node_id} down: {outcome}")
 
     def crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
