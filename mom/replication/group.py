@@ -158,7 +158,7 @@ class RaftGroup:
 
     def _recover(self) -> tuple[PersistedState, Broker]:
         """What the disk holds, and the state machine restored from its snapshot (in a worker thread)."""
-        persisted = self._storage.load()
+        persisted = self._storage.load(alone=len(self.voters) == 1)
         broker = self._restore(persisted.snapshot.data) if persisted.snapshot.index else self.broker
         return persisted, broker
 
@@ -235,11 +235,13 @@ class RaftGroup:
     # The driver
 
     async def _drive(self, core: RaftCore) -> None:
+        standing = self._report_standing(core, None)
         while True:
             await self._changed.wait()
             self._changed = trio.Event()
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
+                standing = self._report_standing(core, standing)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
@@ -254,6 +256,26 @@ class RaftGroup:
         for offset, entry in enumerate(ready.committed):
             self._apply(ready.committed_index + offset, entry)
         core.advance(ready)
+
+    def _report_standing(self, core: RaftCore, before: str | None) -> str:
+        """Log when this replica starts joining, becomes a learner, or votes again."""
+        standing = "joining" if core.joining else "learner" if core.learner else "voter"
+        if standing == before or (before is None and standing == "voter"):
+            return standing
+        where = f"group {self.group_id} on {self.node_id}"
+        if standing == "joining":
+            log.info("%s starts with nothing on disk: asking the other replicas whether the group is new", where)
+        elif standing == "learner":
+            log.warning(
+                "%s is a learner: it lost entries it may have acknowledged (a damaged log or a replaced disk), so "
+                "it does not vote until it has caught up with the leader",
+                where,
+            )
+        elif before == "learner":
+            log.warning("%s caught up with the leader: it votes again", where)
+        else:
+            log.info("%s is a new group: it votes", where)
+        return standing
 
     def _persist(self, ready: Ready) -> tuple[Snapshot, Broker] | None:
         """Make what `ready` changes durable, in a worker thread; returns an installed snapshot with the state

@@ -36,6 +36,7 @@ from mom.broker.commands import (
 from mom.config import Address, StorageSection
 from mom.errors import Unavailable
 from mom.log.disk import Disk
+from mom.log.segment import HEADER
 from mom.replication.group import RaftGroup
 from mom.replication.raft import NotLeader
 from mom.replication.router import Router
@@ -116,6 +117,8 @@ class Cluster:
         self._crash_rngs = {node_id: random.Random(self.rng.getrandbits(64)) for node_id in self.ids}
         self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.ids)
         self.observer = SafetyObserver()
+        self.recovering: set[str] = set()
+        """Nodes that lost data and may not have caught up yet (no more data loss until they have)."""
         self.events: list[str] = []
         """The faults injected, with their virtual time, for the report of a failing seed."""
 
@@ -206,8 +209,9 @@ class Cluster:
                 self.crash(victim)
                 event = f"crash {victim}"
             elif kind == "restart" and down:
+                lost = self.lose_data(down[0], rng) if rng.random() < 0.5 and self.all_voting() else ""
                 await self.start(down[0])
-                event = f"restart {down[0]}"
+                event = f"restart {down[0]}{lost}"
             elif kind == "faults":
                 loss, duplicate = rng.choice([0.0, 0.05, 0.2]), rng.choice([0.0, 0.05, 0.2])
                 delay = (0.0, rng.choice([0.0, 0.02, 0.1]))
@@ -218,6 +222,34 @@ class Cluster:
             self.events.append(f"{trio.current_time():.2f} {event}")
         self.events.append(f"{trio.current_time():.2f} heal all")
         await self.heal_all()
+
+    def all_voting(self) -> bool:
+        """No replica anywhere is a learner or joining, or will be when it restarts: data may be lost again."""
+        for node_id in list(self.recovering):
+            node = self.nodes[node_id]
+            if node is not None and all(g.core is not None and g.core.voting for g in node.groups.values()):
+                self.recovering.discard(node_id)
+        return not self.recovering and all(
+            g.core is not None and g.core.voting for n in self.live() for g in n.groups.values()
+        )
+
+    def lose_data(self, node_id: str, rng: random.Random) -> str:
+        """Before a restart: wipe the node's disk (a replaced machine), or flip a bit in a record of one of its
+        logs that has valid records after it (damage, not a torn tail). Returns what was done."""
+        disk, root = self.disks[node_id], self.data_dir / node_id
+        self.recovering.add(node_id)
+        damageable = []
+        for gid in self.group_ids:
+            for name, size in disk.files(root / gid / "log").items():
+                path = root / gid / "log" / name
+                if size > HEADER.size and HEADER.size + HEADER.unpack_from(disk.read_bytes(path))[0] < size:
+                    damageable.append(path)
+        if damageable and rng.random() < 0.6:
+            path = rng.choice(sorted(damageable))
+            disk.flip_bit(path, HEADER.size, rng.randrange(8))
+            return f" after flipping a bit in the first record of {path.relative_to(self.data_dir)}"
+        disk.wipe(root)
+        return " with a wiped disk"
 
     async def heal_all(self) -> None:
         self.hub.heal()

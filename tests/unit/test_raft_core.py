@@ -34,8 +34,10 @@ def core(
 ) -> RaftCore:
     """A node whose disk holds entries of the given terms (payloads "1", "2", ...)."""
     entries = [LogEntry(t, str(i + 1).encode()) for i, t in enumerate(log or [])]
-    persisted = PersistedState(HardState(term, None, commit), Snapshot(), entries)
-    return RaftCore(node, voters, persisted=persisted, rng=random.Random(0), election_ticks=10, group="g")
+    persisted = PersistedState(HardState(term, None, commit, member=True), Snapshot(), entries)
+    return RaftCore(
+        node, voters, persisted=persisted, rng=random.Random(0), election_ticks=10, group="g", join_when_empty=False
+    )
 
 
 def flush(raft: RaftCore) -> Ready:
@@ -89,7 +91,7 @@ def test_vote_is_refused_to_a_candidate_with_a_stale_log() -> None:
     raft.step(RequestVote("g", 3, "c", "a", 2, 2, False, False))
     ready = flush(raft)
     assert ready.messages == [VoteResponse("g", 3, "a", "c", True, False)]
-    assert ready.hard_state == HardState(3, "c", 0), "the vote is persisted in the Ready that sends it"
+    assert ready.hard_state == HardState(3, "c", 0, member=True), "the vote is persisted in the Ready that sends it"
 
 
 def test_one_vote_per_term() -> None:
@@ -138,7 +140,7 @@ def test_conflicting_suffix_is_truncated_and_rewritten() -> None:
     ready = flush(raft)
     assert ready.truncate_after == 1
     assert (ready.entries_index, ready.entries) == (2, [LogEntry(3, b"d")])
-    assert ready.messages == [AppendResponse("g", 3, "a", "b", True, 2, 0)]
+    assert ready.messages == [AppendResponse("g", 3, "a", "b", True, 2, 0, raft.incarnation)]
     assert raft.last_index == 2 and raft.log.term_at(2) == 3
 
 
@@ -147,13 +149,13 @@ def test_follower_acknowledges_only_in_the_ready_that_persists_the_entries() -> 
     raft.step(AppendEntries("g", 1, "b", "a", 0, 0, [LogEntry(1, b"x")], 0))
     ready = flush(raft)
     assert ready.entries == [LogEntry(1, b"x")]
-    assert ready.messages == [AppendResponse("g", 1, "a", "b", True, 1, 0)]
+    assert ready.messages == [AppendResponse("g", 1, "a", "b", True, 1, 0, raft.incarnation)]
 
 
 def test_rejection_hint_skips_a_whole_conflicting_term() -> None:
     raft = core(term=3, log=[1, 1, 3, 3, 3])
     raft.step(AppendEntries("g", 4, "b", "a", 5, 2, [], 0))
-    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 5, 2)]
+    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 5, 2, raft.incarnation)]
 
 
 def test_leader_backs_off_to_the_hint_and_probes() -> None:
@@ -205,7 +207,7 @@ def test_a_leader_that_hears_from_a_majority_stays() -> None:
 def test_stale_leader_is_told_the_new_term() -> None:
     raft = core(term=4)
     raft.step(AppendEntries("g", 3, "b", "a", 0, 0, [LogEntry(3, b"x")], 0))
-    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 0, 0)]
+    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 0, 0, raft.incarnation)]
     assert raft.last_index == 0
 
 
@@ -222,7 +224,7 @@ def test_follower_installs_a_snapshot_it_needs() -> None:
     raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, b"state"))
     ready = flush(raft)
     assert ready.snapshot == Snapshot(50, 2, b"state")
-    assert ready.messages == [SnapshotResponse("g", 2, "a", "b", 50)]
+    assert ready.messages == [SnapshotResponse("g", 2, "a", "b", 50, raft.incarnation)]
     assert raft.last_index == raft.commit_index == raft.applied_index == 50
 
 
