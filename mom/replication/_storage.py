@@ -123,7 +123,8 @@ class RaftStorage:
             raise StorageError(
                 f"the Raft log in {self.directory} lost entries ({what}) and the group has no other replica to "
                 "recover them from: refusing to start on partial state. Restore the directory from a backup, or, "
-                "to go on without what was lost, cut the log where the damage starts (see the warning above)."
+                "to go on without what was lost, truncate the damaged segment before the invalid record and remove "
+                "the segments after it."
             )
         if not hard_state.learner:
             logger.warning(
