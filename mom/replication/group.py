@@ -369,7 +369,8 @@ class RaftGroup:
 
     def _save_snapshot(self, index: int, term: int) -> Snapshot:
         """Encode the state machine, save it and free the log it covers (in a worker thread, while the driver
-        awaits: nothing changes the broker meanwhile)."""
+        awaits: nothing applies to the broker meanwhile, and what the event loop reads from it only prunes
+        derived indexes, never what a snapshot encodes)."""
         snapshot = Snapshot(index, term, self.broker.snapshot())
         self._storage.save_snapshot(snapshot)
         self._storage.compacted(snapshot)
