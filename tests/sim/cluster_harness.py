@@ -79,25 +79,42 @@ class SafetyObserver:
     leader_of_term: dict[tuple[str, int], str] = field(default_factory=dict)
     history: dict[str, dict[int, Command]] = field(default_factory=dict)
     """Group -> index -> the command applied there (no-ops are not applied, so some indexes are absent)."""
+    committed_by: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Group -> index -> a term by which that entry was committed (the lowest term of a replica applying it)."""
 
     def applied(self, node_id: str, group: RaftGroup, command: Command) -> None:
         index = group.applied_index
         known = self.history.setdefault(group.group_id, {}).setdefault(index, command)
         if known != command:
             raise SafetyViolation(f"{node_id} applied {command} at {group.group_id}[{index}] where {known} was applied")
+        terms = self.committed_by.setdefault(group.group_id, {})
+        terms[index] = min(terms.get(index, group.term), group.term)
 
     def check(self, nodes: dict[str, SimNode | None]) -> None:
         for node in nodes.values():
             if node is None:
                 continue
             for group in node.groups.values():
-                if group.is_leader:
+                if group.is_leader and group.core is not None:
                     key = (group.group_id, group.term)
                     holder = self.leader_of_term.setdefault(key, node.node_id)
                     if holder != node.node_id:
                         raise SafetyViolation(
                             f"two leaders of {group.group_id} in term {group.term}: {holder} and {node.node_id}"
                         )
+                    self._check_completeness(node.node_id, group)
+
+    def _check_completeness(self, node_id: str, leader: RaftGroup) -> None:
+        """Leader Completeness, as far as log lengths show: a leader of term T holds every entry committed by
+        T (an entry applied by a replica in term T was committed in T or before)."""
+        assert leader.core is not None
+        terms = self.committed_by.get(leader.group_id, {})
+        needed = max((index for index, term in terms.items() if term <= leader.term), default=0)
+        if leader.core.last_index < needed:
+            raise SafetyViolation(
+                f"{node_id} leads {leader.group_id} in term {leader.term} with a log that ends at "
+                f"{leader.core.last_index}, but entry {needed} was committed by then: a committed entry is lost"
+            )
 
 
 class Cluster:
@@ -188,14 +205,15 @@ class Cluster:
 
     async def chaos(self, duration_s: float) -> None:
         """Faults for `duration_s`: loss, duplication, delay, partitions, crashes and restarts (one node down
-        at a time); then heal everything, so that the cluster can finish its work."""
+        at a time, or all of them at once: a power loss, which only what was synced survives); then heal
+        everything, so that the cluster can finish its work."""
         rng = random.Random(self.rng.getrandbits(64))
         self.hub.set_faults(loss=0.05, duplicate=0.05, delay=(0.0, 0.03))
         end = trio.current_time() + duration_s
         while trio.current_time() < end:
             await trio.sleep(rng.uniform(0.3, 1.5))
             down = [node_id for node_id, node in self.nodes.items() if node is None]
-            kind = rng.choice(["partition", "heal", "crash", "restart", "faults"])
+            kind = rng.choice(["partition", "heal", "crash", "restart", "faults", "power"])
             event = kind
             if kind == "partition":
                 shuffled = rng.sample(self.ids, len(self.ids))
@@ -212,6 +230,13 @@ class Cluster:
                 lost = self.lose_data(down[0], rng) if rng.random() < 0.5 and self.all_voting() else ""
                 await self.start(down[0])
                 event = f"restart {down[0]}{lost}"
+            elif kind == "power" and not down:
+                for node_id in self.ids:
+                    self.crash(node_id)
+                await trio.sleep(rng.uniform(0.1, 1.0))
+                for node_id in self.ids:
+                    await self.start(node_id)
+                event = "power loss on every node, then all restart"
             elif kind == "faults":
                 loss, duplicate = rng.choice([0.0, 0.05, 0.2]), rng.choice([0.0, 0.05, 0.2])
                 delay = (0.0, rng.choice([0.0, 0.02, 0.1]))

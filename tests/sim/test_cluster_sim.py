@@ -34,16 +34,44 @@ MESSAGES = 30
 VIRTUAL_LIMIT_S = 120
 
 
+class Livelock(trio.abc.Instrument):
+    """Cancels `scope` when tasks keep running without virtual time ever moving on (two nodes bouncing messages
+    at each other forever, say): under MockClock that would hang the run instead of failing it."""
+
+    LIMIT = 2_000_000
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.at = -1.0
+        self.steps = 0
+        self.tripped_at: float | None = None
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = trio.current_time()
+        if now != self.at:
+            self.at, self.steps = now, 0
+            return
+        self.steps += 1
+        if self.steps > self.LIMIT and self.tripped_at is None:
+            self.tripped_at = now
+            self.scope.cancel()
+
+
 def run_sim(fn: Callable[[int], Awaitable[None]], seed: int) -> None:
     """Run `fn(seed)` as one deterministic trio run; on failure name the seed and how to replay it."""
     seed_trio_scheduler(seed)
 
     async def bounded() -> None:
+        scope = trio.CancelScope()
+        livelock = Livelock(scope)
+        trio.lowlevel.add_instrument(livelock)
         try:
-            with trio.fail_after(VIRTUAL_LIMIT_S):
+            with scope, trio.fail_after(VIRTUAL_LIMIT_S):
                 await fn(seed)
         except trio.TooSlowError:
             raise AssertionError(f"the run did not finish within {VIRTUAL_LIMIT_S} virtual seconds") from None
+        if livelock.tripped_at is not None:
+            raise AssertionError(f"virtual time stopped at {livelock.tripped_at:.2f} s: tasks run in circles")
 
     try:
         trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
