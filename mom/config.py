@@ -71,10 +71,39 @@ class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):
     slows."""
 
 
+WIRE_FRAME_LIMIT = 64 * MiB
+"""The largest frame a transport accepts (gRPC's max message length and ZeroMQ's MAXMSGSIZE are set to it):
+every Raft message, and so every log entry, must stay below it."""
+
+
+class ReplicationSection(Struct, frozen=True, forbid_unknown_fields=True):
+    """Byte budgets of replication: what a slow or stopped replica may cost the others, and how big frames get."""
+
+    max_frame_bytes: Annotated[int, Meta(ge=64 * 1024, le=WIRE_FRAME_LIMIT // 4)] = 4 * MiB
+    """The router's frames to a peer are cut at this size (a single larger message travels alone)."""
+    max_append_bytes: Annotated[int, Meta(ge=1024)] = 1 * MiB
+    """Entries per AppendEntries message (at least one entry, however large)."""
+    max_inflight_bytes: Annotated[int, Meta(ge=1024)] = 8 * MiB
+    """Entries sent to one follower of one group and not yet acknowledged (besides at most 64 messages)."""
+    max_uncommitted_bytes: Annotated[int, Meta(ge=1024)] = 32 * MiB
+    """Entries a group's leader holds uncommitted; beyond it writes are refused with 429 and Retry-After."""
+    send_queue_bytes: Annotated[int, Meta(ge=64 * 1024)] = 32 * MiB
+    """Frames queued for one peer; beyond it frames are dropped (Raft sends again what was lost)."""
+    snapshot_chunk_bytes: Annotated[int, Meta(ge=256)] = 1 * MiB
+    """A snapshot is streamed to a follower in chunks of this size, ..."""
+    snapshot_window: Annotated[int, Meta(ge=1, le=64)] = 4
+    """... at most this many ahead of the follower's acknowledgements."""
+
+    def __post_init__(self) -> None:
+        if self.max_append_bytes > self.max_frame_bytes or self.snapshot_chunk_bytes > self.max_frame_bytes:
+            raise ValueError("replication.max_append_bytes and snapshot_chunk_bytes must not exceed max_frame_bytes")
+
+
 class LimitsSection(Struct, frozen=True, forbid_unknown_fields=True):
     max_message_bytes: Annotated[int, Meta(ge=1)] = 1 * MiB
     max_batch_messages: Annotated[int, Meta(ge=1)] = 1000
-    max_batch_bytes: Annotated[int, Meta(ge=1)] = 10 * MiB
+    max_batch_bytes: Annotated[int, Meta(ge=1, le=WIRE_FRAME_LIMIT // 2)] = 10 * MiB
+    """Also bounds a log entry: it must stay well below the transports' frame limit, headers and all."""
 
 
 class AuthSection(Struct, frozen=True, forbid_unknown_fields=True):
@@ -109,6 +138,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection = NodeSection()
     cluster: ClusterSection = ClusterSection()
     storage: StorageSection = StorageSection()
+    replication: ReplicationSection = ReplicationSection()
     limits: LimitsSection = LimitsSection()
     auth: AuthSection = AuthSection()
     broker: BrokerSection = BrokerSection()

@@ -33,11 +33,10 @@ from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
 from mom.errors import Conflict, InvalidInput, Unavailable
 from mom.log.disk import Disk
-from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.security import NodeSecurity, load_node_security
-from mom.service import BrokerService, wall_clock_ms
+from mom.service import BrokerService, Handle, wall_clock_ms
 from mom.transports import Transport, TransportSettings, open_transport
 
 log = logging.getLogger("mom.node")
@@ -71,7 +70,7 @@ async def bootstrap_admin(service: BrokerService, auth: AuthSection, announce: A
     password = auth.admin_password or secrets.token_urlsafe(18)
     while service.user(auth.admin_username) is None:
         meta = service.locate_meta()
-        if isinstance(meta, RaftGroup):
+        if isinstance(meta, Handle):
             password_hash = await hash_secret_async(password)
             with contextlib.suppress(Conflict, Unavailable):
                 await service.submit(meta, RegisterUser(auth.admin_username, password_hash, list(ADMIN_SCOPES)))
@@ -106,27 +105,18 @@ def peer_urls(settings: Settings, *, tls: bool = False) -> dict[str, str]:
 
 
 def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
-    """The configured transport in a cluster; a single node talks to nobody, so an in-process one will do."""
+    """The configured transport in a cluster, secured as it sees fit; a single node talks to nobody, so an
+    in-process one will do."""
     nodes = settings.cluster.nodes
     if not nodes:
         return open_transport("memory", TransportSettings(settings.node_id, settings.rest, {}))
     addresses = {node.id: parse_address(node.replication) for node in nodes}
     listen = addresses.pop(settings.node_id)
-    kind = settings.cluster.transport
     return open_transport(
-        kind, TransportSettings(settings.node_id, listen, addresses, security=_transport_security(kind, security))
+        settings.cluster.transport,
+        TransportSettings(settings.node_id, listen, addresses, send_queue_bytes=settings.replication.send_queue_bytes),
+        security=security,
     )
-
-
-def _transport_security(kind: str, security: NodeSecurity | None) -> object | None:
-    """What the chosen transport takes as its security settings; imported lazily, like the transport itself."""
-    if security is None:
-        return None
-    if kind == "zmq":
-        return security.curve
-    from mom.transports.grpc import GrpcCredentials
-
-    return GrpcCredentials.mutual_tls(security.ca_pem, security.cert_pem, security.key_pem)
 
 
 async def serve_node(
@@ -146,11 +136,22 @@ async def serve_node(
         ):
             transport = _transport(settings, security)
             await nursery.start(transport.run)
-            router = Router(settings.node_id, transport)
+            metrics = Metrics(lambda: _storage_stats(manager))
+            router = Router(
+                settings.node_id,
+                transport,
+                max_frame_bytes=settings.replication.max_frame_bytes,
+                on_tick_lag=metrics.observe_loop_lag,
+            )
             await nursery.start(router.run)
             manager = GroupManager(settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random())
             await nursery.start(manager.run)
-            service = BrokerService(manager)
+            service = BrokerService(
+                manager,
+                limits=settings.limits,
+                on_dead_letters_held=lambda reason, count: metrics.dead_letters_held.labels(reason).inc(count),
+            )
+            metrics.dead_letters_waiting.set_function(service.dead_letters_waiting)
             await nursery.start(service.run)
             keys = SigningKeys.load_or_create(data_dir / "keys")
             tokens = TokenService(keys, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, ttl_s=settings.auth.token_ttl_s)
@@ -164,7 +165,7 @@ async def serve_node(
                 keys=keys,
                 tokens=tokens,
                 token_endpoint=TokenEndpoint(service, tokens),
-                metrics=Metrics(lambda: _storage_stats(manager)),
+                metrics=metrics,
                 is_ready=lambda: service.is_ready() and service.user(settings.auth.admin_username) is not None,
                 forwarder=forwarder,
                 peer_urls=urls,

@@ -6,9 +6,10 @@ from quart import Response, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
+from mom.api import sqs
 from mom.api.context import ApiContext, ForwardRequired
 from mom.api.errors import problem_from, register_error_handlers
-from mom.api.routes import auth, ops, queues, stream, topics
+from mom.api.routes import auth, ops, queue_ops, queues, stream, topics
 from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
@@ -32,14 +33,22 @@ def create_app(context: ApiContext) -> QuartTrio:
         security=[{"bearer": []}],
         conversion_preference="msgspec",
     )
-    for blueprint in (auth.blueprint, queues.blueprint, topics.blueprint, ops.blueprint, stream.blueprint):
+    for blueprint in (
+        auth.blueprint,
+        queues.blueprint,
+        queue_ops.blueprint,
+        topics.blueprint,
+        ops.blueprint,
+        stream.blueprint,
+    ):
         app.register_blueprint(blueprint)
+    sqs.install(app)
     register_error_handlers(app)
 
     @app.errorhandler(ForwardRequired)
     async def _forward(exc: ForwardRequired) -> Response:
         try:
-            return await context.forwarder.forward(exc.url, exc.node_id)
+            return await context.forwarder.forward(exc.url, exc.node_id, wait_s=exc.wait_s)
         except MomError as error:  # raised inside an error handler: no other handler would see it
             return problem_from(error)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -14,9 +14,7 @@ from mom.api.forward import Forwarder
 from mom.api.metrics import Metrics
 from mom.config import Settings
 from mom.errors import Forbidden, Unauthorized, Unavailable
-from mom.replication.group import RaftGroup
-from mom.replication.manager import Ref
-from mom.service import BrokerService
+from mom.service import BrokerService, Handle, MetadataBehind, Ref
 from mom.transports.base import PeerStatus
 
 
@@ -69,35 +67,49 @@ async def request_body() -> bytes:
 
 
 class ForwardRequired(Exception):
-    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding."""
+    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding.
 
-    def __init__(self, node_id: str, url: str) -> None:
+    `wait_s` is how long the leader's handler may legitimately take beyond an ordinary request (a long-poll's
+    wait, a declare waiting for its group): the forwarding bound grows by that much.
+    """
+
+    def __init__(self, node_id: str, url: str, wait_s: float = 0.0) -> None:
         super().__init__(node_id)
-        self.node_id, self.url = node_id, url
+        self.node_id, self.url, self.wait_s = node_id, url, wait_s
 
 
-def _forward_to(leader: str | None, candidates: tuple[str, ...], what: str) -> ForwardRequired:
+def _forward_to(leader: str | None, candidates: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
     context = ctx()
     me = context.settings.node_id
-    target = leader if leader not in (None, me) else next((n for n in candidates if n != me), None)
+    if leader == me:
+        raise Unavailable(f"{what} has a new leader here that is catching up; retry shortly")
+    target = leader if leader is not None else next((n for n in candidates if n != me), None)
     if leader is None and me in candidates:
         target = None  # we replicate it and know no leader: an election is under way
     if target is None:
         raise Unavailable(f"{what} has no leader at the moment (an election is under way); retry shortly")
-    return ForwardRequired(target, context.peer_urls[target])
+    return ForwardRequired(target, context.peer_urls[target], wait_s)
 
 
-def leader_of(ref: Ref) -> RaftGroup:
-    """The group of `ref` if this node leads it; otherwise ForwardRequired (to its leader, or a replica)."""
-    located = ctx().service.locate(ref)
-    if located.group is not None:
-        return located.group
-    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}")
+def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
+    """The handle of `ref`'s group if this node serves it; otherwise ForwardRequired (to its leader, a replica,
+    or, when this node cannot yet tell whether `ref` exists, the metadata leader), or a 503."""
+    service = ctx().service
+    try:
+        located = service.locate(ref)
+    except MetadataBehind as behind:
+        if behind.meta_leader is None:
+            raise
+        raise ForwardRequired(behind.meta_leader, ctx().peer_urls[behind.meta_leader], wait_s) from None
+    if located.here is not None:
+        return located.here
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}", wait_s)
 
 
-def meta_leader() -> RaftGroup:
+def meta_leader(*, wait_s: float = 0.0) -> Handle:
     """The metadata group if this node leads it (declares, deletes, accounts); otherwise ForwardRequired."""
-    meta = ctx().service.locate_meta()
-    if isinstance(meta, RaftGroup):
+    service = ctx().service
+    meta = service.locate_meta()
+    if isinstance(meta, Handle):
         return meta
-    raise _forward_to(meta, tuple(ctx().service.manager.node_ids), "the cluster metadata")
+    raise _forward_to(meta, service.node_ids, "the cluster metadata", wait_s)

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from quart import Response
 
-from mom.broker.commands import Delivery, QueueInfo, StoredMessage, SubscriptionInfo, TopicInfo
+from mom.broker.commands import Delivery, PeekedMessage, QueueInfo, StoredMessage, SubscriptionInfo, TopicInfo
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -27,7 +27,7 @@ def _body(body: bytes, binary: bool) -> dict[str, Any]:
 
 
 def delivery_view(d: Delivery) -> dict[str, Any]:
-    return {
+    view = {
         "id": d.id,
         "offset": d.offset,
         **_body(d.body, d.binary),
@@ -35,6 +35,23 @@ def delivery_view(d: Delivery) -> dict[str, Any]:
         "receipt": d.receipt,
         "deliveries": d.deliveries,
         "published_at": rfc3339(d.published_at_ms),
+    }
+    if d.group_id is not None:
+        view["group_id"] = d.group_id
+    return view
+
+
+def peeked_view(m: PeekedMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "offset": m.offset,
+        **_body(m.body, m.binary),
+        "headers": m.headers,
+        "state": m.state,
+        "deliveries": m.deliveries,
+        "published_at": rfc3339(m.published_at_ms),
+        "visible_at": None if m.visible_at_ms is None else rfc3339(m.visible_at_ms),
+        "group_id": m.group_id,
     }
 
 
@@ -58,6 +75,7 @@ def queue_view(info: QueueInfo, *, leader: str | None, replicas: list[str]) -> d
         "delayed": info.delayed,
         "in_flight": info.in_flight,
         "messages": info.messages,
+        "tags": info.tags,
         "leader": leader,
         "replicas": replicas,
     }

@@ -133,6 +133,13 @@ class LeaseBook(Generic[R]):
             heapq.heappop(ready)
         return None
 
+    def compact_ready(self) -> None:
+        """Drop stale ready entries when they outnumber live ones: for FIFO queues, whose receives take
+        messages from inside the heap (by group) rather than from its top."""
+        if len(self._ready) > 2 * self.counts[READY] + 64:
+            self._ready = [offset for offset, record in self.records.items() if record.state == READY]
+            heapq.heapify(self._ready)
+
     def pop_ready(self) -> int | None:
         offset = self.first_ready()
         if offset is not None:

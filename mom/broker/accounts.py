@@ -35,7 +35,7 @@ class Accounts:
         if command.client_id in self._clients:
             raise Conflict(f"client {command.client_id!r} already exists")
         self._clients[command.client_id] = ClientRecord(
-            command.client_id, command.secret_hash, list(command.scopes), command.owner, now
+            command.client_id, command.secret_hash, list(command.scopes), command.owner, now, command.sigv4_secret
         )
 
     def user(self, username: str) -> UserRecord | None:

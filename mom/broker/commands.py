@@ -24,6 +24,10 @@ _NAME_RE = re.compile(NAME_PATTERN)
 Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
 Seconds = Annotated[float, Meta(ge=0, le=43_200)]
 PositiveSeconds = Annotated[float, Meta(gt=0, le=43_200)]
+RetentionSeconds = Annotated[float, Meta(gt=0, le=1_209_600)]
+"""Message TTLs reach 14 days, as SQS's MessageRetentionPeriod does."""
+DelaySeconds = Annotated[float, Meta(ge=0, le=900)]
+WaitSeconds = Annotated[float, Meta(ge=0, le=20)]
 ReplicationFactor = Annotated[int, Meta(ge=1, le=7)]
 
 
@@ -43,8 +47,21 @@ class QueueAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | None = None
     dead_letter_queue: Name | None = None
     max_length: Annotated[int, Meta(ge=1)] | None = None
-    message_ttl_s: PositiveSeconds | None = None
+    message_ttl_s: RetentionSeconds | None = None
     replication_factor: ReplicationFactor | None = None
+    delay_s: DelaySeconds = 0.0
+    """How long a new message stays invisible when its publish names no delay of its own."""
+    receive_wait_s: WaitSeconds = 0.0
+    """How long a receive that names no wait long-polls (SQS's ReceiveMessageWaitTimeSeconds)."""
+    fifo: bool = False
+    """FIFO (the name must end in `.fifo`): every message has a group; a group's messages leave in order, and
+    a group with a message in flight gives out no other until that one is settled or visible again."""
+    content_based_dedup: bool = False
+    """A message without a dedup id takes the SHA-256 of its body as one (FIFO queues only)."""
+
+
+IMMUTABLE_QUEUE_ATTRS = frozenset({"fifo", "replication_factor"})
+"""What an UpdateQueue cannot change: the kind of queue and where its replicas are."""
 
 
 class TopicAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -100,8 +117,11 @@ class NewMessage(Struct, frozen=True, array_like=True):
     """The JSON text of the body, or the raw bytes when `binary`."""
     binary: bool = False
     headers: dict[str, Any] = {}
-    delay_ms: int = 0
+    delay_ms: int | None = None
+    """None: the queue's `delay_s`."""
     dedup_id: str | None = None
+    group_id: str | None = None
+    """The message group (required on FIFO queues, kept on others)."""
 
 
 class Delivery(Struct, frozen=True, array_like=True):
@@ -115,6 +135,7 @@ class Delivery(Struct, frozen=True, array_like=True):
     receipt: str
     deliveries: int
     published_at_ms: int
+    group_id: str | None = None
 
 
 class StoredMessage(Struct, frozen=True, array_like=True):
@@ -187,6 +208,38 @@ class Nack(Struct, frozen=True, tag="nack"):
     delay_ms: int = 0
 
 
+class UpdateQueue(Struct, frozen=True, tag="update_queue"):
+    """Change some attributes of a queue (field name -> new value, as in QueueAttrs); the rest stay."""
+
+    name: str
+    changes: dict[str, Any]
+
+
+class TagQueue(Struct, frozen=True, tag="tag_queue"):
+    """Set `tags` and remove the keys in `remove` (labels for people and tools; no effect on delivery)."""
+
+    name: str
+    tags: dict[str, str]
+    remove: list[str] = []
+
+
+class ChangeVisibility(Struct, frozen=True, tag="change_visibility"):
+    """Make the leased messages that `receipts` name visible again `timeouts_ms` from now (0: at once).
+
+    The receipt stays valid: the delivery is the same one, only its lease ends at another time.
+    """
+
+    source: QueueRef
+    receipts: list[str]
+    timeouts_ms: list[int]
+
+
+class Purge(Struct, frozen=True, tag="purge"):
+    """Remove every message of a queue, in flight or not."""
+
+    source: QueueRef
+
+
 class Tick(Struct, frozen=True, tag="tick"):
     """Housekeeping at the entry's time: expired leases, TTLs, retention and dedup windows."""
 
@@ -202,6 +255,8 @@ class RegisterClient(Struct, frozen=True, tag="register_client"):
     secret_hash: str
     scopes: list[str]
     owner: str
+    sigv4_secret: str | None = None
+    """The secret itself, for clients that sign SQS requests with SigV4 (an HMAC needs it; see docs/sqs.md)."""
 
 
 class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
@@ -222,6 +277,10 @@ Command = (
     | Ack
     | Nack
     | Tick
+    | UpdateQueue
+    | TagQueue
+    | ChangeVisibility
+    | Purge
     | RegisterUser
     | RegisterClient
     | ForwardedDeadLetters
@@ -282,7 +341,16 @@ class Forwarded(Struct, frozen=True):
     pass
 
 
-Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded
+class Updated(Struct, frozen=True):
+    changed: bool
+    """False when every change named the value the queue had already."""
+
+
+class Purged(Struct, frozen=True):
+    purged: int
+
+
+Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded | Updated | Purged
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -300,6 +368,23 @@ class QueueInfo(Struct, frozen=True):
     in_flight: int
     messages: int
     """All messages held: ready + delayed + in flight."""
+    tags: dict[str, str] = {}
+
+
+class PeekedMessage(Struct, frozen=True):
+    """A held message as peek shows it, without leasing it: `state` is ready, delayed or in_flight."""
+
+    id: str
+    offset: int
+    body: bytes
+    binary: bool
+    headers: dict[str, Any]
+    state: Literal["ready", "delayed", "in_flight"]
+    deliveries: int
+    published_at_ms: int
+    visible_at_ms: int | None
+    """When a delayed or leased message becomes visible (None: it is now)."""
+    group_id: str | None = None
 
 
 class SubscriptionInfo(Struct, frozen=True):
@@ -339,6 +424,7 @@ class ClientRecord(Struct, frozen=True):
     scopes: list[str]
     owner: str
     created_at_ms: int
+    sigv4_secret: str | None = None
 
 
 class OutboxLetter(Struct, frozen=True, array_like=True):
@@ -354,6 +440,7 @@ class OutboxLetter(Struct, frozen=True, array_like=True):
     body: bytes
     binary: bool
     headers: dict[str, Any]
+    group_id: str | None = None
 
 
 _entry_encoder = msgspec.msgpack.Encoder()

@@ -38,6 +38,10 @@ class CliState:
     ca_file: str | None = None
     _client: Client | None = None
 
+    def can_renew(self) -> bool:
+        """Whether the credentials can fetch a new token (a given --token alone cannot)."""
+        return bool((self.username and self.password) or (self.client_id and self.client_secret))
+
     def client(self) -> Client:
         if self._client is None:
             self._client = Client(

@@ -14,9 +14,11 @@ from mom.cli._app import (
     PUBLISH_BATCH,
     _client,
     _line,
+    _state,
     main,
 )
 from mom.client._protocol import make_message
+from mom.errors import Unauthorized
 
 
 def _body(text: str) -> Any:
@@ -98,8 +100,17 @@ def publish(
 @click.option("--topic", "topic_name", help="Consume from this topic (with --subscription).")
 @click.option("--subscription", help="The subscription of --topic to consume from.")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), help="Stop after N (default 1; none with --follow).")
-@click.option("--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0, 20 with --follow).")
-@click.option("--follow", is_flag=True, help="Keep receiving until Ctrl-C (or --max).")
+@click.option(
+    "--wait", type=click.FloatRange(0, 20), help="Seconds to long-poll (default 0; 20 with --follow --no-ack)."
+)
+@click.option("--follow", is_flag=True, help="Keep consuming until Ctrl-C (or --max), pushed over the stream.")
+@click.option(
+    "--prefetch",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="With --follow: most messages delivered and not yet acked.",
+)
 @click.option("--no-ack", is_flag=True, help="Leave the messages leased; they are delivered again later.")
 def consume(
     queue_name: str | None,
@@ -108,9 +119,14 @@ def consume(
     max_messages: int | None,
     wait: float | None,
     follow: bool,
+    prefetch: int,
     no_ack: bool,
 ) -> None:
     """Receive messages, print one JSON line each, then ack them.
+
+    With --follow, messages are pushed over the streaming WebSocket (GET /v1/stream) with at most --prefetch
+    of them unacked, and acks leave in batches; --wait does not apply. With --follow --no-ack, it long-polls
+    over REST instead, since unacked messages would fill the prefetch window.
 
     \b
     Examples:
@@ -120,27 +136,71 @@ def consume(
     if (queue_name is None) == (topic_name is None) or (topic_name is None) != (subscription is None):
         raise click.UsageError("give --queue, or --topic with --subscription")
     limit = max_messages if max_messages is not None or follow else 1
+    try:
+        if follow and not no_ack:
+            _follow(queue_name, topic_name, subscription, limit, prefetch)
+        else:
+            _poll(queue_name, topic_name, subscription, limit, wait, follow, no_ack)
+    except KeyboardInterrupt:
+        return
+
+
+def _poll(
+    queue_name: str | None,
+    topic_name: str | None,
+    subscription: str | None,
+    limit: int | None,
+    wait: float | None,
+    follow: bool,
+    no_ack: bool,
+) -> None:
+    """Receive (long-polling up to --wait) and ack over REST, 100 at a time at most."""
     wait_s = wait if wait is not None else (FOLLOW_WAIT_S if follow else 0.0)
     client = _client()
     seen = 0
-    try:
-        while limit is None or seen < limit:
-            want = min(100, limit - seen) if limit is not None else 100
-            messages = client.receive(
-                queue=queue_name,
-                topic=topic_name,
-                subscription=subscription,
-                max_messages=want,
-                wait_s=wait_s,
-            )
-            for message in messages:
-                _line(message)
-            sys.stdout.flush()
-            if messages and not no_ack:
-                receipts = [m["receipt"] for m in messages]
-                client.ack(receipts, queue=queue_name, topic=topic_name, subscription=subscription)
-            seen += len(messages)
-            if not messages and not follow:
-                break
-    except KeyboardInterrupt:
-        return
+    while limit is None or seen < limit:
+        want = min(100, limit - seen) if limit is not None else 100
+        messages = client.receive(
+            queue=queue_name,
+            topic=topic_name,
+            subscription=subscription,
+            max_messages=want,
+            wait_s=wait_s,
+        )
+        for message in messages:
+            _line(message)
+        sys.stdout.flush()
+        if messages and not no_ack:
+            receipts = [m["receipt"] for m in messages]
+            client.ack(receipts, queue=queue_name, topic=topic_name, subscription=subscription)
+        seen += len(messages)
+        if not messages and not follow:
+            break
+
+
+def _follow(
+    queue_name: str | None, topic_name: str | None, subscription: str | None, limit: int | None, prefetch: int
+) -> None:
+    """Consume over the stream; a line is printed (and flushed) before its ack is queued.
+
+    The socket ends when its token expires (401): with credentials, a new token is fetched and the
+    subscription opened again; the messages leased meanwhile come back after their visibility timeout.
+    """
+    client = _client()
+    seen = 0
+    window = prefetch if limit is None else min(prefetch, limit)
+    while True:
+        seen_before = seen
+        try:
+            with client.consume(queue=queue_name, topic=topic_name, subscription=subscription, prefetch=window) as sub:
+                for message in sub:
+                    _line(message)
+                    sys.stdout.flush()
+                    sub.ack_nowait(message["receipt"])
+                    seen += 1
+                    if limit is not None and seen >= limit:
+                        return
+        except Unauthorized:
+            if seen == seen_before or not _state().can_renew():
+                raise  # refused at once: not an expiry, or no way to a new token
+            client.token()

@@ -4,15 +4,16 @@ Layout of the group's directory:
 
 - `log/`: a `SegmentedLog` whose record `i` is the Raft entry at index `i`, encoded as a `LogEntry` (term,
   payload), so the terms that Raft's safety depends on survive a restart with the commands;
-- `hard_state`: the `HardState` (term, vote, commit, learner), replaced atomically (write a temporary file,
-  rename) whenever the term, the vote or the learner flag changes;
+- `hard_state`: the `HardState` (term, vote, commit, learner and member flags), replaced atomically (write a
+  temporary file, rename) whenever anything but the commit index changes;
 - `snapshots/`: a `SnapshotStore` of `Snapshot` structs (index, term, state machine data).
 
 What is durable when follows the `fsync` policy: `always` makes `sync` flush the log and the hard state, once
 per Ready; `never` leaves both to the OS, except the rare truncations and resets that `SegmentedLog` always
 makes durable. Every method may block on the disk: the driver calls them from a worker thread, one at a time.
 
-A snapshot installed from the leader is saved before the log is reset to start after it. A crash in between
+A snapshot from the leader arrives in chunks as the leader's snapshot file (`receive_snapshot`), is verified,
+and is put in place like a snapshot of our own before the log is reset to start after it. A crash in between
 leaves the new snapshot followed by the old log: its entries after the snapshot are then from another
 history, but harmless, because none of them can match an entry of the leader (Log Matching: the old log had
 a different term at the snapshot's index, so every later entry differs from the leader's too) and the leader
@@ -33,6 +34,7 @@ from mom.errors import StorageError
 from mom.log import SegmentedLog, SnapshotStore
 from mom.log.fs import OS_FILES, FileSystem
 from mom.log.log import LogDamaged
+from mom.log.snapshot import IncomingSnapshot, SnapshotReader
 from mom.replication._raftlog import HardState, PersistedState, Snapshot
 from mom.replication.messages import LogEntry
 
@@ -88,7 +90,10 @@ class RaftStorage:
         Lost entries (a log damaged in its middle, or missing the entries right after the snapshot) make this
         replica a learner: the flag is persisted before the log is cut, so a crash meanwhile keeps it. A
         replica that is its group's only one (`alone`) refuses to start instead: nobody could give them back.
+        A snapshot that was arriving from the leader when the node stopped (a `.part`) is dropped: the leader
+        sends it again.
         """
+        self._snapshots.remove_partial()
         loaded = self._snapshots.load_latest()
         snapshot = Snapshot()
         if loaded is not None:
@@ -209,6 +214,25 @@ class RaftStorage:
         call it while nothing else here is called."""
         self._stall()
         self._snapshots.save(snapshot.index, _entry_encoder.encode(snapshot))
+
+    def open_snapshot(self, index: int) -> SnapshotReader:
+        """Our snapshot file at `index`, open to stream to a follower in chunks."""
+        return self._snapshots.open(index)
+
+    def receive_snapshot(self, index: int) -> IncomingSnapshot:
+        """An empty file for the leader's snapshot `index`, filled chunk by chunk; `commit()` it once verified,
+        then `load_snapshot`."""
+        return self._snapshots.receive(index)
+
+    def load_snapshot(self, index: int) -> Snapshot:
+        """The snapshot stored at `index` (one we took, or one received and committed), decoded."""
+        try:
+            snapshot = _snapshot_decoder.decode(self._snapshots.load(index))
+        except msgspec.DecodeError as exc:
+            raise StorageError(f"snapshot file {index} in {self.directory} does not decode: {exc}") from exc
+        if snapshot.index != index:
+            raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
+        return snapshot
 
     def compacted(self, snapshot: Snapshot) -> None:
         """The state machine's own snapshot was saved: free the segments that even the previous one covers.

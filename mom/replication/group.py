@@ -3,8 +3,13 @@
 `RaftGroup` is what the service submits commands to and reads the applied state and the cluster view from. Its
 driver follows the core's contract for every Ready, in this order: persist the snapshot,
 the log changes and the hard state (one fsync for all of them), install the snapshot into
-the broker, hand the messages to the router (only now, so every vote and acknowledgement is backed by the
-disk), apply the committed entries and wake their submitters, then `advance`.
+the broker, hand the messages to `send` (only now, so every vote and acknowledgement is backed by the disk),
+apply the committed entries and wake their submitters, then `advance`. Snapshots travel in chunks beside
+that loop (`_snapshot_transfer`): the leader streams its snapshot file to the followers the core names, a
+follower stores the chunks its core accepts and offers the whole file back to the core.
+
+The group knows nothing of the router: it is given a `send` callable for its outgoing messages, and the
+manager (which owns both) registers it with the router once it has recovered.
 
 Nothing that blocks runs on the event loop: loading the storage, persisting a Ready, saving and restoring
 snapshots (the state machine's encoding and decoding included) go to the node's `Disk` worker threads, one call
@@ -12,34 +17,37 @@ at a time per group. While the driver awaits one, the router goes on stepping an
 is pure memory), and the broker is left alone: only the driver changes it.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
-else lands at that index, or a loss of leadership before it commits, answers it with `Unavailable` (the write
-may or may not take effect later; a retry with a dedup id is safe).
+else lands at that index, or a loss of leadership before it commits, answers it with `OutcomeUnknown` (the
+write may or may not take effect later; a retry with a dedup id is safe).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import trio
 
 from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
-from mom.config import StorageSection
-from mom.errors import MomError, Unavailable
+from mom.config import ReplicationSection, StorageSection
+from mom.errors import MomError, OutcomeUnknown, Overloaded
 from mom.log.disk import Disk
+from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage, fault_delay_s
-from mom.replication.messages import LogEntry, Message
+from mom.replication.messages import LogEntry, Message, SnapshotChunkAck
 from mom.replication.raft import NotLeader, PersistedState, RaftCore, Ready, Snapshot
 
-if TYPE_CHECKING:
-    from mom.replication.router import Router
-
 log = logging.getLogger("mom.replication")
+_T = TypeVar("_T")
+
+Send = Callable[[Sequence[Message]], None]
+"""Hands outgoing Raft messages to the wire (the router's `send`): never blocks."""
 
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
@@ -70,9 +78,10 @@ class RaftGroup:
         voters: Sequence[str],
         directory: Path,
         storage: StorageSection,
-        router: Router,
+        send: Send,
         *,
         disk: Disk,
+        replication: ReplicationSection | None = None,
         dedup_window_ms: int,
         clock_ms: Callable[[], int],
         rng: random.Random,
@@ -88,7 +97,8 @@ class RaftGroup:
         self.voters = tuple(voters)
         self._directory = directory
         self._settings = storage
-        self._router = router
+        self._replication = replication if replication is not None else ReplicationSection()
+        self._send = send
         self._disk = disk
         self._dedup_window_ms = dedup_window_ms
         self._clock_ms = clock_ms
@@ -101,11 +111,34 @@ class RaftGroup:
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
         self._storage = RaftStorage(directory, storage, fs=disk.fs, fault_delay_s=fault_delay_s(storage, group_id))
+        self._sender = SnapshotSender(
+            group_id,
+            node_id,
+            open_snapshot=self._storage.open_snapshot,
+            send=send,
+            wanted=self._wants_snapshot,
+            run_blocking=self._run_blocking,
+            chunk_bytes=self._replication.snapshot_chunk_bytes,
+            window=self._replication.snapshot_window,
+        )
+        self._receiver = SnapshotReceiver(
+            group_id,
+            node_id,
+            receive_snapshot=self._storage.receive_snapshot,
+            load_snapshot=self._storage.load_snapshot,
+            send=send,
+            run_blocking=self._run_blocking,
+        )
         self._listeners: list[Listener] = []
         self._pending: dict[int, _Pending] = {}
         self._changed = trio.Event()
         self._applied_index = 0
         self._bytes_since_snapshot = 0
+        self.snapshots_installed = 0
+        """Snapshots received from a leader and installed (a replica that fell behind the compacted log)."""
+        self._held_bytes = 0
+        self._led_term = 0
+        """The term this node last took the lead in (and said so in the log)."""
 
     def _restore(self, data: bytes | None) -> Broker:
         """A fresh state machine, or one restored from a snapshot, configured the same on every replica."""
@@ -126,10 +159,12 @@ class RaftGroup:
         self._listeners.append(listener)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover from the directory, join the router, then drive the core until cancelled."""
+        """Recover from the directory, then drive the core until cancelled; `started()` once it can take
+        messages (`step`) and ticks."""
         try:
             persisted, self.broker = await self._disk.run(self._recover)
             self._applied_index = persisted.snapshot.index
+            replication = self._replication
             self.core = RaftCore(
                 self.node_id,
                 self.voters,
@@ -138,6 +173,9 @@ class RaftGroup:
                 election_ticks=self._election_ticks,
                 heartbeat_ticks=self._heartbeat_ticks,
                 preferred_leader=self._preferred,
+                max_bytes_per_message=replication.max_append_bytes,
+                max_inflight_bytes=replication.max_inflight_bytes,
+                max_uncommitted_bytes=replication.max_uncommitted_bytes,
                 group=self.group_id,
             )
             log.info(
@@ -147,13 +185,16 @@ class RaftGroup:
                 len(persisted.entries),
                 persisted.hard_state.term,
             )
-            self._router.add_group(self)
-            task_status.started()
-            await self._drive(self.core)
+            del persisted  # the snapshot's data must not outlive recovery: it can be as large as the state
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender.run)
+                task_status.started()
+                await self._drive(self.core)
         finally:
-            self._router.remove_group(self.group_id)
             self.core = None
-            self._fail_pending(Unavailable(_STOPPED))
+            self._fail_pending(OutcomeUnknown(_STOPPED))
+            with trio.CancelScope(shield=True):
+                await self._receiver.close()
             self._storage.close()
 
     def _recover(self) -> tuple[PersistedState, Broker]:
@@ -161,6 +202,25 @@ class RaftGroup:
         persisted = self._storage.load(alone=len(self.voters) == 1)
         broker = self._restore(persisted.snapshot.data) if persisted.snapshot.index else self.broker
         return persisted, broker
+
+    @contextmanager
+    def admitted(self, nbytes: int) -> Iterator[None]:
+        """Count a write of `nbytes` against the group's budget (`max_uncommitted_bytes`) from its arrival until
+        it is answered, whether it waits to be proposed (publishes are merged, one merged command at a time)
+        or waits for its replicas; Overloaded (429) when the writes held already fill the budget. One write is
+        always admitted, however large. With the core's own bound on its uncommitted log, this is what keeps a
+        leader's memory bounded when its followers cannot keep up (or are stopped)."""
+        budget = self._replication.max_uncommitted_bytes
+        if self._held_bytes and self._held_bytes + nbytes > budget:
+            raise Overloaded(
+                f"group {self.group_id} holds {self._held_bytes} bytes of writes waiting for its replicas (the "
+                f"limit is {budget}); retry shortly"
+            )
+        self._held_bytes += nbytes
+        try:
+            yield
+        finally:
+            self._held_bytes -= nbytes
 
     async def submit(self, command: Command) -> Result:
         """Replicate `command` and return the result of applying it (or raise its error); leader only."""
@@ -211,8 +271,16 @@ class RaftGroup:
         core = self.core
         if core is None or core.role != "leader":
             return {}
-        matches = {peer: pr.match for peer, pr in core._progress.items()}
+        matches = {peer: follower.match for peer, follower in core.followers().items()}
         return {voter: core.last_index - matches.get(voter, core.last_index) for voter in self.voters}
+
+    @property
+    def snapshot_chunks_sent(self) -> int:
+        return self._sender.chunks_sent
+
+    def snapshot_transfers(self) -> dict[str, tuple[int, int, int]]:
+        """Follower -> (snapshot index, bytes acknowledged, size or -1) of the snapshots this leader streams."""
+        return self._sender.transfers()
 
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to `to` once it has caught up; raises NotLeader unless leading."""
@@ -224,12 +292,21 @@ class RaftGroup:
     def step(self, message: Message) -> None:
         if self.core is not None:
             self.core.step(message)
+            if isinstance(message, SnapshotChunkAck):
+                self._sender.acknowledged(message)
             self._changed.set()
 
     def tick(self) -> None:
         if self.core is not None:
             self.core.tick()
+            self._sender.tick()
             self._changed.set()
+
+    def _wants_snapshot(self, peer: str, term: int) -> bool:
+        """Does the core, leading in `term`, still wait for `peer` to get a snapshot?"""
+        core = self.core
+        follower = core.follower(peer) if core is not None and core.term == term else None
+        return follower is not None and follower.state == "snapshot"
 
     # --------------------------------------------------------------------------------------------------------
     # The driver
@@ -242,19 +319,27 @@ class RaftGroup:
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
                 standing = self._report_standing(core, standing)
+            if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
+                self._led_term = core.term
+                log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
 
     async def _handle(self, core: RaftCore, ready: Ready) -> None:
+        received = await self._receiver.install(ready.snapshot) if ready.snapshot is not None else None
         durable = ready.snapshot, ready.truncate_after, ready.hard_state
         if ready.entries or any(change is not None for change in durable):
-            installed = await self._disk.run(self._persist, ready)
+            installed = await self._disk.run(self._persist, ready, received)
             if installed is not None:
                 self._install(*installed)
-        self._router.send(ready.messages)
+        self._send(ready.messages)
+        for peer, snapshot in ready.send_snapshots:
+            self._sender.start(peer, snapshot, core.term)
         for offset, entry in enumerate(ready.committed):
             self._apply(ready.committed_index + offset, entry)
+        for chunk in ready.snapshot_chunks:
+            await self._receiver.store(chunk, core.snapshot_received)
         core.advance(ready)
 
     def _report_standing(self, core: RaftCore, before: str | None) -> str:
@@ -277,15 +362,19 @@ class RaftGroup:
             log.info("%s is a new group: it votes", where)
         return standing
 
-    def _persist(self, ready: Ready) -> tuple[Snapshot, Broker] | None:
-        """Make what `ready` changes durable, in a worker thread; returns an installed snapshot with the state
-        machine restored from it, here too (decoding a large state is no work for the event loop)."""
+    async def _run_blocking(self, fn: Callable[[], _T]) -> _T:
+        """The snapshot transfers' disk work, on the node's `Disk` like the rest of this group's storage."""
+        return await self._disk.run(fn)
+
+    def _persist(self, ready: Ready, received: Snapshot | None) -> tuple[Snapshot, Broker] | None:
+        """Make what `ready` changes durable, in a worker thread. A snapshot received from the leader (`received`,
+        already in place on disk) becomes the start of the log, and the state machine is restored from it here
+        too (decoding a large state is no work for the event loop); returns both."""
         storage = self._storage
         installed = None
-        if ready.snapshot is not None:
-            storage.save_snapshot(ready.snapshot)
-            storage.installed(ready.snapshot)
-            installed = ready.snapshot, self._restore(ready.snapshot.data)
+        if received is not None:
+            storage.installed(received)
+            installed = received, self._restore(received.data)
         if ready.truncate_after is not None:
             storage.truncate_after(ready.truncate_after)
         if ready.entries:
@@ -298,8 +387,9 @@ class RaftGroup:
         self.broker = broker
         self._applied_index = snapshot.index
         self._bytes_since_snapshot = 0
+        self.snapshots_installed += 1
         for index in [i for i in self._pending if i <= snapshot.index]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
 
     def _apply(self, index: int, entry: LogEntry) -> None:
@@ -313,7 +403,7 @@ class RaftGroup:
         self._applied_index = index
         pending = self._pending.pop(index, None)
         if pending is not None and pending.term != entry.term:
-            pending.fail(Unavailable(_LOST))
+            pending.fail(OutcomeUnknown(_LOST))
             pending = None
         if not entry.payload:  # the no-op a new leader commits its term with
             return
@@ -334,7 +424,7 @@ class RaftGroup:
                 exc_info=True,
             )
             if pending is not None:
-                pending.fail(Unavailable(_STOPPED))
+                pending.fail(OutcomeUnknown(_STOPPED))
             raise
         for listener in self._listeners:
             listener(decoded.command)
@@ -349,7 +439,7 @@ class RaftGroup:
             return
         leading = core.role == "leader"
         for index in [i for i, p in self._pending.items() if not leading or p.term != core.term]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
 
     def _fail_pending(self, error: MomError) -> None:
         for pending in self._pending.values():
@@ -364,7 +454,8 @@ class RaftGroup:
             return  # applied beyond what is durable here (or nothing new): try again after the next Ready
         self._bytes_since_snapshot = 0
         snapshot = await self._disk.run(self._save_snapshot, index, term)
-        core.compact(index, snapshot.data)
+        core.compact(index)
+        self._sender.newer_snapshot(snapshot.meta)
         log.info("group %s: snapshot at %d (%d bytes)", self.group_id, index, len(snapshot.data))
 
     def _save_snapshot(self, index: int, term: int) -> Snapshot:

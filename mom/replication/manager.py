@@ -5,6 +5,9 @@ attributes. Each node watches it and keeps exactly the destination groups that p
 starts a group on each of its replicas, a delete stops them and removes their data. A group's id carries the
 destination's declare time, so a destination deleted and declared again is a new group with a fresh log, never
 a continuation of the old one's terms and entries.
+
+The manager owns both the groups and the router: a group gets the router's `send` for its messages, and is
+registered with the router (to be stepped and ticked) once it has recovered, until it stops.
 """
 
 from __future__ import annotations
@@ -99,8 +102,9 @@ class GroupManager:
             voters,
             self._directory / gid,
             self._settings.storage,
-            self._router,
+            self._router.send,
             disk=self._disk,
+            replication=self._settings.replication,
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
@@ -115,7 +119,7 @@ class GroupManager:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(self.meta.run)
+            await nursery.start(self._routed, self.meta)
             self.meta.add_listener(self._on_catalog_change)
             self._reconcile()
             task_status.started()
@@ -185,9 +189,19 @@ class GroupManager:
             running.scope.cancel()
             log.info("group %s is no longer placed here: stopping it and removing its data", gid)
 
+    async def _routed(self, group: RaftGroup, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run `group`, routed to from the moment it has recovered until it stops."""
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(group.run)
+                self._router.add_group(group)
+                task_status.started()
+        finally:
+            self._router.remove_group(group.group_id)
+
     async def _run_group(self, gid: str, running: _Running) -> None:
         with running.scope:
-            await running.group.run()
+            await self._routed(running.group)
         if running.erase:
             directory = self._directory / gid
             await self._disk.run(self._disk.fs.remove_tree, directory)

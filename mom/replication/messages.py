@@ -79,8 +79,12 @@ class VoteResponse(Struct, frozen=True, array_like=True, tag="vr"):
 
 
 class InstallSnapshot(Struct, frozen=True, array_like=True, tag="is"):
-    """The leader's whole state machine at `index` (whose entry had `snapshot_term`), for a follower too far
-    behind."""
+    """One chunk of the leader's snapshot at `index` (whose entry had `snapshot_term`), for a follower too far
+    behind (Raft §7): the bytes of the snapshot file from `offset`; `done` marks the last chunk.
+
+    The core only decides that a follower needs a snapshot and which one; the drivers stream the file in chunks
+    (`mom.replication._snapshot_transfer`), so no message carries a whole state machine.
+    """
 
     group: str
     term: int
@@ -88,7 +92,9 @@ class InstallSnapshot(Struct, frozen=True, array_like=True, tag="is"):
     receiver: str
     index: int
     snapshot_term: int
+    offset: int
     data: bytes
+    done: bool
 
 
 class SnapshotResponse(Struct, frozen=True, array_like=True, tag="sr"):
@@ -102,6 +108,18 @@ class SnapshotResponse(Struct, frozen=True, array_like=True, tag="sr"):
     index: int
     incarnation: int = 0
     learner: bool = False
+
+
+class SnapshotChunkAck(Struct, frozen=True, array_like=True, tag="sa"):
+    """The follower holds the first `offset` bytes of snapshot `index` (0: start again): paces the leader's
+    chunks and tells it the follower is alive while a long transfer runs."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+    index: int
+    offset: int
 
 
 class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
@@ -139,6 +157,7 @@ Message = (
     | RequestVote
     | VoteResponse
     | InstallSnapshot
+    | SnapshotChunkAck
     | SnapshotResponse
     | TimeoutNow
     | JoinProbe
@@ -152,6 +171,28 @@ _decoder = msgspec.msgpack.Decoder(list[Message])
 def encode_messages(messages: list[Message]) -> bytes:
     """One frame holding `messages` (of any groups), in order."""
     return _encoder.encode(messages)
+
+
+def encode_message(message: Message) -> bytes:
+    """One message on its own; `frame_of` joins such parts into a frame."""
+    return _encoder.encode(message)
+
+
+def frame_of(parts: list[bytes]) -> bytes:
+    """The frame holding the encoded messages `parts`, in order: the same bytes as `encode_messages` of them (a
+    msgpack array is its header followed by its elements), so a frame is cut to size without encoding twice."""
+    count = len(parts)
+    if count < 16:
+        header = bytes([0x90 | count])
+    elif count < 1 << 16:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"".join(parts)
+
+
+FRAME_HEADER_BYTES = 5
+"""The most a frame adds to its messages (the array header)."""
 
 
 def decode_messages(frame: bytes) -> list[Message]:

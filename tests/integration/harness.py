@@ -184,10 +184,12 @@ class Cluster:
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     certs_dir: Path | None = None
     """A folder from `mom certs init` for mom1..momN: every wire secure (REST over https)."""
+    settings: str = ""
+    """More TOML for the cluster file (other sections than [cluster] and [security]), e.g. "[replication] ..."."""
 
     def __post_init__(self) -> None:
         config = self.directory / "cluster.toml"
-        lines = ["[cluster]", f'transport = "{self.transport}"', "replication_factor = 3", ""]
+        lines = [self.settings, "[cluster]", f'transport = "{self.transport}"', "replication_factor = 3", ""]
         ca_file = None
         if self.certs_dir is not None:
             lines += ["[security]", f'certs_dir = "{self.certs_dir}"', ""]

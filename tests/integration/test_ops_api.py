@@ -19,6 +19,9 @@ def test_metrics_are_prometheus_text(node: NodeProcess, api: Api) -> None:
     assert "# TYPE mom_published_messages_total counter" in text
     assert 'mom_published_messages_total{kind="queue"}' in text
     assert 'mom_storage{what="applied_index"}' in text
+    assert "# TYPE mom_event_loop_lag_seconds histogram" in text
+    ticks = next(line for line in text.splitlines() if line.startswith("mom_event_loop_lag_seconds_count"))
+    assert float(ticks.split()[1]) > 0, "every replication tick reports how late it woke"
 
 
 def test_openapi_describes_every_endpoint_and_docs_render(node: NodeProcess) -> None:

@@ -174,7 +174,7 @@ def test_delete_queue_then_it_is_gone(api: Api) -> None:
         ("post", "/v1/queues/missing-queue/ack", {"receipts": ["x"]}, 404),
         ("get", "/v1/queues/missing-queue", None, 404),
         ("get", "/v1/no-such-endpoint", None, 404),
-        ("patch", "/v1/queues/ok", {}, 405),
+        ("patch", "/v1/queues/ok/receive", {}, 405),
     ],
 )
 def test_bad_requests_get_problem_json_and_change_nothing(

@@ -33,7 +33,7 @@ from mom.broker.commands import (
     Result,
     Tick,
 )
-from mom.config import Address, StorageSection
+from mom.config import Address, ReplicationSection, StorageSection
 from mom.errors import Unavailable
 from mom.log.disk import Disk
 from mom.log.segment import HEADER
@@ -47,8 +47,16 @@ from tests.sim.memfs import MemoryFileSystem
 EPOCH_MS = 1_700_000_000_000
 TICK_S = 0.05
 STORAGE = StorageSection(fsync="always", segment_bytes=4096, snapshot_bytes=8192)
-"""Small segments and snapshots, so that compaction and InstallSnapshot happen in every run; every sync is real
-(on the simulated disk, which forgets what was not synced when its node crashes)."""
+"""Small segments and snapshots, so that compaction and snapshot transfers happen in every run; every sync is
+real (on the simulated disk, which forgets what was not synced when its node crashes)."""
+REPLICATION = ReplicationSection(
+    max_frame_bytes=64 * 1024,
+    max_append_bytes=2048,
+    max_inflight_bytes=8192,
+    snapshot_chunk_bytes=512,
+    snapshot_window=3,
+)
+"""Small messages, windows and snapshot chunks, so that every snapshot is streamed in several chunks."""
 
 
 class SafetyViolation(AssertionError):
@@ -138,6 +146,9 @@ class Cluster:
         """Nodes that lost data and may not have caught up yet (no more data loss until they have)."""
         self.events: list[str] = []
         """The faults injected, with their virtual time, for the report of a failing seed."""
+        self.snapshot_chunks_sent = 0
+        self.snapshots_installed = 0
+        """Over every incarnation of every node: shows that snapshots were streamed (in chunks) and installed."""
 
     # -- nodes
 
@@ -148,7 +159,7 @@ class Cluster:
         rng = random.Random(seed)
         peers = {peer: Address("127.0.0.1", 0) for peer in self.ids if peer != node_id}
         transport = MemoryTransport(TransportSettings(node_id, Address("127.0.0.1", 0), peers), self.hub)
-        router = Router(node_id, transport, tick_interval_s=TICK_S)
+        router = Router(node_id, transport, tick_interval_s=TICK_S, max_frame_bytes=REPLICATION.max_frame_bytes)
         disk = Disk.inline(self.disks[node_id])
         groups = {
             gid: RaftGroup(
@@ -157,8 +168,9 @@ class Cluster:
                 self.ids,
                 self.data_dir / node_id / gid,
                 STORAGE,
-                router,
+                router.send,
                 disk=disk,
+                replication=REPLICATION,
                 dedup_window_ms=3_600_000,
                 clock_ms=clock_ms,
                 rng=random.Random(rng.getrandbits(64)),
@@ -175,10 +187,13 @@ class Cluster:
                     await nursery.start(router.run)
                     for group in groups.values():
                         await nursery.start(group.run)
+                        router.add_group(group)
                     self.nodes[node_id] = SimNode(node_id, router, groups, scope)
                     task_status.started()
         finally:
             self.nodes[node_id] = None
+            self.snapshot_chunks_sent += sum(group.snapshot_chunks_sent for group in groups.values())
+            self.snapshots_installed += sum(group.snapshots_installed for group in groups.values())
             outcome = self.disks[node_id].crash(self._crash_rngs[node_id])
             self.events.append(f"{trio.current_time():.2f} {node_id} down: {outcome}")
 

@@ -137,13 +137,19 @@ async def wait_for_agreement(cluster: Cluster) -> None:
 
 def test_random_faults(tmp_path: Path) -> None:
     started = time.monotonic()
+    chunks = installs = 0
     for seed in range(SEEDS):
 
         async def one(seed: int, data_dir: Path = tmp_path / f"seed{seed}") -> None:
-            await faulty_run(seed, data_dir)
+            nonlocal chunks, installs
+            cluster = await faulty_run(seed, data_dir)
+            chunks += cluster.snapshot_chunks_sent
+            installs += cluster.snapshots_installed
 
         run_sim(one, seed)
-    print(f"{SEEDS} seeds in {time.monotonic() - started:.1f}s")
+    print(f"{SEEDS} seeds in {time.monotonic() - started:.1f}s: {installs} snapshots installed, {chunks} chunks sent")
+    assert installs >= max(1, SEEDS // 10), "the faults must make replicas fall behind the compacted log"
+    assert chunks >= 3 * installs, "snapshots travel in several chunks each"
 
 
 def test_replay(tmp_path: Path) -> None:
@@ -241,7 +247,7 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             ["n1"],
             tmp_path,
             settings,
-            router,
+            router.send,
             disk=Disk(),
             dedup_window_ms=60_000,
             clock_ms=clock_ms,
@@ -252,14 +258,18 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             await nursery.start(transport.run)
             await nursery.start(router.run)
             await nursery.start(group.run)
+            router.add_group(group)
             await wait_for(lambda: group.is_leader)
             if publish:
                 await group.submit(DeclareQueue("orders", QueueAttrs(), "me"))
             for number in range(publish):
                 body = NewMessage(f"m{number}", b'"' + b"x" * 300 + b'"')
                 await group.submit(Publish(QueueRef("orders"), [body]))
-            # The leader's own entry (its first act) committed and applied: the whole log is applied.
-            await wait_for(lambda: group.core is not None and group.applied_index == group.core.last_index > 0)
+            # Everything in the log is committed (the new term's no-op included) and applied: a restart's commit
+            # index starts at the snapshot, so "applied == committed" alone would hold before the replay.
+            await wait_for(
+                lambda: group.core is not None and group.applied_index == group.commit_index == group.core.last_index
+            )
             nursery.cancel_scope.cancel()
         return group.applied_index, group.broker.snapshot()
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from mom.config import Address
-from mom.errors import InvalidInput, Unavailable
+from mom.errors import Unavailable
 from mom.transports._generated.replication_pb2 import Frame, Hello, PushSummary
 from mom.transports._grpc_bridge import PUSH_PATH
 from mom.transports.base import TransportSettings
@@ -143,8 +143,3 @@ async def test_a_peer_that_answers_as_another_node_is_not_connected(caplog: pyte
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert "answers as node 'n3'" in caplog.text
-
-
-def test_security_must_be_grpc_credentials() -> None:
-    with pytest.raises(InvalidInput):
-        GrpcTransport(TransportSettings(node_id="n1", listen=SETTINGS.listen, peers={}, security="tls please"))

@@ -14,7 +14,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mom.cli import CliState, main
+from mom.client import Client
 from mom.config import ENV_KEYS, Settings
+from mom.errors import Unauthorized
 
 Route = Callable[[httpx.Request], httpx.Response]
 
@@ -67,6 +69,7 @@ def test_publish_from_arguments_parses_json_or_takes_the_text() -> None:
     assert result.output.split() == ["id0", "id1", "id2"]
     [body] = server.bodies("POST", "/v1/queues/orders/messages")
     bodies = [{"a": 1}, "hello", 42]
+    assert all(len(m.pop("dedup_id")) == 32 for m in body["messages"]), "retries by the client never duplicate"
     assert body == {"messages": [{"body": b, "headers": {"src": "cli"}} for b in bodies]}
     assert server.requests[0].headers["authorization"] == "Bearer t"
 
@@ -145,7 +148,106 @@ def test_consume_stops_when_the_queue_is_empty_without_follow() -> None:
     assert len(server.requests) == 1
 
 
-def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
+class FakeStreamSubscription:
+    """Stands in for `Client.consume`'s subscription: yields the given messages, then Ctrl-C."""
+
+    def __init__(self, messages: list[dict[str, Any]], events: list[str]) -> None:
+        self.messages = messages
+        self.events = events
+
+    def __enter__(self) -> FakeStreamSubscription:
+        self.events.append("open")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.append("close")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for message in self.messages:
+            self.events.append(f"deliver {message['id']}")
+            yield message
+        raise KeyboardInterrupt
+
+    def ack_nowait(self, *receipts: str) -> None:
+        self.events.append(f"ack {' '.join(receipts)}")
+
+
+def follow(monkeypatch: pytest.MonkeyPatch, *args: str, messages: list[dict[str, Any]]) -> tuple[Result, list[Any]]:
+    events: list[Any] = []
+
+    def consume(self: Client, **options: Any) -> FakeStreamSubscription:
+        events.append(options)
+        return FakeStreamSubscription(messages, events)
+
+    monkeypatch.setattr(Client, "consume", consume)
+    return run(FakeServer({}), "consume", *args), events
+
+
+def test_consume_follow_is_pushed_over_the_stream_and_acks_after_printing(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, events = follow(monkeypatch, "--queue", "q", "--follow", messages=deliveries("a", "b")["messages"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert events[0] == {"queue": "q", "topic": None, "subscription": None, "prefetch": 100}
+    assert events[1:] == ["open", "deliver a", "ack r-a", "deliver b", "ack r-b", "close"]
+    assert "Aborted" not in result.output
+
+
+def test_consume_follow_max_stops_and_bounds_the_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = deliveries("a", "b", "c")["messages"]
+    args = ("--topic", "t", "--subscription", "s", "--follow", "--max", "2", "--prefetch", "50")
+    result, events = follow(monkeypatch, *args, messages=messages)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert events[0] == {"queue": None, "topic": "t", "subscription": "s", "prefetch": 2}
+    assert events[-1] == "close" and "deliver c" not in events
+
+
+class ExpiringStreamSubscription(FakeStreamSubscription):
+    """Delivers its messages, then the server closes the socket because the token expired."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for message in self.messages:
+            self.events.append(f"deliver {message['id']}")
+            yield message
+        raise Unauthorized("the token expired; reconnect")
+
+
+def test_consume_follow_subscribes_again_with_a_new_token_when_the_old_one_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[Any] = []
+    subscriptions = iter(
+        [
+            ExpiringStreamSubscription(deliveries("a")["messages"], events),
+            FakeStreamSubscription(deliveries("b")["messages"], events),
+        ]
+    )
+    monkeypatch.setattr(Client, "consume", lambda self, **options: next(subscriptions))
+    grant = {"access_token": "fresh", "token_type": "Bearer", "expires_in": 3600, "scope": "mom.read:*"}
+    server = FakeServer({("POST", "/v1/auth/token"): answer(grant)})
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    args = ["--username", "u", "--password", "p", "consume", "--queue", "q", "--follow"]
+    result = CliRunner().invoke(main, args, obj=state)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert len(server.requests) == 1, "one new token for the second subscription"
+    assert events == ["open", "deliver a", "ack r-a", "close", "open", "deliver b", "ack r-b", "close"]
+
+
+def test_consume_follow_gives_up_when_a_fresh_subscription_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[Any] = []
+    monkeypatch.setattr(Client, "consume", lambda self, **options: ExpiringStreamSubscription([], events))
+    server = FakeServer({})
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    result = CliRunner().invoke(
+        main, ["--username", "u", "--password", "p", "consume", "--queue", "q", "--follow"], obj=state
+    )
+    assert result.exit_code == 1
+    assert "token expired" in result.output
+    assert server.requests == [], "no token loop when nothing was ever consumed"
+
+
+def test_consume_follow_no_ack_long_polls_over_rest_until_ctrl_c() -> None:
     polls: Iterator[dict[str, Any]] = iter([deliveries("a"), {"messages": []}])
 
     def receive(request: httpx.Request) -> httpx.Response:
@@ -154,10 +256,8 @@ def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
         except StopIteration:
             raise KeyboardInterrupt from None
 
-    server = FakeServer(
-        {("POST", "/v1/queues/q/receive"): receive, ("POST", "/v1/queues/q/ack"): answer({"acked": ["r-a"]})}
-    )
-    result = run(server, "consume", "--queue", "q", "--follow")
+    server = FakeServer({("POST", "/v1/queues/q/receive"): receive})
+    result = run(server, "consume", "--queue", "q", "--follow", "--no-ack")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a"]
     assert all(b["wait_s"] == 20 and b["max_messages"] == 100 for b in server.bodies("POST", "/v1/queues/q/receive"))

@@ -13,13 +13,14 @@ from mom.replication.messages import (
     LogEntry,
     Message,
     RequestVote,
+    SnapshotChunkAck,
     SnapshotResponse,
     TimeoutNow,
     VoteResponse,
     decode_messages,
     encode_messages,
 )
-from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
+from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot, SnapshotMeta
 
 VOTERS = ("a", "b", "c")
 
@@ -75,7 +76,8 @@ def test_messages_round_trip_through_one_frame() -> None:
         AppendResponse("q2", 3, "b", "a", False, 4, 2),
         RequestVote("q1", 4, "c", "a", 9, 3, True, False),
         VoteResponse("q1", 4, "a", "c", True, True),
-        InstallSnapshot("meta", 5, "a", "b", 100, 4, b"\x00state"),
+        InstallSnapshot("meta", 5, "a", "b", 100, 4, 1 << 20, b"\x00state", True),
+        SnapshotChunkAck("meta", 5, "b", "a", 100, 1 << 20),
         SnapshotResponse("meta", 5, "b", "a", 100),
         TimeoutNow("q1", 3, "a", "b"),
     ]
@@ -219,13 +221,52 @@ def test_not_leader_names_the_leader() -> None:
     assert caught.value.leader_id == "b"
 
 
-def test_follower_installs_a_snapshot_it_needs() -> None:
+def test_follower_hands_snapshot_chunks_to_its_driver_and_installs_the_whole_snapshot() -> None:
     raft = core(term=1, log=[1])
-    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, b"state"))
+    first = InstallSnapshot("g", 2, "b", "a", 50, 2, 0, b"sta", False)
+    last = InstallSnapshot("g", 2, "b", "a", 50, 2, 3, b"te", True)
+    raft.step(first)
+    raft.step(last)
     ready = flush(raft)
-    assert ready.snapshot == Snapshot(50, 2, b"state")
+    assert ready.snapshot_chunks == [first, last] and ready.snapshot is None and ready.messages == []
+    assert raft.term == 2 and raft.leader_id == "b" and raft.commit_index == 0, "nothing installed from chunks alone"
+    assert raft.snapshot_received("b", SnapshotMeta(50, 2)) is True
+    ready = flush(raft)
+    assert ready.snapshot == SnapshotMeta(50, 2)
     assert ready.messages == [SnapshotResponse("g", 2, "a", "b", 50, raft.incarnation)]
     assert raft.last_index == raft.commit_index == raft.applied_index == 50
+
+
+def test_chunks_of_a_snapshot_the_log_already_holds_are_answered_at_once() -> None:
+    raft = core(term=2, log=[1, 2, 2], commit=1)
+    raft.step(InstallSnapshot("g", 2, "b", "a", 3, 2, 0, b"x", False))
+    ready = flush(raft)
+    assert ready.snapshot_chunks == [] and ready.messages == [SnapshotResponse("g", 2, "a", "b", 3, raft.incarnation)]
+    assert raft.commit_index == 3 and raft.last_index == 3, "log matching: entries up to 3 are the leader's"
+    raft.step(InstallSnapshot("g", 2, "b", "a", 2, 2, 0, b"x", False))
+    assert sent(raft) == [SnapshotResponse("g", 2, "a", "b", 3, raft.incarnation)]
+
+
+def test_a_snapshot_received_after_it_stopped_mattering_is_not_installed() -> None:
+    raft = core(term=1, log=[1])
+    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, 0, b"state", True))
+    flush(raft)
+    raft.step(AppendEntries("g", 2, "b", "a", 0, 0, [LogEntry(2, b"x")] * 60, 60))
+    flush(raft)
+    assert raft.commit_index == 60
+    assert raft.snapshot_received("b", SnapshotMeta(50, 2)) is False
+    ready = flush(raft)
+    assert ready.snapshot is None and ready.messages == [SnapshotResponse("g", 2, "a", "b", 60, raft.incarnation)]
+    assert raft.last_index == 60
+
+
+def test_stale_snapshot_chunks_are_refused_with_the_current_term() -> None:
+    raft = core(term=3)
+    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, 0, b"old", False))
+    ready = flush(raft)
+    assert ready.snapshot_chunks == [] and ready.messages == [
+        AppendResponse("g", 3, "a", "b", False, 0, 0, raft.incarnation)
+    ]
 
 
 def test_leader_sends_a_snapshot_when_the_follower_needs_compacted_entries() -> None:
@@ -236,11 +277,22 @@ def test_leader_sends_a_snapshot_when_the_follower_needs_compacted_entries() -> 
     raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
     flush(raft)
     assert raft.applied_index == 3
-    raft.compact(3, b"snap")
+    raft.compact(3)
     raft.tick()
     raft.tick()  # the heartbeat re-probes b, which never answered: its next entry is compacted
-    snapshots = [m for m in sent(raft) if isinstance(m, InstallSnapshot)]
-    assert snapshots == [InstallSnapshot("g", raft.term, "a", "b", 3, raft.term, b"snap")]
+    ready = flush(raft)
+    assert ready.send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    assert not [m for m in ready.messages if m.receiver == "b" and isinstance(m, AppendEntries) and m.entries]
+    assert raft.follower("b") is not None and raft.follower("b").state == "snapshot"  # type: ignore[union-attr]
+    for _ in range(6):  # three heartbeats without news: the leader asks again (the transfer may be lost)
+        raft.tick()
+        raft.step(SnapshotChunkAck("g", raft.term, "b", "a", 3, 1024))  # ... unless the transfer progresses
+    assert flush(raft).send_snapshots == []
+    for _ in range(6):
+        raft.tick()
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotResponse("g", raft.term, "b", "a", 3))
+    assert raft.follower("b") == raft.followers()["b"] and raft.followers()["b"].state == "replicate"
 
 
 def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once() -> None:

@@ -38,7 +38,7 @@ def single_voter(directory: Path, router: Router) -> RaftGroup:
         ["n1"],
         directory,
         STORAGE,
-        router,
+        router.send,
         disk=Disk(),
         dedup_window_ms=60_000,
         clock_ms=lambda: 1_700_000_000_000,
@@ -93,12 +93,13 @@ async def test_a_bug_while_applying_stops_the_node_with_a_clear_log_line(
             await nursery.start(transport.run)
             await nursery.start(router.run)
             await nursery.start(run_group)
+            router.add_group(group)
             await wait_for(lambda: group.is_leader)
             await group.submit(DeclareQueue("orders", QueueAttrs(), "me"))
             group.broker.apply = failing_on_publish(group.broker, bug)  # type: ignore[method-assign]
             nursery.start_soon(publish)
             await trio.sleep_forever()
-    assert stopped_by == [bug], "the group's driver stops on the bug"
+    assert [leaf for exc in stopped_by for leaf in _leaves(exc)] == [bug], "the group's driver stops on the bug"
     assert [exc for exc in _leaves(raised.value) if exc is bug] == [bug]
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
     assert any("group q" in line and "entry" in line and "stopping the node" in line for line in lines), lines
@@ -114,6 +115,7 @@ async def test_a_mom_error_while_applying_is_the_command_answer_and_the_group_go
         await nursery.start(transport.run)
         await nursery.start(router.run)
         await nursery.start(group.run)
+        router.add_group(group)
         await wait_for(lambda: group.is_leader)
         await group.submit(DeclareQueue("orders", QueueAttrs(), "me"))
         apply = group.broker.apply

@@ -58,7 +58,7 @@ class Node:
             NODES,
             self.data_dir / self.node_id / group_id,
             storage,
-            self.router,
+            self.router.send,
             disk=self.disk,
             dedup_window_ms=60_000,
             clock_ms=clock_ms,
@@ -70,9 +70,13 @@ class Node:
 
         async def run(*, task_status: trio.TaskStatus[None]) -> None:
             with scope:
-                await group.run(task_status=task_status)
+                try:
+                    await group.run(task_status=task_status)
+                finally:
+                    self.router.remove_group(group_id)
 
         await self.nursery.start(run)
+        self.router.add_group(group)
         self.groups[group_id], self.scopes[group_id] = group, scope
 
 

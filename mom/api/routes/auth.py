@@ -52,8 +52,10 @@ async def register_client() -> Response:
     meta = meta_leader()
     secret = secrets.token_urlsafe(32)
     secret_hash = await hash_secret_async(secret)
-    await ctx().service.submit(meta, RegisterClient(client_id, secret_hash, scopes, caller.subject))
-    return json_response({"client_id": client_id, "client_secret": secret, "scopes": scopes}, status=201)
+    sigv4_secret = secret if body.sigv4 else None
+    await ctx().service.submit(meta, RegisterClient(client_id, secret_hash, scopes, caller.subject, sigv4_secret))
+    answer = {"client_id": client_id, "client_secret": secret, "scopes": scopes, "sigv4": body.sigv4}
+    return json_response(answer, status=201)
 
 
 async def _token_params() -> dict[str, str]:

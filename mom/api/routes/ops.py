@@ -11,7 +11,6 @@ from quart_schema import tag
 from mom.api.context import ctx, principal
 from mom.api.errors import problem
 from mom.api.views import json_response, rfc3339
-from mom.broker.commands import QueueRef, TopicRef
 
 blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
@@ -65,32 +64,23 @@ async def cluster() -> Response:
     """
     await principal()
     service = ctx().service
-    now = service.now_ms()
-    refs: list[tuple[str, QueueRef | TopicRef]] = [
-        ("queue", QueueRef(q.name)) for q in service.catalog.list_queues(now)
+    destinations = [
+        {
+            "kind": d.kind,
+            "name": d.name,
+            "group": d.group,
+            "leader": d.leader,
+            "replicas": d.replicas,
+            "commit_index": d.commit_index,
+            "replica_lag": d.replica_lag,
+        }
+        for d in service.cluster_view()
     ]
-    refs += [("topic", TopicRef(t.name)) for t in service.catalog.list_topics(now)]
-    destinations = []
-    for kind, ref in refs:
-        placement = service.manager.placement(ref)
-        group = service.manager.group(placement.group_id)
-        destinations.append(
-            {
-                "kind": kind,
-                "name": ref.name,
-                "group": placement.group_id,
-                "leader": group.leader_id if group else None,
-                "replicas": list(placement.replicas),
-                "commit_index": group.commit_index if group else None,
-                "replica_lag": group.replica_lag() if group and group.is_leader else None,
-            }
-        )
-    meta = service.manager.meta
     return json_response(
         {
             "node_id": ctx().settings.node_id,
             "transport": ctx().settings.cluster.transport,
-            "metadata_leader": meta.leader_id,
+            "metadata_leader": service.metadata_leader,
             "nodes": _nodes(),
             "destinations": destinations,
         }

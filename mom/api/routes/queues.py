@@ -25,6 +25,7 @@ from mom.broker.commands import (
     QueueRef,
     check_name,
 )
+from mom.service import DECLARE_WAIT_S
 
 blueprint = Blueprint("queues", __name__, url_prefix="/v1/queues")
 tag_queues = tag(["queues"])
@@ -34,13 +35,9 @@ def view(name: str, state: Broker | None = None) -> dict[str, object]:
     """The queue as `state` (its group's applied state) knows it; the catalog's entry when no replica is here."""
     service = ctx().service
     ref = QueueRef(name)
-    located = service.locate(ref)
+    placement, leader = service.whereabouts(ref)
     source = state or service.serving_replica(ref) or service.catalog
-    return queue_view(
-        source.queue_info(name, service.now_ms()),
-        leader=located.leader,
-        replicas=list(located.placement.replicas),
-    )
+    return queue_view(source.queue_info(name, service.now_ms()), leader=leader, replicas=list(placement.replicas))
 
 
 @blueprint.put("/<name>")
@@ -50,8 +47,8 @@ async def declare(name: str) -> Response:
     check_name(name, "queue name")
     caller = await authorize("configure", name)
     attrs = decode_body(await request_body(), QueueAttrs)
-    result = await ctx().service.submit(meta_leader(), DeclareQueue(name, attrs, caller.subject))
-    assert isinstance(result, Declared)
+    meta = meta_leader(wait_s=DECLARE_WAIT_S)
+    result = await ctx().service.submit(meta, DeclareQueue(name, attrs, caller.subject), Declared)
     await ctx().service.wait_serving(QueueRef(name))
     return json_response(view(name), status=201 if result.created else 200)
 
@@ -70,7 +67,7 @@ async def list_queues() -> Response:
 async def show(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
-    return json_response(view(name, leader_of(QueueRef(name)).broker))
+    return json_response(view(name, leader_of(QueueRef(name)).state))
 
 
 @blueprint.delete("/<name>")
@@ -91,10 +88,9 @@ async def delete(name: str) -> Response:
 async def publish(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("write", name)
-    group = leader_of(QueueRef(name))
+    here = leader_of(QueueRef(name))
     messages = parse_publish(await request_body(), ctx().settings.limits)
-    result = await ctx().service.submit(group, Publish(QueueRef(name), messages))
-    assert isinstance(result, Published)
+    result = await ctx().service.submit(here, Publish(QueueRef(name), messages), Published)
     ctx().metrics.published.labels("queue").inc(len(messages))
     return json_response({"messages": result.messages}, status=201)
 
@@ -105,7 +101,7 @@ async def publish(name: str) -> Response:
 async def receive(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
-    return await consuming.receive(leader_of(QueueRef(name)), QueueRef(name))
+    return await consuming.receive(QueueRef(name))
 
 
 @blueprint.post("/<name>/ack")
@@ -114,7 +110,7 @@ async def receive(name: str) -> Response:
 async def ack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
-    return await consuming.ack(leader_of(QueueRef(name)), QueueRef(name))
+    return await consuming.ack(QueueRef(name))
 
 
 @blueprint.post("/<name>/nack")
@@ -123,4 +119,4 @@ async def ack(name: str) -> Response:
 async def nack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
-    return await consuming.nack(leader_of(QueueRef(name)), QueueRef(name))
+    return await consuming.nack(QueueRef(name))

@@ -37,7 +37,7 @@ from mom.broker.commands import (
     check_name,
 )
 from mom.errors import InvalidInput
-from mom.replication.group import RaftGroup
+from mom.service import DECLARE_WAIT_S, Handle
 
 blueprint = Blueprint("topics", __name__, url_prefix="/v1/topics")
 tag_topics = tag(["topics"])
@@ -48,16 +48,14 @@ def view(name: str, state: Broker | None = None) -> dict[str, object]:
     """The topic as `state` (its group's applied state) knows it; the catalog's entry when no replica is here."""
     service = ctx().service
     ref = TopicRef(name)
-    located = service.locate(ref)
+    placement, leader = service.whereabouts(ref)
     source = state or service.serving_replica(ref) or service.catalog
-    return topic_view(
-        source.topic_info(name, service.now_ms()), leader=located.leader, replicas=list(located.placement.replicas)
-    )
+    return topic_view(source.topic_info(name, service.now_ms()), leader=leader, replicas=list(placement.replicas))
 
 
-def _subscription_view(group: RaftGroup, topic: str, name: str) -> Response:
+def _subscription_view(here: Handle, topic: str, name: str) -> Response:
     service = ctx().service
-    return json_response(subscription_view(group.broker.subscription_info(topic, name, service.now_ms())))
+    return json_response(subscription_view(here.state.subscription_info(topic, name, service.now_ms())))
 
 
 def _names(topic: str, subscription: str | None = None) -> None:
@@ -73,8 +71,8 @@ async def declare(name: str) -> Response:
     _names(name)
     caller = await authorize("configure", name)
     attrs = decode_body(await request_body(), TopicAttrs)
-    result = await ctx().service.submit(meta_leader(), DeclareTopic(name, attrs, caller.subject))
-    assert isinstance(result, Declared)
+    meta = meta_leader(wait_s=DECLARE_WAIT_S)
+    result = await ctx().service.submit(meta, DeclareTopic(name, attrs, caller.subject), Declared)
     await ctx().service.wait_serving(TopicRef(name))
     return json_response(view(name), status=201 if result.created else 200)
 
@@ -93,7 +91,7 @@ async def list_topics() -> Response:
 async def show(name: str) -> Response:
     _names(name)
     await authorize("read", name)
-    return json_response(view(name, leader_of(TopicRef(name)).broker))
+    return json_response(view(name, leader_of(TopicRef(name)).state))
 
 
 @blueprint.delete("/<name>")
@@ -114,10 +112,9 @@ async def delete(name: str) -> Response:
 async def publish(name: str) -> Response:
     _names(name)
     await authorize("write", name)
-    group = leader_of(TopicRef(name))
+    here = leader_of(TopicRef(name))
     messages = parse_publish(await request_body(), ctx().settings.limits)
-    result = await ctx().service.submit(group, Publish(TopicRef(name), messages))
-    assert isinstance(result, Published)
+    result = await ctx().service.submit(here, Publish(TopicRef(name), messages), Published)
     ctx().metrics.published.labels("topic").inc(len(messages))
     return json_response({"messages": result.messages}, status=201)
 
@@ -137,7 +134,7 @@ async def replay(name: str) -> Response:
     """Read the retained log from `from_offset` (default 0), at most `limit` messages (default 100)."""
     _names(name)
     await authorize("read", name)
-    broker = leader_of(TopicRef(name)).broker
+    broker = leader_of(TopicRef(name)).state
     from_offset = _int_arg("from_offset", 0, 0, 2**63 - 1)
     limit = _int_arg("limit", 100, 1, MAX_REPLAY)
     messages = broker.read_topic(name, from_offset, limit)
@@ -153,7 +150,7 @@ async def replay(name: str) -> Response:
 async def list_subscriptions(name: str) -> Response:
     _names(name)
     await authorize("read", name)
-    info = leader_of(TopicRef(name)).broker.topic_info(name, ctx().service.now_ms())
+    info = leader_of(TopicRef(name)).state.topic_info(name, ctx().service.now_ms())
     return json_response({"subscriptions": [subscription_view(s) for s in info.subscriptions]})
 
 
@@ -163,11 +160,10 @@ async def list_subscriptions(name: str) -> Response:
 async def subscribe(name: str, sub: str) -> Response:
     _names(name, sub)
     caller = await authorize("read", name)
-    group = leader_of(TopicRef(name))
+    here = leader_of(TopicRef(name))
     attrs = decode_body(await request_body(), SubscriptionAttrs)
-    result = await ctx().service.submit(group, DeclareSubscription(name, sub, attrs, caller.subject))
-    assert isinstance(result, Declared)
-    response = _subscription_view(group, name, sub)
+    result = await ctx().service.submit(here, DeclareSubscription(name, sub, attrs, caller.subject), Declared)
+    response = _subscription_view(here, name, sub)
     response.status_code = 201 if result.created else 200
     return response
 
@@ -186,10 +182,10 @@ async def unsubscribe(name: str, sub: str) -> Response:
     _names(name, sub)
     caller = await authorize("read", name)
     service = ctx().service
-    group = leader_of(TopicRef(name))
-    owner = group.broker.subscription_info(name, sub, service.now_ms()).owner
+    here = leader_of(TopicRef(name))
+    owner = here.state.subscription_info(name, sub, service.now_ms()).owner
     require_owner(caller, owner, f"subscription {name}/{sub}")
-    await service.submit(group, DeleteSubscription(name, sub))
+    await service.submit(here, DeleteSubscription(name, sub))
     return Response(b"", status=204)
 
 
@@ -199,7 +195,7 @@ async def unsubscribe(name: str, sub: str) -> Response:
 async def receive(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
-    return await consuming.receive(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
+    return await consuming.receive(SubscriptionRef(name, sub))
 
 
 @blueprint.post("/<name>/subscriptions/<sub>/ack")
@@ -208,7 +204,7 @@ async def receive(name: str, sub: str) -> Response:
 async def ack(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
-    return await consuming.ack(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
+    return await consuming.ack(SubscriptionRef(name, sub))
 
 
 @blueprint.post("/<name>/subscriptions/<sub>/nack")
@@ -217,7 +213,7 @@ async def ack(name: str, sub: str) -> Response:
 async def nack(name: str, sub: str) -> Response:
     _names(name, sub)
     await authorize("read", name)
-    return await consuming.nack(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
+    return await consuming.nack(SubscriptionRef(name, sub))
 
 
 @blueprint.get("/<name>/subscriptions/<sub>/events")
@@ -226,4 +222,4 @@ async def events(name: str, sub: str) -> Response:
     """Server-Sent Events push of the subscription's messages (ack them with /ack); `batch` caps each lease."""
     _names(name, sub)
     await authorize("read", name)
-    return await consuming.events(leader_of(TopicRef(name)), SubscriptionRef(name, sub))
+    return await consuming.events(SubscriptionRef(name, sub))
