@@ -703,7 +703,9 @@ class RaftCore:
 
     def _progressed(self, peer: str) -> None:
         if not self._maybe_commit():
-            self._send_append(peer)
+            pr = self._progress[peer]
+            # A learner that just caught up (from entries or a snapshot) hears `promote` now, not a heartbeat later.
+            self._send_append(peer, allow_empty=pr.learner and pr.match >= pr.catch_up_to)
         if self._transferee == peer and self._progress[peer].match == self.log.last_index:
             self._send(TimeoutNow(self.group, self.term, self.node_id, peer))
 

@@ -295,6 +295,24 @@ def test_leader_sends_a_snapshot_when_the_follower_needs_compacted_entries() -> 
     assert raft.follower("b") == raft.followers()["b"] and raft.followers()["b"].state == "replicate"
 
 
+def test_a_learner_caught_up_by_a_snapshot_hears_promote_at_once() -> None:
+    """A replica that lost data (incarnation 7, a learner) needs the snapshot; once it says it holds it, and so
+    everything up to the leader's last index, the leader gives its vote back right away, not a heartbeat later."""
+    raft = core()
+    elect(raft)
+    raft.propose([b"x", b"y"])
+    flush(raft)
+    raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
+    flush(raft)
+    raft.compact(3)
+    raft.tick()
+    raft.tick()  # the heartbeat re-probes b, which never answered: its next entry is compacted
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotResponse("g", raft.term, "b", "a", 3, 7, True))
+    to_b = [m for m in sent(raft) if m.receiver == "b"]
+    assert [(type(m), m.promote) for m in to_b if isinstance(m, AppendEntries)] == [(AppendEntries, 7)]
+
+
 def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once() -> None:
     raft = core()
     elect(raft)
