@@ -8,13 +8,14 @@ from concurrent import futures
 from contextlib import asynccontextmanager
 
 import grpc  # type: ignore[import-untyped]
+import msgspec
 import pytest
 import trio
 import zmq
 
 from mom.config import Address
 from mom.transports.base import TransportSettings
-from mom.transports.zmq import PIPE_FRAMES, ZmqTransport
+from mom.transports.zmq import PIPE_FRAMES, PROTOCOL_VERSION, Hello, ZmqTransport
 from tests.transports.conformance import free_port
 
 
@@ -157,6 +158,28 @@ async def test_a_raw_zmq_client_without_a_hello_is_refused(caplog: pytest.LogCap
                 raw.send(b"sneaky", zmq.NOBLOCK)
             await wait_for(lambda: bool(warnings(caplog, "no mom hello")))
             await wait_for(lambda: bool(warnings(caplog, "a client connected to")))
+            await nothing_arrives(b)
+        finally:
+            context.destroy(linger=0)
+
+
+async def test_a_node_of_protocol_2_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """Protocol 3 added the join probes and incarnations that keep a replica that lost data from voting: a node
+    from before would decode none of it, and vote."""
+    b_address = address()
+    async with running(settings("b", b_address, {"a": address()})) as b:
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            raw = context.socket(zmq.DEALER)
+            raw.setsockopt(zmq.LINGER, 0)
+            raw.setsockopt(zmq.IDENTITY, b"a")
+            raw.setsockopt(zmq.PLAIN_USERNAME, b"a")
+            raw.setsockopt(zmq.PLAIN_PASSWORD, msgspec.json.encode(Hello("mom", "a", "zmq", 2)))
+            raw.connect(f"tcp://{b_address}")
+            raw.send(b"from an older node", zmq.NOBLOCK)
+            await wait_for(
+                lambda: bool(warnings(caplog, f"speaks zmq protocol 2, this node zmq protocol {PROTOCOL_VERSION}"))
+            )
             await nothing_arrives(b)
         finally:
             context.destroy(linger=0)
