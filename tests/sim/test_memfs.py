@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from mom.config import StorageSection
+from mom.replication._storage import RaftStorage
+from mom.replication.raft import Snapshot
 from tests.sim.memfs import MemoryFileSystem
 
 ROOT = Path("/node")
@@ -99,3 +102,45 @@ def test_files_opened_before_a_crash_are_dead() -> None:
     except OSError:
         return
     raise AssertionError("a write through a file opened before the crash was accepted")
+
+
+class _KeepAll(random.Random):
+    def randint(self, a: int, b: int) -> int:
+        return b
+
+    def random(self) -> float:
+        return 0.99
+
+
+def test_a_snapshot_received_in_chunks_survives_a_crash_only_once_committed() -> None:
+    """The follower's `.part` goes through the simulated disk like the rest: lost with its unsynced chunks at a
+    crash, and even when every chunk happens to survive it is never taken for a snapshot (it is removed at the
+    next start); once committed (fsync, rename, directory fsync) it is the replica's snapshot."""
+    fs = fresh()
+    settings = StorageSection(fsync="always")
+    snapshot = Snapshot(40, 2, random.Random(1).randbytes(10_000))
+    leader = RaftStorage(ROOT / "leader", settings, fs=fs)
+    leader.load()
+    leader.save_snapshot(snapshot)
+
+    def receive(committed: bool) -> None:
+        follower = RaftStorage(ROOT / "follower", settings, fs=fs)
+        follower.load()
+        reader, incoming = leader.open_snapshot(40), follower.receive_snapshot(40)
+        for offset in range(0, reader.size, 1024):
+            incoming.write(reader.read(offset, 1024))
+        assert incoming.finish() is None
+        if committed:
+            incoming.commit()
+
+    for crash in (crash_losing_everything_unsynced, lambda fs: fs.crash(_KeepAll())):
+        receive(committed=False)
+        crash(fs)
+        leader = RaftStorage(ROOT / "leader", settings, fs=fs)
+        leader.load()
+        follower = RaftStorage(ROOT / "follower", settings, fs=fs)
+        assert follower.load().snapshot == Snapshot()
+        assert not [name for name in fs.files(ROOT / "follower") if name.endswith(".part")]
+    receive(committed=True)
+    crash_losing_everything_unsynced(fs)
+    assert RaftStorage(ROOT / "follower", settings, fs=fs).load().snapshot == snapshot

@@ -313,6 +313,29 @@ def test_a_learner_caught_up_by_a_snapshot_hears_promote_at_once() -> None:
     assert [(type(m), m.promote) for m in to_b if isinstance(m, AppendEntries)] == [(AppendEntries, 7)]
 
 
+def test_a_follower_restarting_mid_snapshot_is_probed_again_and_asked_for_the_snapshot_anew() -> None:
+    """A new incarnation during a transfer: what the old one acknowledged no longer counts, the byte window is
+    empty, and the core asks its driver for the snapshot again at once (which restarts the stream)."""
+    raft = core()
+    elect(raft)
+    raft.step(AppendResponse("g", raft.term, "b", "a", True, 1, 0, 5, False))
+    raft.propose([b"x", b"y"])
+    flush(raft)
+    raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
+    flush(raft)
+    raft.compact(3)
+    for _ in range(6):  # b stays silent: three heartbeats, then it is probed again, and needs the snapshot
+        raft.tick()
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotChunkAck("g", raft.term, "b", "a", 3, 1024))
+    raft.step(AppendResponse("g", raft.term, "b", "a", True, 1, 0, 9, False))  # restarted: answers a heartbeat
+    b = raft.follower("b")
+    assert b is not None and b.state == "snapshot" and b.inflight_bytes == 0
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotResponse("g", raft.term, "b", "a", 3, 9, False))
+    assert raft.followers()["b"].state == "replicate" and raft.followers()["b"].match == 3
+
+
 def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once() -> None:
     raft = core()
     elect(raft)
