@@ -118,6 +118,12 @@ class BrokerSection(Struct, frozen=True, forbid_unknown_fields=True):
     dedup_window_s: Annotated[float, Meta(gt=0)] = 300.0
 
 
+class MetricsSection(Struct, frozen=True, forbid_unknown_fields=True):
+    max_destinations: Annotated[int, Meta(ge=0)] = 1000
+    """Queues and topics (and their subscriptions) that /metrics shows series for, the first by name; the rest
+    only count in `mom_metrics_destinations_omitted`. Bounds the label cardinality of a scrape."""
+
+
 class SecuritySection(Struct, frozen=True, forbid_unknown_fields=True):
     """Secure wires. With `certs_dir` unset (the default) every wire is clear text, as on a laptop."""
 
@@ -143,6 +149,7 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     auth: AuthSection = AuthSection()
     broker: BrokerSection = BrokerSection()
     security: SecuritySection = SecuritySection()
+    metrics: MetricsSection = MetricsSection()
 
     @property
     def node_id(self) -> str:

@@ -28,6 +28,7 @@ from mom.api.auth.peers import PeerKeys
 from mom.api.context import ApiContext
 from mom.api.forward import Forwarder
 from mom.api.metrics import Metrics
+from mom.api.node_metrics import NodeCollector, NodeParts
 from mom.broker.commands import RegisterUser
 from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
@@ -136,7 +137,7 @@ async def serve_node(
         ):
             transport = _transport(settings, security)
             await nursery.start(transport.run)
-            metrics = Metrics(lambda: _storage_stats(manager))
+            metrics = Metrics(max_destinations=settings.metrics.max_destinations)
             router = Router(
                 settings.node_id,
                 transport,
@@ -144,7 +145,9 @@ async def serve_node(
                 on_tick_lag=metrics.observe_loop_lag,
             )
             await nursery.start(router.run)
-            manager = GroupManager(settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random())
+            manager = GroupManager(
+                settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics
+            )
             await nursery.start(manager.run)
             service = BrokerService(
                 manager,
@@ -172,19 +175,26 @@ async def serve_node(
                 verify_token=PeerKeys(keys, tokens, others, http).verify,
                 transport_status=transport.status,
             )
+            metrics.watch(
+                NodeCollector(
+                    NodeParts(
+                        node_id=settings.node_id,
+                        transport=settings.cluster.transport if settings.cluster.nodes else "none",
+                        service=service,
+                        manager=manager,
+                        router=router,
+                        peer_status=transport.status,
+                        peers=list(others),
+                        data_dir=data_dir,
+                        rest_port=settings.rest.port,
+                        max_destinations=settings.metrics.max_destinations,
+                    )
+                )
+            )
             nursery.start_soon(bootstrap_admin, service, settings.auth, announce)
             bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings, security)))
             announce(f"mom node {settings.node_id} ready: REST on {', '.join(bound)}, data in {data_dir}")
             task_status.started(bound)
-
-
-def _storage_stats(manager: GroupManager) -> dict[str, float]:
-    totals = {"log_bytes": 0.0, "applied_index": 0.0, "snapshot_index": 0.0}
-    for group in manager.groups():
-        for key, value in group.storage_stats().items():
-            if key in totals:
-                totals[key] += value
-    return totals
 
 
 async def _main(settings: Settings) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from quart import Response, request
+import trio
+from quart import Response, g, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
 from mom.api import sqs
 from mom.api.context import ApiContext, ForwardRequired
 from mom.api.errors import problem_from, register_error_handlers
-from mom.api.routes import auth, ops, queue_ops, queues, stream, topics
+from mom.api.metrics import InFlight
+from mom.api.routes import auth, ops, queue_ops, queues, stream, topics, ui
 from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
@@ -33,6 +35,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         security=[{"bearer": []}],
         conversion_preference="msgspec",
     )
+    ui.configure_docs(app)
     for blueprint in (
         auth.blueprint,
         queues.blueprint,
@@ -40,6 +43,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         topics.blueprint,
         ops.blueprint,
         stream.blueprint,
+        ui.blueprint,
     ):
         app.register_blueprint(blueprint)
     sqs.install(app)
@@ -57,12 +61,17 @@ def create_app(context: ApiContext) -> QuartTrio:
         # Hypercorn's HTTP/1.1 keep-alive can stall the next request on a connection when a response (an early
         # 401/403/404) goes out before the request body has arrived; reading the body first rules that out.
         # The body is bounded by MAX_CONTENT_LENGTH (413 beyond) and cached for the handler.
+        g.mom_started = trio.current_time()
         if request.method in ("POST", "PUT", "PATCH", "DELETE"):
             await request.get_data()
 
     @app.after_request
     async def _count(response: Response) -> Response:
-        context.metrics.requests.labels(request.method, str(response.status_code)).inc()
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        elapsed = trio.current_time() - g.get("mom_started", trio.current_time())
+        context.metrics.observe_request(request.method, rule, response.status_code, elapsed)
         return response
+
+    app.asgi_app = InFlight(app.asgi_app, context.metrics)  # type: ignore[assignment, method-assign]
 
     return app

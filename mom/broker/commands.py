@@ -357,6 +357,25 @@ Result = Declared | Deleted | Published | Received | Settled | Registered | Tick
 # Read-only views (queries answered from the applied state, not through the log)
 
 
+class Totals(Struct, array_like=True, gc=False):
+    """What a queue, topic or subscription has done since it was declared.
+
+    The counts change only by applying entries, so every replica holds the same ones and they survive leader
+    changes and restarts (they are in the snapshot). A topic counts `published`; its subscriptions count the rest.
+    """
+
+    published: int = 0
+    delivered: int = 0
+    """Deliveries handed to consumers (a redelivery counts again)."""
+    acked: int = 0
+    nacked: int = 0
+    dead_lettered: int = 0
+    """Messages given up on (max_deliveries or TTL), whether a dead-letter queue took them or they were dropped."""
+
+    def copy(self) -> Totals:
+        return Totals(self.published, self.delivered, self.acked, self.nacked, self.dead_lettered)
+
+
 class QueueInfo(Struct, frozen=True):
     name: str
     attrs: QueueAttrs
@@ -369,6 +388,11 @@ class QueueInfo(Struct, frozen=True):
     messages: int
     """All messages held: ready + delayed + in flight."""
     tags: dict[str, str] = {}
+    bytes: int = 0
+    """Body bytes of the messages held."""
+    oldest_age_ms: int | None = None
+    """Age of the oldest message held (ready, delayed or in flight); None when empty."""
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class PeekedMessage(Struct, frozen=True):
@@ -397,6 +421,11 @@ class SubscriptionInfo(Struct, frozen=True):
     """The offset the next first delivery will come from."""
     ready: int
     in_flight: int
+    lag: int = 0
+    """Messages not acked yet: behind the head of the topic, or delivered and not settled (the consumer lag)."""
+    lag_ms: int = 0
+    """Age of the oldest message not acked yet; 0 when caught up."""
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class TopicInfo(Struct, frozen=True):
@@ -409,6 +438,8 @@ class TopicInfo(Struct, frozen=True):
     messages: int
     bytes: int
     subscriptions: list[SubscriptionInfo]
+    totals: Totals = msgspec.field(default_factory=Totals)
+    """`published` of the topic; the other counts summed over its current subscriptions."""
 
 
 class UserRecord(Struct, frozen=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ def _stdin_bodies() -> Iterator[Any]:
 @click.option("--header", "headers", multiple=True, callback=_header, help="A header key=value (repeatable).")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds before delivery (queues).")
 @click.option("--dedup-id", help="Deduplication id (one BODY only).")
+@click.option("--ids", "print_ids", is_flag=True, help="Print each message's id, one per line, not a summary.")
 def publish(
     bodies: tuple[str, ...],
     queue_name: str | None,
@@ -71,17 +73,19 @@ def publish(
     headers: dict[str, str],
     delay: float,
     dedup_id: str | None,
+    print_ids: bool,
 ) -> None:
-    """Publish messages and print their ids, one per line.
+    """Publish messages, then print how many went and how fast (--ids: their ids instead).
 
     Each BODY is a JSON value, or a plain string if it is not valid JSON. Without BODY, every line of
-    stdin is one message, sent in batches of 100.
+    stdin is one message, sent in batches of 100; on a terminal a progress line counts them as they go.
 
     \b
     Examples:
       mom publish --queue orders '{"id": 1}' '{"id": 2}'
       mom publish --topic events --header source=cli hello
       cat orders.jsonl | mom publish --queue orders
+      mom publish --queue orders --ids '{"id": 3}'
     """
     if (queue_name is None) == (topic_name is None):
         raise click.UsageError("give exactly one of --queue or --topic")
@@ -89,10 +93,51 @@ def publish(
         raise click.UsageError("--dedup-id needs exactly one BODY")
     client = _client()
     values = (_body(b) for b in bodies) if bodies else _stdin_bodies()
+    progress = _Progress(enabled=not print_ids and _is_terminal(sys.stderr))
+    count = 0
     for batch in _batches(values, PUBLISH_BATCH):
         messages = [make_message(body, headers, delay, dedup_id) for body in batch]
         for published in client.publish_batch(messages, queue=queue_name, topic=topic_name):
-            click.echo(published["id"])
+            count += 1
+            if print_ids:
+                click.echo(published["id"])
+        progress.show(count)
+    progress.done()
+    if not print_ids:
+        where = f"queue {queue_name}" if queue_name is not None else f"topic {topic_name}"
+        click.echo(f"published {count} message{'' if count == 1 else 's'} to {where}{progress.summary(count)}")
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Progress:
+    """A one-line counter on stderr while a long input is published (a terminal only; pipes and logs stay clean)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._started = time.monotonic()
+        self._shown = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def show(self, count: int) -> None:
+        if self._enabled and count > PUBLISH_BATCH:  # a long input: more than one batch
+            click.echo(f"\rpublishing: {count} messages{self.summary(count)}", err=True, nl=False)
+            self._shown = True
+
+    def done(self) -> None:
+        if self._shown:
+            click.echo("\r\033[K", err=True, nl=False)
+
+    def summary(self, count: int) -> str:
+        elapsed = self.elapsed()
+        if elapsed <= 0 or count == 0:
+            return ""
+        return f" in {elapsed:.2f} s ({count / elapsed:,.0f}/s)"
 
 
 @main.command()

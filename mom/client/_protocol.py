@@ -171,11 +171,13 @@ def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:
     """Whether a failed attempt may be sent again without risk of applying it twice.
 
     429 and a 503 that says nothing was written (`Unavailable`), and a request that never left (could not
-    connect), always are.
+    connect), always are; not a certificate this client does not trust.
     A 503 `OutcomeUnknown`, or a connection lost after the request was sent, only for a repeatable request.
     """
     if isinstance(exc, OutcomeUnknown):
         return repeatable
+    if untrusted_certificate(exc) is not None:  # a retry cannot make a certificate trusted
+        return False
     if isinstance(exc, Overloaded | Unavailable | httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return True
     return repeatable and isinstance(exc, httpx.TransportError)
@@ -190,6 +192,16 @@ def retry_policy(retries: int, *, repeatable: bool = False) -> dict[str, Any]:
         "retry": retry_if_exception(lambda exc: worth_retrying(exc, repeatable=repeatable)),
         "reraise": True,
     }
+
+
+def untrusted_certificate(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, if that is what `exc` is (a retry cannot fix it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ def _banner(cluster: DevCluster, supervisor: Supervisor, password: str, *, contr
             f"replication {cluster.replication_address(i)}"
         )
     lines.append(f"  transport: {cluster.transport}; config: {cluster.config_file}")
+    lines.append(f"  dashboard: {cluster.rest_url(0)}/ui (any node serves it)")
     lines.append(f"  admin user: admin, password: {password}")
     if cluster.secure:
         ca = CertsLayout(cluster.certs_dir).ca

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -51,6 +52,31 @@ Send = Callable[[Sequence[Message]], None]
 
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
+
+
+class GroupObserver(Protocol):
+    """Told what operators watch (the node's metrics implement it); called on the trio thread, must not block."""
+
+    def synced(self, seconds: float, entries: int) -> None:
+        """One flush of the log (fsync under `always`) took `seconds` and made `entries` new entries durable."""
+
+    def new_terms(self, count: int) -> None:
+        """The group moved `count` terms on: each one is an election somewhere in the group."""
+
+    def new_leader(self, group_id: str, leader: str) -> None:
+        """The group learned of a leader other than the last one it knew."""
+
+
+class NoObserver:
+    def synced(self, seconds: float, entries: int) -> None:
+        pass
+
+    def new_terms(self, count: int) -> None:
+        pass
+
+    def new_leader(self, group_id: str, leader: str) -> None:
+        pass
+
 
 _LOST = "leadership changed before the write committed; it may or may not have been applied: retry with a dedup_id"
 _STOPPED = "the node is shutting down; the write may or may not have been applied: retry with a dedup_id"
@@ -89,6 +115,7 @@ class RaftGroup:
         election_ticks: int = 10,
         heartbeat_ticks: int = 2,
         external_dead_letters: bool = False,
+        observer: GroupObserver | None = None,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -107,6 +134,9 @@ class RaftGroup:
         self._election_ticks = election_ticks
         self._heartbeat_ticks = heartbeat_ticks
         self._external_dead_letters = external_dead_letters
+        self._observer: GroupObserver = observer or NoObserver()
+        self._seen: tuple[int, str | None] = (0, None)
+        """The term and leader last reported to the observer (the term recovered at start counts as seen)."""
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
@@ -178,6 +208,7 @@ class RaftGroup:
                 max_uncommitted_bytes=replication.max_uncommitted_bytes,
                 group=self.group_id,
             )
+            self._seen = (persisted.hard_state.term, None)
             log.info(
                 "group %s recovered: snapshot at %d, %d entries, term %d",
                 self.group_id,
@@ -319,6 +350,7 @@ class RaftGroup:
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
                 standing = self._report_standing(core, standing)
+            self._observe(core)
             if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
                 self._led_term = core.term
                 log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
@@ -330,7 +362,9 @@ class RaftGroup:
         received = await self._receiver.install(ready.snapshot) if ready.snapshot is not None else None
         durable = ready.snapshot, ready.truncate_after, ready.hard_state
         if ready.entries or any(change is not None for change in durable):
-            installed = await self._disk.run(self._persist, ready, received)
+            installed, sync_s = await self._disk.run(self._persist, ready, received)
+            if sync_s is not None:
+                self._observer.synced(sync_s, len(ready.entries))
             if installed is not None:
                 self._install(*installed)
         self._send(ready.messages)
@@ -366,10 +400,11 @@ class RaftGroup:
         """The snapshot transfers' disk work, on the node's `Disk` like the rest of this group's storage."""
         return await self._disk.run(fn)
 
-    def _persist(self, ready: Ready, received: Snapshot | None) -> tuple[Snapshot, Broker] | None:
+    def _persist(self, ready: Ready, received: Snapshot | None) -> tuple[tuple[Snapshot, Broker] | None, float | None]:
         """Make what `ready` changes durable, in a worker thread. A snapshot received from the leader (`received`,
         already in place on disk) becomes the start of the log, and the state machine is restored from it here
-        too (decoding a large state is no work for the event loop); returns both."""
+        too (decoding a large state is no work for the event loop). Returns that snapshot with its state machine,
+        and how long the flush of the log took (None: no flush)."""
         storage = self._storage
         installed = None
         if received is not None:
@@ -379,9 +414,12 @@ class RaftGroup:
             storage.truncate_after(ready.truncate_after)
         if ready.entries:
             storage.append(ready.entries_index, ready.entries)
+        sync_s = None
         if ready.entries or ready.hard_state is not None:
+            started = time.perf_counter()
             storage.sync(ready.hard_state)
-        return installed
+            sync_s = time.perf_counter() - started
+        return installed, sync_s
 
     def _install(self, snapshot: Snapshot, broker: Broker) -> None:
         self.broker = broker
@@ -431,6 +469,17 @@ class RaftGroup:
         if pending is not None:
             pending.result, pending.error = result, error
             pending.done.set()
+
+    def _observe(self, core: RaftCore) -> None:
+        """Report elections and leader changes; the first leader learned after a start is no change."""
+        term, leader = self._seen
+        if core.term > term:
+            self._observer.new_terms(core.term - term)
+        if core.leader_id is not None and core.leader_id != leader:
+            if leader is not None:
+                self._observer.new_leader(self.group_id, core.leader_id)
+            leader = core.leader_id
+        self._seen = (max(term, core.term), leader)
 
     def _fail_lost(self, core: RaftCore) -> None:
         """Answer the submitters whose entries can no longer commit under the leadership they were proposed

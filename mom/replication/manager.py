@@ -33,7 +33,7 @@ from mom.broker.commands import (
 from mom.config import Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
-from mom.replication.group import RaftGroup
+from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.placement import METADATA_GROUP, group_id, replicas
 from mom.replication.router import Router
 
@@ -75,8 +75,10 @@ class GroupManager:
         disk: Disk,
         clock_ms: Callable[[], int],
         rng: random.Random,
+        observer: GroupObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._observer = observer
         self._router = router
         self._disk = disk
         self._clock_ms = clock_ms
@@ -111,6 +113,7 @@ class GroupManager:
             preferred_leader=voters[0],
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
+            observer=self._observer,
         )
         for listener in self._listeners:
             group.add_listener(functools.partial(listener, gid))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
@@ -48,6 +49,17 @@ class Routed(Protocol):
 
 TickLagObserver = Callable[[float, int], None]
 """Told (seconds the tick woke late, ticks skipped) at every tick."""
+
+
+@dataclass
+class PeerTraffic:
+    """Frames and bytes exchanged with one peer since this node started (what /metrics shows per peer)."""
+
+    sent_frames: int = 0
+    sent_bytes: int = 0
+    received_frames: int = 0
+    received_bytes: int = 0
+    dropped_frames: int = 0
 
 
 class Router:
@@ -78,6 +90,13 @@ class Router:
         self.malformed_frames = 0
         self.ticks_skipped = 0
         """Ticks not delivered because the loop woke too late for them (see the module docstring)."""
+        self.traffic: dict[str, PeerTraffic] = {}
+
+    def _traffic(self, peer: str) -> PeerTraffic:
+        traffic = self.traffic.get(peer)
+        if traffic is None:
+            traffic = self.traffic[peer] = PeerTraffic()
+        return traffic
 
     @property
     def groups(self) -> dict[str, Routed]:
@@ -118,6 +137,9 @@ class Router:
                 self._deliver(sender, frame)
 
     def _deliver(self, sender: str, frame: bytes) -> None:
+        traffic = self._traffic(sender)
+        traffic.received_frames += 1
+        traffic.received_bytes += len(frame)
         try:
             messages = decode_messages(frame)
         except msgspec.DecodeError:
@@ -159,11 +181,15 @@ class Router:
         """Send everything buffered now: per peer, as few frames as fit the frame budget."""
         outbox, self._outbox = self._outbox, {}
         for peer, messages in outbox.items():
+            traffic = self._traffic(peer)
             for frame in self._frames(peer, messages):
                 if self._transport.send(peer, frame):
                     self.frames_sent += 1
+                    traffic.sent_frames += 1
+                    traffic.sent_bytes += len(frame)
                 else:
                     self.frames_dropped += 1
+                    traffic.dropped_frames += 1
 
     def _frames(self, peer: str, messages: list[Message]) -> list[bytes]:
         """`messages` in order, cut into frames of at most `max_frame_bytes` (one larger message alone)."""

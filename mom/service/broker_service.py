@@ -83,6 +83,8 @@ class BrokerService:
         if on_dead_letters_held is not None:
             self._housekeeping.on_held = on_dead_letters_held
         self._housekeepers = Housekeepers(manager, self._housekeeping)
+        self.waiting_receives = 0
+        """Receives (long-polls, SSE and stream consumers) waiting for a message now: for /metrics."""
         manager.add_listener(self._wakeups.on_applied)
 
     def set_dead_letter_sender(self, sender: SendDeadLetters) -> None:
@@ -253,5 +255,9 @@ class BrokerService:
             if remaining <= 0:
                 return []
             timeout = remaining if ready_at is None else min(remaining, (ready_at - now) / 1000)
-            with trio.move_on_after(timeout):
-                await self._wakeups.event(group.group_id, source).wait()
+            self.waiting_receives += 1
+            try:
+                with trio.move_on_after(timeout):
+                    await self._wakeups.event(group.group_id, source).wait()
+            finally:
+                self.waiting_receives -= 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import ssl
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -64,7 +66,7 @@ def run(server: FakeServer, *args: str, input: str | None = None, env: dict[str,
 
 def test_publish_from_arguments_parses_json_or_takes_the_text() -> None:
     server = FakeServer({("POST", "/v1/queues/orders/messages"): published})
-    result = run(server, "publish", "--queue", "orders", "--header", "src=cli", '{"a": 1}', "hello", "42")
+    result = run(server, "publish", "--queue", "orders", "--header", "src=cli", '{"a": 1}', "hello", "42", "--ids")
     assert result.exit_code == 0, result.output
     assert result.output.split() == ["id0", "id1", "id2"]
     [body] = server.bodies("POST", "/v1/queues/orders/messages")
@@ -84,7 +86,21 @@ def test_publish_from_stdin_sends_batches_of_100() -> None:
     sent = [m["body"]["n"] for b in batches for m in b["messages"]]
     assert sent == list(range(250))
     assert all(m["delay_s"] == 1.5 for b in batches for m in b["messages"])
-    assert len(result.output.split()) == 250
+    assert re.fullmatch(r"published 250 messages to topic events in [0-9.]+ s \([0-9,]+/s\)\n", result.stdout)
+    assert result.stderr == ""  # not a terminal: no progress line
+
+
+def test_publish_shows_progress_on_a_terminal_for_long_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mom.cli import messaging
+
+    monkeypatch.setattr(messaging, "_is_terminal", lambda stream: True)
+    server = FakeServer({("POST", "/v1/queues/orders/messages"): published})
+    result = run(server, "publish", "--queue", "orders", input="".join(f"{i}\n" for i in range(1000)))
+    assert result.exit_code == 0, result.output
+    assert "\rpublishing: 1000 messages" in result.stderr and "\rpublishing: 200 messages" in result.stderr
+    assert result.stdout.startswith("published 1000 messages to queue orders")
+    short = run(server, "publish", "--queue", "orders", "one")
+    assert short.stderr == "" and short.stdout.startswith("published 1 message to queue orders")
 
 
 @pytest.mark.parametrize(
@@ -292,6 +308,22 @@ def test_an_unreachable_server_says_so() -> None:
     assert result.exit_code == 1
     assert result.stderr == "error: cannot reach http://127.0.0.1:9\n"
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_untrusted_certificate_says_how_to_pass_the_ca_and_is_not_retried() -> None:
+    def untrusted(request: httpx.Request) -> httpx.Response:
+        cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+        cause.verify_message = "self-signed certificate in certificate chain"
+        raise httpx.ConnectError(str(cause), request=request) from cause
+
+    server = FakeServer({("GET", "/v1/queues"): untrusted})
+    state = CliState(transport=httpx.MockTransport(server), retries=5)
+    url = "https://127.0.0.1:8443"
+    result = CliRunner().invoke(main, ["--token", "t", "--url", url, "queue", "list"], obj=state)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: the certificate of {url} is not trusted (self-signed certificate")
+    assert "--ca-file" in result.stderr and "MOM_CA_FILE" in result.stderr
+    assert len(server.requests) == 1  # a retry cannot make a certificate trusted
 
 
 # ---------------------------------------------------------------------------------------------------------

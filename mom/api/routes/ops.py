@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import tag
 
-from mom.api.context import ctx, principal
+from mom.api.context import ForwardRequired, ctx, principal
 from mom.api.errors import problem
 from mom.api.views import json_response, rfc3339
+from mom.errors import NotFound
 
 blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
@@ -61,8 +62,15 @@ async def cluster() -> Response:
     """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
 
     Leader, commit index and lag are as this node sees them: exact for the groups it replicates, null otherwise.
+    `?node=ID` answers with that node's view instead (forwarded to it; 503 when it cannot be reached). Only the
+    destinations the caller may read or configure are listed.
     """
-    await principal()
+    caller = await principal()
+    wanted = request.args.get("node")
+    if wanted is not None and wanted != ctx().settings.node_id:
+        if wanted not in ctx().peer_urls:
+            raise NotFound(f"node {wanted!r} is not in this cluster ({', '.join(ctx().peer_urls)})")
+        raise ForwardRequired(wanted, ctx().peer_urls[wanted])
     service = ctx().service
     destinations = [
         {
@@ -75,6 +83,7 @@ async def cluster() -> Response:
             "replica_lag": d.replica_lag,
         }
         for d in service.cluster_view()
+        if caller.can("read", d.name) or caller.can("configure", d.name)
     ]
     return json_response(
         {
