@@ -12,9 +12,12 @@ The group knows nothing of the router: it is given a `send` callable for its out
 manager (which owns both) registers it with the router once it has recovered.
 
 Nothing that blocks runs on the event loop: loading the storage, persisting a Ready, saving and restoring
-snapshots (the state machine's encoding and decoding included) go to the node's `Disk` worker threads, one call
-at a time per group. While the driver awaits one, the router goes on stepping and ticking the core (the core
-is pure memory), and the broker is left alone: only the driver changes it.
+snapshots (the state machine's encoding and decoding included), storing received snapshot chunks go to the
+node's `Disk` worker threads, one call at a time per group from the driver. The only other caller is the
+snapshot sender, which opens and reads a snapshot file of its own (an open file survives the compaction that
+deletes its name), so it shares nothing with the driver's calls. While the driver awaits one, the router goes
+on stepping and ticking the core (the core is pure memory), and the broker is left alone: only the driver
+changes it. In the simulation the `Disk` runs every call inline, so a seed still replays exactly.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
 else lands at that index, or a loss of leadership before it commits, answers it with `OutcomeUnknown` (the
