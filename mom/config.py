@@ -58,10 +58,17 @@ class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True):
 
 class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):
     fsync: FsyncPolicy = "always"
-    """`always`: a write is answered only after fsync (batched: group commit). `never`: leave it to the OS."""
+    """`always`: a write is answered only after fsync (batched: one fsync per Raft Ready covers every entry
+    appended meanwhile). `never`: leave it to the OS."""
     segment_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     snapshot_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     """Take a snapshot (and free old segments) once this much log has been written since the last one."""
+    fault_delay_ms: Annotated[int, Meta(ge=0)] = 0
+    """For fault testing only: every log sync, snapshot save and log truncation sleeps this long first (in the
+    worker thread that does it), as on a disk that stalls. 0 (the default) is off."""
+    fault_delay_groups: str = "*"
+    """For fault testing only: a glob on group ids (`meta`, `q.orders@*`) choosing which groups `fault_delay_ms`
+    slows."""
 
 
 WIRE_FRAME_LIMIT = 64 * MiB
@@ -192,6 +199,8 @@ ENV_KEYS: dict[str, str] = {
     "MOM_ADMIN_PASSWORD": "auth.admin_password",
     "MOM_OPEN_REGISTRATION": "auth.open_registration",
     "MOM_CERTS_DIR": "security.certs_dir",
+    "MOM_FAULT_DISK_DELAY_MS": "storage.fault_delay_ms",
+    "MOM_FAULT_DISK_DELAY_GROUPS": "storage.fault_delay_groups",
 }
 """Environment variables and the setting each one sets."""
 
@@ -202,6 +211,10 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _env_value(dotted: str, raw: str) -> Any:
+    if dotted == "storage.fault_delay_ms":
+        if not raw.strip().isdigit():
+            raise InvalidInput(f"MOM_FAULT_DISK_DELAY_MS must be a whole number of milliseconds, not {raw!r}")
+        return int(raw)
     if dotted == "auth.open_registration":
         lowered = raw.strip().lower()
         if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:

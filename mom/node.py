@@ -43,6 +43,7 @@ from mom.broker.commands import RegisterUser
 from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
 from mom.errors import Conflict, InvalidInput, Unavailable
+from mom.log.disk import Disk
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.security import NodeSecurity, load_node_security
@@ -179,7 +180,9 @@ async def serve_node(
                 on_tick_lag=metrics.observe_loop_lag,
             )
             await nursery.start(router.run)
-            manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics)
+            manager = GroupManager(
+                settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics
+            )
             await nursery.start(manager.run)
             service = BrokerService(
                 manager,

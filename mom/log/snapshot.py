@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 from mom.errors import StorageError
-from mom.log.segment import fsync_directory
+from mom.log.fs import OS_FILES, File, FileSystem
 
 logger = logging.getLogger("mom.log")
 
@@ -50,8 +48,9 @@ def _name(index: int) -> str:
 class SnapshotStore:
     """The snapshots in one directory. Methods block on disk I/O: call them from a worker thread."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fs: FileSystem = OS_FILES) -> None:
         self.directory = directory
+        self._fs = fs
 
     def save(self, index: int, data: bytes) -> None:
         """Store `data` as the snapshot at `index`, atomically and durably; keep only the newest two."""
@@ -59,30 +58,34 @@ class SnapshotStore:
             raise ValueError("a snapshot index is never negative")
         final = self.directory / _name(index)
         tmp = final.with_name(final.name + ".tmp")
+        fs = self._fs
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for stale in self.directory.glob("*.tmp"):
-                stale.unlink()
-            with open(tmp, "wb") as file:
+            fs.makedirs(self.directory)
+            for stale in fs.listdir(self.directory):
+                if stale.endswith(".tmp"):
+                    fs.unlink(self.directory / stale)
+            file = fs.open(tmp, create=True)
+            try:
                 file.write(_HEADER.pack(_MAGIC, index, len(data), _checksum(index, data)))
                 file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, final)
-            fsync_directory(self.directory)
+                file.sync()
+            finally:
+                file.close()
+            fs.replace(tmp, final)
+            fs.sync_directory(self.directory)
             self._prune()
         except OSError as exc:
             raise StorageError(f"cannot save snapshot {index} in {self.directory}: {exc}") from exc
 
     def _prune(self) -> None:
         for old in self._indexes()[:-_KEEP]:
-            (self.directory / _name(old)).unlink()
+            self._fs.unlink(self.directory / _name(old))
 
     def open(self, index: int) -> SnapshotReader:
         """The stored file of snapshot `index`, open for reading in chunks (to stream it to a follower)."""
         path = self.directory / _name(index)
         try:
-            return SnapshotReader(open(path, "rb"), index)
+            return SnapshotReader(self._fs.open(path), index)
         except OSError as exc:
             raise StorageError(f"cannot open snapshot {index} in {self.directory}: {exc}") from exc
 
@@ -90,16 +93,19 @@ class SnapshotStore:
         """A new, empty `.part` file for snapshot `index` arriving in chunks (replacing any earlier one)."""
         path = self.directory / (_name(index) + ".part")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            return IncomingSnapshot(self, open(path, "wb"), path, index)
+            self._fs.makedirs(self.directory)
+            return IncomingSnapshot(self, self._fs.open(path, create=True), path, index)
         except OSError as exc:
             raise StorageError(f"cannot receive snapshot {index} in {self.directory}: {exc}") from exc
 
     def remove_partial(self) -> None:
         """Remove the `.part` files of transfers that a crash interrupted (they are never read)."""
         try:
-            for stale in self.directory.glob("*.part"):
-                stale.unlink()
+            for stale in self._fs.listdir(self.directory):
+                if stale.endswith(".part"):
+                    self._fs.unlink(self.directory / stale)
+        except FileNotFoundError:
+            return
         except OSError as exc:
             raise StorageError(f"cannot clean up {self.directory}: {exc}") from exc
 
@@ -113,9 +119,13 @@ class SnapshotStore:
 
     def _put_in_place(self, incoming: IncomingSnapshot) -> None:
         """Rename a complete, verified, fsynced `.part` to its snapshot name, durably; keep the newest two."""
-        os.replace(incoming.path, self.directory / _name(incoming.index))
-        fsync_directory(self.directory)
+        self._fs.replace(incoming.path, self.directory / _name(incoming.index))
+        self._fs.sync_directory(self.directory)
         self._prune()
+
+    def _discard(self, path: Path) -> None:
+        with contextlib.suppress(OSError):  # gone already, or removed at the next start (`remove_partial`)
+            self._fs.unlink(path)
 
     def load_latest(self) -> tuple[int, bytes] | None:
         """The newest snapshot whose checksum holds, as (index, data); None if there is none."""
@@ -136,11 +146,10 @@ class SnapshotStore:
         return None
 
     def _indexes(self) -> list[int]:
-        return sorted(int(m.group(1)) for name in os.listdir(self.directory) if (m := _NAME.match(name)))
+        return sorted(int(m.group(1)) for name in self._fs.listdir(self.directory) if (m := _NAME.match(name)))
 
-    @staticmethod
-    def _read_verified(path: Path, index: int) -> bytes:
-        raw = path.read_bytes()
+    def _read_verified(self, path: Path, index: int) -> bytes:
+        raw = self._fs.read_bytes(path)
         if len(raw) < _HEADER.size:
             raise ValueError("shorter than its header")
         magic, stored_index, length, crc = _HEADER.unpack_from(raw)
@@ -159,16 +168,16 @@ class SnapshotReader:
     transfer in progress is never cut off by the compaction that made it stale. Close it when done.
     """
 
-    def __init__(self, file: BinaryIO, index: int) -> None:
+    def __init__(self, file: File, index: int) -> None:
         self._file = file
         self.index = index
-        self.size = os.fstat(file.fileno()).st_size
+        self.size = file.size()
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to `size` bytes from `offset` (fewer only at the end). Blocks on the disk: call it from a worker
         thread where that matters."""
         try:
-            return os.pread(self._file.fileno(), size, offset)
+            return self._file.pread(size, offset)
         except OSError as exc:
             raise StorageError(f"cannot read snapshot {self.index}: {exc}") from exc
 
@@ -184,7 +193,7 @@ class IncomingSnapshot:
     a snapshot like any other. `abort` removes the `.part`.
     """
 
-    def __init__(self, store: SnapshotStore, file: BinaryIO, path: Path, index: int) -> None:
+    def __init__(self, store: SnapshotStore, file: File, path: Path, index: int) -> None:
         self._store = store
         self._file = file
         self.path = path
@@ -231,8 +240,7 @@ class IncomingSnapshot:
         if problem is not None:
             raise StorageError(f"snapshot {self.index} is not complete: {problem}")
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._file.sync()
             self._file.close()
             self._store._put_in_place(self)
         except OSError as exc:
@@ -240,5 +248,4 @@ class IncomingSnapshot:
 
     def abort(self) -> None:
         self._file.close()
-        with contextlib.suppress(OSError):  # a stale .part is removed at the next start
-            self.path.unlink(missing_ok=True)
+        self._store._discard(self.path)

@@ -42,6 +42,13 @@ class Progress:
         self.stalled_heartbeats = 0
         """Heartbeats since the follower last made progress while behind: lost messages are retried after two.
         """
+        self.incarnation = 0
+        """The follower's current run, from its responses (0: not heard from yet)."""
+        self.learner = False
+        """The follower says it lost data and does not vote until caught up."""
+        self.catch_up_to = 0
+        """For a learner: the leader's last index when it first heard from this incarnation; matching up to it
+        earns the learner its vote back."""
         self._inflight: deque[tuple[int, int]] = deque()
         """(last index, payload bytes) of each AppendEntries sent and not yet acknowledged."""
         self.inflight_bytes = 0
@@ -85,6 +92,15 @@ class Progress:
     def become_probe(self, next_index: int) -> None:
         self.state = "probe"
         self.next = max(self.match + 1, next_index)
+        self.probe_sent = False
+        self.stalled_heartbeats = 0
+        self._clear_inflight()
+
+    def restarted(self, next_index: int) -> None:
+        """The follower restarted and may have lost entries: nothing it acknowledged before counts any more."""
+        self.match = 0
+        self.state = "probe"
+        self.next = next_index
         self.probe_sent = False
         self.stalled_heartbeats = 0
         self._clear_inflight()

@@ -19,6 +19,12 @@ class HardState(Struct, frozen=True):
     term: int = 0
     voted_for: str | None = None
     commit: int = 0
+    learner: bool = False
+    """This replica lost entries it may have acknowledged (damaged log, replaced disk): it must not vote or stand
+    for election until it has caught up with a leader."""
+    member: bool = False
+    """This replica has taken its place in the group (as a voter of a new group, or as a learner): from then on
+    it tells a replica that starts empty that the group exists, even if it holds nothing else yet."""
 
 
 class Snapshot(Struct, frozen=True):
@@ -50,6 +56,11 @@ class PersistedState(Struct, frozen=True):
     snapshot: Snapshot = Snapshot()
     entries: list[LogEntry] = []
     """The entries after `snapshot.index`, in order."""
+
+    @property
+    def empty(self) -> bool:
+        """Nothing at all: a replica that never ran, or whose disk was wiped (it cannot tell which alone)."""
+        return self.hard_state == HardState() and not self.snapshot.index and not self.entries
 
 
 class RaftLog:

@@ -17,8 +17,10 @@ moves the bytes, so that no message and no buffer ever holds a whole state machi
   offers it to the core (`snapshot_received`). The core decides; the driver installs it in the next Ready.
 
 Restarts: a follower that restarts has lost its `.part`; it answers the next chunk with offset 0 and the leader
-starts again. A leader that restarts (or loses its term) forgets its transfers; the new leader asks for a
-snapshot again and sends it from offset 0, which makes the follower drop its partial file.
+starts again. The leader's core notices the restart too (a new incarnation in the follower's responses), probes
+the follower's log again and asks for the snapshot anew, which sends it from offset 0 at once. A leader that
+restarts (or loses its term) forgets its transfers; the new leader asks for a snapshot again and sends it from
+offset 0, which makes the follower drop its partial file.
 """
 
 from __future__ import annotations
@@ -108,9 +110,13 @@ class SnapshotSender:
         """The core wants `snapshot` sent to `peer`: start, go on with, or restart the transfer to it."""
         current = self._transfers.get(peer)
         if current is not None and (current.snapshot, current.term) == (snapshot, term):
-            if current.complete:  # it had all, yet asks again: it lost it (restarted) before installing it
-                current.acked = current.sent = 0
-            # else: still streaming; what is lost is sent again on the resend timer
+            # Asked again: the follower went silent, or restarted (a new incarnation: its partial file is gone),
+            # or lost the whole file before installing it. Start over at once rather than after a backed-off
+            # resend; a follower that still holds a prefix answers the first chunk with how far it got, so
+            # that costs a window of chunks, not the transfer.
+            current.acked = current.sent = 0
+            current.idle_ticks = 0
+            current.resend_after = RESEND_TICKS
         else:
             self._replace(peer, _Outgoing(peer, term, snapshot))
         self._work.set()

@@ -2,7 +2,7 @@
 
 `RaftGroup` is what the service submits commands to and reads the applied state and the cluster view from. Its
 driver follows the core's contract for every Ready, in this order: persist the snapshot,
-the log changes and the hard state (one fsync for all of them, off the event loop), install the snapshot into
+the log changes and the hard state (one fsync for all of them), install the snapshot into
 the broker, hand the messages to `send` (only now, so every vote and acknowledgement is backed by the disk),
 apply the committed entries and wake their submitters, then `advance`. Snapshots travel in chunks beside
 that loop (`_snapshot_transfer`): the leader streams its snapshot file to the followers the core names, a
@@ -10,6 +10,14 @@ follower stores the chunks its core accepts and offers the whole file back to th
 
 The group knows nothing of the router: it is given a `send` callable for its outgoing messages, and the
 manager (which owns both) registers it with the router once it has recovered.
+
+Nothing that blocks runs on the event loop: loading the storage, persisting a Ready, saving and restoring
+snapshots (the state machine's encoding and decoding included), storing received snapshot chunks go to the
+node's `Disk` worker threads, one call at a time per group from the driver. The only other caller is the
+snapshot sender, which opens and reads a snapshot file of its own (an open file survives the compaction that
+deletes its name), so it shares nothing with the driver's calls. While the driver awaits one, the router goes
+on stepping and ticking the core (the core is pure memory), and the broker is left alone: only the driver
+changes it. In the simulation the `Disk` runs every call inline, so a seed still replays exactly.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
 else lands at that index, or a loss of leadership before it commits, answers it with `OutcomeUnknown` (the
@@ -20,11 +28,12 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar, TypeVarTuple, Unpack
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -32,13 +41,13 @@ from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
 from mom.config import ReplicationSection, StorageSection
 from mom.errors import MomError, OutcomeUnknown, Overloaded
+from mom.log.disk import Disk
 from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
-from mom.replication._storage import RaftStorage
+from mom.replication._storage import RaftStorage, fault_delay_s
 from mom.replication.messages import LogEntry, Message, SnapshotChunkAck
-from mom.replication.raft import NotLeader, RaftCore, Ready, Snapshot
+from mom.replication.raft import NotLeader, PersistedState, RaftCore, Ready, Snapshot
 
 log = logging.getLogger("mom.replication")
-_Args = TypeVarTuple("_Args")
 _T = TypeVar("_T")
 
 Send = Callable[[Sequence[Message]], None]
@@ -100,6 +109,7 @@ class RaftGroup:
         storage: StorageSection,
         send: Send,
         *,
+        disk: Disk,
         replication: ReplicationSection | None = None,
         dedup_window_ms: int,
         clock_ms: Callable[[], int],
@@ -119,6 +129,7 @@ class RaftGroup:
         self._settings = storage
         self._replication = replication if replication is not None else ReplicationSection()
         self._send = send
+        self._disk = disk
         self._dedup_window_ms = dedup_window_ms
         self._clock_ms = clock_ms
         self._rng = rng
@@ -132,7 +143,7 @@ class RaftGroup:
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
-        self._storage = RaftStorage(directory, storage)
+        self._storage = RaftStorage(directory, storage, fs=disk.fs, fault_delay_s=fault_delay_s(storage, group_id))
         self._sender = SnapshotSender(
             group_id,
             node_id,
@@ -184,9 +195,7 @@ class RaftGroup:
         """Recover from the directory, then drive the core until cancelled; `started()` once it can take
         messages (`step`) and ticks."""
         try:
-            persisted = self._storage.load()
-            if persisted.snapshot.index:
-                self.broker = self._restore(persisted.snapshot.data)
+            persisted, self.broker = await self._disk.run(self._recover)
             self._applied_index = persisted.snapshot.index
             replication = self._replication
             self.core = RaftCore(
@@ -221,6 +230,12 @@ class RaftGroup:
             with trio.CancelScope(shield=True):
                 await self._receiver.close()
             self._storage.close()
+
+    def _recover(self) -> tuple[PersistedState, Broker]:
+        """What the disk holds, and the state machine restored from its snapshot (in a worker thread)."""
+        persisted = self._storage.load(alone=len(self.voters) == 1)
+        broker = self._restore(persisted.snapshot.data) if persisted.snapshot.index else self.broker
+        return persisted, broker
 
     @contextmanager
     def admitted(self, nbytes: int) -> Iterator[None]:
@@ -331,11 +346,13 @@ class RaftGroup:
     # The driver
 
     async def _drive(self, core: RaftCore) -> None:
+        standing = self._report_standing(core, None)
         while True:
             await self._changed.wait()
             self._changed = trio.Event()
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
+                standing = self._report_standing(core, standing)
             self._observe(core)
             if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
                 self._led_term = core.term
@@ -345,21 +362,14 @@ class RaftGroup:
                 await self._snapshot(core)
 
     async def _handle(self, core: RaftCore, ready: Ready) -> None:
-        storage = self._storage
-        installed: Snapshot | None = None
-        if ready.snapshot is not None:
-            installed = await self._receiver.install(ready.snapshot)
-            storage.installed(installed)
-        if ready.truncate_after is not None:
-            storage.truncate_after(ready.truncate_after)
-        if ready.entries:
-            storage.append(ready.entries_index, ready.entries)
-        if ready.entries or ready.hard_state is not None:
-            started = trio.current_time()
-            await self._blocking(storage.sync, ready.hard_state)
-            self._observer.synced(trio.current_time() - started, len(ready.entries))
-        if installed is not None:
-            self._install(installed)
+        received = await self._receiver.install(ready.snapshot) if ready.snapshot is not None else None
+        durable = ready.snapshot, ready.truncate_after, ready.hard_state
+        if ready.entries or any(change is not None for change in durable):
+            installed, sync_s = await self._disk.run(self._persist, ready, received)
+            if sync_s is not None:
+                self._observer.synced(sync_s, len(ready.entries))
+            if installed is not None:
+                self._install(*installed)
         self._send(ready.messages)
         for peer, snapshot in ready.send_snapshots:
             self._sender.start(peer, snapshot, core.term)
@@ -369,18 +379,53 @@ class RaftGroup:
             await self._receiver.store(chunk, core.snapshot_received)
         core.advance(ready)
 
-    async def _blocking(self, fn: Callable[[Unpack[_Args]], _T], *args: *_Args) -> _T:
-        """Run a call that may flush to disk: in a worker thread when flushing (`fsync = "always"`), inline
-        otherwise, so that a simulation with `never` stays on the trio thread and deterministic."""
-        if self._settings.fsync == "always":
-            return await trio.to_thread.run_sync(fn, *args)
-        return fn(*args)
+    def _report_standing(self, core: RaftCore, before: str | None) -> str:
+        """Log when this replica starts joining, becomes a learner, or votes again."""
+        standing = "joining" if core.joining else "learner" if core.learner else "voter"
+        if standing == before or (before is None and standing == "voter"):
+            return standing
+        where = f"group {self.group_id} on {self.node_id}"
+        if standing == "joining":
+            log.info("%s starts with nothing on disk: asking the other replicas whether the group is new", where)
+        elif standing == "learner":
+            log.warning(
+                "%s is a learner: it lost entries it may have acknowledged (a damaged log or a replaced disk), so "
+                "it does not vote until it has caught up with the leader",
+                where,
+            )
+        elif before == "learner":
+            log.warning("%s caught up with the leader: it votes again", where)
+        else:
+            log.info("%s is a new group: it votes", where)
+        return standing
 
     async def _run_blocking(self, fn: Callable[[], _T]) -> _T:
-        return await self._blocking(fn)
+        """The snapshot transfers' disk work, on the node's `Disk` like the rest of this group's storage."""
+        return await self._disk.run(fn)
 
-    def _install(self, snapshot: Snapshot) -> None:
-        self.broker = self._restore(snapshot.data)
+    def _persist(self, ready: Ready, received: Snapshot | None) -> tuple[tuple[Snapshot, Broker] | None, float | None]:
+        """Make what `ready` changes durable, in a worker thread. A snapshot received from the leader (`received`,
+        already in place on disk) becomes the start of the log, and the state machine is restored from it here
+        too (decoding a large state is no work for the event loop). Returns that snapshot with its state machine,
+        and how long the flush of the log took (None: no flush)."""
+        storage = self._storage
+        installed = None
+        if received is not None:
+            storage.installed(received)
+            installed = received, self._restore(received.data)
+        if ready.truncate_after is not None:
+            storage.truncate_after(ready.truncate_after)
+        if ready.entries:
+            storage.append(ready.entries_index, ready.entries)
+        sync_s = None
+        if ready.entries or ready.hard_state is not None:
+            started = time.perf_counter()
+            storage.sync(ready.hard_state)
+            sync_s = time.perf_counter() - started
+        return installed, sync_s
+
+    def _install(self, snapshot: Snapshot, broker: Broker) -> None:
+        self.broker = broker
         self._applied_index = snapshot.index
         self._bytes_since_snapshot = 0
         self.snapshots_installed += 1
@@ -389,7 +434,11 @@ class RaftGroup:
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
 
     def _apply(self, index: int, entry: LogEntry) -> None:
-        """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying."""
+        """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying.
+
+        Any other exception is a bug that may have left the state machine half-changed: it propagates (crash-only),
+        stopping the node rather than serving from state no replica can vouch for; a restart rebuilds the state
+        from the snapshot and the log."""
         if index != self._applied_index + 1:
             raise AssertionError(f"group {self.group_id} applies {index} after {self._applied_index}")
         self._applied_index = index
@@ -407,10 +456,17 @@ class RaftGroup:
             result = self.broker.apply(decoded)
         except MomError as exc:
             error = exc
-        except Exception as exc:
-            # A bug in the state machine: every replica hits it identically, so keep applying.
-            log.exception("group %s: applying entry %d failed", self.group_id, index)
-            error = exc
+        except Exception:
+            log.critical(
+                "group %s: applying entry %d failed with an unexpected error; the state may be half-changed, "
+                "stopping the node",
+                self.group_id,
+                index,
+                exc_info=True,
+            )
+            if pending is not None:
+                pending.fail(OutcomeUnknown(_STOPPED))
+            raise
         for listener in self._listeners:
             listener(decoded.command)
         if pending is not None:
@@ -448,10 +504,17 @@ class RaftGroup:
         term = core.log.term_at(index)
         if index > core.log.stable or term is None or index <= core.snapshot.index:
             return  # applied beyond what is durable here (or nothing new): try again after the next Ready
-        snapshot = Snapshot(index, term, self.broker.snapshot())
         self._bytes_since_snapshot = 0
-        await self._blocking(self._storage.save_snapshot, snapshot)
+        snapshot = await self._disk.run(self._save_snapshot, index, term)
         core.compact(index)
-        self._storage.compacted(snapshot)
         self._sender.newer_snapshot(snapshot.meta)
         log.info("group %s: snapshot at %d (%d bytes)", self.group_id, index, len(snapshot.data))
+
+    def _save_snapshot(self, index: int, term: int) -> Snapshot:
+        """Encode the state machine, save it and free the log it covers (in a worker thread, while the driver
+        awaits: nothing applies to the broker meanwhile, and what the event loop reads from it only prunes
+        derived indexes, never what a snapshot encodes)."""
+        snapshot = Snapshot(index, term, self.broker.snapshot())
+        self._storage.save_snapshot(snapshot)
+        self._storage.compacted(snapshot)
+        return snapshot

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from mom.broker.commands import (
 )
 from mom.config import Settings
 from mom.errors import NotFound
+from mom.log.disk import Disk
 from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.placement import METADATA_GROUP, group_id, replicas
 from mom.replication.router import Router
@@ -72,6 +72,7 @@ class GroupManager:
         settings: Settings,
         router: Router,
         *,
+        disk: Disk,
         clock_ms: Callable[[], int],
         rng: random.Random,
         observer: GroupObserver | None = None,
@@ -79,6 +80,7 @@ class GroupManager:
         self._settings = settings
         self._observer = observer
         self._router = router
+        self._disk = disk
         self._clock_ms = clock_ms
         self._rng = rng
         self.node_id = settings.node_id
@@ -103,6 +105,7 @@ class GroupManager:
             self._directory / gid,
             self._settings.storage,
             self._router.send,
+            disk=self._disk,
             replication=self._settings.replication,
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,
@@ -204,4 +207,4 @@ class GroupManager:
             await self._routed(running.group)
         if running.erase:
             directory = self._directory / gid
-            await trio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+            await self._disk.run(self._disk.fs.remove_tree, directory)

@@ -19,7 +19,10 @@ class LogEntry(Struct, frozen=True, array_like=True):
 
 
 class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
-    """Entries after (prev_index, prev_term); no entries is a heartbeat. `commit` is the leader's."""
+    """Entries after (prev_index, prev_term); no entries is a heartbeat. `commit` is the leader's.
+
+    `promote` is the incarnation of a recovering receiver (a learner) that the leader found caught up: that
+    incarnation may vote again (0: nothing to say)."""
 
     group: str
     term: int
@@ -29,6 +32,7 @@ class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
     prev_term: int
     entries: list[LogEntry]
     commit: int
+    promote: int = 0
 
 
 class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
@@ -36,6 +40,9 @@ class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
 
     On rejection `match_index` echoes the rejected `prev_index` (so the leader can ignore stale rejections)
     and `reject_hint` is the highest index at which the logs may still match.
+
+    `incarnation` names the sender's current run (random, new at every start): a leader that sees a new one
+    forgets what the previous run acknowledged. `learner`: the sender lost data and does not vote until caught up.
     """
 
     group: str
@@ -45,6 +52,8 @@ class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
     success: bool
     match_index: int
     reject_hint: int
+    incarnation: int = 0
+    learner: bool = False
 
 
 class RequestVote(Struct, frozen=True, array_like=True, tag="rv"):
@@ -89,13 +98,16 @@ class InstallSnapshot(Struct, frozen=True, array_like=True, tag="is"):
 
 
 class SnapshotResponse(Struct, frozen=True, array_like=True, tag="sr"):
-    """The follower's log now matches the leader's up to `index`."""
+    """The follower's log now matches the leader's up to `index` (`incarnation`, `learner`: as in
+    AppendResponse)."""
 
     group: str
     term: int
     sender: str
     receiver: str
     index: int
+    incarnation: int = 0
+    learner: bool = False
 
 
 class SnapshotChunkAck(Struct, frozen=True, array_like=True, tag="sa"):
@@ -119,6 +131,26 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
     receiver: str
 
 
+class JoinProbe(Struct, frozen=True, array_like=True, tag="jp"):
+    """From a replica that starts with nothing on disk: "do you hold anything of this group?" (a fresh group,
+    or a replaced disk?)."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+
+
+class JoinReply(Struct, frozen=True, array_like=True, tag="jr"):
+    """`exists`: the sender holds state of the group (a term, entries, or it is a learner)."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+    exists: bool
+
+
 Message = (
     AppendEntries
     | AppendResponse
@@ -128,6 +160,8 @@ Message = (
     | SnapshotChunkAck
     | SnapshotResponse
     | TimeoutNow
+    | JoinProbe
+    | JoinReply
 )
 
 _encoder = msgspec.msgpack.Encoder()

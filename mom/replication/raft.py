@@ -18,6 +18,24 @@ accepting writes), hint-based backtracking, pipelined replication with messages 
 bounded in messages and bytes per follower, a bound on the leader's uncommitted tail (proposals beyond it are
 refused with `Overloaded`, like etcd's MaxUncommittedSize), snapshots for followers that fell behind the
 compacted log, and leadership transfer (used to hand leadership back to a preferred node).
+
+Raft assumes a node never forgets what it persisted. When it does (a damaged log cut short, a replaced disk),
+its vote could elect a leader that lacks entries it had acknowledged, and a committed write would be lost. So:
+
+- A replica whose storage lost entries starts as a *learner* (`HardState.learner`, persisted): it replicates
+  and acknowledges like any follower, but never votes or stands for election.
+- A replica that starts with nothing at all is *joining*: it cannot tell a brand-new group from a wiped disk,
+  so it asks the other replicas (`JoinProbe`) whether they hold anything durable of the group, a persisted
+  membership included (`HardState.member`, written as soon as a replica has decided). If a majority of the group
+  (itself included) is empty too, the group is new and it starts as a voter; if so many hold state that no
+  majority can be empty, it becomes a learner. Until then it takes part in nothing. In a new group the first
+  replicas to decide, a majority of them, are voters: each saw a majority empty.
+- Every response names the follower's *incarnation* (random, new at each start). A leader that sees a new one
+  forgets what the previous one acknowledged (its `match`: the follower may have lost those entries) and probes
+  again from the follower's real log; for a learner it notes its own last index at that moment, after the
+  restart, as the catch-up target. Once the learner's log matches up to it, which covers every entry committed
+  before then (and any a stale `match` helped commit), the leader's AppendEntries say `promote`, and the
+  learner votes again (after persisting that).
 """
 
 from __future__ import annotations
@@ -34,6 +52,8 @@ from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
     InstallSnapshot,
+    JoinProbe,
+    JoinReply,
     LogEntry,
     Message,
     RequestVote,
@@ -110,6 +130,7 @@ class RaftCore:
         max_inflight_bytes: int = 8 << 20,
         max_uncommitted_bytes: int = 32 << 20,
         group: str = "",
+        join_when_empty: bool = True,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)}")
@@ -138,6 +159,13 @@ class RaftCore:
         self.applied_index = persisted.snapshot.index
         self.role: Role = "follower"
         self.leader_id: str | None = None
+        self.learner = hs.learner
+        """Lost entries it may have acknowledged: replicates, but neither votes nor campaigns (see the module)."""
+        self.joining = join_when_empty and bool(self._peers) and persisted.empty
+        """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
+        self.incarnation = rng.getrandbits(62) + 1
+        """This run of this replica, named in its responses."""
+        self._join_answers: dict[str, bool] = {}
         self._persisted_hs = hs
         self._messages: list[Message] = []
         self._send_snapshots: list[tuple[str, SnapshotMeta]] = []
@@ -155,6 +183,8 @@ class RaftCore:
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
         self._reset_timer()
+        if self.joining:
+            self._probe()
 
     # --------------------------------------------------------------------------------------------------------
     # The driver's interface
@@ -162,6 +192,11 @@ class RaftCore:
     @property
     def last_index(self) -> int:
         return self.log.last_index
+
+    @property
+    def voting(self) -> bool:
+        """Neither joining nor a learner: this replica votes and may stand for election."""
+        return not self.joining and not self.learner
 
     @property
     def snapshot(self) -> SnapshotMeta:
@@ -187,7 +222,10 @@ class RaftCore:
             self._tick_leader()
             return
         self._election_elapsed += 1
-        if self._election_elapsed >= self._timeout:
+        if self.joining:
+            if self._election_elapsed % self._heartbeat_ticks == 0:
+                self._probe()
+        elif self._election_elapsed >= self._timeout and not self.learner:
             self._campaign(pre_vote=True, transfer=False)
 
     def propose(self, payloads: Sequence[bytes]) -> tuple[int, int]:
@@ -216,7 +254,7 @@ class RaftCore:
 
     def ready(self) -> Ready | None:
         assert self._outstanding is None, "advance() the previous Ready before asking for another"
-        hs = HardState(self.term, self.voted_for, self.commit_index)
+        hs = HardState(self.term, self.voted_for, self.commit_index, self.learner, not self.joining)
         first, entries, truncate = self.log.unstable()
         committed = self.log.slice(self.applied_index + 1, self.commit_index + 1)
         changed = hs != self._persisted_hs or self._incoming_snapshot is not None or truncate is not None
@@ -281,7 +319,7 @@ class RaftCore:
                 self.applied_index = snapshot.index
                 installed = True
             self.commit_index = snapshot.index
-        self._send(SnapshotResponse(self.group, self.term, self.node_id, leader, self.commit_index))
+        self._snapshot_response(leader)
         return installed
 
     def transfer_leadership(self, to: str) -> None:
@@ -304,6 +342,14 @@ class RaftCore:
     # Receiving
 
     def step(self, m: Message) -> None:
+        if isinstance(m, JoinProbe):
+            self._send(JoinReply(self.group, self.term, self.node_id, m.sender, self._exists()))
+            return
+        if isinstance(m, JoinReply):
+            self._on_join_reply(m)
+            return
+        if self.joining:
+            return  # not a member yet: whoever sent this retries
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 if not m.transfer and self._in_lease():
@@ -315,7 +361,7 @@ class RaftCore:
                 self._become_follower(m.term, leader)
         elif m.term < self.term:
             if isinstance(m, AppendEntries | InstallSnapshot):
-                self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, False, 0, 0))
+                self._respond(m.sender, False, 0, 0)
             elif isinstance(m, RequestVote) and m.pre_vote:
                 self._send(VoteResponse(self.group, self.term, self.node_id, m.sender, False, True))
             return
@@ -339,7 +385,7 @@ class RaftCore:
                 if progress is not None and progress.state == "snapshot":
                     progress.stalled_heartbeats = 0  # a long transfer is progress, not a stall
             case TimeoutNow():
-                if self.role != "leader":
+                if self.role != "leader" and not self.learner:
                     self._campaign(pre_vote=False, transfer=True)
 
     def _follow(self, leader: str) -> None:
@@ -352,16 +398,17 @@ class RaftCore:
         if self.role == "leader":
             return  # two leaders in one term cannot happen; the simulation checks it
         self._follow(m.sender)
+        if self.learner and m.promote == self.incarnation:
+            self.learner = False  # caught up with the leader after our restart: everything committed is here
         prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
         if prev < self.commit_index:  # entries up to our commit match every leader's: skip them
             skip = self.commit_index - prev
             if skip >= len(entries):
-                self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, True, self.commit_index, 0))
+                self._respond(m.sender, True, self.commit_index, 0)
                 return
             prev, prev_term, entries = self.commit_index, entries[skip - 1].term, entries[skip:]
         if self.log.term_at(prev) != prev_term:
-            hint = self._reject_hint(prev, prev_term)
-            self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, False, m.prev_index, hint))
+            self._respond(m.sender, False, m.prev_index, self._reject_hint(prev, prev_term))
             return
         for offset, entry in enumerate(entries):
             index = prev + 1 + offset
@@ -374,7 +421,22 @@ class RaftCore:
                 break
         last_new = prev + len(entries)
         self.commit_index = max(self.commit_index, min(m.commit, last_new))
-        self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, True, last_new, 0))
+        self._respond(m.sender, True, last_new, 0)
+
+    def _respond(self, to: str, success: bool, match_index: int, reject_hint: int) -> None:
+        self._send(
+            AppendResponse(
+                self.group,
+                self.term,
+                self.node_id,
+                to,
+                success,
+                match_index,
+                reject_hint,
+                self.incarnation,
+                self.learner,
+            )
+        )
 
     def _reject_hint(self, prev: int, prev_term: int) -> int:
         """The highest index that may still match: entries of terms above `prev_term` cannot be in the
@@ -392,9 +454,42 @@ class RaftCore:
         self._follow(m.sender)
         if m.index <= self.commit_index or self.log.term_at(m.index) == m.snapshot_term:
             self.commit_index = max(self.commit_index, m.index)  # log matching: our entries up to it are its
-            self._send(SnapshotResponse(self.group, self.term, self.node_id, m.sender, self.commit_index))
+            self._snapshot_response(m.sender)
             return
         self._snapshot_chunks.append(m)
+
+    def _snapshot_response(self, to: str) -> None:
+        self._send(
+            SnapshotResponse(self.group, self.term, self.node_id, to, self.commit_index, self.incarnation, self.learner)
+        )
+
+    # --------------------------------------------------------------------------------------------------------
+    # Joining: a replica with an empty disk finds out whether the group is new
+
+    def _probe(self) -> None:
+        for peer in self._peers:
+            if peer not in self._join_answers:
+                self._send(JoinProbe(self.group, self.term, self.node_id, peer))
+
+    def _exists(self) -> bool:
+        """Whether this replica's disk holds state of the group (what a joining replica asks). Only what is
+        durable counts: a replica that crashes before persisting its membership comes back empty, and must then
+        have been counted as empty."""
+        return self._persisted_hs != HardState() or self.log.stable > 0
+
+    def _on_join_reply(self, m: JoinReply) -> None:
+        if not self.joining or m.sender not in self._peers:
+            return
+        self._join_answers[m.sender] = m.exists
+        holding = sum(self._join_answers.values())
+        empty = 1 + len(self._join_answers) - holding
+        if empty >= self._quorum:
+            self.joining = False  # a new group: a majority never held anything, so nothing can be lost
+            self._reset_timer()
+        elif holding > len(self.voters) - self._quorum:
+            self.joining = False  # the group exists: whatever this disk held before is gone
+            self.learner = True
+            self._reset_timer()
 
     # --------------------------------------------------------------------------------------------------------
     # Elections
@@ -451,7 +546,7 @@ class RaftCore:
             )
 
     def _on_request_vote(self, m: RequestVote) -> None:
-        can_vote = (
+        can_vote = not self.learner and (
             self.voted_for == m.sender
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
@@ -529,7 +624,15 @@ class RaftCore:
         prev, prev_term = pr.match, self.log.term_at(pr.match)
         if prev_term is None:
             prev, prev_term = 0, 0  # below the follower's commit: it answers with what it has committed
-        self._send(AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, [], self.commit_index))
+        self._send_entries(peer, prev, prev_term, [])
+
+    def _send_entries(self, peer: str, prev: int, prev_term: int, entries: list[LogEntry]) -> None:
+        pr = self._progress[peer]
+        promote = pr.incarnation if pr.learner and pr.match >= pr.catch_up_to else 0
+        message = AppendEntries(
+            self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index, promote
+        )
+        self._send(message)
 
     def _send_append(self, peer: str, *, allow_empty: bool = False) -> None:
         """Send what the follower lacks: while it is caught up, several messages in a row (up to the inflight
@@ -545,9 +648,7 @@ class RaftCore:
             entries, size = self._batch(pr.next)
             if not entries and not allow_empty:
                 return
-            self._send(
-                AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index)
-            )
+            self._send_entries(peer, prev, prev_term, entries)
             pr.sent(prev + len(entries), size)
             if pr.state != "replicate" or not entries:
                 return
@@ -568,6 +669,7 @@ class RaftCore:
         pr = self._progress.get(m.sender) if self.role == "leader" else None
         if pr is None:
             return
+        self._heard_from(pr, m.incarnation, m.learner)
         if not m.success:
             if m.match_index <= pr.match or pr.state == "snapshot":
                 return
@@ -579,10 +681,21 @@ class RaftCore:
         if pr.acknowledged(m.match_index):
             self._progressed(m.sender)
 
+    def _heard_from(self, pr: Progress, incarnation: int, learner: bool) -> None:
+        """A follower's new incarnation may have lost what the previous one acknowledged: forget its `match` and
+        probe from its real log. A learner must then catch up to our last index as of now (after its restart)."""
+        if incarnation != pr.incarnation:
+            if pr.incarnation:
+                pr.restarted(self.log.last_index + 1)
+            pr.incarnation = incarnation
+            pr.catch_up_to = self.log.last_index
+        pr.learner = learner
+
     def _on_snapshot_response(self, m: SnapshotResponse) -> None:
         pr = self._progress.get(m.sender) if self.role == "leader" else None
         if pr is None:
             return
+        self._heard_from(pr, m.incarnation, m.learner)
         pr.acknowledged(m.index)
         if pr.state == "snapshot":
             pr.become_replicate()
@@ -590,7 +703,9 @@ class RaftCore:
 
     def _progressed(self, peer: str) -> None:
         if not self._maybe_commit():
-            self._send_append(peer)
+            pr = self._progress[peer]
+            # A learner that just caught up (from entries or a snapshot) hears `promote` now, not a heartbeat later.
+            self._send_append(peer, allow_empty=pr.learner and pr.match >= pr.catch_up_to)
         if self._transferee == peer and self._progress[peer].match == self.log.last_index:
             self._send(TimeoutNow(self.group, self.term, self.node_id, peer))
 
@@ -611,7 +726,7 @@ class RaftCore:
     def _maybe_return_leadership(self) -> None:
         """Hand leadership back to the preferred node once it has kept up for an election timeout."""
         pr = self._progress.get(self._preferred) if self._preferred is not None else None
-        if pr is None or self._transferee is not None:
+        if pr is None or self._transferee is not None or pr.learner:
             return
         if pr.state == "replicate" and pr.match >= self.commit_index:
             self._preferred_ticks += 1

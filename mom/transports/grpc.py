@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.grpc")
 
-PROTOCOL_VERSION = 2
-"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck)."""
+PROTOCOL_VERSION = 3
+"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
+rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote)."""
 MAX_FRAME_BYTES = WIRE_FRAME_LIMIT
 """grpc's own default receive limit is 4 MiB; set explicitly on both ends, far above the router's frames."""
 SHUTDOWN_GRACE_S = 0.5

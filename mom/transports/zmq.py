@@ -57,8 +57,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.zmq")
 
-PROTOCOL_VERSION: Final = 2
-"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck)."""
+PROTOCOL_VERSION: Final = 3
+"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
+rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote)."""
 PIPE_FRAMES: Final = 4
 """Frames a DEALER holds beyond our byte-bounded queue (its SNDHWM): enough to keep the wire busy."""
 RECEIVE_PIPE_FRAMES: Final = 16

@@ -8,6 +8,11 @@ persisting is lost. The state machine is the list of applied payloads; it snapsh
 compacted) every few entries, so followers that fall behind need a snapshot. The driver streams it as the
 real one does, reduced to one chunk (offset 0, done): the network here reorders, and the chunking itself is
 tested over ordered transports (tests/unit/test_snapshot_transfer.py, tests/sim/test_cluster_sim.py).
+
+Disks can also lose what they held, between a crash and the restart: a log cut in its middle (what storage
+recovery does with a damaged log, marking the replica a learner) or a wiped disk (the replica then starts
+empty, and must find out that the group exists). One replica at a time: more is beyond what any replicated
+system survives, and the checker would rightly fail.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class SimConfig:
     """A Ready is durable 0..disk_delay steps after it was taken; the node keeps stepping meanwhile."""
     fault_probability: float = 0.03
     faults: Faults = field(default_factory=lambda: Faults(drop=0.05, duplicate=0.05, max_delay=3))
+    data_loss: bool = True
+    """Let faults include restarts after a damaged log or a wiped disk (see the module docstring)."""
 
 
 @dataclass
@@ -68,6 +75,12 @@ class SimDisk:
     def save_snapshot(self, snapshot: Snapshot) -> None:
         del self.entries[: snapshot.index - self.snapshot.index]
         self.snapshot = snapshot
+
+    def damage(self, keep: int) -> None:
+        """A log damaged in its middle, as storage recovery leaves it: the entries after the first `keep` are
+        gone, and the replica is a learner (persisted before the cut)."""
+        del self.entries[keep:]
+        self.hard_state = msgspec.structs.replace(self.hard_state, learner=True)
 
 
 class SimNode:
@@ -109,6 +122,10 @@ class SimCluster:
         self.nodes: dict[str, SimNode | None] = {}
         self.checker = SafetyChecker()
         self.proposed = 0
+        self.recovering: set[str] = set()
+        """Nodes that lost data and have not voted since (no more data loss until they do)."""
+        self.data_lost: list[str] = []
+        """The data-loss faults injected, for the failure report."""
         for node_id in self.ids:
             self.start(node_id)
 
@@ -225,9 +242,12 @@ class SimCluster:
         return f"s{self.seed}-p{self.proposed}".encode()
 
     def inject_fault(self) -> None:
-        kind = self.rng.choice(["crash", "restart", "partition", "heal", "isolate_leader"])
+        kinds = ["crash", "restart", "partition", "heal", "isolate_leader"]
+        kind = self.rng.choice([*kinds, "lose_data"] if self.config.data_loss else kinds)
         crashed = [node_id for node_id, node in self.nodes.items() if node is None]
-        if kind == "crash":
+        if kind == "lose_data" and crashed and self.no_one_recovering():
+            self.restart_after_data_loss(self.rng.choice(crashed))
+        elif kind == "crash":
             live = [node.node_id for node in self.live()]
             if live:
                 self.crash(self.rng.choice(live))
@@ -243,6 +263,27 @@ class SimCluster:
             self.net.partition([n for n in self.ids if n != leader], [leader])
         elif kind == "heal":
             self.net.heal()
+
+    def no_one_recovering(self) -> bool:
+        """Every replica that is up votes, and none that lost data is still down or catching up."""
+        for node_id in list(self.recovering):
+            node = self.nodes[node_id]
+            if node is not None and node.core.voting:
+                self.recovering.discard(node_id)
+        return not self.recovering and all(n.core.voting for n in self.live())
+
+    def restart_after_data_loss(self, node_id: str) -> None:
+        """Damage or wipe a crashed node's disk, then restart it."""
+        self.recovering.add(node_id)
+        disk = self.disks[node_id]
+        if disk.entries and self.rng.random() < 0.6:
+            keep = self.rng.randrange(len(disk.entries))
+            self.data_lost.append(f"step {self.net.now}: {node_id} lost its entries after {disk.snapshot.index + keep}")
+            disk.damage(keep)
+        else:
+            self.data_lost.append(f"step {self.net.now}: {node_id} wiped")
+            self.disks[node_id] = SimDisk()
+        self.start(node_id)
 
     def stabilize(self) -> None:
         """Stop all faults: heal the network, restart crashed nodes, no more loss or duplication."""

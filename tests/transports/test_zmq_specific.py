@@ -8,13 +8,14 @@ from concurrent import futures
 from contextlib import asynccontextmanager
 
 import grpc  # type: ignore[import-untyped]
+import msgspec
 import pytest
 import trio
 import zmq
 
 from mom.config import Address
 from mom.transports.base import TransportSettings
-from mom.transports.zmq import PIPE_FRAMES, ZmqTransport
+from mom.transports.zmq import PIPE_FRAMES, PROTOCOL_VERSION, Hello, ZmqTransport
 from tests.transports.conformance import free_port
 
 
@@ -162,6 +163,28 @@ async def test_a_raw_zmq_client_without_a_hello_is_refused(caplog: pytest.LogCap
             context.destroy(linger=0)
 
 
+async def test_a_node_of_protocol_2_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    """Protocol 3 added the join probes and incarnations that keep a replica that lost data from voting: a node
+    from before would decode none of it, and vote."""
+    b_address = address()
+    async with running(settings("b", b_address, {"a": address()})) as b:
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            raw = context.socket(zmq.DEALER)
+            raw.setsockopt(zmq.LINGER, 0)
+            raw.setsockopt(zmq.IDENTITY, b"a")
+            raw.setsockopt(zmq.PLAIN_USERNAME, b"a")
+            raw.setsockopt(zmq.PLAIN_PASSWORD, msgspec.json.encode(Hello("mom", "a", "zmq", 2)))
+            raw.connect(f"tcp://{b_address}")
+            raw.send(b"from an older node", zmq.NOBLOCK)
+            await wait_for(
+                lambda: bool(warnings(caplog, f"speaks zmq protocol 2, this node zmq protocol {PROTOCOL_VERSION}"))
+            )
+            await nothing_arrives(b)
+        finally:
+            context.destroy(linger=0)
+
+
 async def test_a_zmq_node_meeting_a_grpc_server_says_so_and_keeps_its_bounds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -174,8 +197,10 @@ async def test_a_zmq_node_meeting_a_grpc_server_says_so_and_keeps_its_bounds(
             await wait_for(lambda: bool(warnings(caplog, "failed the ZeroMQ (ZMTP) handshake")))
             assert "peer b at" in warnings(caplog, "failed the ZeroMQ (ZMTP) handshake")[0]
             status = a.status("b")
-            assert sent.count(True) == 4 + PIPE_FRAMES and not status.connected
-            assert status.dropped_frames == 10 - 4 - PIPE_FRAMES
+            # ZeroMQ's pipe takes PIPE_FRAMES more unless the failed handshake already tore it down (a race with
+            # the sends): either way the queue's bound holds and every refused frame is counted.
+            assert 4 <= sent.count(True) <= 4 + PIPE_FRAMES and not status.connected
+            assert status.dropped_frames == sent.count(False)
     finally:
         server.stop(0)
 

@@ -9,6 +9,7 @@ import pytest
 
 from mom.config import ReplicationSection, StorageSection
 from mom.errors import Overloaded
+from mom.log.disk import Disk
 from mom.replication.group import RaftGroup
 from mom.replication.messages import AppendEntries, AppendResponse, LogEntry, VoteResponse
 from mom.replication.raft import HardState, PersistedState, RaftCore, Snapshot
@@ -18,7 +19,7 @@ KiB = 1024
 
 def leader(**limits: int) -> RaftCore:
     """A leader of a, b, c (b voted for it) whose followers have acknowledged nothing yet."""
-    raft = RaftCore("a", ("a", "b", "c"), persisted=PersistedState(HardState(), Snapshot(), []),
+    raft = RaftCore("a", ("a", "b", "c"), persisted=PersistedState(HardState(member=True), Snapshot(), []),
                     rng=random.Random(0), group="g", **limits)  # fmt: skip
     for _ in range(20):
         raft.tick()
@@ -102,8 +103,8 @@ def test_a_new_leader_starts_with_an_empty_budget() -> None:
 def test_writes_held_by_a_group_from_arrival_to_answer_are_bounded_by_the_budget(tmp_path: Path) -> None:
     """Publishes wait in the coalescer before they are proposed: the group's budget counts them from arrival."""
     group = RaftGroup("g", "n1", ["n1"], tmp_path, StorageSection(fsync="never"), lambda messages: None,
-                      replication=ReplicationSection(max_uncommitted_bytes=100 * KiB), dedup_window_ms=1000,
-                      clock_ms=lambda: 0, rng=random.Random(0))  # fmt: skip
+                      disk=Disk(), replication=ReplicationSection(max_uncommitted_bytes=100 * KiB),
+                      dedup_window_ms=1000, clock_ms=lambda: 0, rng=random.Random(0))  # fmt: skip
     with group.admitted(60 * KiB), group.admitted(40 * KiB):
         with pytest.raises(Overloaded) as refused, group.admitted(1):
             pass
