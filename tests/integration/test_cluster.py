@@ -134,10 +134,10 @@ def test_kill_9_of_a_leader_under_load_loses_no_acknowledged_publish(cluster: Cl
     time.sleep(LOAD_BEFORE_KILL_S)
     # On a loaded machine the producers may not even have their tokens yet: kill once some writes were answered.
     wait_for(lambda: len(acknowledged) >= ACKNOWLEDGED_BEFORE_KILL, 30, "publishes acknowledged before the kill")
-    cluster.nodes[leader].kill()
-    killed_at.append(time.monotonic())
     with lock:
         before_kill = list(acknowledged)
+    cluster.nodes[leader].kill()
+    killed_at.append(time.monotonic())
     time.sleep(LOAD_AFTER_KILL_S)
     stop.set()
     for worker in workers:
