@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,62 @@ class Api:
         response = self.retrying("POST", f"/v1/queues/{queue}/ack", json={"receipts": list(receipts)})
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    def drain(self, queue: str, expected: Collection[str], *, timeout_s: float = 60.0) -> Drained:
+        """Receive and ack until every body in `expected` was delivered (or `timeout_s` passed), then until a
+        receive comes back empty: what a test that counts what survived a fault must do.
+
+        Stopping at the first empty receive is not enough: a receive is a write (it leases what it returns),
+        and one answered 503 (its leader lost the lead or went away before answering) may have taken its lease
+        all the same. Its messages are then in flight, invisible until the lease ends, not lost. Short leases
+        (`DRAIN_LEASE_S`) bring them back soon; only what never comes back within `timeout_s` is missing.
+        """
+        drained = Drained()
+        wanted = set(expected)
+        deadline = time.monotonic() + timeout_s
+        options = {"max_messages": 100, "wait_s": 1, "visibility_timeout_s": DRAIN_LEASE_S}
+        while time.monotonic() < deadline:
+            try:
+                response = self.http.post(f"/v1/queues/{queue}/receive", json=options)
+            except httpx.TransportError as exc:
+                drained.refused.append(repr(exc))
+                continue
+            if response.status_code != 200:
+                assert response.status_code == 503, response.text
+                drained.refused.append(response.text)
+                time.sleep(0.1)
+                continue
+            batch = response.json()["messages"]
+            for message in batch:
+                body = message["body"]
+                key = body if isinstance(body, str) else json.dumps(body, sort_keys=True)
+                drained.ids.setdefault(key, set()).add(message["id"])
+            if batch:
+                self.ack(queue, *[m["receipt"] for m in batch])
+            elif wanted <= drained.ids.keys():
+                break
+        return drained
+
+
+DRAIN_LEASE_S = 5.0
+"""The lease of `Api.drain`'s receives: how long a receive whose answer was lost hides its messages."""
+
+
+@dataclass
+class Drained:
+    """What `Api.drain` got: every body delivered (JSON for bodies that are not strings), with the ids of the
+    messages that carried it."""
+
+    ids: dict[str, set[str]] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    """The receives answered 503 (or not at all) on the way: leadership moving, outcome unknown."""
+
+    def missing(self, expected: Collection[str]) -> list[str]:
+        return sorted(set(expected) - self.ids.keys())
+
+    def stored_twice(self) -> dict[str, set[str]]:
+        """Bodies carried by more than one message: stored twice (a redelivery keeps its message's id)."""
+        return {body: ids for body, ids in self.ids.items() if len(ids) > 1}
 
 
 @dataclass
