@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from quart import current_app, request
+from quart import current_app, g, request
 
 from mom.api.auth import Principal, SigningKeys, TokenEndpoint, TokenService, require
 from mom.api.auth.scopes import Action
-from mom.api.forward import Forwarder
+from mom.api.forward import Forwarder, ForwardRequired, hops
 from mom.api.metrics import Metrics
 from mom.config import Settings
 from mom.errors import Forbidden, Unauthorized, Unavailable
@@ -66,44 +66,58 @@ async def request_body() -> bytes:
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
 
 
-class ForwardRequired(Exception):
-    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding.
-
-    `wait_s` is how long the leader's handler may legitimately take beyond an ordinary request (a long-poll's
-    wait, a declare waiting for its group): the forwarding bound grows by that much.
-    """
-
-    def __init__(self, node_id: str, url: str, wait_s: float = 0.0) -> None:
-        super().__init__(node_id)
-        self.node_id, self.url, self.wait_s = node_id, url, wait_s
+__all__ = ["ApiContext", "ForwardRequired", "authorize", "ctx", "leader_of", "meta_leader", "principal"]
 
 
-def _forward_to(leader: str | None, candidates: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
-    context = ctx()
-    me = context.settings.node_id
+@dataclass(frozen=True)
+class Served:
+    """What this request is about, once known (in quart's `g`): the group, who serves it and in which term, and
+    how long its handler may wait, for the `X-Mom-Leader` answer header and for following a leader that moves."""
+
+    group: str
+    leader: str | None
+    term: int
+    wait_s: float
+
+
+def served() -> Served | None:
+    found = g.get("mom_served")
+    return found if isinstance(found, Served) else None
+
+
+def _forward_to(
+    leader: str | None, replicas: Sequence[str], what: str, wait_s: float, group: str | None = None
+) -> ForwardRequired:
+    """Where to send a request this node cannot serve: the leader it knows first, then (unless it replicates the
+    destination itself and the request was forwarded here already: those replicas know no more than it does)
+    the replicas, which know the leader from Raft and serve or forward."""
+    me = ctx().settings.node_id
     if leader == me:
         raise Unavailable(f"{what} has a new leader here that is catching up; retry shortly")
-    target = leader if leader is not None else next((n for n in candidates if n != me), None)
-    if leader is None and me in candidates:
-        target = None  # we replicate it and know no leader: an election is under way
-    if target is None:
+    targets = [leader] if leader is not None else []
+    if me not in replicas or hops() == 0:
+        targets += [n for n in replicas if n != me and n != leader]
+    if not targets:
         raise Unavailable(f"{what} has no leader at the moment (an election is under way); retry shortly")
-    return ForwardRequired(target, context.peer_urls[target], wait_s)
+    return ForwardRequired(targets, wait_s=wait_s, group=group)
 
 
 def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
-    """The handle of `ref`'s group if this node serves it; otherwise ForwardRequired (to its leader, a replica,
-    or, when this node cannot yet tell whether `ref` exists, the metadata leader), or a 503."""
+    """The handle of `ref`'s group if this node serves it; otherwise ForwardRequired (to its leader and its
+    replicas, or, when this node cannot yet tell whether `ref` exists, the metadata leader), or a 503."""
     service = ctx().service
     try:
         located = service.locate(ref)
     except MetadataBehind as behind:
         if behind.meta_leader is None:
             raise
-        raise ForwardRequired(behind.meta_leader, ctx().peer_urls[behind.meta_leader], wait_s) from None
+        raise ForwardRequired([behind.meta_leader], wait_s=wait_s) from None
+    group = located.placement.group_id
     if located.here is not None:
+        g.mom_served = Served(group, service.node_id, located.here.term, wait_s)
         return located.here
-    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}", wait_s)
+    g.mom_served = Served(group, None, 0, wait_s)
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s, group)
 
 
 def meta_leader(*, wait_s: float = 0.0) -> Handle:
@@ -112,4 +126,6 @@ def meta_leader(*, wait_s: float = 0.0) -> Handle:
     meta = service.locate_meta()
     if isinstance(meta, Handle):
         return meta
-    raise _forward_to(meta, service.node_ids, "the cluster metadata", wait_s)
+    if meta is None:
+        raise Unavailable("the cluster metadata has no leader at the moment (an election is under way); retry shortly")
+    raise ForwardRequired([meta], wait_s=wait_s)

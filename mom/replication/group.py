@@ -39,6 +39,10 @@ _Args = TypeVarTuple("_Args")
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
 
+FIRST_ELECTION_TICKS = 3
+"""A new group's preferred leader stands this soon (the others wait 10 to 20 ticks): time enough for the other
+replicas to have started the group, so its votes are not lost."""
+
 _LOST = "leadership changed before the write committed; it may or may not have been applied: retry with a dedup_id"
 _STOPPED = "the node is shutting down; the write may or may not have been applied: retry with a dedup_id"
 
@@ -137,6 +141,9 @@ class RaftGroup:
                 preferred_leader=self._preferred,
                 group=self.group_id,
             )
+            fresh = persisted.hard_state.term == 0 and not persisted.entries and not persisted.snapshot.index
+            if fresh and self._preferred == self.node_id and len(self.voters) > 1:
+                self.core.stand_after(FIRST_ELECTION_TICKS)
             log.info(
                 "group %s recovered: snapshot at %d, %d entries, term %d",
                 self.group_id,

@@ -101,7 +101,26 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
     receiver: str
 
 
-Message = AppendEntries | AppendResponse | RequestVote | VoteResponse | InstallSnapshot | SnapshotResponse | TimeoutNow
+class LeaderNews(Struct, frozen=True, array_like=True, tag="ln"):
+    """`sender` leads `group` in `term` and serves its destination: not Raft, but news for the nodes that route
+    requests to the group without replicating it. A hint only (see `mom.service.leaders`)."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+
+
+Message = (
+    AppendEntries
+    | AppendResponse
+    | RequestVote
+    | VoteResponse
+    | InstallSnapshot
+    | SnapshotResponse
+    | TimeoutNow
+    | LeaderNews
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Message])

@@ -145,6 +145,14 @@ class RaftCore:
         if self._election_elapsed >= self._timeout:
             self._campaign(pre_vote=True, transfer=False)
 
+    def stand_after(self, ticks: int) -> None:
+        """Time out after `ticks` instead of a random election timeout (once; the next timeouts are random
+        again). A new group's preferred leader does this, so it usually wins the first election and no
+        hand-over to it follows right after the group starts."""
+        if self.role != "leader":
+            self._election_elapsed = 0
+            self._timeout = ticks
+
     def propose(self, payloads: Sequence[bytes]) -> tuple[int, int]:
         """Append commands; they commit once a majority persisted them. Returns their index range."""
         if self.role != "leader":

@@ -12,13 +12,13 @@ Time reaches the groups only through `tick`, every `tick_interval_s` of trio tim
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 
-from mom.replication.messages import Message, decode_messages, encode_messages
+from mom.replication.messages import LeaderNews, Message, decode_messages, encode_messages
 from mom.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class Router:
         self.unknown_group_messages = 0
         """Messages for a group this node does not run (not yet created, or deleted): dropped."""
         self.malformed_frames = 0
+        self._news_listeners: list[Callable[[LeaderNews], None]] = []
 
     @property
     def groups(self) -> dict[str, RaftGroup]:
@@ -53,6 +54,10 @@ class Router:
 
     def remove_group(self, group_id: str) -> None:
         self._groups.pop(group_id, None)
+
+    def add_news_listener(self, listener: Callable[[LeaderNews], None]) -> None:
+        """Told every `LeaderNews` that arrives (they concern routing, not any group's Raft state)."""
+        self._news_listeners.append(listener)
 
     def send(self, messages: Sequence[Message]) -> None:
         """Buffer `messages` for their receivers; they leave with the next flush, batched per peer."""
@@ -88,6 +93,10 @@ class Router:
             log.warning("dropped a malformed frame from %s", sender)
             return
         for message in messages:
+            if isinstance(message, LeaderNews):
+                for listener in self._news_listeners:
+                    listener(message)
+                continue
             group = self._groups.get(message.group)
             if group is None:
                 self.unknown_group_messages += 1

@@ -1,9 +1,10 @@
 """The broker as the REST layer sees it: find where a destination is served, submit commands, long-poll.
 
 Route handlers talk only to this object, and get from it a `Handle` for a group this node serves, never the
-Raft group. The rooms behind it: `locator` (who serves what, and when "does not exist" may be said),
-`wakeups` (long-polls sleep until the apply path wakes them), `housekeeping` (one task per led group for the
-work that time makes due) and `coalesce` (concurrent publishes to one destination share a log command).
+Raft group. The rooms behind it: `locator` (who serves what, and when "does not exist" may be said), `leaders`
+(who leads the groups this node does not replicate), `wakeups` (long-polls sleep until the apply path wakes
+them), `housekeeping` (one task per led group for the work that time makes due) and `coalesce` (concurrent
+publishes to one destination share a log command).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from mom.broker import Broker
 from mom.broker.commands import (
     ClientRecord,
     Command,
+    DeleteQueue,
+    DeleteTopic,
     Delivery,
     Destination,
     NewMessage,
@@ -33,16 +36,25 @@ from mom.broker.commands import (
 )
 from mom.config import LimitsSection
 from mom.errors import MomError, NotFound, Unavailable
+from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager, Placement, Ref
+from mom.replication.messages import LeaderNews
+from mom.replication.placement import METADATA_GROUP, group_id
+from mom.replication.raft import NotLeader
 from mom.service.coalesce import CoalescerLimits, PublishCoalescer
 from mom.service.housekeeping import HeldCounter, Housekeepers, Housekeeping, SendDeadLetters
-from mom.service.locator import Handle, Located, Locator, group_of, is_ready_leader
+from mom.service.leaders import LeaderHints
+from mom.service.locator import Handle, LeadershipMoved, Located, Locator, group_of, is_ready_leader
 from mom.service.wakeups import WakeUps
 
 R = TypeVar("R", bound=Result)
 
 DECLARE_WAIT_S = 10.0
 """How long a declare waits for the new destination's group to serve before answering anyway."""
+
+HANDOVER_WAIT_S = 1.0
+"""How long a write refused by a leader that is handing over waits to learn who took over (a transfer completes
+within one round trip once the new leader is caught up, and is abandoned after an election timeout)."""
 
 
 def wall_clock_ms() -> int:
@@ -75,7 +87,8 @@ class BrokerService:
     ) -> None:
         self._manager = manager
         self._clock_ms = clock_ms
-        self._locator = Locator(manager)
+        self._hints = LeaderHints()
+        self._locator = Locator(manager, self._hints)
         self._wakeups = WakeUps()
         self._coalescers: dict[tuple[str, Destination], PublishCoalescer] = {}
         self._coalescer_limits = CoalescerLimits.from_settings(limits or LimitsSection())
@@ -84,6 +97,8 @@ class BrokerService:
             self._housekeeping.on_held = on_dead_letters_held
         self._housekeepers = Housekeepers(manager, self._housekeeping)
         manager.add_listener(self._wakeups.on_applied)
+        manager.add_listener(self._forget_deleted)
+        manager.add_news_listener(self._on_news)
 
     def set_dead_letter_sender(self, sender: SendDeadLetters) -> None:
         self._housekeeping.send = sender
@@ -133,6 +148,20 @@ class BrokerService:
     def serving_replica(self, ref: Ref) -> Broker | None:
         return self._locator.serving_replica(ref)
 
+    def note_leader(self, gid: str, leader: str, term: int) -> None:
+        """Another node said (in an answer it relayed) that `leader` leads group `gid` in `term`: a hint."""
+        if gid != METADATA_GROUP and leader in self._manager.node_ids:
+            self._hints.note(gid, leader, term)
+
+    def _on_news(self, news: LeaderNews) -> None:
+        self.note_leader(news.group, news.sender, news.term)
+
+    def _forget_deleted(self, gid: str, command: Command) -> None:
+        if gid == METADATA_GROUP and isinstance(command, DeleteQueue):
+            self._hints.forget(group_id(QueueRef(command.name)))
+        elif gid == METADATA_GROUP and isinstance(command, DeleteTopic):
+            self._hints.forget(group_id(TopicRef(command.name)))
+
     def is_ready(self) -> bool:
         return self._manager.meta.leader_id is not None
 
@@ -155,7 +184,7 @@ class BrokerService:
                     kind=kind,
                     name=ref.name,
                     group=placement.group_id,
-                    leader=group.leader_id if group else None,
+                    leader=self._locator.leader_of_group(placement.group_id),
                     replicas=list(placement.replicas),
                     commit_index=group.commit_index if group else None,
                     replica_lag=group.replica_lag() if group and group.is_leader else None,
@@ -182,31 +211,42 @@ class BrokerService:
         `expect` is the result type the command gives; anything else is a bug, answered as one (500).
         """
         group = group_of(here)
-        if isinstance(command, Publish):
-            key = (group.group_id, command.destination)
-            coalescer = self._coalescers.get(key)
-            if coalescer is None:
-                coalescer = self._coalescers[key] = PublishCoalescer(group.submit, self._coalescer_limits)
+        deadline = trio.current_time() + HANDOVER_WAIT_S
+        while True:
             try:
-                result: Result = await coalescer.publish(command)
-            finally:
-                if coalescer.idle:
-                    self._coalescers.pop(key, None)
-        else:
-            result = await group.submit(command)
+                result = await self._submit(group, command)
+                break
+            except NotLeader:  # refused before anything was written: the leader is handing over, or stepped down
+                moved_to = group.leader_id
+                if moved_to is not None and moved_to != self.node_id:
+                    raise LeadershipMoved(group.group_id, moved_to) from None
+                if trio.current_time() >= deadline:
+                    raise LeadershipMoved(group.group_id, None) from None
+                await trio.sleep(0.02)
         if expect is not None and not isinstance(result, expect):
             raise MomError(f"{type(command).__name__} answered {type(result).__name__}, not {expect.__name__}")
         return result
 
+    async def _submit(self, group: RaftGroup, command: Command) -> Result:
+        if not isinstance(command, Publish):
+            return await group.submit(command)
+        key = (group.group_id, command.destination)
+        coalescer = self._coalescers.get(key)
+        if coalescer is None:
+            coalescer = self._coalescers[key] = PublishCoalescer(group.submit, self._coalescer_limits)
+        try:
+            return await coalescer.publish(command)
+        finally:
+            if coalescer.idle:
+                self._coalescers.pop(key, None)
+
     async def wait_serving(self, ref: Ref) -> None:
-        """After a declare: wait (bounded) until a replica here has the destination, so the next call finds it."""
+        """After a declare: wait (bounded by `DECLARE_WAIT_S`) until the destination has a leader that serves it
+        and this node knows which, so that a request right after the declare's answer, through any node, is
+        served (see `Locator.settled`)."""
         with trio.move_on_after(DECLARE_WAIT_S):
-            while True:
-                try:
-                    placement = self._manager.placement(ref)
-                except NotFound:
-                    return
-                if self.node_id not in placement.replicas or self.serving_replica(ref) is not None:
+            while True:  # polled: settling is told by Raft, news and applies alike, and takes a moment
+                if self._locator.settled(ref):
                     return
                 await trio.sleep(0.02)
 
@@ -238,7 +278,7 @@ class BrokerService:
         deadline = trio.current_time() + wait_s
         while True:
             if not group.is_leader:
-                raise Unavailable("leadership of this destination moved; retry")
+                raise LeadershipMoved(group.group_id, group.leader_id)
             now = self.now_ms()
             ready_at = group.broker.ready_at(source, now)
             if ready_at is not None and ready_at <= now:
