@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from quart import Response, g, request
+from quart import Response, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
-from mom.api import sqs
-from mom.api.context import ApiContext, ForwardRequired, served
-from mom.api.errors import problem_from, register_error_handlers
-from mom.api.forward import LEADER_HEADER, leader_header
+from mom.api import following, sqs
+from mom.api.context import ApiContext
+from mom.api.errors import register_error_handlers
 from mom.api.routes import auth, ops, queue_ops, queues, stream, topics
-from mom.errors import MomError
-from mom.service import LeadershipMoved
 
 BODY_OVERHEAD = 2.0
 """A batch's request may exceed its body bytes (JSON framing, base64); werkzeug refuses beyond this factor."""
@@ -47,21 +44,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     sqs.install(app)
     register_error_handlers(app)
 
-    @app.errorhandler(ForwardRequired)
-    async def _forward(exc: ForwardRequired) -> Response:
-        try:
-            return await context.forwarder.forward(exc)
-        except MomError as error:  # raised inside an error handler: no other handler would see it
-            return problem_from(error)
-
-    @app.errorhandler(LeadershipMoved)
-    async def _follow(exc: LeadershipMoved) -> Response:
-        # Nothing was written here: the request goes on to the node that leads now (a hand-over, a step-down).
-        about = served()
-        g.pop("mom_served", None)
-        if exc.leader is None:
-            return problem_from(exc)
-        return await _forward(ForwardRequired([exc.leader], wait_s=about.wait_s if about else 0.0, group=exc.group_id))
+    following.install(app, context)
 
     @app.before_request
     async def _read_body_first() -> None:
@@ -74,9 +57,6 @@ def create_app(context: ApiContext) -> QuartTrio:
     @app.after_request
     async def _count(response: Response) -> Response:
         context.metrics.requests.labels(request.method, str(response.status_code)).inc()
-        about = served()
-        if about is not None and about.leader is not None and LEADER_HEADER not in response.headers:
-            response.headers[LEADER_HEADER] = leader_header(about.group, about.leader, about.term)
         return response
 
     return app

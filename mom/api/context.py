@@ -66,15 +66,33 @@ async def request_body() -> bytes:
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
 
 
-__all__ = ["ApiContext", "ForwardRequired", "authorize", "ctx", "leader_of", "meta_leader", "principal"]
+__all__ = [
+    "ApiContext",
+    "ForwardRequired",
+    "LeaderPending",
+    "Served",
+    "authorize",
+    "ctx",
+    "leader_of",
+    "meta_leader",
+    "principal",
+    "served",
+]
+
+
+class LeaderPending(Unavailable):
+    """No node is known to serve the request's group right now (an election, a new leader catching up): the node
+    waits a moment for one before it answers 503 (`mom.api.following`)."""
 
 
 @dataclass(frozen=True)
 class Served:
-    """What this request is about, once known (in quart's `g`): the group, who serves it and in which term, and
-    how long its handler may wait, for the `X-Mom-Leader` answer header and for following a leader that moves."""
+    """What this request is about, once known (in quart's `g`): the destination and its group (None: the cluster
+    metadata), who serves it here and in which term (for the `X-Mom-Leader` answer header), and how long its
+    handler may wait (for following a leader that moves)."""
 
-    group: str
+    ref: Ref | None
+    group: str | None
     leader: str | None
     term: int
     wait_s: float
@@ -93,12 +111,12 @@ def _forward_to(
     the replicas, which know the leader from Raft and serve or forward."""
     me = ctx().settings.node_id
     if leader == me:
-        raise Unavailable(f"{what} has a new leader here that is catching up; retry shortly")
+        raise LeaderPending(f"{what} has a new leader here that is catching up; retry shortly")
     targets = [leader] if leader is not None else []
     if me not in replicas or hops() == 0:
         targets += [n for n in replicas if n != me and n != leader]
     if not targets:
-        raise Unavailable(f"{what} has no leader at the moment (an election is under way); retry shortly")
+        raise LeaderPending(f"{what} has no leader at the moment (an election is under way); retry shortly")
     return ForwardRequired(targets, wait_s=wait_s, group=group)
 
 
@@ -114,9 +132,9 @@ def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
         raise ForwardRequired([behind.meta_leader], wait_s=wait_s) from None
     group = located.placement.group_id
     if located.here is not None:
-        g.mom_served = Served(group, service.node_id, located.here.term, wait_s)
+        g.mom_served = Served(ref, group, service.node_id, located.here.term, wait_s)
         return located.here
-    g.mom_served = Served(group, None, 0, wait_s)
+    g.mom_served = Served(ref, group, None, 0, wait_s)
     raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s, group)
 
 
@@ -124,8 +142,11 @@ def meta_leader(*, wait_s: float = 0.0) -> Handle:
     """The metadata group if this node leads it (declares, deletes, accounts); otherwise ForwardRequired."""
     service = ctx().service
     meta = service.locate_meta()
+    g.mom_served = Served(None, None, None, 0, wait_s)
     if isinstance(meta, Handle):
         return meta
     if meta is None:
-        raise Unavailable("the cluster metadata has no leader at the moment (an election is under way); retry shortly")
+        raise LeaderPending(
+            "the cluster metadata has no leader at the moment (an election is under way); retry shortly"
+        )
     raise ForwardRequired([meta], wait_s=wait_s)

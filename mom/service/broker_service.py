@@ -10,7 +10,7 @@ publishes to one destination share a log command).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -249,6 +249,29 @@ class BrokerService:
                 if self._locator.settled(ref):
                     return
                 await trio.sleep(0.02)
+
+    async def wait_for_leader(self, ref: Ref | None, *, timeout_s: float, unless: Collection[str] = ()) -> bool:
+        """Wait up to `timeout_s` until `ref`'s group (None: the metadata group) is served here or has a leader
+        known here that is not one of `unless`; False if none came. Anything else locating it says now (not
+        found, being created) ends the wait too: the request finds out."""
+        with trio.move_on_after(timeout_s):
+            while True:  # polled: Raft, news and answers all tell of leaders, and it takes a moment
+                if self._has_leader(ref, unless):
+                    return True
+                await trio.sleep(0.02)
+        return False
+
+    def _has_leader(self, ref: Ref | None, unless: Collection[str]) -> bool:
+        if ref is None:
+            meta = self.locate_meta()
+            return isinstance(meta, Handle) or (meta is not None and meta not in unless)
+        try:
+            located = self.locate(ref)
+        except MomError:
+            return True
+        if located.here is not None:
+            return True
+        return located.leader is not None and located.leader != self.node_id and located.leader not in unless
 
     async def wait_attributes(self, name: str) -> None:
         """After an update: wait (bounded) until the queue's replica here has the catalog's attributes."""

@@ -146,3 +146,39 @@ def test_a_publish_right_after_a_create_is_answered(tmp_path: Path, size: int) -
         assert not wrong, "\n".join(wrong)
     finally:
         cluster.kill_all()
+
+
+def test_leadership_handed_back_to_the_preferred_replica_costs_no_503(tmp_path: Path) -> None:
+    """After its preferred leader restarts, a queue's leadership moves back to it (a transfer): publishes through
+    every node meanwhile, the returning node included, are all answered 201 (none "not the leader; try ...")."""
+    cluster = Cluster(tmp_path / "cluster", size=3).start()
+    try:
+        headers = bearer_headers(cluster)
+        admin = cluster.api("mom1")
+        assert admin.retrying("PUT", "/v1/queues/returning").status_code == 201
+        preferred = str(wait_settled(cluster, "returning")["leader"])
+        cluster.nodes[preferred].kill()
+        others = [n for n in cluster.nodes if n != preferred]
+        assert admin.retrying("POST", "/v1/queues/returning/messages", json={"body": "meanwhile"}).status_code == 201
+        cluster.nodes[preferred].start()
+        headers = {node_id: headers[others[0]] for node_id in cluster.nodes}  # issued by a node that stayed up
+        wrong: list[str] = []
+        deadline, back_at = time.monotonic() + 30, None
+        n = 0
+        while time.monotonic() < deadline and (back_at is None or time.monotonic() < back_at + 1.0):
+            for node_id in [preferred, *others]:
+                n += 1
+                answer = httpx.post(
+                    f"{cluster.nodes[node_id].url}/v1/queues/returning/messages",
+                    json={"body": n},
+                    headers=headers[node_id],
+                    timeout=30,
+                )
+                if answer.status_code != 201:
+                    wrong.append(f"via {node_id}: {answer.status_code} {answer.text[:160]}")
+            if back_at is None and admin.get("/v1/queues/returning").json().get("leader") == preferred:
+                back_at = time.monotonic()
+        assert back_at is not None, "leadership did not return to the preferred replica"
+        assert not wrong, "\n".join(wrong)
+    finally:
+        cluster.kill_all()
