@@ -259,3 +259,16 @@ def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once(
     sent(follower)
     follower.step(request)
     assert sent(follower) == [VoteResponse("g", raft.term + 1, "c", "b", True, False)]
+
+
+def test_stand_after_times_out_once_at_the_given_tick_then_randomly_again() -> None:
+    eager, patient = core("a"), core("b")
+    eager.stand_after(3)
+    for _ in range(3):
+        eager.tick()
+        patient.tick()
+    assert eager.role == "candidate" and patient.role == "follower"
+    assert [m for m in sent(eager) if isinstance(m, RequestVote) and m.pre_vote], "a pre-vote first"
+    for _ in range(9):
+        eager.tick()
+    assert not [m for m in sent(eager) if isinstance(m, RequestVote)], "the next timeout is a random one again"
