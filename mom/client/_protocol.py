@@ -3,7 +3,8 @@
 An operation is an `Op`: the HTTP request it needs and how to read the answer. `Protocol.call` turns an
 `Op` into a `Flow`, a generator that yields the requests to send (a token request first when needed, the
 request again after a 401) and receives their responses, so both twins run the exact same logic and only
-differ in how they send a request and sleep between retries.
+differ in how they send a request and sleep between retries. `Nodes` is which node of a cluster they send
+to: the same one while it answers, the next one after a failure that is retried.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ class Request:
     repeatable: bool = False
     """Sending it again after an unknown outcome cannot duplicate anything (see `Op.repeatable`)."""
 
-    def httpx_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `httpx.Client.request` / `httpx.AsyncClient.request` (and `stream`)."""
+    def httpx_kwargs(self, base_url: str) -> dict[str, Any]:
+        """Keyword arguments for `httpx.Client.request` / `httpx.AsyncClient.request` (and `stream`), for the
+        node at `base_url`."""
         return {
             "method": self.method,
-            "url": self.path,
+            "url": base_url + self.path,
             "json": self.json,
             "data": self.form,
             "params": self.params,
@@ -165,6 +167,45 @@ class _WaitRetryAfter(wait_base):
         exc = outcome.exception() if outcome is not None else None
         retry_after = float(getattr(exc, "retry_after_s", 0.0))
         return min(RETRY_AFTER_CAP_S, max(retry_after, self._backoff(retry_state)))
+
+
+def parse_urls(url: str | Sequence[str]) -> list[str]:
+    """The node URLs of `url`: one URL, several separated by commas (as `MOM_URL` and `--url` take them), or a
+    list; each without a trailing slash."""
+    parts = url.split(",") if isinstance(url, str) else list(url)
+    urls = [part.strip().rstrip("/") for part in parts if part.strip()]
+    if not urls:
+        raise InvalidInput("give the URL of at least one node")
+    return urls
+
+
+class Nodes:
+    """The nodes a client may send to (any node of a cluster answers any request), and the one in use.
+
+    The client stays on a node while it answers. A failure that the retry policy retries (the node cannot be
+    reached, the connection broke, a 429 or 503) moves it to the next node in the list, round the list, so that
+    a retry goes where it may succeed; whether a retry is allowed at all does not depend on the node (see
+    `worth_retrying`).
+    """
+
+    def __init__(self, url: str | Sequence[str]) -> None:
+        self.urls = parse_urls(url)
+        self._current = 0
+
+    @property
+    def current(self) -> str:
+        return self.urls[self._current]
+
+    def failed(self, url: str, exc: BaseException) -> None:
+        """`url` failed with `exc`: move on from it if that failure is worth trying elsewhere (and it is still
+        the node in use: concurrent requests that fail on one node move the client once)."""
+        if url == self.current and moves_on(exc):
+            self._current = (self._current + 1) % len(self.urls)
+
+
+def moves_on(exc: BaseException) -> bool:
+    """A failure that another node may not have: unreachable, broken connection, timeout, 429, 503."""
+    return isinstance(exc, httpx.TransportError | Overloaded | Unavailable)
 
 
 def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:

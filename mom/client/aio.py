@@ -28,11 +28,16 @@ class AsyncClient:
     retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
     acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
     exception. docs/api.md states the guarantee precisely.
+
+    `url` is one node's URL, or several (a list, or separated by commas as `MOM_URL` takes them): any node of a
+    cluster answers any request, so the client stays on one node while it answers and moves to the next on a
+    failure it retries (the node cannot be reached, the connection broke, 429, 503). The retry rules above hold
+    whichever node a retry goes to.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         username: str | None = None,
@@ -45,7 +50,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
-        self.url = url
+        self._nodes = p.Nodes(url)
         self._retries = retries
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
@@ -56,7 +61,16 @@ class AsyncClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+
+    @property
+    def url(self) -> str:
+        """The node in use now."""
+        return self._nodes.current
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._nodes.urls)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -72,8 +86,13 @@ class AsyncClient:
     # -- running flows
 
     async def _send_once(self, request: p.Request) -> httpx.Response:
-        response = await self._http.request(**request.httpx_kwargs())
-        p.check_retryable(request, response)
+        node = self._nodes.current
+        try:
+            response = await self._http.request(**request.httpx_kwargs(node))
+            p.check_retryable(request, response)
+        except Exception as exc:
+            self._nodes.failed(node, exc)
+            raise
         return response
 
     async def _send(self, request: p.Request) -> httpx.Response:
@@ -220,7 +239,8 @@ class AsyncClient:
         return await self._run(p.settle_op("nack", queue, topic, subscription, receipts, delay_s))
 
     async def events(self, topic: str, subscription: str) -> AsyncGenerator[dict[str, Any], None]:
-        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating.
+        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating. A stream
+        that cannot be opened or breaks raises; the next call starts on the next node.
 
         Close it with `contextlib.aclosing` (or exhaust it) so the stream is released promptly.
         """
@@ -228,20 +248,25 @@ class AsyncClient:
         while True:
             headers = await self._drive(self._protocol.authorization(renew=renew))
             request = self._protocol.events_request(topic, subscription, headers)
-            async with self._http.stream(**request.httpx_kwargs()) as response:
-                if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
-                    renew = True
-                    continue
-                if response.is_error:
-                    await response.aread()
-                    raise p.error_from(response)
-                parser = p.SSEParser()
-                async for line in response.aiter_lines():
-                    event = parser.feed(line)
-                    delivery = p.delivery_from_event(event) if event else None
-                    if delivery is not None:
-                        yield delivery
-                return
+            node = self._nodes.current
+            try:
+                async with self._http.stream(**request.httpx_kwargs(node)) as response:
+                    if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
+                        renew = True
+                        continue
+                    if response.is_error:
+                        await response.aread()
+                        raise p.error_from(response)
+                    parser = p.SSEParser()
+                    async for line in response.aiter_lines():
+                        event = parser.feed(line)
+                        delivery = p.delivery_from_event(event) if event else None
+                        if delivery is not None:
+                            yield delivery
+                    return
+            except Exception as exc:
+                self._nodes.failed(node, exc)
+                raise
 
     # -- operations
 

@@ -27,21 +27,21 @@ leased for it that the caller has not taken yet. The connection lasts as long as
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import anyio
 import httpx
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
 
 from mom import errors
 from mom.client import _protocol as p
+from mom.client._subscription import Subscription, Waiter
 from mom.errors import MomError, OutcomeUnknown, Overloaded, Unavailable
 
 STREAM_PATH = "/v1/stream"
@@ -59,24 +59,10 @@ def error_from_frame(frame: Mapping[str, Any]) -> MomError:
     return error
 
 
-class _Waiter:
-    """One request awaiting its answer frame."""
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.frame: dict[str, Any] = {}
-        self.error: MomError | None = None
-
-    def settle(self, frame: dict[str, Any] | None, error: MomError | None = None) -> None:
-        if not self.done.is_set():
-            self.frame, self.error = frame or {}, error
-            self.done.set()
-
-    async def result(self) -> dict[str, Any]:
-        await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.frame
+@dataclass
+class _Socket:
+    ws: AsyncWebSocketSession
+    stack: AsyncExitStack
 
 
 class StreamClient:
@@ -91,7 +77,7 @@ class StreamClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         username: str | None = None,
@@ -104,8 +90,9 @@ class StreamClient:
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self._nodes = p.Nodes(url)
         self._retries = retries
+        self._timeout = timeout
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
@@ -115,30 +102,30 @@ class StreamClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file)
-        )
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
         self._stack = AsyncExitStack()
         self._ws: AsyncWebSocketSession | None = None
+        self._up = anyio.Event()
+        """Set while a socket is open; a new one while the client reconnects."""
+        self._sockets = 0
+        """How many sockets have been open (the current one's number)."""
         self._ids = itertools.count(1)
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, Waiter] = {}
         self._subs: dict[str, Subscription] = {}
         self._closed: MomError | None = None
+
+    @property
+    def url(self) -> str:
+        """The node the stream is open to (or will reopen to)."""
+        return self._nodes.current
 
     async def __aenter__(self) -> StreamClient:
         await self._stack.__aenter__()
         try:
             await self._stack.enter_async_context(self._http)
-            headers = await self._authorization()
-            try:
-                self._ws = await self._stack.enter_async_context(
-                    aconnect_ws(self.url + STREAM_PATH, self._http, headers=headers)
-                )
-            except WebSocketUpgradeError as exc:
-                await exc.response.aread()
-                raise p.error_from(exc.response) from None
+            socket = await self._open()
             self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
-            self._tasks.start_soon(self._read)
+            self._tasks.start_soon(self._keep, socket)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -151,34 +138,104 @@ class StreamClient:
 
     async def aclose(self) -> None:
         self._fail(Unavailable("the stream client is closed"))
-        if self._ws is not None:
+        if hasattr(self, "_tasks"):
             self._tasks.cancel_scope.cancel()
         await self._stack.aclose()
 
-    async def _authorization(self) -> dict[str, str]:
+    # -- the socket, and another node's when it breaks
+
+    async def _authorization(self, node: str) -> dict[str, str]:
         flow = self._protocol.authorization()
         try:
             request = next(flow)
             while True:
-                request = flow.send(await self._http.request(**request.httpx_kwargs()))
+                request = flow.send(await self._http.request(**request.httpx_kwargs(node)))
         except StopIteration as done:
             headers: dict[str, str] = done.value
             return headers
 
+    async def _open(self) -> _Socket:
+        """A socket to the node in use or, if it cannot take one (unreachable, 429, 503), the next ones in turn;
+        the last failure when no node does."""
+        failure: MomError | None = None
+        for _ in self._nodes.urls:
+            node = self._nodes.current
+            stack = AsyncExitStack()
+            try:
+                headers = await self._authorization(node)
+                ws: AsyncWebSocketSession = await stack.enter_async_context(
+                    aconnect_ws(node + STREAM_PATH, self._http, headers=headers)
+                )
+                return _Socket(ws, stack)
+            except WebSocketUpgradeError as exc:
+                await stack.aclose()
+                await exc.response.aread()
+                failure = p.error_from(exc.response)
+            except (httpx.TransportError, HTTPXWSException) as exc:
+                await stack.aclose()
+                failure = Unavailable(f"{node} cannot take a stream ({type(exc).__name__}: {exc})")
+            except BaseException:
+                await stack.aclose()
+                raise
+            self._nodes.failed(node, failure)
+            if not p.moves_on(failure):
+                raise failure
+        assert failure is not None
+        raise failure
+
+    async def _keep(self, socket: _Socket) -> None:
+        """Read frames; when the socket breaks, open one to another node (with back-off, `retries` rounds of
+        the nodes) and subscribe again there. Requests in flight meanwhile end as `OutcomeUnknown`."""
+        while True:
+            self._ws, self._sockets = socket.ws, self._sockets + 1
+            for sub in list(self._subs.values()):
+                await sub.subscribe_on_socket(wait=False)
+            self._up.set()
+            broken = await self._read(socket.ws)
+            self._ws, self._up = None, anyio.Event()
+            with anyio.CancelScope(shield=True):
+                await socket.stack.aclose()
+            self._nodes.failed(self._nodes.current, broken)
+            self._lost(broken)
+            try:
+                socket = await AsyncRetrying(sleep=anyio.sleep, **p.retry_policy(self._retries))(self._open)
+            except MomError as exc:
+                self._fail(exc)
+                return
+
+    async def _read(self, ws: AsyncWebSocketSession) -> Unavailable:
+        """Dispatch frames until the socket breaks; the error that says so."""
+        try:
+            while True:
+                self._dispatch(msgspec.json.decode(await ws.receive_text()))
+        except (HTTPXWSException, msgspec.DecodeError) as exc:
+            return Unavailable(f"the stream closed ({type(exc).__name__}: {exc})")
+
     # -- frames out
 
-    async def _send(self, frame: Mapping[str, Any]) -> None:
+    async def _wait_up(self) -> None:
+        """Until a socket is open (bounded by the client's timeout), or the client closed."""
+        with anyio.move_on_after(self._timeout):
+            await self._up.wait()
+
+    async def _send(self, frame: Mapping[str, Any], *, wait: bool = True) -> None:
         if self._closed is not None:
             raise self._closed
-        assert self._ws is not None, "use StreamClient in 'async with'"
+        if wait:
+            await self._wait_up()
+        ws = self._ws
+        if self._closed is not None:
+            raise self._closed
+        if ws is None:
+            raise Unavailable("the stream is reconnecting; retry shortly")
         try:
-            await self._ws.send_text(_encoder.encode(frame).decode())
+            await ws.send_text(_encoder.encode(frame).decode())
         except HTTPXWSException as exc:
             raise Unavailable(f"the stream is broken ({type(exc).__name__})") from exc
 
     async def _request(self, frame: dict[str, Any], *, repeatable: bool) -> dict[str, Any]:
-        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected
-        (an `OutcomeUnknown` only if the frame is `repeatable`)."""
+        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, on another node
+        if the socket broke meanwhile (an `OutcomeUnknown` only if the frame is `repeatable`)."""
         policy = p.retry_policy(self._retries)
 
         def worth_retrying(exc: BaseException) -> bool:
@@ -192,7 +249,7 @@ class StreamClient:
 
     async def _request_once(self, frame: dict[str, Any]) -> dict[str, Any]:
         ident = next(self._ids)
-        waiter = self._waiters[ident] = _Waiter()
+        waiter = self._waiters[ident] = Waiter()
         try:
             await self._send({**frame, "id": ident})
             return await waiter.result()
@@ -200,14 +257,6 @@ class StreamClient:
             self._waiters.pop(ident, None)
 
     # -- frames in
-
-    async def _read(self) -> None:
-        assert self._ws is not None
-        try:
-            while True:
-                self._dispatch(msgspec.json.decode(await self._ws.receive_text()))
-        except (HTTPXWSException, msgspec.DecodeError) as exc:
-            self._fail(Unavailable(f"the stream closed ({type(exc).__name__}: {exc})"))
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
         op, ident, sub = frame.get("op"), frame.get("id"), frame.get("sub")
@@ -219,16 +268,21 @@ class StreamClient:
         elif error is not None:
             self._fail(error)
 
-    def _fail(self, error: MomError) -> None:
-        """The connection is unusable: later calls raise `error`, and so do the subscriptions; a call waiting for
-        its answer raises `OutcomeUnknown` instead when `error` is a 503, since what it sent may have been
-        applied."""
-        self._closed = self._closed or error
+    def _lost(self, error: MomError) -> None:
+        """The socket broke: a call waiting for its answer raises `OutcomeUnknown` when `error` is a 503, since
+        what it sent may have been applied (its retry policy decides whether it is sent again)."""
         in_flight = error
         if isinstance(error, Unavailable) and not isinstance(error, OutcomeUnknown):
             in_flight = OutcomeUnknown(f"{error.detail}: a request in flight may or may not have been applied")
         for waiter in list(self._waiters.values()):
             waiter.settle(None, in_flight)
+
+    def _fail(self, error: MomError) -> None:
+        """The client is unusable (closed, or no node takes a stream): later calls raise `error`, and so do the
+        subscriptions."""
+        self._closed = self._closed or error
+        self._up.set()
+        self._lost(error)
         for sub in list(self._subs.values()):
             sub.on_frame("error", {}, error)
 
@@ -308,76 +362,6 @@ class StreamClient:
         if visibility_timeout_s is not None:
             frame["visibility_timeout_s"] = visibility_timeout_s
         return Subscription(self, f"s{next(self._ids)}", frame)
-
-
-class Subscription:
-    """Deliveries of one stream subscription, in arrival order, topping the server's credit up as they are taken."""
-
-    def __init__(self, client: StreamClient, name: str, frame: dict[str, Any]) -> None:
-        self.name = name
-        self._client = client
-        self._frame = {**frame, "sub": name}
-        self._window = int(frame["credit"])
-        self._taken = 0
-        self._started: _Waiter | None = None
-        self._inbox: MemoryObjectSendStream[dict[str, Any] | MomError]
-        self._outbox: MemoryObjectReceiveStream[dict[str, Any] | MomError]
-        self._inbox, self._outbox = anyio.create_memory_object_stream[dict[str, Any] | MomError](math.inf)
-
-    async def start(self) -> Subscription:
-        """Subscribe (once); raises the server's error (NotFound, Forbidden, ...) if it refuses."""
-        if self._started is None:
-            self._started = _Waiter()
-            self._client._subs[self.name] = self
-            await self._client._send(self._frame)
-        await self._started.result()
-        return self
-
-    async def __aenter__(self) -> Subscription:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Unsubscribe; messages delivered and not acked come back after their visibility timeout."""
-        if self._client._subs.pop(self.name, None) is not None and self._client._closed is None:
-            await self._client._send({"op": "unsubscribe", "sub": self.name})
-
-    def on_frame(self, op: Any, frame: dict[str, Any], error: MomError | None) -> None:
-        if op == "deliver":
-            for message in frame.get("messages", []):
-                self._inbox.send_nowait(p.decode_message(message))
-        elif op == "subscribed" and self._started is not None:
-            self._started.settle(frame)
-        elif error is not None:
-            self._client._subs.pop(self.name, None)
-            if self._started is not None:
-                self._started.settle(None, error)
-            self._inbox.send_nowait(error)
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        await self.start()
-        item = await self._outbox.receive()
-        if isinstance(item, MomError):
-            self._inbox.send_nowait(item)  # every later call raises it too
-            raise item
-        self._taken += 1
-        if self._taken * 2 >= self._window and self.name in self._client._subs:
-            await self._client._send({"op": "credit", "sub": self.name, "add": self._taken})
-            self._taken = 0
-        return item
-
-    async def ack(self, receipts: Sequence[str]) -> dict[str, Any]:
-        return await self._client.ack(receipts, sub=self.name)
-
-    async def nack(self, receipts: Sequence[str], *, delay_s: float = 0.0) -> dict[str, Any]:
-        return await self._client.nack(receipts, sub=self.name, delay_s=delay_s)
 
 
 def _target(

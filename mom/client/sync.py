@@ -25,11 +25,16 @@ class Client:
     retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
     acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
     exception. docs/api.md states the guarantee precisely.
+
+    `url` is one node's URL, or several (a list, or separated by commas as `MOM_URL` takes them): any node of a
+    cluster answers any request, so the client stays on one node while it answers and moves to the next on a
+    failure it retries (the node cannot be reached, the connection broke, 429, 503). The retry rules above hold
+    whichever node a retry goes to.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         username: str | None = None,
@@ -42,7 +47,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
-        self.url = url
+        self._nodes = p.Nodes(url)
         self._retries = retries
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
@@ -53,7 +58,16 @@ class Client:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+
+    @property
+    def url(self) -> str:
+        """The node in use now."""
+        return self._nodes.current
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._nodes.urls)
 
     def __enter__(self) -> Client:
         return self
@@ -69,8 +83,13 @@ class Client:
     # -- running flows
 
     def _send_once(self, request: p.Request) -> httpx.Response:
-        response = self._http.request(**request.httpx_kwargs())
-        p.check_retryable(request, response)
+        node = self._nodes.current
+        try:
+            response = self._http.request(**request.httpx_kwargs(node))
+            p.check_retryable(request, response)
+        except Exception as exc:
+            self._nodes.failed(node, exc)
+            raise
         return response
 
     def _send(self, request: p.Request) -> httpx.Response:
@@ -214,25 +233,31 @@ class Client:
         return self._run(p.settle_op("nack", queue, topic, subscription, receipts, delay_s))
 
     def events(self, topic: str, subscription: str) -> Generator[dict[str, Any], None, None]:
-        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating."""
+        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating. A stream
+        that cannot be opened or breaks raises; the next call starts on the next node."""
         renew = False
         while True:
             headers = self._drive(self._protocol.authorization(renew=renew))
             request = self._protocol.events_request(topic, subscription, headers)
-            with self._http.stream(**request.httpx_kwargs()) as response:
-                if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
-                    renew = True
-                    continue
-                if response.is_error:
-                    response.read()
-                    raise p.error_from(response)
-                parser = p.SSEParser()
-                for line in response.iter_lines():
-                    event = parser.feed(line)
-                    delivery = p.delivery_from_event(event) if event else None
-                    if delivery is not None:
-                        yield delivery
-                return
+            node = self._nodes.current
+            try:
+                with self._http.stream(**request.httpx_kwargs(node)) as response:
+                    if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
+                        renew = True
+                        continue
+                    if response.is_error:
+                        response.read()
+                        raise p.error_from(response)
+                    parser = p.SSEParser()
+                    for line in response.iter_lines():
+                        event = parser.feed(line)
+                        delivery = p.delivery_from_event(event) if event else None
+                        if delivery is not None:
+                            yield delivery
+                    return
+            except Exception as exc:
+                self._nodes.failed(node, exc)
+                raise
 
     # -- operations
 
