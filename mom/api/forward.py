@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import httpx
 import trio
-from quart import Response, request
+from quart import Response, has_request_context, request
 
 from mom.errors import OutcomeUnknown, Unavailable
 
@@ -99,6 +99,9 @@ def parse_leader_header(value: str | None) -> tuple[str, str, int] | None:
 
 
 def hops() -> int:
+    """How many times the current request was forwarded already (0 outside an HTTP request: a stream's frame)."""
+    if not has_request_context():
+        return 0
     raw = request.headers.get(HOPS_HEADER, "0")
     return int(raw) if raw.isdigit() else MAX_HOPS
 

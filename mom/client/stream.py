@@ -29,11 +29,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import msgspec
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
@@ -57,12 +57,6 @@ def error_from_frame(frame: Mapping[str, Any]) -> MomError:
     if isinstance(error, Overloaded | Unavailable) and isinstance(frame.get("retry_after_s"), int | float):
         error.retry_after_s = float(frame["retry_after_s"])
     return error
-
-
-@dataclass
-class _Socket:
-    ws: AsyncWebSocketSession
-    stack: AsyncExitStack
 
 
 class StreamClient:
@@ -123,9 +117,8 @@ class StreamClient:
         await self._stack.__aenter__()
         try:
             await self._stack.enter_async_context(self._http)
-            socket = await self._open()
             self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
-            self._tasks.start_soon(self._keep, socket)
+            await self._tasks.start(self._keep)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -154,54 +147,65 @@ class StreamClient:
             headers: dict[str, str] = done.value
             return headers
 
-    async def _open(self) -> _Socket:
-        """A socket to the node in use or, if it cannot take one (unreachable, 429, 503), the next ones in turn;
-        the last failure when no node does."""
+    async def _open(self, stack: AsyncExitStack) -> AsyncWebSocketSession:
+        """A socket (closed with `stack`) to the node in use or, if it cannot take one (unreachable, 429, 503),
+        the next ones in turn; the last failure when no node does."""
         failure: MomError | None = None
         for _ in self._nodes.urls:
             node = self._nodes.current
-            stack = AsyncExitStack()
             try:
                 headers = await self._authorization(node)
                 ws: AsyncWebSocketSession = await stack.enter_async_context(
                     aconnect_ws(node + STREAM_PATH, self._http, headers=headers)
                 )
-                return _Socket(ws, stack)
+                return ws
             except WebSocketUpgradeError as exc:
-                await stack.aclose()
                 await exc.response.aread()
                 failure = p.error_from(exc.response)
             except (httpx.TransportError, HTTPXWSException) as exc:
-                await stack.aclose()
                 failure = Unavailable(f"{node} cannot take a stream ({type(exc).__name__}: {exc})")
-            except BaseException:
-                await stack.aclose()
-                raise
             self._nodes.failed(node, failure)
             if not p.moves_on(failure):
                 raise failure
         assert failure is not None
         raise failure
 
-    async def _keep(self, socket: _Socket) -> None:
-        """Read frames; when the socket breaks, open one to another node (with back-off, `retries` rounds of
-        the nodes) and subscribe again there. Requests in flight meanwhile end as `OutcomeUnknown`."""
+    async def _keep(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open a socket (started once one is open: the caller gets the failure if none can be), read its
+        frames, and when it breaks open one to another node (with back-off, `retries` rounds of the nodes) and
+        subscribe again there. Requests in flight meanwhile end as `OutcomeUnknown`. Every socket is opened
+        and closed in this task."""
+        started = False
         while True:
-            self._ws, self._sockets = socket.ws, self._sockets + 1
-            for sub in list(self._subs.values()):
-                await sub.subscribe_on_socket(wait=False)
-            self._up.set()
-            broken = await self._read(socket.ws)
-            self._ws, self._up = None, anyio.Event()
-            with anyio.CancelScope(shield=True):
-                await socket.stack.aclose()
+            async with AsyncExitStack() as stack:
+                ws: AsyncWebSocketSession
+                try:
+                    if started:
+                        ws = await AsyncRetrying(sleep=anyio.sleep, **p.retry_policy(self._retries))(self._open, stack)
+                    else:
+                        ws = await self._open(stack)
+                except MomError as exc:
+                    if not started:
+                        raise
+                    self._fail(exc)
+                    return
+                if not started:
+                    task_status.started()
+                    started = True
+                self._ws, self._sockets = ws, self._sockets + 1
+                broken: Unavailable
+                try:
+                    for sub in list(self._subs.values()):
+                        await sub.subscribe_on_socket(wait=False)
+                except Unavailable as exc:  # broken at once
+                    broken = exc
+                else:
+                    self._up.set()
+                    broken = await self._read(ws)
+                finally:
+                    self._ws, self._up = None, anyio.Event()
             self._nodes.failed(self._nodes.current, broken)
             self._lost(broken)
-            try:
-                socket = await AsyncRetrying(sleep=anyio.sleep, **p.retry_policy(self._retries))(self._open)
-            except MomError as exc:
-                self._fail(exc)
-                return
 
     async def _read(self, ws: AsyncWebSocketSession) -> Unavailable:
         """Dispatch frames until the socket breaks; the error that says so."""
