@@ -22,7 +22,15 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_any,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from mom import errors
@@ -222,11 +230,30 @@ def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:
     return repeatable and isinstance(exc, httpx.TransportError)
 
 
-def retry_policy(retries: int, *, repeatable: bool = False) -> dict[str, Any]:
-    """Keyword arguments for tenacity's `Retrying` / `AsyncRetrying`: `retries` attempts after the first,
-    exponential back-off with full jitter, never shorter than the server's Retry-After (capped)."""
+@dataclass(frozen=True)
+class Retries:
+    """How far a client retries: at most `count` retries after the first attempt (None: no count), and none
+    once `for_s` seconds have passed since the first attempt (None: no time limit). One of them must be set."""
+
+    count: int | None = 5
+    for_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.count is None and self.for_s is None:
+            raise InvalidInput("retries=None retries without end: give retry_for_s too")
+
+
+def retry_policy(retries: int | Retries, *, repeatable: bool = False) -> dict[str, Any]:
+    """Keyword arguments for tenacity's `Retrying` / `AsyncRetrying`: retries within `retries` (a count, or
+    `Retries`), exponential back-off with full jitter, never shorter than the server's Retry-After (capped)."""
+    limits = retries if isinstance(retries, Retries) else Retries(retries)
+    stops: list[stop_base] = []
+    if limits.count is not None:
+        stops.append(stop_after_attempt(max(0, limits.count) + 1))
+    if limits.for_s is not None:
+        stops.append(stop_after_delay(limits.for_s))
     return {
-        "stop": stop_after_attempt(max(0, retries) + 1),
+        "stop": stop_any(*stops),
         "wait": _WaitRetryAfter(),
         "retry": retry_if_exception(lambda exc: worth_retrying(exc, repeatable=repeatable)),
         "reraise": True,

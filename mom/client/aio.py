@@ -21,13 +21,14 @@ class AsyncClient:
 
     With credentials and no token, it gets a token on first use and renews it as needed.
 
-    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has
-    one (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A
-    request refused with 429 or 503, or that could not connect, is retried `retries` times with exponential
-    back-off and jitter, honouring Retry-After; a 503 `OutcomeUnknown` or a connection lost mid-request is
-    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
-    acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
-    exception. docs/api.md states the guarantee precisely.
+    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has one
+    (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A request
+    refused with 429 or 503, or that could not connect, is retried `retries` times with exponential back-off and
+    jitter, honouring Retry-After (with `retry_for_s`, only within that many seconds of the first attempt;
+    `retries=None` then retries until that time is up); a 503 `OutcomeUnknown` or a connection lost mid-request is
+    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes, acks,
+    nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors` exception.
+    docs/api.md states the guarantee precisely.
 
     `url` is one node's URL, or several (a list, or separated by commas as `MOM_URL` takes them): any node of a
     cluster answers any request, so the client stays on one node while it answers and moves to the next on a
@@ -45,13 +46,14 @@ class AsyncClient:
         client_id: str | None = None,
         client_secret: str | None = None,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int | None = 5,
+        retry_for_s: float | None = None,
         dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
         self._nodes = p.Nodes(url)
-        self._retries = retries
+        self._retries = p.Retries(retries, retry_for_s)
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,

@@ -63,10 +63,15 @@ class StreamClient:
     """One WebSocket to a node; every method may be awaited from many tasks at once (pipelining).
 
     Publish, ack and nack answered 429/503 (no leader at the moment, overload) are retried `retries` times with
-    backoff, as `AsyncClient` does, and as there every published message gets a `dedup_id` unless it has one
-    (`dedup_ids=False` turns that off), so that a publish answered `OutcomeUnknown` is sent again only when
-    that cannot store it twice. A request in flight when the socket breaks raises `OutcomeUnknown`; every
-    other error frame raises the matching `mom.errors` exception.
+    backoff (and `retry_for_s`), as `AsyncClient` does, and as there every published message gets a `dedup_id`
+    unless it has one (`dedup_ids=False` turns that off), so that a publish answered `OutcomeUnknown` is sent
+    again only when that cannot store it twice. Every other error frame raises the matching `mom.errors`
+    exception.
+
+    `url` is one node's URL or several (a list, or separated by commas). When the socket breaks (its node
+    died, restarted, or closed it when its token expired), the client opens one to the next node (with the same
+    retry limits) and subscribes its subscriptions again there; a request in flight then raises
+    `OutcomeUnknown` and is sent again only under the rule above.
     """
 
     def __init__(
@@ -79,13 +84,14 @@ class StreamClient:
         client_id: str | None = None,
         client_secret: str | None = None,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int | None = 5,
+        retry_for_s: float | None = None,
         dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
         self._nodes = p.Nodes(url)
-        self._retries = retries
+        self._retries = p.Retries(retries, retry_for_s)
         self._timeout = timeout
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
