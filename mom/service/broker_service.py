@@ -211,21 +211,31 @@ class BrokerService:
         `expect` is the result type the command gives; anything else is a bug, answered as one (500).
         """
         group = group_of(here)
-        deadline = trio.current_time() + HANDOVER_WAIT_S
-        while True:
-            try:
-                result = await self._submit(group, command)
-                break
-            except NotLeader:  # refused before anything was written: the leader is handing over, or stepped down
-                moved_to = group.leader_id
-                if moved_to is not None and moved_to != self.node_id:
-                    raise LeadershipMoved(group.group_id, moved_to) from None
-                if trio.current_time() >= deadline:
-                    raise LeadershipMoved(group.group_id, None) from None
-                await trio.sleep(0.02)
+        try:
+            result = await self._submit(group, command)
+        except NotLeader:  # refused before anything was written: the leader is handing over, or stepped down
+            result = await self._after_hand_over(group, command)
         if expect is not None and not isinstance(result, expect):
             raise MomError(f"{type(command).__name__} answered {type(result).__name__}, not {expect.__name__}")
         return result
+
+    async def _after_hand_over(self, group: RaftGroup, command: Command) -> Result:
+        """Once leadership settles (within `HANDOVER_WAIT_S`): LeadershipMoved if another node took over, the
+        command's result if this node kept the lead (a transfer that does not complete in time is abandoned)."""
+        deadline = trio.current_time() + HANDOVER_WAIT_S
+        pause = POLL_S[0]
+        while trio.current_time() < deadline:
+            await trio.sleep(pause)
+            pause = min(POLL_S[1], pause * 2)
+            leader = group.leader_id
+            if leader is not None and leader != self.node_id:
+                raise LeadershipMoved(group.group_id, leader)
+            if leader == self.node_id and is_ready_leader(group):
+                try:
+                    return await self._submit(group, command)
+                except NotLeader:  # still handing over
+                    continue
+        raise LeadershipMoved(group.group_id, None)
 
     async def _submit(self, group: RaftGroup, command: Command) -> Result:
         if not isinstance(command, Publish):
@@ -244,22 +254,13 @@ class BrokerService:
         """After a declare: wait (bounded by `DECLARE_WAIT_S`) until the destination has a leader that serves it
         and this node knows which, so that a request right after the declare's answer, through any node, is
         served (see `Locator.settled`)."""
-        with trio.move_on_after(DECLARE_WAIT_S):
-            while True:  # polled: settling is told by Raft, news and applies alike, and takes a moment
-                if self._locator.settled(ref):
-                    return
-                await trio.sleep(0.02)
+        await _until(lambda: self._locator.settled(ref), DECLARE_WAIT_S)
 
     async def wait_for_leader(self, ref: Ref | None, *, timeout_s: float, unless: Collection[str] = ()) -> bool:
         """Wait up to `timeout_s` until `ref`'s group (None: the metadata group) is served here or has a leader
         known here that is not one of `unless`; False if none came. Anything else locating it says now (not
         found, being created) ends the wait too: the request finds out."""
-        with trio.move_on_after(timeout_s):
-            while True:  # polled: Raft, news and answers all tell of leaders, and it takes a moment
-                if self._has_leader(ref, unless):
-                    return True
-                await trio.sleep(0.02)
-        return False
+        return await _until(lambda: self._has_leader(ref, unless), timeout_s)
 
     def _has_leader(self, ref: Ref | None, unless: Collection[str]) -> bool:
         if ref is None:
@@ -315,3 +316,22 @@ class BrokerService:
             timeout = remaining if ready_at is None else min(remaining, (ready_at - now) / 1000)
             with trio.move_on_after(timeout):
                 await self._wakeups.event(group.group_id, source).wait()
+
+
+POLL_S = (0.02, 0.2)
+"""First and longest pause between two looks at a condition that `_until` waits for."""
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether `condition` became true within `timeout_s`. Polled, with a pause that doubles from 20 ms to 200 ms:
+    what it waits for (a leader elected, news of one, a declare applied) is told by Raft, other nodes and the apply
+    path alike, so there is no one event to wait on, and many requests waiting at once (an election under load)
+    must stay cheap."""
+    pause = POLL_S[0]
+    with trio.move_on_after(timeout_s):
+        while True:
+            if condition():
+                return True
+            await trio.sleep(pause)
+            pause = min(POLL_S[1], pause * 2)
+    return False

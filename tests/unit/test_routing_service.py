@@ -178,3 +178,22 @@ async def test_a_write_refused_during_a_hand_over_names_the_new_leader(
         assert moved.value.leader == new and moved.value.group_id == here.group_id
         await until(lambda: leader(five, "handed") == new, "the new leader serves")
         assert five.nodes[new].service.catalog.queue_info("handed", clock_ms()).name == "handed"
+
+
+async def test_a_write_waits_out_a_hand_over_that_does_not_happen(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with five_nodes(tmp_path) as five:
+        await declare(five, "kept")
+        old = leader(five, "kept")
+        assert old is not None
+        here = five.nodes[old].service.locate(QueueRef("kept")).here
+        assert here is not None
+        group = five.nodes[old].manager.group(here.group_id)
+        assert group is not None
+        gone = next(n for n in group.voters if n != old)
+        five.crash(gone)
+        group.transfer_leadership(gone)  # it never catches up: the transfer is abandoned after an election timeout
+        publish = Publish(QueueRef("kept"), [NewMessage(id="m1", body=b"1")])
+        result = await five.nodes[old].service.submit(here, publish, Published)
+        assert [m.id for m in result.messages] == ["m1"] and leader(five, "kept") == old
