@@ -142,7 +142,7 @@ def create_then_publish(cluster: Cluster, rounds: int, seed: int) -> list[str]:
 def test_a_publish_right_after_a_create_is_answered(tmp_path: Path, size: int) -> None:
     cluster = Cluster(tmp_path / "cluster", size=size).start()
     try:
-        wrong = create_then_publish(cluster, rounds=15, seed=size)
+        wrong = create_then_publish(cluster, rounds=10, seed=size)
         assert not wrong, "\n".join(wrong)
     finally:
         cluster.kill_all()
