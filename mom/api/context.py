@@ -17,6 +17,21 @@ from mom.errors import Forbidden, Unauthorized, Unavailable
 from mom.service import BrokerService, Handle, MetadataBehind, Ref
 from mom.transports.base import PeerStatus
 
+__all__ = [
+    "ApiContext",
+    "ForwardRequired",
+    "LeaderPending",
+    "Served",
+    "authorize",
+    "ctx",
+    "leader_of",
+    "meta_leader",
+    "principal",
+    "request_body",
+    "require_owner",
+    "served",
+]
+
 
 @dataclass(frozen=True)
 class ApiContext:
@@ -64,20 +79,6 @@ def require_owner(caller: Principal, owner: str, what: str) -> None:
 async def request_body() -> bytes:
     """The raw request body (read once by the app's before_request hook, cached)."""
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
-
-
-__all__ = [
-    "ApiContext",
-    "ForwardRequired",
-    "LeaderPending",
-    "Served",
-    "authorize",
-    "ctx",
-    "leader_of",
-    "meta_leader",
-    "principal",
-    "served",
-]
 
 
 class LeaderPending(Unavailable):
