@@ -20,8 +20,9 @@ Frames are JSON text, one object each; `op` names the kind and `id` correlates a
     server: {"op":"error","id":ID?,"sub":S?,"type","title","status","detail"}   (the REST problem's fields)
 
 A subscription tops its credit up as the caller consumes: the server never holds more than `credit` messages
-leased for it that the caller has not taken yet. The connection lasts as long as the token it was opened with
-(the server closes it with 1008 when the token expires); open a new StreamClient then.
+leased for it that the caller has not taken yet. A socket lasts as long as the token it was opened with (the
+server closes it with 1008 when the token expires): a client with credentials then opens a new one with a new
+token, as it does on another node when its node goes away, and subscribes again there.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tenacity import AsyncRetrying, retry_if_exception
 from mom import errors
 from mom.client import _protocol as p
 from mom.client._subscription import Subscription, Waiter
-from mom.errors import MomError, OutcomeUnknown, Overloaded, Unavailable
+from mom.errors import MomError, OutcomeUnknown, Overloaded, Unauthorized, Unavailable
 
 STREAM_PATH = "/v1/stream"
 _encoder = msgspec.json.Encoder()
@@ -275,6 +276,8 @@ class StreamClient:
             self._waiters[ident].settle(frame, error)
         elif isinstance(sub, str) and sub in self._subs:
             self._subs[sub].on_frame(op, frame, error)
+        elif isinstance(error, Unauthorized) and self._protocol.can_fetch_token:
+            pass  # the token expired: the server closes the socket, and the next one gets a new token
         elif error is not None:
             self._fail(error)
 
