@@ -29,15 +29,17 @@ def short_tokens(tmp_path: Path) -> Iterator[NodeProcess]:
 async def test_a_stream_subscription_goes_on_past_its_token(short_tokens: NodeProcess) -> None:
     with Client(short_tokens.url, username="admin", password=ADMIN_PASSWORD) as admin:
         admin.create_queue("renewed")
-    async with StreamClient(short_tokens.url, username="admin", password=ADMIN_PASSWORD) as stream:
-        async with stream.subscribe(queue="renewed", credit=10) as sub:
-            await stream.publish([{"body": "before"}], queue="renewed")
-            with trio.fail_after(20):
-                first = await sub.__anext__()
-            await sub.ack([first["receipt"]])
-            await trio.sleep(TOKEN_TTL_S + 1)  # the server has closed the first socket by now
-            await stream.publish([{"body": "after"}], queue="renewed")
-            with trio.fail_after(20):
-                second = await sub.__anext__()
-            await sub.ack([second["receipt"]])
+    async with (
+        StreamClient(short_tokens.url, username="admin", password=ADMIN_PASSWORD) as stream,
+        stream.subscribe(queue="renewed", credit=10) as sub,
+    ):
+        await stream.publish([{"body": "before"}], queue="renewed")
+        with trio.fail_after(20):
+            first = await sub.__anext__()
+        await sub.ack([first["receipt"]])
+        await trio.sleep(TOKEN_TTL_S + 1)  # the server has closed the first socket by now
+        await stream.publish([{"body": "after"}], queue="renewed")
+        with trio.fail_after(20):
+            second = await sub.__anext__()
+        await sub.ack([second["receipt"]])
     assert (first["body"], second["body"]) == ("before", "after")
