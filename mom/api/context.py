@@ -104,9 +104,7 @@ def served() -> Served | None:
     return found if isinstance(found, Served) else None
 
 
-def _forward_to(
-    leader: str | None, replicas: Sequence[str], what: str, wait_s: float, group: str | None = None
-) -> ForwardRequired:
+def _forward_to(leader: str | None, replicas: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
     """Where to send a request this node cannot serve: the leader it knows first, then (unless it replicates the
     destination itself and the request was forwarded here already: those replicas know no more than it does)
     the replicas, which know the leader from Raft and serve or forward."""
@@ -118,7 +116,7 @@ def _forward_to(
         targets += [n for n in replicas if n != me and n != leader]
     if not targets:
         raise LeaderPending(f"{what} has no leader at the moment (an election is under way); retry shortly")
-    return ForwardRequired(targets, wait_s=wait_s, group=group)
+    return ForwardRequired(targets, wait_s=wait_s)
 
 
 def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
@@ -136,7 +134,7 @@ def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
         g.mom_served = Served(ref, group, service.node_id, located.here.term, wait_s)
         return located.here
     g.mom_served = Served(ref, group, None, 0, wait_s)
-    raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s, group)
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s)
 
 
 def meta_leader(*, wait_s: float = 0.0) -> Handle:

@@ -75,7 +75,7 @@ def install(app: QuartTrio, context: ApiContext) -> None:
         if exc.leader is None or about is None:
             return await wait_then_handle_again(exc)
         g.mom_served = dataclasses.replace(about, leader=None)  # not served here after all: no header of ours
-        return await _forward(ForwardRequired([exc.leader], wait_s=about.wait_s, group=exc.group_id))
+        return await _forward(ForwardRequired([exc.leader], wait_s=about.wait_s))
 
     @app.errorhandler(LeaderPending)
     async def _pending(exc: LeaderPending) -> ResponseTypes:

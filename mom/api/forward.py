@@ -72,14 +72,14 @@ class ForwardRequired(Exception):
 
     `targets` are the nodes to try, best first; `wait_s` is how long the leader's handler may legitimately take
     beyond an ordinary request (a long-poll's wait, a declare waiting for its group): the forwarding bound grows
-    by that much. `group` names the group the request is about, when there is one.
+    by that much.
     """
 
-    def __init__(self, targets: Sequence[str], *, wait_s: float = 0.0, group: str | None = None) -> None:
+    def __init__(self, targets: Sequence[str], *, wait_s: float = 0.0) -> None:
         if not targets:
             raise ValueError("forwarding needs at least one node to forward to")
         super().__init__(targets[0])
-        self.targets, self.wait_s, self.group = tuple(targets), wait_s, group
+        self.targets, self.wait_s = tuple(targets), wait_s
 
 
 class NotReached(Unavailable):

@@ -396,7 +396,7 @@ class _Leaders:
     async def _request(
         self, method: str, forward: ForwardRequired, path: str, body: bytes, wait_s: float = 0.0
     ) -> bytes:
-        to = ForwardRequired(forward.targets, wait_s=wait_s, group=forward.group)
+        to = ForwardRequired(forward.targets, wait_s=wait_s)
         answer = await self._forwarder.call(to, method, path, content=body, headers=self._headers)
         if answer.is_success:
             return answer.content
