@@ -114,6 +114,7 @@ class StreamClient:
         self._waiters: dict[int, Waiter] = {}
         self._subs: dict[str, Subscription] = {}
         self._closed: MomError | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
 
     @property
     def url(self) -> str:
@@ -138,7 +139,7 @@ class StreamClient:
 
     async def aclose(self) -> None:
         self._fail(Unavailable("the stream client is closed"))
-        if hasattr(self, "_tasks"):
+        if self._tasks is not None:
             self._tasks.cancel_scope.cancel()
         await self._stack.aclose()
 
@@ -232,6 +233,7 @@ class StreamClient:
     async def _send(self, frame: Mapping[str, Any], *, wait: bool = True) -> None:
         if self._closed is not None:
             raise self._closed
+        assert self._tasks is not None, "use StreamClient in 'async with'"
         if wait:
             await self._wait_up()
         ws = self._ws
