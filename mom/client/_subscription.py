@@ -3,6 +3,7 @@ subscribe frame sent again on the client's next socket when one breaks."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -12,7 +13,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from mom.client import _protocol as p
-from mom.errors import MomError
+from mom.errors import MomError, Unavailable
 
 if TYPE_CHECKING:
     from mom.client.stream import StreamClient
@@ -85,7 +86,8 @@ class Subscription:
     async def aclose(self) -> None:
         """Unsubscribe; messages delivered and not acked come back after their visibility timeout."""
         if self._client._subs.pop(self.name, None) is not None and self._client._closed is None:
-            await self._client._send({"op": "unsubscribe", "sub": self.name})
+            with contextlib.suppress(Unavailable):  # the socket broke: the subscription ended with it
+                await self._client._send({"op": "unsubscribe", "sub": self.name})
 
     def on_frame(self, op: Any, frame: dict[str, Any], error: MomError | None) -> None:
         if op == "deliver":

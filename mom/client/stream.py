@@ -39,6 +39,7 @@ import httpx
 import msgspec
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
+from wsproto.utilities import LocalProtocolError
 
 from mom import errors
 from mom.client import _protocol as p
@@ -243,7 +244,7 @@ class StreamClient:
             raise Unavailable("the stream is reconnecting; retry shortly")
         try:
             await ws.send_text(_encoder.encode(frame).decode())
-        except HTTPXWSException as exc:
+        except (HTTPXWSException, LocalProtocolError) as exc:  # the latter: the socket is closing
             raise Unavailable(f"the stream is broken ({type(exc).__name__})") from exc
 
     async def _request(self, frame: dict[str, Any], *, repeatable: bool) -> dict[str, Any]:
