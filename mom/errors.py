@@ -55,6 +55,42 @@ class QueueFull(Overloaded):
     title, slug = "Queue full", "queue-full"
 
 
+class QuotaExceeded(Overloaded):
+    """A per-principal limit is reached; each kind of limit has its own class and problem type."""
+
+    title, slug = "Quota exceeded", "quota-exceeded"
+    retryable: bool = True
+    """Whether waiting alone can help (a client retries only those)."""
+
+
+class DestinationQuota(QuotaExceeded):
+    """The principal holds as many queues and topics as it may (configurable); deleting one frees a place."""
+
+    title, slug = "Destination quota exceeded", "quota-destinations"
+    retryable = False
+    retry_after_s = 60.0
+
+
+class StreamQuota(QuotaExceeded):
+    """Too many streams (SSE, WebSocket) of one principal open on this node at once."""
+
+    title, slug = "Stream quota exceeded", "quota-streams"
+    retry_after_s = 5.0
+
+
+class LongPollQuota(QuotaExceeded):
+    """Too many long-polls (receive with wait_s > 0) of one principal waiting on this node at once."""
+
+    title, slug = "Long-poll quota exceeded", "quota-long-polls"
+    retry_after_s = 1.0
+
+
+class LoginThrottled(Overloaded):
+    """Too many failed logins for this name or from this address: wait `Retry-After` before the next try."""
+
+    title, slug = "Too many failed logins", "login-throttled"
+
+
 class Unavailable(MomError):
     """No leader or no quorum: nothing was written, the client should retry.
 

@@ -11,9 +11,10 @@ from quart import current_app, g, request
 from mom.api.auth import Principal, SigningKeys, TokenEndpoint, TokenService, require
 from mom.api.auth.scopes import Action
 from mom.api.forward import Forwarder, ForwardRequired, hops
+from mom.api.guard import Guard
 from mom.api.metrics import Metrics
 from mom.config import Settings
-from mom.errors import Forbidden, Unauthorized, Unavailable
+from mom.errors import Forbidden, InvalidInput, Unauthorized, Unavailable
 from mom.service import BrokerService, Handle, MetadataBehind, Ref
 from mom.transports.base import PeerStatus
 
@@ -27,6 +28,7 @@ __all__ = [
     "leader_of",
     "meta_leader",
     "principal",
+    "query_int",
     "request_body",
     "require_owner",
     "served",
@@ -46,7 +48,9 @@ class ApiContext:
     peer_urls: dict[str, str]
     """REST base URL of every node of the cluster by id (this one included)."""
     verify_token: Callable[[str], Awaitable[Principal]]
+    """Signature, claims and revocation: a principal only for a token that counts now."""
     transport_status: Callable[[str], PeerStatus]
+    guard: Guard
 
 
 def ctx() -> ApiContext:
@@ -72,6 +76,7 @@ async def authorize(action: Action, name: str) -> Principal:
 
 
 def require_owner(caller: Principal, owner: str, what: str) -> None:
+    """Owners are subjects (`user:alice`, `client:ci-bot`), so a user can never pass for a client of that name."""
     if not caller.is_admin and caller.subject != owner:
         raise Forbidden(f"only the creator of {what} ({owner}) or an admin may delete it")
 
@@ -79,6 +84,16 @@ def require_owner(caller: Principal, owner: str, what: str) -> None:
 async def request_body() -> bytes:
     """The raw request body (read once by the app's before_request hook, cached)."""
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
+
+
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer from `low` to `high` (ASCII digits only); InvalidInput otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidInput(f"query parameter '{name}' must be an integer from {low} to {high}")
+    return int(raw)
 
 
 class LeaderPending(Unavailable):

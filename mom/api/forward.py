@@ -103,7 +103,7 @@ def hops() -> int:
     if not has_request_context():
         return 0
     raw = request.headers.get(HOPS_HEADER, "0")
-    return int(raw) if raw.isdigit() else MAX_HOPS
+    return int(raw) if raw.isascii() and raw.isdigit() else MAX_HOPS
 
 
 def timeouts(wait_s: float = 0.0) -> httpx.Timeout:

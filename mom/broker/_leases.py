@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from mom.errors import InvalidInput
@@ -49,11 +49,14 @@ def parse_receipts(receipts: Sequence[str]) -> list[tuple[int, int, int]]:
 class LeaseBook(Generic[R]):
     """Records by offset with O(log n) access to the lowest ready offset and the earliest timer."""
 
-    __slots__ = ("_ready", "_timed", "_timers", "counts", "records")
+    __slots__ = ("_ready", "_timed", "_timers", "_weigh", "bytes", "counts", "records")
 
-    def __init__(self, records: dict[int, R]) -> None:
+    def __init__(self, records: dict[int, R], weigh: Callable[[R], int] | None = None) -> None:
         self.records = records
         self.counts = [0, 0, 0]
+        self._weigh = weigh
+        self.bytes = sum(weigh(record) for record in records.values()) if weigh is not None else 0
+        """The records' total weight (a queue weighs bodies); a cache, rebuilt on restore."""
         self._ready: list[int] = []
         self._timed: set[int] = set()
         """Offsets of WAITING and LEASED records: what the timer heap holds once stale entries are gone."""
@@ -75,6 +78,8 @@ class LeaseBook(Generic[R]):
     def add(self, offset: int, record: R) -> None:
         self.records[offset] = record
         self.counts[record.state] += 1
+        if self._weigh is not None:
+            self.bytes += self._weigh(record)
         if record.state == READY:
             heapq.heappush(self._ready, offset)
         else:
@@ -93,6 +98,8 @@ class LeaseBook(Generic[R]):
     def remove(self, offset: int) -> R:
         record = self.records.pop(offset)
         self.counts[record.state] -= 1
+        if self._weigh is not None:
+            self.bytes -= self._weigh(record)
         self._timed.discard(offset)
         return record
 
@@ -122,6 +129,10 @@ class LeaseBook(Generic[R]):
             self._rebuild_timers()
         else:
             heapq.heappush(self._timers, (until, offset))
+
+    def oldest(self) -> R | None:
+        """The record of the lowest offset (records are added in offset order, and dicts keep that order)."""
+        return next(iter(self.records.values()), None)
 
     def first_ready(self) -> int | None:
         """The lowest ready offset, dropping stale heap entries on the way."""

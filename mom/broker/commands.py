@@ -18,7 +18,8 @@ from msgspec import Meta, Struct
 
 from mom.errors import InvalidInput
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+"""A letter or digit first, so that no name is a path segment like `.` or `..` that URLs normalise away."""
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
@@ -29,12 +30,17 @@ RetentionSeconds = Annotated[float, Meta(gt=0, le=1_209_600)]
 DelaySeconds = Annotated[float, Meta(ge=0, le=900)]
 WaitSeconds = Annotated[float, Meta(ge=0, le=20)]
 ReplicationFactor = Annotated[int, Meta(ge=1, le=7)]
+MAX_COUNT = 2**53
+"""Upper bound of counts, sizes and offsets in requests: exact in every JSON parser, and within the log's
+64-bit integers (a bigger number is a clear 400, not an overflow deep inside)."""
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Raise InvalidInput unless `name` is a valid destination or subscription name."""
-    if not _NAME_RE.match(name):
-        raise InvalidInput(f"{what} {name!r} must match [A-Za-z0-9._-] and be 1 to 200 characters long")
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"{what} {name!r} must be 1 to 200 characters of [A-Za-z0-9._-], starting with a letter or digit"
+        )
     return name
 
 
@@ -46,7 +52,7 @@ class QueueAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     visibility_timeout_s: PositiveSeconds = 30.0
     max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | None = None
     dead_letter_queue: Name | None = None
-    max_length: Annotated[int, Meta(ge=1)] | None = None
+    max_length: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
     message_ttl_s: RetentionSeconds | None = None
     replication_factor: ReplicationFactor | None = None
     delay_s: DelaySeconds = 0.0
@@ -66,12 +72,12 @@ IMMUTABLE_QUEUE_ATTRS = frozenset({"fifo", "replication_factor"})
 
 class TopicAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retention_s: PositiveSeconds | None = None
-    retention_bytes: Annotated[int, Meta(ge=1)] | None = None
+    retention_bytes: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
     replication_factor: ReplicationFactor | None = None
 
 
 class StartOffset(Struct, frozen=True, forbid_unknown_fields=True):
-    offset: Annotated[int, Meta(ge=0)]
+    offset: Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 
 
 class SubscriptionAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -157,6 +163,8 @@ class DeclareQueue(Struct, frozen=True, tag="declare_queue"):
     name: str
     attrs: QueueAttrs
     owner: str
+    quota: int | None = None
+    """Most destinations `owner` may hold (queues and topics together), None for no limit: checked on creation."""
 
 
 class DeleteQueue(Struct, frozen=True, tag="delete_queue"):
@@ -167,6 +175,8 @@ class DeclareTopic(Struct, frozen=True, tag="declare_topic"):
     name: str
     attrs: TopicAttrs
     owner: str
+    quota: int | None = None
+    """As for DeclareQueue."""
 
 
 class DeleteTopic(Struct, frozen=True, tag="delete_topic"):
@@ -245,6 +255,8 @@ class Tick(Struct, frozen=True, tag="tick"):
 
 
 class RegisterUser(Struct, frozen=True, tag="register_user"):
+    """Create a user; the name is stored in canonical (lower) case and must be free among users and clients."""
+
     username: str
     password_hash: str
     scopes: list[str]
@@ -257,6 +269,33 @@ class RegisterClient(Struct, frozen=True, tag="register_client"):
     owner: str
     sigv4_secret: str | None = None
     """The secret itself, for clients that sign SQS requests with SigV4 (an HMAC needs it; see docs/sqs.md)."""
+
+
+class GrantScopes(Struct, frozen=True, tag="grant_scopes"):
+    """Add scopes to an account (`user:NAME` or `client:ID`); they appear in its next token."""
+
+    subject: str
+    scopes: list[str]
+
+
+class RevokeScopes(Struct, frozen=True, tag="revoke_scopes"):
+    """Remove scopes from an account, and revoke its tokens issued so far (they carry the old scopes)."""
+
+    subject: str
+    scopes: list[str]
+
+
+class DeleteAccount(Struct, frozen=True, tag="delete_account"):
+    """Delete a user or client; its tokens stop working on every node as each applies this entry."""
+
+    subject: str
+
+
+class RevokeToken(Struct, frozen=True, tag="revoke_token"):
+    """Revoke one access token (RFC 7009) by its `jti` until it expires (`expires_ms`), then forget it."""
+
+    token_id: str
+    expires_ms: int
 
 
 class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
@@ -283,6 +322,10 @@ Command = (
     | Purge
     | RegisterUser
     | RegisterClient
+    | GrantScopes
+    | RevokeScopes
+    | DeleteAccount
+    | RevokeToken
     | ForwardedDeadLetters
 )
 
@@ -337,6 +380,12 @@ class Ticked(Struct, frozen=True):
     pass
 
 
+class ScopesChanged(Struct, frozen=True):
+    """The account's scopes after a grant or revoke."""
+
+    scopes: list[str]
+
+
 class Forwarded(Struct, frozen=True):
     pass
 
@@ -350,11 +399,42 @@ class Purged(Struct, frozen=True):
     purged: int
 
 
-Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded | Updated | Purged
+Result = (
+    Declared
+    | Deleted
+    | Published
+    | Received
+    | Settled
+    | Registered
+    | Ticked
+    | Forwarded
+    | ScopesChanged
+    | Updated
+    | Purged
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Read-only views (queries answered from the applied state, not through the log)
+
+
+class Totals(Struct, array_like=True, gc=False):
+    """What a queue, topic or subscription has done since it was declared.
+
+    The counts change only by applying entries, so every replica holds the same ones and they survive leader
+    changes and restarts (they are in the snapshot). A topic counts `published`; its subscriptions count the rest.
+    """
+
+    published: int = 0
+    delivered: int = 0
+    """Deliveries handed to consumers (a redelivery counts again)."""
+    acked: int = 0
+    nacked: int = 0
+    dead_lettered: int = 0
+    """Messages given up on (max_deliveries or TTL), whether a dead-letter queue took them or they were dropped."""
+
+    def copy(self) -> Totals:
+        return Totals(self.published, self.delivered, self.acked, self.nacked, self.dead_lettered)
 
 
 class QueueInfo(Struct, frozen=True):
@@ -369,6 +449,11 @@ class QueueInfo(Struct, frozen=True):
     messages: int
     """All messages held: ready + delayed + in flight."""
     tags: dict[str, str] = {}
+    bytes: int = 0
+    """Body bytes of the messages held."""
+    oldest_age_ms: int | None = None
+    """Age of the oldest message held (ready, delayed or in flight); None when empty."""
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class PeekedMessage(Struct, frozen=True):
@@ -397,6 +482,11 @@ class SubscriptionInfo(Struct, frozen=True):
     """The offset the next first delivery will come from."""
     ready: int
     in_flight: int
+    lag: int = 0
+    """Messages not acked yet: behind the head of the topic, or delivered and not settled (the consumer lag)."""
+    lag_ms: int = 0
+    """Age of the oldest message not acked yet; 0 when caught up."""
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class TopicInfo(Struct, frozen=True):
@@ -409,6 +499,8 @@ class TopicInfo(Struct, frozen=True):
     messages: int
     bytes: int
     subscriptions: list[SubscriptionInfo]
+    totals: Totals = msgspec.field(default_factory=Totals)
+    """`published` of the topic; the other counts summed over its current subscriptions."""
 
 
 class UserRecord(Struct, frozen=True):

@@ -32,6 +32,7 @@ from mom.broker.commands import (
     QueueAttrs,
     QueueInfo,
     Settled,
+    Totals,
 )
 from mom.errors import InvalidInput, QueueFull
 
@@ -65,6 +66,11 @@ class QueueState(Struct, array_like=True):
     messages: dict[int, QueueMessage]
     dedup: list[DedupEntry]
     tags: dict[str, str] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+
+
+def _weigh(record: QueueMessage) -> int:
+    return len(record.body)
 
 
 class Queue:
@@ -83,6 +89,7 @@ class Queue:
         "next_offset",
         "owner",
         "tags",
+        "totals",
     )
 
     def __init__(self, state: QueueState, dedup_window_ms: int) -> None:
@@ -93,8 +100,9 @@ class Queue:
         self.incarnation = state.incarnation
         self.next_offset = state.next_offset
         self.tags = state.tags
-        self._book = LeaseBook(state.messages)
+        self._book = LeaseBook(state.messages, _weigh)
         self._dedup = DedupTable(dedup_window_ms, state.dedup)
+        self.totals = state.totals
         self._groups = FifoGroups(state.messages) if state.attrs.fifo else None
         self._ttl_order: deque[int] = deque()
         """Offsets in publish order, candidates for TTL expiry; gone messages are skipped lazily."""
@@ -132,12 +140,14 @@ class Queue:
             self._book.records,
             self._dedup.entries(),
             self.tags,
+            self.totals,
         )
 
     def info(self, now: int) -> QueueInfo:
         """Counts as of `now`: leases and delays ended by then count as ready (TTLs wait for a command)."""
         waiting_due, leased_due = self._book.due_counts(now)
         counts = self._book.counts
+        oldest = self._book.oldest()
         return QueueInfo(
             name=self.name,
             attrs=self.attrs,
@@ -148,6 +158,9 @@ class Queue:
             in_flight=counts[LEASED] - leased_due,
             messages=len(self._book.records),
             tags=dict(self.tags),
+            bytes=self._book.bytes,
+            oldest_age_ms=None if oldest is None else max(0, now - oldest.published_at_ms),
+            totals=self.totals.copy(),
         )
 
     def peek(self, from_offset: int, limit: int, now: int) -> list[PeekedMessage]:
@@ -268,6 +281,7 @@ class Queue:
             if dedup_id is not None:
                 dedup.remember(dedup_id, message.id, published.offset, now)
             self.next_offset = published.offset + 1
+            self.totals.published += 1
 
     def _add(self, offset: int, record: QueueMessage) -> None:
         self._book.add(offset, record)
@@ -285,7 +299,7 @@ class Queue:
     def purge(self) -> int:
         """Remove every message (leased ones too: their receipts match nothing any more); returns how many."""
         count = len(self._book.records)
-        self._book = LeaseBook({})
+        self._book = LeaseBook({}, _weigh)
         self._ttl_order.clear()
         if self._groups is not None:
             self._groups.clear()
@@ -301,6 +315,7 @@ class Queue:
         self._add(
             offset, QueueMessage(letter.id, letter.body, letter.binary, letter.headers, now, group_id=letter.group_id)
         )
+        self.totals.published += 1
         return True
 
     # -- time ------------------------------------------------------------------------------------------------
@@ -347,6 +362,7 @@ class Queue:
 
     def _kill(self, offset: int, reason: Reason, dead: list[DeadLetter]) -> None:
         record = self._remove(offset)
+        self.totals.dead_lettered += 1
         target = self.attrs.dead_letter_queue
         if target is not None:
             dead.append(
@@ -401,6 +417,7 @@ class Queue:
     def _deliver(self, offset: int, until: int) -> Delivery:
         record = self._book.records[offset]
         record.deliveries += 1
+        self.totals.delivered += 1
         self._book.lease(offset, record, until)
         return Delivery(
             record.id,
@@ -434,7 +451,9 @@ class Queue:
             offset = receipt[1]
             if nack_delay_ms is None:
                 self._remove(offset)
+                self.totals.acked += 1
             else:
+                self.totals.nacked += 1
                 self._end_delivery(offset, record, now, now + nack_delay_ms, dead)
         return Settled(settled, unknown)
 

@@ -36,6 +36,7 @@ from mom.broker.commands import (
     DeclareQueue,
     DeclareSubscription,
     DeclareTopic,
+    DeleteAccount,
     Deleted,
     DeleteQueue,
     DeleteSubscription,
@@ -44,6 +45,7 @@ from mom.broker.commands import (
     Entry,
     Forwarded,
     ForwardedDeadLetters,
+    GrantScopes,
     Nack,
     OutboxLetter,
     PeekedMessage,
@@ -60,6 +62,9 @@ from mom.broker.commands import (
     Registered,
     RegisterUser,
     Result,
+    RevokeScopes,
+    RevokeToken,
+    ScopesChanged,
     Settled,
     Source,
     StoredMessage,
@@ -77,7 +82,7 @@ from mom.broker.commands import (
 )
 from mom.broker.queue import Queue
 from mom.broker.topic import Topic
-from mom.errors import Conflict, InvalidInput, NotFound
+from mom.errors import Conflict, DestinationQuota, InvalidInput, NotFound
 
 _QUEUE, _TOPIC = 0, 1
 _Key = tuple[int, str]
@@ -160,6 +165,7 @@ class Broker:
             return _redeclared(f"queue {name!r}", existing.attrs, attrs)
         _check_fifo_name(name, attrs)
         self._check_dead_letter_queue(attrs.dead_letter_queue, name, fifo=attrs.fifo)
+        self._check_quota(command.owner, command.quota)
         self._incarnations += 1
         self._queues[name] = Queue.new(name, attrs, command.owner, now, self._incarnations, self._window)
         return Declared(created=True)
@@ -176,6 +182,7 @@ class Broker:
         existing = self._topics.get(name)
         if existing is not None:
             return _redeclared(f"topic {name!r}", existing.attrs, attrs)
+        self._check_quota(command.owner, command.quota)
         self._topics[name] = Topic.new(name, attrs, command.owner, now, self._window)
         return Declared(created=True)
 
@@ -196,6 +203,17 @@ class Broker:
         self._incarnations += 1
         topic.subscribe(name, attrs, command.owner, now, self._incarnations)
         return Declared(created=True)
+
+    def _check_quota(self, owner: str, quota: int | None) -> None:
+        """DestinationQuota if `owner` already holds `quota` queues and topics (None: no limit)."""
+        if quota is None:
+            return
+        held = sum(1 for q in self._queues.values() if q.owner == owner)
+        held += sum(1 for t in self._topics.values() if t.owner == owner)
+        if held >= quota:
+            raise DestinationQuota(
+                f"{owner} holds {held} queues and topics, the most one principal may create; delete some first"
+            )
 
     def _check_dead_letter_queue(self, target: str | None, queue: str | None, *, fifo: bool = False) -> None:
         """A queue cannot be its own dead-letter queue; a local one must exist (an external one is not ours)
@@ -364,6 +382,20 @@ class Broker:
         self._accounts.register_client(command, now)
         return Registered()
 
+    def _grant_scopes(self, command: GrantScopes, now: int) -> ScopesChanged:
+        return ScopesChanged(self._accounts.grant(command, now))
+
+    def _revoke_scopes(self, command: RevokeScopes, now: int) -> ScopesChanged:
+        return ScopesChanged(self._accounts.revoke_scopes(command, now))
+
+    def _delete_account(self, command: DeleteAccount, now: int) -> Deleted:
+        self._accounts.delete(command, now)
+        return Deleted()
+
+    def _revoke_token(self, command: RevokeToken, now: int) -> Registered:
+        self._accounts.revoke_token(command, now)
+        return Registered()
+
     def _forwarded_dead_letters(self, command: ForwardedDeadLetters, now: int) -> Forwarded:
         self._outbox.forwarded(command.upto_seq)
         return Forwarded()
@@ -479,6 +511,11 @@ class Broker:
     def user_count(self) -> int:
         return self._accounts.user_count()
 
+    @property
+    def accounts(self) -> Accounts:
+        """Users, clients and revocations, for read-only queries (changes go through `apply`)."""
+        return self._accounts
+
     def outbox(self, limit: int = 100) -> list[OutboxLetter]:
         """The oldest `limit` letters still to publish, in seq order."""
         if limit < 0:
@@ -538,5 +575,9 @@ _HANDLERS: dict[type, Callable[[Broker, Any, int], Result]] = {
     Purge: Broker._purge,
     RegisterUser: Broker._register_user,
     RegisterClient: Broker._register_client,
+    GrantScopes: Broker._grant_scopes,
+    RevokeScopes: Broker._revoke_scopes,
+    DeleteAccount: Broker._delete_account,
+    RevokeToken: Broker._revoke_token,
     ForwardedDeadLetters: Broker._forwarded_dead_letters,
 }

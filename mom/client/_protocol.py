@@ -204,6 +204,11 @@ class Nodes:
     def current(self) -> str:
         return self.urls[self._current]
 
+    def from_current(self) -> list[str]:
+        """Every URL, the one in use first (then in list order, round the list): for a client that goes on from
+        where this one is."""
+        return [*self.urls[self._current :], *self.urls[: self._current]]
+
     def failed(self, url: str, exc: BaseException) -> None:
         """`url` failed with `exc`: move on from it if that failure is worth trying elsewhere (and it is still
         the node in use: concurrent requests that fail on one node move the client once)."""
@@ -220,11 +225,13 @@ def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:
     """Whether a failed attempt may be sent again without risk of applying it twice.
 
     429 and a 503 that says nothing was written (`Unavailable`), and a request that never left (could not
-    connect), always are.
+    connect), always are; not a certificate this client does not trust.
     A 503 `OutcomeUnknown`, or a connection lost after the request was sent, only for a repeatable request.
     """
     if isinstance(exc, OutcomeUnknown):
         return repeatable
+    if untrusted_certificate(exc) is not None:  # a retry cannot make a certificate trusted
+        return False
     if isinstance(exc, Overloaded | Unavailable | httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return True
     return repeatable and isinstance(exc, httpx.TransportError)
@@ -255,9 +262,21 @@ def retry_policy(retries: int | Retries, *, repeatable: bool = False) -> dict[st
     return {
         "stop": stop_any(*stops),
         "wait": _WaitRetryAfter(),
-        "retry": retry_if_exception(lambda exc: worth_retrying(exc, repeatable=repeatable)),
+        "retry": retry_if_exception(
+            lambda exc: worth_retrying(exc, repeatable=repeatable) and getattr(exc, "retryable", True)
+        ),
         "reraise": True,
     }
+
+
+def untrusted_certificate(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, if that is what `exc` is (a retry cannot fix it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -529,6 +548,30 @@ def read_answer(response: httpx.Response) -> dict[str, Any]:
 def register_user_op(username: str, password: str) -> Op[dict[str, Any]]:
     body = {"username": username, "password": password}
     return Op("POST", "/v1/auth/users", as_dict, json=body, auth=False)
+
+
+def create_user_op(username: str, password: str) -> Op[dict[str, Any]]:
+    """Registration as an admin (needed when open registration is off): the same request, with a token."""
+    return Op("POST", "/v1/auth/users", as_dict, json={"username": username, "password": password})
+
+
+def accounts_op(kind: str) -> Op[list[dict[str, Any]]]:
+    """`kind` is "users" or "clients"."""
+    return Op("GET", f"/v1/auth/{kind}", items_of(kind))
+
+
+def scopes_op(kind: str, name: str, verb: str, scopes: Sequence[str]) -> Op[dict[str, Any]]:
+    """Grant (`verb` "grant") or revoke scopes of a user or client (`kind` "users" or "clients")."""
+    return Op("POST", f"/v1/auth/{kind}/{quote(name, safe='')}/{verb}", as_dict, json={"scopes": list(scopes)})
+
+
+def delete_account_op(kind: str, name: str) -> Op[None]:
+    return Op("DELETE", f"/v1/auth/{kind}/{quote(name, safe='')}", as_none)
+
+
+def revoke_token_op(token: str) -> Op[None]:
+    """RFC 7009: the token itself is the credential."""
+    return Op("POST", "/v1/auth/revoke", as_none, form={"token": token}, auth=False)
 
 
 def create_client_op(scopes: Sequence[str], client_id: str | None) -> Op[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ from tenacity import AsyncRetrying
 
 from mom.client import _protocol as p
 from mom.client.batching import AsyncBatcher, BatchSettings
+from mom.client.stream import StreamClient
+from mom.client.subscription import Subscription
 
 T = TypeVar("T")
 
@@ -124,6 +127,30 @@ class AsyncClient:
     async def create_client(self, scopes: Sequence[str], client_id: str | None = None) -> dict[str, Any]:
         """Create an OAuth client (admin only); the answer holds its `client_secret`, shown only this once."""
         return await self._run(p.create_client_op(scopes, client_id))
+
+    async def create_user(self, username: str, password: str) -> dict[str, Any]:
+        """Create a user as an admin (when open registration is off); it may use `<username>.*`."""
+        return await self._run(p.create_user_op(username, password))
+
+    async def list_accounts(self, kind: str = "users") -> list[dict[str, Any]]:
+        """Every user (`kind` "users") or OAuth client ("clients") with its scopes (admin only)."""
+        return await self._run(p.accounts_op(kind))
+
+    async def grant(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Add scopes to a user or client (admin only); its next token carries them."""
+        return await self._run(p.scopes_op(kind, name, "grant", scopes))
+
+    async def revoke(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Take scopes from a user or client (admin only); its tokens issued so far stop working."""
+        return await self._run(p.scopes_op(kind, name, "revoke", scopes))
+
+    async def delete_account(self, name: str, *, kind: str = "users") -> None:
+        """Delete a user or client (admin only); its tokens stop working on every node."""
+        await self._run(p.delete_account_op(kind, name))
+
+    async def revoke_token(self, token: str) -> None:
+        """Revoke an access token (RFC 7009) on every node."""
+        await self._run(p.revoke_token_op(token))
 
     async def token(self) -> dict[str, Any]:
         """Get a new token with the credentials; the client uses it from now on."""
@@ -269,6 +296,48 @@ class AsyncClient:
             except Exception as exc:
                 self._nodes.failed(node, exc)
                 raise
+
+    @asynccontextmanager
+    async def consume(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        prefetch: int = 100,
+        visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
+    ) -> AsyncIterator[Subscription]:
+        """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
+
+        `async with client.consume(queue="orders") as sub: async for message in sub: sub.ack_nowait(...)`;
+        see `mom.client.subscription`. The socket uses the client's current token and lasts as long as it; when
+        its node goes away it reopens to another of the client's nodes and subscribes again there.
+        """
+        headers = await self._drive(self._protocol.authorization())
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        stream = StreamClient(
+            self._nodes.from_current(),
+            token=bearer,
+            timeout=self._protocol.timeout,
+            retries=self._retries.count,
+            retry_for_s=self._retries.for_s,
+            http=self._http,
+        )
+        async with (
+            stream,
+            stream.subscribe(
+                queue=queue,
+                topic=topic,
+                subscription=subscription,
+                prefetch=prefetch,
+                visibility_timeout_s=visibility_timeout_s,
+                ack_batch=ack_batch,
+                ack_linger_ms=ack_linger_ms,
+            ) as sub,
+        ):
+            yield sub
 
     # -- operations
 

@@ -2,9 +2,9 @@
 
     async with StreamClient("http://127.0.0.1:8080", username="alice", password="...") as s:
         ids = await s.publish([{"body": {"n": 1}}], queue="orders")       # many may be awaited at once
-        async with s.subscribe(queue="orders", credit=100) as sub:
+        async with s.subscribe(queue="orders", prefetch=100) as sub:       # at most 100 unacked at once
             async for message in sub:
-                await sub.ack([message["receipt"]])
+                sub.ack_nowait(message["receipt"])                           # acks leave in batches
 
 Frames are JSON text, one object each; `op` names the kind and `id` correlates an answer with its request:
 
@@ -19,10 +19,11 @@ Frames are JSON text, one object each; `op` names the kind and `id` correlates a
     client: {"op":"unsubscribe","sub":S}   server: {"op":"unsubscribed","sub":S}
     server: {"op":"error","id":ID?,"sub":S?,"type","title","status","detail"}   (the REST problem's fields)
 
-A subscription tops its credit up as the caller consumes: the server never holds more than `credit` messages
-leased for it that the caller has not taken yet. A socket lasts as long as the token it was opened with (the
-server closes it with 1008 when the token expires): a client with credentials then opens a new one with a new
-token, as it does on another node when its node goes away, and subscribes again there.
+Credit is the server's only flow control; `mom.client.subscription` builds a prefetch window (unacked messages,
+as AMQP's basic.qos) or a receive window (untaken messages) on it, and batches acks. A socket lasts as long as
+the token it was opened with (the server closes it with 1008 when the token expires): a client with credentials
+then opens a new one with a new token, as it does on another node when its node goes away, and subscribes again
+there.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from wsproto.utilities import LocalProtocolError
 
 from mom import errors
 from mom.client import _protocol as p
-from mom.client._subscription import Subscription, Waiter
-from mom.errors import MomError, OutcomeUnknown, Overloaded, Unauthorized, Unavailable
+from mom.client.subscription import Subscription, Waiter
+from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unauthorized, Unavailable
 
 STREAM_PATH = "/v1/stream"
 _encoder = msgspec.json.Encoder()
@@ -91,7 +92,9 @@ class StreamClient:
         dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """`http`: an open client to share (an `AsyncClient`'s, with its TLS settings); it is left open."""
         self._nodes = p.Nodes(url)
         self._retries = p.Retries(retries, retry_for_s)
         self._timeout = timeout
@@ -104,7 +107,8 @@ class StreamClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
         self._stack = AsyncExitStack()
         self._ws: AsyncWebSocketSession | None = None
         self._up = anyio.Event()
@@ -122,10 +126,16 @@ class StreamClient:
         """The node the stream is open to (or will reopen to)."""
         return self._nodes.current
 
+    @property
+    def timeout(self) -> float:
+        """The base timeout of the client's operations, in seconds."""
+        return self._timeout
+
     async def __aenter__(self) -> StreamClient:
         await self._stack.__aenter__()
         try:
-            await self._stack.enter_async_context(self._http)
+            if self._own_http:
+                await self._stack.enter_async_context(self._http)
             self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
             await self._tasks.start(self._keep)
         except BaseException:
@@ -365,19 +375,34 @@ class StreamClient:
         queue: str | None = None,
         topic: str | None = None,
         subscription: str | None = None,
-        credit: int = 100,
+        prefetch: int | None = None,
+        credit: int | None = None,
         visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
     ) -> Subscription:
-        """Deliveries of a queue or topic subscription, pushed while the caller consumes (credit `credit`).
+        """Deliveries of a queue or topic subscription, pushed with flow control (`mom.client.subscription`).
 
-        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block
-        unsubscribes. Each message has its `receipt`: ack it with `sub.ack(...)`.
+        `prefetch=N`: at most N messages delivered and not yet acked or nacked through the subscription (as
+        AMQP's basic.qos). `credit=N` (the default, 100): at most N delivered and not yet taken from the iterator.
+        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block sends
+        the acks still queued by `sub.ack_nowait(...)`, then unsubscribes.
         """
+        if prefetch is not None and credit is not None:
+            raise InvalidInput("give prefetch (unacked messages) or credit (untaken messages), not both")
         target = _target(queue=queue, topic=topic, subscription=subscription, consuming=True)
-        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": credit}
+        window = prefetch if prefetch is not None else (credit if credit is not None else 100)
+        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": window}
         if visibility_timeout_s is not None:
             frame["visibility_timeout_s"] = visibility_timeout_s
-        return Subscription(self, f"s{next(self._ids)}", frame)
+        return Subscription(
+            self,
+            f"s{next(self._ids)}",
+            frame,
+            prefetch=prefetch is not None,
+            ack_batch=ack_batch,
+            ack_linger_ms=ack_linger_ms,
+        )
 
 
 def _target(

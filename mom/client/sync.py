@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -11,6 +12,8 @@ from tenacity import Retrying
 
 from mom.client import _protocol as p
 from mom.client.batching import Batcher, BatchSettings
+from mom.client.consume import BlockingSubscription
+from mom.client.stream import StreamClient
 
 T = TypeVar("T")
 
@@ -51,6 +54,7 @@ class Client:
     ) -> None:
         self._nodes = p.Nodes(url)
         self._retries = p.Retries(retries, retry_for_s)
+        self._ca_file = ca_file
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
@@ -118,6 +122,30 @@ class Client:
     def create_client(self, scopes: Sequence[str], client_id: str | None = None) -> dict[str, Any]:
         """Create an OAuth client (admin only); the answer holds its `client_secret`, shown only this once."""
         return self._run(p.create_client_op(scopes, client_id))
+
+    def create_user(self, username: str, password: str) -> dict[str, Any]:
+        """Create a user as an admin (when open registration is off); it may use `<username>.*`."""
+        return self._run(p.create_user_op(username, password))
+
+    def list_accounts(self, kind: str = "users") -> list[dict[str, Any]]:
+        """Every user (`kind` "users") or OAuth client ("clients") with its scopes (admin only)."""
+        return self._run(p.accounts_op(kind))
+
+    def grant(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Add scopes to a user or client (admin only); its next token carries them."""
+        return self._run(p.scopes_op(kind, name, "grant", scopes))
+
+    def revoke(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Take scopes from a user or client (admin only); its tokens issued so far stop working."""
+        return self._run(p.scopes_op(kind, name, "revoke", scopes))
+
+    def delete_account(self, name: str, *, kind: str = "users") -> None:
+        """Delete a user or client (admin only); its tokens stop working on every node."""
+        self._run(p.delete_account_op(kind, name))
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke an access token (RFC 7009) on every node."""
+        self._run(p.revoke_token_op(token))
 
     def token(self) -> dict[str, Any]:
         """Get a new token with the credentials; the client uses it from now on."""
@@ -260,6 +288,45 @@ class Client:
             except Exception as exc:
                 self._nodes.failed(node, exc)
                 raise
+
+    def consume(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        prefetch: int = 100,
+        visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
+    ) -> BlockingSubscription:
+        """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
+
+        Use it in `with`; ack with `sub.ack_nowait(receipt)` (batched) or `sub.ack([...])`. The socket uses
+        the client's current token and lasts as long as it (see `mom.client.consume`); when its node goes away
+        it reopens to another of the client's nodes and subscribes again there.
+        """
+        headers = self._drive(self._protocol.authorization())
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        connect = partial(
+            StreamClient,
+            self._nodes.from_current(),
+            token=bearer,
+            timeout=self._protocol.timeout,
+            retries=self._retries.count,
+            retry_for_s=self._retries.for_s,
+            ca_file=self._ca_file,
+        )
+        return BlockingSubscription(
+            connect,
+            queue=queue,
+            topic=topic,
+            subscription=subscription,
+            prefetch=prefetch,
+            visibility_timeout_s=visibility_timeout_s,
+            ack_batch=ack_batch,
+            ack_linger_ms=ack_linger_ms,
+        )
 
     # -- operations
 

@@ -35,6 +35,7 @@ async def run_dev_cluster(cluster: DevCluster) -> None:
     env = dict(os.environ)
     password = cluster.admin_password(env)
     env["MOM_ADMIN_PASSWORD"] = password
+    env.setdefault("MOM_OPEN_REGISTRATION", "true")  # a development cluster: anyone may register
     for inherited in ("MOM_REST", "MOM_NODE_ID", "MOM_DATA_DIR"):
         env.pop(inherited, None)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -80,6 +81,7 @@ def _banner(cluster: DevCluster, supervisor: Supervisor, password: str, *, contr
             f"replication {cluster.replication_address(i)}"
         )
     lines.append(f"  transport: {cluster.transport}; config: {cluster.config_file}")
+    lines.append(f"  dashboard: {cluster.rest_url(0)}/ui (any node serves it)")
     lines.append(f"  admin user: admin, password: {password}")
     if cluster.secure:
         ca = CertsLayout(cluster.certs_dir).ca

@@ -96,6 +96,8 @@ class BrokerService:
         if on_dead_letters_held is not None:
             self._housekeeping.on_held = on_dead_letters_held
         self._housekeepers = Housekeepers(manager, self._housekeeping)
+        self.waiting_receives = 0
+        """Receives (long-polls, SSE and stream consumers) waiting for a message now: for /metrics."""
         manager.add_listener(self._wakeups.on_applied)
         manager.add_listener(self._forget_deleted)
         manager.add_news_listener(self._on_news)
@@ -241,14 +243,17 @@ class BrokerService:
         if not isinstance(command, Publish):
             return await group.submit(command)
         key = (group.group_id, command.destination)
-        coalescer = self._coalescers.get(key)
-        if coalescer is None:
-            coalescer = self._coalescers[key] = PublishCoalescer(group.submit, self._coalescer_limits)
-        try:
-            return await coalescer.publish(command)
-        finally:
-            if coalescer.idle:
-                self._coalescers.pop(key, None)
+        # A publish counts against the group's write budget from arrival to answer, so a flood waiting in the
+        # coalescer is refused (429) like one waiting in the Raft log.
+        with group.admitted(sum(len(message.body) for message in command.messages)):
+            coalescer = self._coalescers.get(key)
+            if coalescer is None:
+                coalescer = self._coalescers[key] = PublishCoalescer(group.submit, self._coalescer_limits)
+            try:
+                return await coalescer.publish(command)
+            finally:
+                if coalescer.idle:
+                    self._coalescers.pop(key, None)
 
     async def wait_serving(self, ref: Ref) -> None:
         """After a declare: wait (bounded by `DECLARE_WAIT_S`) until the destination has a leader that serves it
@@ -314,8 +319,12 @@ class BrokerService:
             if remaining <= 0:
                 return []
             timeout = remaining if ready_at is None else min(remaining, (ready_at - now) / 1000)
-            with trio.move_on_after(timeout):
-                await self._wakeups.event(group.group_id, source).wait()
+            self.waiting_receives += 1
+            try:
+                with trio.move_on_after(timeout):
+                    await self._wakeups.event(group.group_id, source).wait()
+            finally:
+                self.waiting_receives -= 1
 
 
 POLL_S = (0.02, 0.2)

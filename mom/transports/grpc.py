@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc  # type: ignore[import-untyped]
 import trio
 
-from mom.config import Address
+from mom.config import WIRE_FRAME_LIMIT, Address
 from mom.errors import Unavailable
 from mom.transports._generated.replication_pb2 import Hello
 from mom.transports._grpc_bridge import PeerLink, PushServer, Refusal
@@ -33,8 +33,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.grpc")
 
-PROTOCOL_VERSION = 1
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+PROTOCOL_VERSION = 3
+"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
+rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote)."""
+MAX_FRAME_BYTES = WIRE_FRAME_LIMIT
+"""grpc's own default receive limit is 4 MiB; set explicitly on both ends, far above the router's frames."""
 SHUTDOWN_GRACE_S = 0.5
 """How long open streams get to finish when the node stops, before they are cancelled."""
 
@@ -140,7 +143,9 @@ class GrpcTransport:
         self._settings = settings
         self._credentials = credentials
         self._links = {
-            peer: PeerLink(peer, settings.send_queue_frames, partial(self._stream_failed, peer))
+            peer: PeerLink(
+                peer, settings.send_queue_frames, settings.send_queue_bytes, partial(self._stream_failed, peer)
+            )
             for peer in settings.peers
         }
         self._warned: set[str] = set()
@@ -248,6 +253,7 @@ class GrpcTransport:
             connected=link is not None and link.connected,
             last_seen=self._last_seen.get(peer),
             dropped_frames=(link.dropped if link is not None else 0) + self._dropped_in[peer],
+            queued_bytes=link.queued_bytes if link is not None else 0,
         )
 
     def _deliver(self, peer: str, batch: bytes) -> None:

@@ -141,6 +141,9 @@ def test_dev_cluster_shows_pids_and_leaders_kills_and_restarts_nodes_and_stops_t
         assert [m["body"] for m in got] == ["hello"]
         other.ack("dev", got[0]["receipt"])
         assert "[mom3]" in run.log()
+        dashboard = f"http://127.0.0.1:{run.rest}/ui"
+        assert f"dashboard: {dashboard} " in run.log()
+        assert httpx.get(dashboard + "/", timeout=10).status_code == 200
 
         # The queue's leader said so in its log; kill it from another terminal and watch another replica take over.
         leader = api.get("/v1/queues/dev").json()["leader"]

@@ -28,6 +28,7 @@ from mom.broker.commands import (
 )
 from mom.config import Address, NodeSection, Settings, StorageSection
 from mom.errors import NotFound, QueueFull
+from mom.log.disk import Disk
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.service import BrokerService, Handle
@@ -48,7 +49,7 @@ async def one_node(tmp_path: Path, held: list[tuple[str, int]] | None = None) ->
         await nursery.start(transport.run)
         router = Router("mom1", transport)
         await nursery.start(router.run)
-        manager = GroupManager(settings, router, clock_ms=clock_ms, rng=random.Random(1))
+        manager = GroupManager(settings, router, disk=Disk.inline(), clock_ms=clock_ms, rng=random.Random(1))
         await nursery.start(manager.run)
         on_held = None if held is None else lambda reason, count: held.append((reason, count))
         service = BrokerService(manager, clock_ms=clock_ms, on_dead_letters_held=on_held)

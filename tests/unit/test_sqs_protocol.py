@@ -14,6 +14,7 @@ from mom.api.sqs import protocol
 from mom.api.sqs.attributes import AttributeValue, attributes_to_headers, headers_to_attributes, parse_attributes
 from mom.api.sqs.errors import SqsError
 from mom.api.sqs.md5 import md5_of_attributes, md5_of_body
+from mom.api.sqs.queue_attributes import to_changes
 from mom.api.sqs.sigv4 import SignedRequest, verify
 
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -118,3 +119,20 @@ def test_query_parameters_become_the_json_shape() -> None:
         protocol.parse_query("", b"QueueName=x")
     with pytest.raises(SqsError):
         protocol.parse_json("DynamoDB_20120810.GetItem", b"{}")
+
+
+def test_json_bodies_pass_the_text_checks_of_the_rest_api() -> None:
+    """Deep nesting is a clear MissingParameter (it was a RecursionError, answered InternalFailure)."""
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"QueueName": "\xff"}'):
+        with pytest.raises(SqsError) as refused:
+            protocol.parse_json("AmazonSQS.CreateQueue", body)
+        assert refused.value.kind.shape == "MissingParameter"
+
+
+def test_non_ascii_digits_are_not_numbers() -> None:
+    """'²' passes str.isdigit but not int(): it must be refused or ignored, never fail inside."""
+    action, params = protocol.parse_query("", "Action=ReceiveMessage&AttributeName.²=All".encode())
+    assert (action, params) == ("ReceiveMessage", {"AttributeNames": ["All"]})
+    with pytest.raises(SqsError) as refused:
+        to_changes({"DelaySeconds": "²"}, creating=True)
+    assert refused.value.kind.shape == "InvalidAttributeValue"

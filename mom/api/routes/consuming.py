@@ -1,17 +1,26 @@
-"""Receive, ack, nack and SSE push: the same for a queue and for a topic subscription, on its group's leader."""
+"""Receive, ack, nack and SSE push: the same for a queue and for a topic subscription, on its group's leader.
+
+Waiting requests are bounded per principal (long-polls, streams: `mom.api.quotas`), and an SSE stream lives no
+longer than the token it was opened with: it ends at the token's expiry, or as soon as the token is revoked
+(the account deleted, its scopes cut, the token itself revoked), with a final `event: error`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import trio
 from quart import Response, request
 
-from mom.api.context import ctx, leader_of, request_body
+from mom.api.auth import Principal
+from mom.api.context import ApiContext, ctx, leader_of, principal, request_body
 from mom.api.schemas import AckRequest, NackRequest, ReceiveRequest, decode_body
 from mom.api.views import delivery_view, json_response
-from mom.broker.commands import Ack, Nack, QueueRef, Settled, Source
+from mom.broker.commands import Ack, Delivery, Nack, QueueRef, Settled, Source
 from mom.errors import InvalidInput
 from mom.service import Handle
 
@@ -28,13 +37,16 @@ async def receive(source: Source) -> Response:
     wait_s = body.wait_s
     if wait_s is None:
         wait_s = default_wait_s(here, source)
-    deliveries = await ctx().service.receive(
-        here,
-        source,
-        max_messages=body.max_messages,
-        wait_s=wait_s,
-        visibility_timeout_ms=None if vt is None else round(vt * 1000),
-    )
+    caller = await principal()
+    quotas = ctx().guard.quotas
+    with quotas.hold("long_polls", caller) if wait_s > 0 else contextlib.nullcontext():
+        deliveries = await ctx().service.receive(
+            here,
+            source,
+            max_messages=body.max_messages,
+            wait_s=wait_s,
+            visibility_timeout_ms=None if vt is None else round(vt * 1000),
+        )
     ctx().metrics.delivered.inc(len(deliveries))
     return json_response({"messages": [delivery_view(d) for d in deliveries]})
 
@@ -64,7 +76,7 @@ async def nack(source: Source) -> Response:
 
 def _batch_arg() -> int:
     raw = request.args.get("batch", str(SSE_BATCH))
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100:
         raise InvalidInput("'batch' must be an integer from 1 to 100")
     return int(raw)
 
@@ -72,26 +84,69 @@ def _batch_arg() -> int:
 async def events(source: Source) -> Response:
     """Server-Sent Events: leases messages as they arrive and pushes them; the consumer acks with /ack."""
     here = leader_of(source)
-    service, metrics = ctx().service, ctx().metrics
+    context = ctx()
+    service, metrics = context.service, context.metrics
     here.state.ready_at(source, service.now_ms())  # 404 before the stream starts, not inside it
     batch = _batch_arg()
+    caller = await principal()
+    release = context.guard.quotas.acquire("streams", caller)  # 429 before the stream starts
+
+    async def lease() -> list[Delivery]:
+        return await service.receive(
+            here, source, max_messages=batch, wait_s=SSE_KEEPALIVE_S, visibility_timeout_ms=None
+        )
 
     async def stream() -> AsyncIterator[bytes]:
-        yield b": connected\n\n"
-        while True:
-            deliveries = await service.receive(
-                here, source, max_messages=batch, wait_s=SSE_KEEPALIVE_S, visibility_timeout_ms=None
-            )
-            if not deliveries:
-                yield b": keep-alive\n\n"
-                continue
-            metrics.delivered.inc(len(deliveries))
-            for d in deliveries:
-                data = msgspec.json.encode(delivery_view(d))
-                yield b"event: message\nid: " + d.receipt.encode() + b"\ndata: " + data + b"\n\n"
-            await trio.lowlevel.checkpoint()
+        try:
+            yield b": connected\n\n"
+            while True:
+                ended = _ended(context, caller)
+                if ended is not None:
+                    yield b"event: error\ndata: " + msgspec.json.encode({"status": 401, "detail": ended}) + b"\n\n"
+                    return
+                deliveries = await _until_token_ends(context, caller, lease)
+                if not deliveries:
+                    yield b": keep-alive\n\n"
+                    continue
+                metrics.delivered.inc(len(deliveries))
+                for d in deliveries:
+                    data = msgspec.json.encode(delivery_view(d))
+                    yield b"event: message\nid: " + d.receipt.encode() + b"\ndata: " + data + b"\n\n"
+                await trio.lowlevel.checkpoint()
+        finally:
+            release()
 
-    response = Response(stream(), content_type="text/event-stream")
+    body = stream()
+    weakref.finalize(body, release)  # a stream that never started (the client left at once) gives its place back
+    response = Response(body, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.timeout = None
     return response
+
+
+def _ended(context: ApiContext, caller: Principal) -> str | None:
+    """Why the caller's token no longer counts (expired, revoked), or None while it does."""
+    if time.time() >= caller.expires_at:
+        return "the token expired; reconnect with a new one"
+    return context.guard.accounts.refusal(caller)
+
+
+async def _until_token_ends(
+    context: ApiContext, caller: Principal, lease: Callable[[], Awaitable[list[Delivery]]]
+) -> list[Delivery]:
+    """`lease()`, cut short (answering []) when the token expires or an account change may have revoked it."""
+    result: list[Delivery] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            result.extend(await lease())
+            nursery.cancel_scope.cancel()
+
+        async def watch() -> None:
+            with trio.move_on_after(max(0.0, caller.expires_at - time.time())):
+                await context.guard.changes.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        nursery.start_soon(watch)
+    return result

@@ -6,17 +6,17 @@ catches up from the catalog); the rest run on the leader of the queue's group. A
 
 from __future__ import annotations
 
-from typing import Any
-
-from quart import Blueprint, Response, request
+import msgspec
+from quart import Blueprint, Response
 from quart_schema import document_request, tag
 
-from mom.api.context import authorize, ctx, leader_of, meta_leader, request_body, require_owner
+from mom.api import answers
+from mom.api.context import authorize, ctx, leader_of, meta_leader, query_int, request_body, require_owner
+from mom.api.openapi import contract, query_integer
 from mom.api.routes.queues import view
-from mom.api.schemas import RedriveRequest, VisibilityRequest, decode_body
+from mom.api.schemas import QueueChanges, RedriveRequest, VisibilityRequest, decode_body
 from mom.api.views import json_response, peeked_view
-from mom.broker.commands import ChangeVisibility, Purge, Purged, QueueAttrs, QueueRef, Settled, UpdateQueue, check_name
-from mom.errors import InvalidInput
+from mom.broker.commands import MAX_COUNT, ChangeVisibility, Purge, Purged, QueueRef, Settled, UpdateQueue, check_name
 from mom.redrive import redrive
 
 blueprint = Blueprint("queue_ops", __name__, url_prefix="/v1/queues")
@@ -25,21 +25,18 @@ tag_queues = tag(["queues"])
 PEEK_LIMIT = 1000
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidInput(f"'{name}' must be an integer from {low} to {high}")
-    return int(raw)
-
-
 @blueprint.patch("/<name>")
 @tag_queues
-@document_request(QueueAttrs)
+@document_request(QueueChanges)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Queue)
 async def update(name: str) -> Response:
-    """Change some attributes (any of PUT's but `replication_factor`); only the queue's creator or an admin."""
+    """Change some attributes of a queue; the others stay.
+
+    Any of PUT's attributes but `fifo` and `replication_factor`, checked as a declare checks them (a
+    `dead_letter_queue` must name an existing other queue). Only the queue's creator or an admin."""
     check_name(name, "queue name")
     caller = await authorize("configure", name)
-    changes = decode_body(await request_body(), dict[str, Any])
+    changes = msgspec.to_builtins(decode_body(await request_body(), QueueChanges))
     service = ctx().service
     meta = meta_leader()
     require_owner(caller, service.catalog.queue_info(name, service.now_ms()).owner, f"queue {name}")
@@ -50,12 +47,28 @@ async def update(name: str) -> Response:
 
 @blueprint.get("/<name>/messages")
 @tag_queues
+@contract(
+    200,
+    400,
+    401,
+    403,
+    404,
+    503,
+    query=(
+        query_integer("from_offset", 0, MAX_COUNT, "First offset to show (default 0)"),
+        query_integer("limit", 1, PEEK_LIMIT, "Most messages to show (default 100)"),
+    ),
+    body=answers.Peeked,
+)
 async def peek(name: str) -> Response:
-    """The messages the queue holds, from `from_offset` on, without leasing them (`limit` 1..1000, 100)."""
+    """Peek at the messages a queue holds, without leasing them.
+
+    From `from_offset` on, at most `limit`; each with its state (ready, delayed, in_flight). `next_offset` is
+    where the next page starts, null after the last page."""
     check_name(name, "queue name")
     await authorize("read", name)
-    from_offset = _int_arg("from_offset", 0, 0, 2**62)
-    limit = _int_arg("limit", 100, 1, PEEK_LIMIT)
+    from_offset = query_int("from_offset", 0, 0, MAX_COUNT)
+    limit = query_int("limit", 100, 1, PEEK_LIMIT)
     group = leader_of(QueueRef(name))
     peeked = group.state.peek_queue(name, from_offset, limit, ctx().service.now_ms())
     next_offset = peeked[-1].offset + 1 if len(peeked) == limit else None
@@ -64,8 +77,11 @@ async def peek(name: str) -> Response:
 
 @blueprint.post("/<name>/purge")
 @tag_queues
+@contract(200, 400, 401, 403, 404, 503, body=answers.Purged)
 async def purge(name: str) -> Response:
-    """Remove every message, in flight or not (scope read, as RabbitMQ's queue.purge)."""
+    """Remove every message of a queue, in flight or not.
+
+    Needs mom.read on the queue, as RabbitMQ's queue.purge does."""
     check_name(name, "queue name")
     await authorize("read", name)
     result = await ctx().service.submit(leader_of(QueueRef(name)), Purge(QueueRef(name)), Purged)
@@ -75,8 +91,12 @@ async def purge(name: str) -> Response:
 @blueprint.post("/<name>/visibility")
 @tag_queues
 @document_request(VisibilityRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.VisibilityChanged)
 async def visibility(name: str) -> Response:
-    """Move the end of leases; the receipts stay valid. 0 makes the messages visible at once."""
+    """Change when leased messages of a queue become visible again.
+
+    `visibility_timeout_s` from now (0: at once); the receipts stay valid. A receipt that is stale or
+    unknown is listed in `unknown`."""
     check_name(name, "queue name")
     await authorize("read", name)
     body = decode_body(await request_body(), VisibilityRequest)
@@ -89,8 +109,12 @@ async def visibility(name: str) -> Response:
 @blueprint.post("/<name>/redrive")
 @tag_queues
 @document_request(RedriveRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Redriven)
 async def redrive_letters(name: str) -> Response:
-    """Move dead letters from this queue back to their source queue (or `to`); read here, write there."""
+    """Move dead letters back to the queue they died in, or to `to`.
+
+    Up to `max_messages` (null: all held now). Needs mom.read here and mom.write on each target; letters
+    with no known source, or a target that is gone or not allowed, stay and are counted in `skipped`."""
     check_name(name, "queue name")
     caller = await authorize("read", name)
     body = decode_body(await request_body(), RedriveRequest)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import document_request, tag
 
+from mom.api import answers
 from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
 from mom.api.messages import parse_publish
+from mom.api.openapi import contract
 from mom.api.routes import consuming
 from mom.api.schemas import AckRequest, NackRequest, PublishRequest, ReceiveRequest, decode_body
 from mom.api.views import json_response, queue_view
@@ -43,18 +45,21 @@ def view(name: str, state: Broker | None = None) -> dict[str, object]:
 @blueprint.put("/<name>")
 @tag_queues
 @document_request(QueueAttrs)
+@contract(200, 201, 400, 401, 403, 409, 413, 415, 429, 503, body=answers.Queue)
 async def declare(name: str) -> Response:
     check_name(name, "queue name")
     caller = await authorize("configure", name)
     attrs = decode_body(await request_body(), QueueAttrs)
+    quota = None if caller.is_admin else ctx().settings.quotas.destinations
     meta = meta_leader(wait_s=DECLARE_WAIT_S)
-    result = await ctx().service.submit(meta, DeclareQueue(name, attrs, caller.subject), Declared)
+    result = await ctx().service.submit(meta, DeclareQueue(name, attrs, caller.subject, quota), Declared)
     await ctx().service.wait_serving(QueueRef(name))
     return json_response(view(name), status=201 if result.created else 200)
 
 
 @blueprint.get("")
 @tag_queues
+@contract(200, 401, body=answers.Queues)
 async def list_queues() -> Response:
     caller = await principal()
     names = [info.name for info in ctx().service.catalog.list_queues(ctx().service.now_ms())]
@@ -64,6 +69,7 @@ async def list_queues() -> Response:
 
 @blueprint.get("/<name>")
 @tag_queues
+@contract(200, 400, 401, 403, 404, 503, body=answers.Queue)
 async def show(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -72,6 +78,7 @@ async def show(name: str) -> Response:
 
 @blueprint.delete("/<name>")
 @tag_queues
+@contract(204, 400, 401, 403, 404, 503)
 async def delete(name: str) -> Response:
     check_name(name, "queue name")
     caller = await authorize("configure", name)
@@ -85,6 +92,7 @@ async def delete(name: str) -> Response:
 @blueprint.post("/<name>/messages")
 @tag_queues
 @document_request(PublishRequest)
+@contract(201, 400, 401, 403, 404, 413, 415, 429, 503, body=answers.Published)
 async def publish(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("write", name)
@@ -98,6 +106,7 @@ async def publish(name: str) -> Response:
 @blueprint.post("/<name>/receive")
 @tag_queues
 @document_request(ReceiveRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 429, 503, body=answers.Deliveries)
 async def receive(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -107,6 +116,7 @@ async def receive(name: str) -> Response:
 @blueprint.post("/<name>/ack")
 @tag_queues
 @document_request(AckRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Acked)
 async def ack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)
@@ -116,6 +126,7 @@ async def ack(name: str) -> Response:
 @blueprint.post("/<name>/nack")
 @tag_queues
 @document_request(NackRequest)
+@contract(200, 400, 401, 403, 404, 413, 415, 503, body=answers.Nacked)
 async def nack(name: str) -> Response:
     check_name(name, "queue name")
     await authorize("read", name)

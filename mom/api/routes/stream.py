@@ -92,8 +92,9 @@ async def _credentials() -> tuple[Principal, str]:
 @blueprint.websocket("/stream")
 async def stream() -> None:
     caller, bearer = await _credentials()  # raised before accepting: answered as a 401 problem
-    await websocket.accept()
-    await Connection(ctx(), caller, bearer).run()
+    with ctx().guard.quotas.hold("streams", caller):  # 429 before accepting, like the 401
+        await websocket.accept()
+        await Connection(ctx(), caller, bearer).run()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,11 +167,16 @@ class Connection:
             await websocket.send(item)
 
     async def _expire(self) -> None:
-        """A connection lives no longer than the token it was opened with."""
-        if self._expires_at is not None:
-            await trio.sleep(max(0.0, self._expires_at - time.time()))
-            await self._outbox.send(frames.error(None, None, Unauthorized("the token expired; reconnect")))
-            await self._outbox.send(_Close(1008, "token expired"))
+        """A connection lives no longer than the token it was opened with, nor past its revocation."""
+        guard = self._context.guard
+        with trio.move_on_after(max(0.0, (self._expires_at or float("inf")) - time.time())):
+            while (reason := guard.accounts.refusal(self._caller)) is None:
+                await guard.changes.wait()
+            await self._outbox.send(frames.error(None, None, Unauthorized(reason)))
+            await self._outbox.send(_Close(1008, "token revoked"))
+            return
+        await self._outbox.send(frames.error(None, None, Unauthorized("the token expired; reconnect")))
+        await self._outbox.send(_Close(1008, "token expired"))
 
     async def _read(self) -> None:
         bad = 0

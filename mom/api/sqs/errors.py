@@ -16,6 +16,7 @@ from mom.errors import (
     MomError,
     NotFound,
     Overloaded,
+    QuotaExceeded,
     TooLarge,
     Unauthorized,
     Unavailable,
@@ -49,6 +50,8 @@ UNSUPPORTED_OPERATION = Kind("UnsupportedOperation", "AWS.SimpleQueueService.Uns
 RESOURCE_NOT_FOUND = Kind("ResourceNotFoundException", "ResourceNotFoundException", 404)
 INVALID_ACTION = Kind("InvalidAction", "InvalidAction", 400)
 REQUEST_THROTTLED = Kind("RequestThrottled", "RequestThrottled", 400)
+OVER_LIMIT = Kind("OverLimit", "OverLimit", 403)
+"""A per-principal quota (destinations, long-polls): SQS's error for a limit, which SDKs do not retry."""
 ACCESS_DENIED = Kind("AccessDenied", "AccessDenied", 403)
 INVALID_CLIENT_TOKEN_ID = Kind("InvalidClientTokenId", "InvalidClientTokenId", 403)
 SIGNATURE_DOES_NOT_MATCH = Kind("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403)
@@ -78,6 +81,8 @@ def from_mom(error: MomError, *, invalid: Kind = INVALID_PARAMETER_VALUE) -> Sqs
         kind = ACCESS_DENIED
     elif isinstance(error, Unauthorized):
         kind = INVALID_CLIENT_TOKEN_ID
+    elif isinstance(error, QuotaExceeded):
+        kind = OVER_LIMIT
     elif isinstance(error, Overloaded):
         kind = REQUEST_THROTTLED
     elif isinstance(error, Unavailable):

@@ -6,6 +6,7 @@ its entries one by one, answers each bad one in `Failed`, and commits the good o
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from typing import Any
@@ -44,6 +45,9 @@ from mom.errors import InvalidInput, MomError
 from mom.service import Handle
 
 Result = dict[str, Any]
+
+MAX_WAIT_S = 20
+"""The longest WaitTimeSeconds (and ReceiveMessageWaitTimeSeconds): a receive forwarded without one may wait so long."""
 MAX_BATCH = 10
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
@@ -227,19 +231,21 @@ async def receive_message(call: Call) -> Result:
     name = call.queue()
     call.allow(name, "read")
     most = call.integer("MaxNumberOfMessages", 1, 1, 10) or 1
-    wait = call.integer("WaitTimeSeconds", None, 0, 20)
+    wait = call.integer("WaitTimeSeconds", None, 0, MAX_WAIT_S)
     visibility = call.integer("VisibilityTimeout", None, 0, 43_200)
     system = set(call.strings("AttributeNames")) | set(call.strings("MessageSystemAttributeNames"))
     wanted = call.strings("MessageAttributeNames")
-    group = leader_of(QueueRef(name))
+    group = leader_of(QueueRef(name), wait_s=MAX_WAIT_S if wait is None else wait)  # forwarded: may long-poll
     attrs = _queue_attrs(group, name)
-    deliveries = await ctx().service.receive(
-        group,
-        QueueRef(name),
-        max_messages=most,
-        wait_s=attrs.receive_wait_s if wait is None else wait,
-        visibility_timeout_ms=None if visibility is None else max(1, visibility * 1000),
-    )
+    wait_s = attrs.receive_wait_s if wait is None else wait
+    with ctx().guard.quotas.hold("long_polls", call.principal) if wait_s > 0 else contextlib.nullcontext():
+        deliveries = await ctx().service.receive(
+            group,
+            QueueRef(name),
+            max_messages=most,
+            wait_s=wait_s,
+            visibility_timeout_ms=None if visibility is None else max(1, visibility * 1000),
+        )
     ctx().metrics.delivered.inc(len(deliveries))
     return {"Messages": [_message(call, d, system, wanted, attrs.fifo) for d in deliveries]}
 

@@ -57,7 +57,8 @@ async def create_queue(call: Call) -> Result:
         return {"QueueUrl": call.url(name)}
     attrs = qa.create_attrs(name, changes)
     try:
-        await service.submit(meta, DeclareQueue(name, attrs, call.principal.subject))
+        quota = None if call.principal.is_admin else ctx().settings.quotas.destinations
+        await service.submit(meta, DeclareQueue(name, attrs, call.principal.subject, quota))
     except Conflict:
         raise SqsError(QUEUE_NAME_EXISTS, f"A queue named {name} already exists with other attributes.") from None
     except InvalidInput as exc:

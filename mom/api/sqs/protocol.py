@@ -16,7 +16,9 @@ from xml.etree import ElementTree
 
 import msgspec
 
+from mom.api.jsontext import check_json_text
 from mom.api.sqs.errors import INVALID_ACTION, MISSING_PARAMETER, SqsError
+from mom.errors import InvalidInput
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 XML_NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
@@ -47,7 +49,10 @@ def parse_json(target: str | None, body: bytes) -> tuple[str, dict[str, Any]]:
     if not target or not target.startswith(TARGET_PREFIX):
         raise SqsError(INVALID_ACTION, f"X-Amz-Target must be AmazonSQS.<Action>, not {target!r}")
     try:
+        check_json_text(body)
         params = msgspec.json.decode(body or b"{}")
+    except InvalidInput as exc:
+        raise SqsError(MISSING_PARAMETER, exc.detail) from None
     except msgspec.DecodeError as exc:
         raise SqsError(MISSING_PARAMETER, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(params, dict):
@@ -82,7 +87,7 @@ def _ordered(node: Any) -> list[Any]:
     """A `{"1": a, "2": b}` node as the list [a, b] (query lists are 1-based and may come in any order)."""
     if not isinstance(node, dict):
         return [node]
-    return [node[k] for k in sorted(node, key=lambda k: int(k) if k.isdigit() else 0)]
+    return [node[k] for k in sorted(node, key=lambda k: int(k) if k.isascii() and k.isdigit() else 0)]
 
 
 def _shape(tree: dict[str, Any]) -> dict[str, Any]:

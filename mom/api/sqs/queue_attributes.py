@@ -73,7 +73,8 @@ def name_of_arn(value: str) -> str:
 
 
 def _int(name: str, text: Any, low: int, high: int) -> int:
-    if not isinstance(text, str | int) or not str(text).strip().lstrip("-").isdigit():
+    digits = str(text).strip().lstrip("-")
+    if not isinstance(text, str | int) or not (digits.isascii() and digits.isdigit()):
         raise SqsError(INVALID_ATTRIBUTE_VALUE, f"Invalid value for the parameter {name}.")
     value = int(str(text).strip())
     if not low <= value <= high:

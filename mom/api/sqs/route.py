@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Blueprint, Quart, Response, request
+from quart_schema import hide
 from werkzeug.routing import BaseConverter
 
 from mom.api.auth import Principal
@@ -34,6 +35,7 @@ from mom.api.sqs.errors import (
     from_mom,
 )
 from mom.api.sqs.sigv4 import SignedRequest, verify
+from mom.broker.accounts import client_subject
 from mom.errors import MomError
 
 log = logging.getLogger("mom.sqs")
@@ -126,7 +128,7 @@ async def _authenticate(body: bytes) -> tuple[Principal, str]:
     )
     record = service.client(signed.access_key)
     assert record is not None
-    return Principal(record.client_id, frozenset(record.scopes), record.client_id), signed.region
+    return Principal(client_subject(record.client_id), frozenset(record.scopes), record.client_id), signed.region
 
 
 async def _forward(forward: ForwardRequired, principal: Principal, region: str) -> Response:
@@ -200,17 +202,23 @@ async def _handle(path_queue: str | None) -> Response:
     return _answer(json_mode, action, result, request_id)
 
 
+# The SQS routes speak the AWS protocols, not the REST API: /openapi.json leaves them out (docs/sqs.md).
+
+
 @blueprint.route("/", methods=["POST", "GET"])
+@hide
 async def root() -> Response:
     return await _handle(None)
 
 
 @blueprint.route("/sqs", methods=["POST", "GET"])
 @blueprint.route("/sqs/", methods=["POST", "GET"])
+@hide
 async def sqs() -> Response:
     return await _handle(None)
 
 
 @blueprint.route("/<awsaccount:account>/<queue>", methods=["POST", "GET"])
+@hide
 async def queue_url(account: str, queue: str) -> Response:
     return await _handle(queue)
