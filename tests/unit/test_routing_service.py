@@ -20,6 +20,7 @@ import trio.testing
 
 from mom.broker.commands import DeclareQueue, NewMessage, Publish, Published, QueueAttrs, QueueRef
 from mom.config import Address, ClusterSection, NodeEntry, NodeSection, Settings, StorageSection
+from mom.log.disk import Disk
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.service import BrokerService, Handle, LeadershipMoved
@@ -81,7 +82,9 @@ async def _node(
             await nursery.start(transport.run)
             router = Router(settings.node_id, transport)
             await nursery.start(router.run)
-            manager = GroupManager(settings, router, clock_ms=clock_ms, rng=random.Random(settings.node_id))
+            manager = GroupManager(
+                settings, router, disk=Disk.inline(), clock_ms=clock_ms, rng=random.Random(settings.node_id)
+            )
             await nursery.start(manager.run)
             service = BrokerService(manager, clock_ms=clock_ms)
             await nursery.start(service.run)
