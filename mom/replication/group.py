@@ -57,8 +57,8 @@ Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
 
 FIRST_ELECTION_TICKS = 3
-"""A new group's preferred leader stands this soon (the others wait 10 to 20 ticks): time enough for the other
-replicas to have started the group, so its votes are not lost."""
+"""A new group's preferred leader stands this soon after its join probes found the group new (the others wait 10
+to 20 ticks): the replicas that answered them have started the group, so its votes are not lost."""
 
 
 class GroupObserver(Protocol):
