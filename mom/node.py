@@ -213,7 +213,11 @@ async def serve_node(
                 is_ready=lambda: service.is_ready() and bootstrap.done,
                 forwarder=forwarder,
                 peer_urls=urls,
-                verify_token=CheckedVerifier(PeerKeys(keys, tokens, others, http).verify, accounts),
+                verify_token=CheckedVerifier(
+                    PeerKeys(keys, tokens, others, http).verify,
+                    accounts,
+                    catalog_current=lambda: isinstance(service.locate_meta(), Handle),
+                ),
                 transport_status=transport.status,
                 guard=guard,
             )
