@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -29,7 +30,7 @@ import msgspec
 import trio
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 
-from mom.api.forward import CONNECT_TIMEOUT_S, FORWARD_WAIT_S, HOPS_HEADER
+from mom.api.forward import CONNECT_TIMEOUT_S, FORWARD_WAIT_S, HOPS_HEADER, Forwarder, NotReached
 from mom.errors import MomError, OutcomeUnknown, Overloaded, Unavailable, class_for
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -99,18 +100,18 @@ class Upstream:
             await exc.response.aclose()
             raise
         except _BROKEN as exc:
-            raise Unavailable(f"the leader {self.node_id} cannot be reached ({type(exc).__name__})") from exc
+            raise NotReached(f"the leader {self.node_id} cannot be reached ({type(exc).__name__})") from exc
         except ExceptionGroup as group:  # from httpx-ws's own tasks, closing a socket that broke
             rest = group.subgroup(lambda exc: not isinstance(exc, _BROKEN))
             if rest is not None:
                 raise rest from None
             if not connected:
-                raise Unavailable(f"the leader {self.node_id} cannot be reached") from group
+                raise NotReached(f"the leader {self.node_id} cannot be reached") from group
         finally:
             self.broken = True
             self._fail(OutcomeUnknown(f"the leader {self.node_id}: {why}; the frame may or may not have been applied"))
         if not connected:
-            raise Unavailable(f"the leader {self.node_id} did not accept the stream in time")
+            raise NotReached(f"the leader {self.node_id} did not accept the stream in time")
 
     def _dispatch(self, data: bytes) -> None:
         try:
@@ -177,24 +178,28 @@ def _error_of(data: bytes) -> MomError:
 class Relay:
     """The upstream sockets of one client connection: one per leader, opened on first use."""
 
-    def __init__(self, http: httpx.AsyncClient, bearer: str, nursery: trio.Nursery) -> None:
-        self._http = http
+    def __init__(self, forwarder: Forwarder, bearer: str, nursery: trio.Nursery) -> None:
+        self._forwarder = forwarder
         self._headers = {"authorization": f"Bearer {bearer}", HOPS_HEADER: "1"}
         self._nursery = nursery
         self._upstreams: dict[str, Upstream] = {}
         self._opening: dict[str, trio.Event] = {}
         self._refused: set[str] = set()
 
-    def refused(self, node_id: str) -> bool:
-        """True once `node_id` refused the upgrade: its frames go as HTTP requests."""
-        return node_id in self._refused
+    async def call(self, targets: Sequence[str], frame: dict[str, Any]) -> bytes | None:
+        """The answer frame to `frame` from the first of `targets` (best first, as forwarding tries them) that
+        can be reached, or None if that node does not take relayed sockets (send the frame over HTTP)."""
+        unreached: list[str] = []
+        for node in self._forwarder.order(targets):
+            try:
+                upstream = await self._upstream(node)
+            except NotReached:
+                unreached.append(node)
+                continue
+            return None if upstream is None else await upstream.call(frame)
+        raise NotReached(f"{', '.join(unreached)} cannot be reached (the frame was not sent); retry shortly")
 
-    async def call(self, node_id: str, base_url: str, frame: dict[str, Any]) -> bytes | None:
-        """The leader's answer frame to `frame`, or None if the leader does not take relayed sockets."""
-        upstream = await self._upstream(node_id, base_url)
-        return None if upstream is None else await upstream.call(frame)
-
-    async def _upstream(self, node_id: str, base_url: str) -> Upstream | None:
+    async def _upstream(self, node_id: str) -> Upstream | None:
         while True:
             if node_id in self._refused:
                 return None
@@ -206,16 +211,16 @@ class Relay:
                 break
             await opening.wait()  # another frame is connecting: use its socket (or its failure's verdict)
             if node_id not in self._upstreams and node_id not in self._refused:
-                raise Unavailable(f"the leader {node_id} cannot be reached; retry shortly")
+                raise NotReached(f"the leader {node_id} cannot be reached; retry shortly")
         self._opening[node_id] = opening = trio.Event()
         try:
             upstream = Upstream(node_id)
-            url = base_url.rstrip("/") + "/v1/stream"
-            await self._nursery.start(upstream.run, self._http, url, self._headers)
+            url = self._forwarder.url(node_id).rstrip("/") + "/v1/stream"
+            await self._nursery.start(upstream.run, self._forwarder.http, url, self._headers)
         except WebSocketUpgradeError:
             self._refused.add(node_id)
             return None
-        except Unavailable:
+        except NotReached:
             self._upstreams.pop(node_id, None)
             raise
         finally:

@@ -131,6 +131,16 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
     receiver: str
 
 
+class LeaderNews(Struct, frozen=True, array_like=True, tag="ln"):
+    """`sender` leads `group` in `term` and serves its destination: not Raft, but news for the nodes that route
+    requests to the group without replicating it. A hint only (see `mom.service.leaders`)."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+
+
 class JoinProbe(Struct, frozen=True, array_like=True, tag="jp"):
     """From a replica that starts with nothing on disk: "do you hold anything of this group?" (a fresh group,
     or a replaced disk?)."""
@@ -162,6 +172,7 @@ Message = (
     | TimeoutNow
     | JoinProbe
     | JoinReply
+    | LeaderNews
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -28,7 +28,14 @@ import msgspec
 import trio
 
 from mom.config import WIRE_FRAME_LIMIT
-from mom.replication.messages import FRAME_HEADER_BYTES, Message, decode_messages, encode_message, frame_of
+from mom.replication.messages import (
+    FRAME_HEADER_BYTES,
+    LeaderNews,
+    Message,
+    decode_messages,
+    encode_message,
+    frame_of,
+)
 from mom.transports.base import Transport
 
 log = logging.getLogger("mom.replication")
@@ -91,6 +98,7 @@ class Router:
         self.ticks_skipped = 0
         """Ticks not delivered because the loop woke too late for them (see the module docstring)."""
         self.traffic: dict[str, PeerTraffic] = {}
+        self._news_listeners: list[Callable[[LeaderNews], None]] = []
 
     def _traffic(self, peer: str) -> PeerTraffic:
         traffic = self.traffic.get(peer)
@@ -109,6 +117,10 @@ class Router:
 
     def remove_group(self, group_id: str) -> None:
         self._groups.pop(group_id, None)
+
+    def add_news_listener(self, listener: Callable[[LeaderNews], None]) -> None:
+        """Told every `LeaderNews` that arrives (they concern routing, not any group's Raft state)."""
+        self._news_listeners.append(listener)
 
     def send(self, messages: Sequence[Message]) -> None:
         """Buffer `messages` for their receivers; they leave with the next flush, batched per peer."""
@@ -147,6 +159,10 @@ class Router:
             log.warning("dropped a malformed frame from %s", sender)
             return
         for message in messages:
+            if isinstance(message, LeaderNews):
+                for listener in self._news_listeners:
+                    listener(message)
+                continue
             group = self._groups.get(message.group)
             if group is None:
                 self.unknown_group_messages += 1

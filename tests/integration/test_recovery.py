@@ -9,6 +9,7 @@ serve the queue instead (503) until the old leader is back, and then every ackno
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -53,6 +54,15 @@ def flip_a_bit_mid_log(node: NodeProcess) -> Path:
     data[HEADER.size] ^= 0x08
     newest.write_bytes(bytes(data))
     return newest
+
+
+LEARNER = re.compile(r"group (\S+) on \S+ is a learner")
+VOTER_AGAIN = re.compile(r"group (\S+) on \S+ caught up with the leader: it votes again")
+
+
+def groups_still_learning(log_text: str) -> set[str]:
+    """The groups a node's log says turned learner and have not said since that they vote again."""
+    return set(LEARNER.findall(log_text)) - set(VOTER_AGAIN.findall(log_text))
 
 
 @pytest.mark.parametrize("loss", ["flipped-bit", "wiped"])
@@ -103,7 +113,13 @@ def test_a_replica_that_lost_its_data_never_helps_lose_acknowledged_messages(clu
     assert sorted(received) == list(range(MESSAGES))  # type: ignore[type-var]
 
     # The replica that lost its data has caught up and votes again: without the old leader, it and the third
-    # replica elect a leader between them, which has every message.
+    # replica elect a leader between them, which has every message. Catching up is the leader's to tell, so wait
+    # until every group that turned learner there says it votes again (killing the leader earlier leaves a group
+    # with one voter, rightly without a leader).
+    deadline = time.monotonic() + 60
+    while groups_still_learning(cluster.nodes[follower].log_path.read_text(errors="replace")):
+        assert time.monotonic() < deadline, cluster.nodes[follower].log_tail()
+        time.sleep(0.2)
     cluster.nodes[leader].kill()
     deadline = time.monotonic() + 60
     while (response := reader.post("/v1/queues/q/messages", json={"messages": [{"body": "after"}]})).status_code == 503:

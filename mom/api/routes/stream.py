@@ -31,7 +31,7 @@ from quart import Blueprint, websocket
 from mom.api import stream_frames as frames
 from mom.api.auth import Principal, require
 from mom.api.context import ApiContext, ForwardRequired, ctx, leader_of
-from mom.api.forward import HOPS_HEADER, MAX_HOPS, call_leader
+from mom.api.forward import HOPS_HEADER, MAX_HOPS
 from mom.api.messages import parse_publish
 from mom.api.stream_frames import AckFrame, ClientFrame, NackFrame, PublishFrame, SubscribeFrame
 from mom.api.stream_relay import Relay
@@ -162,7 +162,7 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if self._hops == 0:
-                self._relay = Relay(self._context.forwarder.http, self._bearer, nursery)
+                self._relay = Relay(self._context.forwarder, self._bearer, nursery)
             nursery.start_soon(self._write)
             nursery.start_soon(self._expire)
             await self._read()
@@ -300,7 +300,7 @@ class Connection:
         """The leader's answer to `frame` over the upstream socket to it, or None: relay over HTTP instead."""
         if self._relay is None:
             return None
-        return await self._relay.call(forward.node_id, forward.url, frame)
+        return await self._relay.call(forward.targets, frame)
 
     # -- subscriptions
 
@@ -418,7 +418,7 @@ class _Leaders:
     """Requests to the node that leads a destination, as the caller (its bearer token), over the node's client."""
 
     def __init__(self, context: ApiContext, bearer: str, hops: int) -> None:
-        self._http: httpx.AsyncClient = context.forwarder.http
+        self._forwarder = context.forwarder
         self._headers = {
             "authorization": f"Bearer {bearer}",
             "content-type": "application/json",
@@ -434,10 +434,8 @@ class _Leaders:
     async def _request(
         self, method: str, forward: ForwardRequired, path: str, body: bytes, wait_s: float = 0.0
     ) -> bytes:
-        url = forward.url.rstrip("/") + path
-        answer = await call_leader(
-            self._http, method, url, forward.node_id, content=body, headers=self._headers, wait_s=wait_s
-        )
+        to = ForwardRequired(forward.targets, wait_s=wait_s)
+        answer = await self._forwarder.call(to, method, path, content=body, headers=self._headers)
         if answer.is_success:
             return answer.content
         raise _error_from(answer)
