@@ -1,0 +1,409 @@
+"""A chaos run from start to verdict: cluster up, load on, N rounds of faults, heal, drain, check, write.
+
+Each round: a calm stretch under load, the planned fault (held for its time, then healed), then a bounded wait
+for the cluster to settle (`observe`); a node that exited on its own meanwhile is started again, and one that
+refuses to start after its disk was damaged is replaced (its data directory wiped), as an operator would.
+After the last round the producers stop, the cluster must settle once more, the consumers drain every
+acknowledged message, the nodes stop cleanly and each replica's copy of the topic is read from its disk.
+
+The plan (faults, hold times, targets by role, damage) follows the seed; the timing of real processes does not,
+so a seed replays the same faults, not the same interleaving.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import secrets
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from mom.chaos import checker, timeline
+from mom.chaos.cluster import ChaosCluster
+from mom.chaos.faults import KINDS, Nemesis, disk_delay_supported, plan
+from mom.chaos.history import FaultRecord, History
+from mom.chaos.observe import Observer
+from mom.chaos.replicas import ReplicaLog, replica_logs
+from mom.chaos.workload import (
+    QUEUE_REST,
+    QUEUE_STREAM,
+    SUBSCRIPTIONS,
+    TOPIC,
+    VISIBILITY_TIMEOUT_S,
+    Workload,
+    WorkloadSettings,
+    destinations,
+)
+from mom.client import AsyncClient
+from mom.errors import MomError
+
+Say = Callable[[str], None]
+
+START_TIMEOUT_S = 90.0
+SETUP_TIMEOUT_S = 60.0
+QUIET_S = 3.0
+"""The drain ends once every acknowledged message arrived and nothing new came for this long."""
+REPLAY_PAGE = 1000
+BURSTS_FINISH_S = 30.0
+"""After the last round, bursts in flight get this long to finish (their calls retry through the heal)."""
+
+
+@dataclass(frozen=True)
+class ChaosOptions:
+    out: Path
+    rounds: int = 20
+    transport: str = "grpc"
+    nodes: int = 3
+    seed: int | None = None
+    faults: tuple[str, ...] = KINDS
+    hold_s: tuple[float, float] = (2.0, 5.0)
+    """Each fault lasts a seeded time in this range (a slow disk twice that)."""
+    calm_s: float = 1.5
+    """Normal load between a round's recovery and the next fault."""
+    recovery_timeout_s: float = 30.0
+    """A round whose cluster has not settled this long after the heal counts as not recovered."""
+    final_timeout_s: float = 60.0
+    """After the last round the cluster must settle within this, or the run reports a stuck node."""
+    drain_timeout_s: float = 90.0
+    workload: WorkloadSettings = field(default_factory=WorkloadSettings)
+    plot: bool = True
+
+
+@dataclass
+class ChaosResult:
+    options: ChaosOptions
+    seed: int
+    verdict: checker.Verdict
+    results_path: Path
+    summary: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+
+async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
+    """Run the whole thing; the results (JSON, timeline plot, history, node logs) land in `options.out`."""
+    seed = options.seed if options.seed is not None else secrets.randbits(32)
+    planned = plan(seed, options.rounds, options.faults, options.hold_s)
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    started = trio.current_time()
+    wall_start = time.time()
+    history = History(lambda: trio.current_time() - started)
+    cluster = ChaosCluster(out / "cluster", options.nodes, options.transport, secrets.token_urlsafe(12))
+    say(
+        f"mom chaos: {options.nodes} nodes over {options.transport}, {options.rounds} rounds, seed {seed}, "
+        f"output in {out}"
+    )
+    if "slow-disk" in options.faults and not disk_delay_supported():
+        history.notes.append("slow-disk rounds did nothing: this build has no MOM_FAULT_DISK_DELAY_MS setting")
+        say(f"note: {history.notes[-1]}")
+    async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
+        await nursery.start(cluster.run)
+        run = _Run(options, seed, cluster, Observer(cluster, http), history, say)
+        try:
+            inputs, extra = await run.go(planned)
+        finally:
+            nursery.cancel_scope.cancel()
+    verdict = checker.check(inputs)
+    summary = _summary(options, seed, planned_kinds=[p.kind for p in planned], verdict=verdict, extra=extra)
+    summary["duration_s"] = round(time.time() - wall_start, 1)
+    history.write(out)
+    windows = timeline.unavailability(history.requests)
+    summary["unavailability"] = windows
+    if options.plot:
+        title = f"mom chaos: {options.nodes} nodes, {options.transport}, seed {seed}, {options.rounds} rounds"
+        why = timeline.write_plot(out / "timeline.png", cluster.node_ids, history.faults, windows, title)
+        if why is not None:
+            history.notes.append(why)
+    summary["notes"] = history.notes
+    results = out / "results.json"
+    results.write_text(json.dumps(summary, indent=2, default=str))
+    for line in summary_lines(summary):
+        say(line)
+    return ChaosResult(options, seed, verdict, results, summary)
+
+
+class _Run:
+    def __init__(
+        self,
+        options: ChaosOptions,
+        seed: int,
+        cluster: ChaosCluster,
+        observer: Observer,
+        history: History,
+        say: Say,
+    ) -> None:
+        self.options = options
+        self.seed = seed
+        self.cluster = cluster
+        self.observer = observer
+        self.history = history
+        self.say = say
+
+    async def go(self, planned: list[Any]) -> tuple[checker.Inputs, dict[str, Any]]:
+        cluster, history, options = self.cluster, self.history, self.options
+        for node_id in cluster.node_ids:
+            await cluster.start(node_id)
+        problem = await self._settle(None, START_TIMEOUT_S)
+        if problem is not None:
+            raise RuntimeError(f"the cluster did not come up within {START_TIMEOUT_S:.0f} s: {problem}")
+        urls = {node_id: node.url for node_id, node in cluster.nodes.items()}
+        await self._declare(urls)
+        workload = Workload(
+            urls,
+            history,
+            options.workload,
+            random.Random(self.seed ^ 0x5EED),
+            username="admin",
+            password=cluster.admin_password,
+        )
+        names = [d.split(":", 1)[1] for d in destinations()]
+        nemesis = Nemesis(cluster, self.observer, history, names, burst=workload.burst)
+        extra: dict[str, Any] = {}
+        async with trio.open_nursery() as consumers:
+            consumers.start_soon(workload.run_consumers)
+            async with trio.open_nursery() as bursts:
+                workload.bursts = bursts
+                async with trio.open_nursery() as producers:
+                    producers.start_soon(workload.run_producers)
+                    await trio.sleep(options.calm_s)
+                    for fault in planned:
+                        history.round = fault.round
+                        await trio.sleep(options.calm_s)
+                        record = await nemesis.run(fault)
+                        problem = await self._settle(record, options.recovery_timeout_s)
+                        self.say(_round_line(fault.round, len(planned), record, problem, workload))
+                    producers.cancel_scope.cancel()
+                bursts.cancel_scope.deadline = trio.current_time() + BURSTS_FINISH_S
+            history.round = len(planned) + 1
+            final_problem = await self._settle(None, options.final_timeout_s)
+            if final_problem is not None:
+                self.say(f"the cluster did not settle after the last round: {final_problem}")
+            drained = await self._drain(workload)
+            extra["drain"] = drained
+            left = await self._left_on_server(urls)
+            retained = await self._replay(urls)
+            consumers.cancel_scope.cancel()
+        extra["consumer_errors"] = dict(workload.consumer_errors.most_common())
+        await workload.aclose()
+        for node_id in cluster.node_ids:
+            extra.setdefault("exit_codes", {})[node_id] = await cluster.stop(node_id)
+        extra["log_errors"] = {n: node.log_errors() for n, node in cluster.nodes.items() if node.log_errors()}
+        logs, errors = replica_logs({n: node.data_dir for n, node in cluster.nodes.items()}, TOPIC)
+        extra["proxy"] = {
+            "connections": {
+                f"{link.client}->{link.server} {link.kind}": n for link, n in cluster.proxy.connections.items()
+            },
+            "bytes": {f"{a}->{b}": n for (a, b), n in cluster.proxy.bytes_forwarded.items()},
+        }
+        inputs = checker.Inputs(
+            calls=history.calls,
+            deliveries=history.deliveries,
+            requests=history.requests,
+            faults=history.faults,
+            rounds=len(planned),
+            retained={TOPIC: retained},
+            replicas={TOPIC: logs},
+            replica_errors=errors,
+            final_problem=final_problem,
+            left_on_server=left,
+        )
+        return inputs, extra
+
+    async def _settle(self, record: FaultRecord | None, timeout_s: float) -> str | None:
+        """Wait for the cluster to settle, restarting nodes that exited on their own (see the module docstring)."""
+        problem: str | None = "not checked"
+        revived: set[str] = set()
+        with trio.move_on_after(timeout_s):
+            while True:
+                for node_id, node in self.cluster.nodes.items():
+                    if not node.running and node_id not in revived:
+                        revived.add(node_id)
+                        await self._revive(node_id, record)
+                problem = await self.observer.unsettled()
+                if problem is None:
+                    break
+                await trio.sleep(0.25)
+        if record is not None:
+            if problem is None:
+                record.recovered = self.history.now()
+            else:
+                record.details["unsettled"] = problem
+        return problem
+
+    async def _revive(self, node_id: str, record: FaultRecord | None) -> None:
+        node = self.cluster.nodes[node_id]
+        code = self.cluster.exited(node_id)
+        note = {"exit_code": code, "log_tail": node.log_tail(15)}
+        damaged = record is not None and record.kind in ("torn-tail", "bit-flip")
+        if damaged:
+            self.cluster.wipe(node_id)
+            note["replaced"] = "refused to start on its damaged disk: data directory wiped, started as a new replica"
+        if record is not None:
+            record.details.setdefault("exited", {})[node_id] = note
+        self.history.notes.append(f"round {record.round if record else '-'}: {node_id} exited with {code}")
+        self.say(f"  {node_id} exited on its own (status {code}){'; replaced with an empty disk' if damaged else ''}")
+        await self.cluster.start(node_id)
+
+    async def _declare(self, urls: dict[str, str]) -> None:
+        """The workload's destinations: retried until every node is past its start-up (503s)."""
+        async with AsyncClient(urls["mom1"], username="admin", password=self.cluster.admin_password) as admin:
+            with trio.fail_after(SETUP_TIMEOUT_S):
+                while True:
+                    try:
+                        for queue in (QUEUE_REST, QUEUE_STREAM):
+                            await admin.create_queue(queue, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
+                        await admin.create_topic(TOPIC)
+                        for sub in SUBSCRIPTIONS:
+                            await admin.create_subscription(
+                                TOPIC, sub, start="earliest", visibility_timeout_s=VISIBILITY_TIMEOUT_S
+                            )
+                        break
+                    except (MomError, httpx.HTTPError):
+                        await trio.sleep(0.5)
+        problem = await self._settle(None, SETUP_TIMEOUT_S)
+        if problem is not None:
+            raise RuntimeError(f"the destinations got no leaders within {SETUP_TIMEOUT_S:.0f} s: {problem}")
+
+    async def _drain(self, workload: Workload) -> dict[str, Any]:
+        """Let the consumers take everything acknowledged; ends when quiet, or at the drain timeout."""
+        started = self.history.now()
+        with trio.move_on_after(self.options.drain_timeout_s):
+            while True:
+                last = self.history.deliveries[-1].at if self.history.deliveries else 0.0
+                if workload.pending() == 0 and self.history.now() - last >= QUIET_S:
+                    break
+                await trio.sleep(0.5)
+        pending = workload.pending()
+        self.say(f"drain: {self.history.now() - started:.1f} s, {pending} acknowledged messages not received")
+        return {"seconds": round(self.history.now() - started, 1), "pending": pending}
+
+    async def _left_on_server(self, urls: dict[str, str]) -> dict[str, int]:
+        """Messages the cluster still holds after the drain (ready, delayed or in flight), per group."""
+        left: dict[str, int] = {}
+        async with AsyncClient(urls["mom1"], username="admin", password=self.cluster.admin_password) as admin:
+            with trio.move_on_after(30):
+                for queue in (QUEUE_REST, QUEUE_STREAM):
+                    info = await _try(admin.get_queue(queue))
+                    if info is not None:
+                        left[f"queue:{queue}"] = int(info["ready"]) + int(info["delayed"]) + int(info["in_flight"])
+                for sub in SUBSCRIPTIONS:
+                    info = await _try(admin.get_subscription(TOPIC, sub))
+                    if info is not None:
+                        left[f"sub:{TOPIC}/{sub}"] = int(info["ready"]) + int(info["in_flight"])
+        return left
+
+    async def _replay(self, urls: dict[str, str]) -> ReplicaLog | None:
+        """The topic's whole retained log, over REST (answered by its leader)."""
+        found: ReplicaLog = []
+        offset = 0
+        async with AsyncClient(urls["mom1"], username="admin", password=self.cluster.admin_password) as admin:
+            with trio.move_on_after(60):
+                while True:
+                    page = await _try(admin.read_topic(TOPIC, from_offset=offset, limit=REPLAY_PAGE))
+                    if page is None:
+                        return None
+                    for message in page["messages"]:
+                        body = message.get("body")
+                        pid = body.get("pid") if isinstance(body, dict) else None
+                        found.append((int(message["offset"]), str(message["id"]), pid))
+                    if not page["messages"]:
+                        return found
+                    offset = int(page["next_offset"])
+        return None
+
+
+async def _try(call: Any) -> Any:
+    try:
+        return await call
+    except (MomError, httpx.HTTPError):
+        return None
+
+
+def _round_line(number: int, total: int, record: FaultRecord, problem: str | None, workload: Workload) -> str:
+    details = record.details
+    what = f"{record.kind} {','.join(record.targets) or '-'}"
+    if details.get("leader") and details["leader"] in record.targets:
+        what += f" (leader of {details['destination']})"
+    if "skipped" in details:
+        what += f" [skipped: {details['skipped']}]"
+    outcome = (
+        f"recovered in {record.recovered - record.healed:.1f} s"
+        if record.recovered is not None and record.healed is not None
+        else f"NOT RECOVERED: {problem}"
+    )
+    acked = sum(len(pids) for pids in workload.acked.values())
+    held = details.get("hold_s")
+    pending = workload.pending()
+    return f"round {number}/{total}: {what}, held {held} s, {outcome}; {acked} deliveries due, {pending} pending"
+
+
+def _commit() -> str | None:
+    try:
+        answer = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return answer.stdout.strip() or None
+
+
+def _summary(
+    options: ChaosOptions, seed: int, *, planned_kinds: list[str], verdict: checker.Verdict, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "command": {
+            "rounds": options.rounds,
+            "transport": options.transport,
+            "nodes": options.nodes,
+            "seed": seed,
+            "faults": list(options.faults),
+            "hold_s": list(options.hold_s),
+        },
+        "commit": _commit(),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "faults_by_kind": dict(Counter(planned_kinds)),
+        "verdict": verdict.as_json(),
+        **extra,
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The human summary: the main counts, then one line per fault kind."""
+    v = summary["verdict"]
+    lines = [
+        "",
+        f"{'PASSED' if v['passed'] else 'FAILED'}: {v['acked']} acknowledged, {v['deliveries']} deliveries, "
+        f"lost {v['lost']}, phantom {v['phantom']}, corrupt {v['corrupt']}, stored duplicates {v['duplicates_dedup']} "
+        f"(dedup ids) / {v['duplicates_default']} (client defaults, {v['duplicate_messages_default']} extra copies), "
+        f"redeliveries {v['redeliveries']}, divergent replicas {v['divergent_replicas']}, "
+        f"stuck {'yes: ' + str(v['final_problem']) if v['stuck'] else 'no'}",
+        f"unknown outcome: {v['unknown']} payloads ({v['unknown_stored']} stored anyway); rounds not recovered in "
+        f"time: {v['rounds_not_recovered'] or 'none'}",
+        f"{'kind':<14}{'rounds':>7}{'acked':>8}{'lost':>6}{'phantom':>8}{'dup-dd':>7}{'dup-df':>7}"
+        f"{'redeliv':>8}{'recov-max':>10}  failed requests",
+    ]
+    for kind, s in v["by_kind"].items():
+        failed = ", ".join(f"{k}:{n}" for k, n in list(s["failed_requests"].items())[:5])
+        recovery = "-" if s["recovery_s_max"] is None else f"{s['recovery_s_max']:.1f}"
+        lines.append(
+            f"{kind:<14}{s['rounds']:>7}{s['acked']:>8}{s['lost']:>6}{s['phantom']:>8}{s['duplicates_dedup']:>7}"
+            f"{s['duplicates_default']:>7}{s['redeliveries']:>8}{recovery:>10}  {failed}"
+        )
+    return lines

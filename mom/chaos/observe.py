@@ -1,0 +1,138 @@
+"""Who leads what, and is the cluster whole again: what the nemesis aims at and what "recovered" means.
+
+The cluster counts as settled when every node runs, answers `/readyz` with 200, all nodes name the same metadata
+leader, and every replica of every destination names the same leader for it. "Stuck" is not settling within a
+bound after a fault was healed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+
+from mom.chaos.cluster import ChaosCluster
+
+META = "meta"
+"""The metadata group, named as a destination here (every node replicates it)."""
+
+
+@dataclass(frozen=True)
+class Role:
+    leader: str | None
+    replicas: tuple[str, ...]
+
+
+class Observer:
+    """Asks the nodes (directly, never through the proxy) what they know; an admin token is fetched as needed."""
+
+    def __init__(self, cluster: ChaosCluster, http: httpx.AsyncClient) -> None:
+        self._cluster = cluster
+        self._http = http
+        self._token: str | None = None
+
+    async def _fetch_token(self, node_id: str) -> str | None:
+        form = {"grant_type": "password", "username": "admin", "password": self._cluster.admin_password}
+        try:
+            response = await self._http.post(self._cluster.nodes[node_id].url + "/v1/auth/token", data=form, timeout=5)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        token: str = response.json()["access_token"]
+        return token
+
+    async def view(self, node_id: str) -> dict[str, Any] | None:
+        """One node's `GET /v1/cluster`, with a fresh token if the one held is refused (a wiped node's keys)."""
+        for _ in range(2):
+            if self._token is None:
+                self._token = await self._fetch_token(node_id)
+                if self._token is None:
+                    return None
+            node = self._cluster.nodes[node_id]
+            if not node.running or node.paused:
+                return None
+            try:
+                response = await self._http.get(
+                    node.url + "/v1/cluster", headers={"Authorization": f"Bearer {self._token}"}, timeout=3.0
+                )
+            except httpx.HTTPError:
+                return None
+            if response.status_code == 401:
+                self._token = None
+                continue
+            if response.status_code != 200:
+                return None
+            answer: dict[str, Any] = response.json()
+            return answer
+        return None
+
+    async def views(self) -> dict[str, dict[str, Any]]:
+        """The views of every node that answers, gathered concurrently."""
+        found: dict[str, dict[str, Any]] = {}
+
+        async def one(node_id: str) -> None:
+            view = await self.view(node_id)
+            if view is not None:
+                found[node_id] = view
+
+        async with trio.open_nursery() as nursery:
+            for node_id in self._cluster.node_ids:
+                nursery.start_soon(one, node_id)
+        return found
+
+    async def roles(self) -> dict[str, Role]:
+        """Per destination (and `META`): the leader most replicas name (None if none does) and the replicas."""
+        return roles_from(await self.views(), self._cluster.node_ids)
+
+    async def unsettled(self) -> str | None:
+        """None if the cluster is settled (see the module docstring), else what is still wrong."""
+        problems: list[str] = []
+        for node_id, node in self._cluster.nodes.items():
+            if not node.running:
+                problems.append(f"{node_id} is not running")
+            elif node.paused:
+                problems.append(f"{node_id} is paused")
+            elif not await self._cluster.ready(self._http, node_id):
+                problems.append(f"{node_id} is not ready")
+        if problems:
+            return "; ".join(problems)
+        views = await self.views()
+        missing = [n for n in self._cluster.node_ids if n not in views]
+        if missing:
+            return f"no cluster view from {', '.join(missing)}"
+        return disagreement(views)
+
+
+def roles_from(views: dict[str, dict[str, Any]], node_ids: list[str]) -> dict[str, Role]:
+    votes: dict[str, Counter[str]] = {}
+    replicas: dict[str, tuple[str, ...]] = {META: tuple(node_ids)}
+    for view in views.values():
+        if view.get("metadata_leader"):
+            votes.setdefault(META, Counter())[view["metadata_leader"]] += 1
+        for entry in view.get("destinations", []):
+            replicas[entry["name"]] = tuple(entry["replicas"])
+            if entry.get("leader"):
+                votes.setdefault(entry["name"], Counter())[entry["leader"]] += 1
+    return {
+        name: Role(votes[name].most_common(1)[0][0] if name in votes else None, reps) for name, reps in replicas.items()
+    }
+
+
+def disagreement(views: dict[str, dict[str, Any]]) -> str | None:
+    """None if every node names the same metadata leader and every replica the same leader of its destinations."""
+    meta = {node: view.get("metadata_leader") for node, view in views.items()}
+    if None in meta.values() or len(set(meta.values())) > 1:
+        return f"metadata leader: {meta}"
+    leaders: dict[str, dict[str, str | None]] = {}
+    for node, view in views.items():
+        for entry in view.get("destinations", []):
+            if node in entry["replicas"]:
+                leaders.setdefault(entry["name"], {})[node] = entry.get("leader")
+    for name, seen in sorted(leaders.items()):
+        if None in seen.values() or len(set(seen.values())) > 1:
+            return f"{name} leader: {seen}"
+    return None
