@@ -196,6 +196,7 @@ class _Run:
             retained = await self._replay(urls)
             consumers.cancel_scope.cancel()
         extra["consumer_errors"] = dict(workload.consumer_errors.most_common())
+        extra["late_acks"] = dict(workload.late_acks)
         await workload.aclose()
         for node_id in cluster.node_ids:
             extra.setdefault("exit_codes", {})[node_id] = await cluster.stop(node_id)

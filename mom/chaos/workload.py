@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,8 @@ IDLE_RECONNECT_S = 8.0
 """A push consumer (SSE, stream) that got nothing for this long reconnects, possibly to another node."""
 BURST_GAP_S = 0.05
 """Between a burst's client-default batch and its dedup batch: the first is then the one the node commits first."""
+ACK_BATCH = 100
+ACK_FLUSH_S = 5.0
 RECEIVE_WAIT_S = 2.0
 RECEIVE_MAX = 50
 
@@ -125,6 +128,8 @@ class Workload:
         """Acknowledged payload ids by the consumer group that must receive them."""
         self.seen: dict[str, set[str]] = {group: set() for group in self.acked}
         self.consumer_errors: Counter[str] = Counter()
+        self.late_acks: Counter[str] = Counter()
+        """Receipts an ack named that were no longer current (the lease had expired): they come again."""
         self.bursts: trio.Nursery | None = None
         """Where bursts run (set by the engine): they outlive the producers' loops, to finish what they started."""
         self._bursts = 0
@@ -261,6 +266,8 @@ class Workload:
                 self.seen[group].add(pid)
 
     def _failed(self, group: str, exc: BaseException) -> None:
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
         self.consumer_errors[f"{group}: {type(exc).__name__}"] += 1
 
     async def _rest_consumer(self, source: Source, rng: random.Random) -> None:
@@ -275,7 +282,8 @@ class Workload:
                 self._record(messages, group, "rest", node)
                 if messages:
                     receipts = [m["receipt"] for m in messages]
-                    await client.ack(receipts, queue=queue, topic=topic, subscription=subscription)
+                    answer = await client.ack(receipts, queue=queue, topic=topic, subscription=subscription)
+                    self.late_acks[group] += len(answer.get("unknown") or [])
             except Exception as exc:  # a consumer keeps consuming whatever one request did
                 self._failed(group, exc)
                 await trio.sleep(rng.uniform(0.1, 0.5))
@@ -285,11 +293,18 @@ class Workload:
         while True:
             node = rng.choice(list(self._urls))
             client = self._clients[node]
+
+            async def ack(receipts: list[str], client: AsyncClient = client) -> dict[str, Any]:
+                return await client.ack(receipts, topic=topic, subscription=subscription)
+
             try:
-                async with contextlib.aclosing(client.events(topic, subscription)) as events:
+                async with (
+                    contextlib.aclosing(client.events(topic, subscription)) as events,
+                    self._acker(group, ack) as receipts,
+                ):
                     while (message := await _next_within(events, IDLE_RECONNECT_S)) is not None:
                         self._record([message], group, "sse", node)
-                        await client.ack([message["receipt"]], topic=topic, subscription=subscription)
+                        receipts.send_nowait(message["receipt"])
             except Exception as exc:
                 self._failed(group, exc)
             await trio.sleep(rng.uniform(0.1, 0.5))
@@ -307,13 +322,50 @@ class Workload:
                     stream.subscribe(
                         queue=source.queue, topic=source.topic, subscription=source.subscription, credit=RECEIVE_MAX
                     ) as subscription,
+                    self._acker(group, subscription.ack) as receipts,
                 ):
                     while (message := await _next_within(subscription, IDLE_RECONNECT_S)) is not None:
                         self._record([message], group, "stream", node)
-                        await subscription.ack([message["receipt"]])
+                        receipts.send_nowait(message["receipt"])
             except Exception as exc:
                 self._failed(group, exc)
             await trio.sleep(rng.uniform(0.1, 0.5))
+
+    @contextlib.asynccontextmanager
+    async def _acker(
+        self, group: str, ack: Callable[[list[str]], Awaitable[dict[str, Any]]]
+    ) -> AsyncIterator[trio.MemorySendChannel[str]]:
+        """A channel for receipts, acked in batches by a task of its own while the consumer reads on, as a
+        pushed consumer must: acking one by one, in line, lets leases expire behind a backlog. On exit, what is
+        queued is acked (bounded by `ACK_FLUSH_S`)."""
+        send, receive = trio.open_memory_channel[str](math.inf)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ack_batches, group, ack, receive)
+            try:
+                yield send
+            finally:
+                send.close()
+                nursery.cancel_scope.deadline = trio.current_time() + ACK_FLUSH_S
+
+    async def _ack_batches(
+        self,
+        group: str,
+        ack: Callable[[list[str]], Awaitable[dict[str, Any]]],
+        receipts: trio.MemoryReceiveChannel[str],
+    ) -> None:
+        async for first in receipts:
+            batch = [first]
+            while len(batch) < ACK_BATCH:
+                try:
+                    batch.append(receipts.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            try:
+                answer = await ack(batch)
+            except Exception as exc:  # the leases expire and the messages come again: at-least-once
+                self._failed(group, exc)
+                continue
+            self.late_acks[group] += len(answer.get("unknown") or [])
 
 
 async def _next_within(source: AsyncIterator[dict[str, Any]], seconds: float) -> dict[str, Any] | None:
