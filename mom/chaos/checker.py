@@ -49,6 +49,8 @@ class Inputs:
     final_problem: str | None = None
     """What kept the cluster from settling at the end (None: it settled)."""
     left_on_server: dict[str, int] = field(default_factory=dict)
+    recovery_timeout_s: float = 30.0
+    """A round that settled later than this after its heal counts as not recovered (its time is still shown)."""
 
 
 @dataclass
@@ -196,11 +198,15 @@ def check(inputs: Inputs) -> Verdict:
     for fault in inputs.faults:
         kind_stats = stats(fault.round)
         kind_stats.rounds += 1
-        if fault.recovered is None or fault.healed is None:
+        if fault.recovered is not None and fault.healed is not None:
+            kind_stats.recovery_s.append(round(fault.recovered - fault.healed, 2))
+        if (
+            fault.recovered is None
+            or fault.healed is None
+            or fault.recovered - fault.healed > inputs.recovery_timeout_s
+        ):
             kind_stats.not_recovered += 1
             verdict.rounds_not_recovered.append(fault.round)
-        else:
-            kind_stats.recovery_s.append(round(fault.recovered - fault.healed, 2))
 
     attempted: dict[str, dict[str, PublishCall]] = defaultdict(dict)
     acked: dict[str, set[str]] = defaultdict(set)

@@ -16,6 +16,7 @@ import json
 import platform
 import random
 import secrets
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -71,11 +72,16 @@ class ChaosOptions:
     """Normal load between a round's recovery and the next fault."""
     recovery_timeout_s: float = 30.0
     """A round whose cluster has not settled this long after the heal counts as not recovered."""
+    stuck_timeout_s: float = 180.0
+    """A round whose cluster has not settled this long after the heal ends the rounds: more faults would go
+    beyond what the guarantees cover (a second wiped disk before the first caught up loses a majority)."""
     final_timeout_s: float = 60.0
     """After the last round the cluster must settle within this, or the run reports a stuck node."""
     drain_timeout_s: float = 90.0
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     plot: bool = True
+    handle_signals: bool = False
+    """SIGINT / SIGTERM stop the rounds and finish the run (heal, drain, check, write); a second one kills."""
 
 
 @dataclass
@@ -111,6 +117,8 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
         await nursery.start(cluster.run)
         run = _Run(options, seed, cluster, Observer(cluster, http), history, say)
+        if options.handle_signals:
+            nursery.start_soon(_interrupt_on_signal, run)
         try:
             inputs, extra = await run.go(planned)
         finally:
@@ -150,6 +158,7 @@ class _Run:
         self.observer = observer
         self.history = history
         self.say = say
+        self.rounds = trio.CancelScope()
 
     async def go(self, planned: list[Any]) -> tuple[checker.Inputs, dict[str, Any]]:
         cluster, history, options = self.cluster, self.history, self.options
@@ -178,12 +187,7 @@ class _Run:
                 async with trio.open_nursery() as producers:
                     producers.start_soon(workload.run_producers)
                     await trio.sleep(options.calm_s)
-                    for fault in planned:
-                        history.round = fault.round
-                        await trio.sleep(options.calm_s)
-                        record = await nemesis.run(fault)
-                        problem = await self._settle(record, options.recovery_timeout_s)
-                        self.say(_round_line(fault.round, len(planned), record, problem, workload))
+                    await self._rounds(planned, nemesis, workload, extra)
                     producers.cancel_scope.cancel()
                 bursts.cancel_scope.deadline = trio.current_time() + BURSTS_FINISH_S
             history.round = len(planned) + 1
@@ -219,8 +223,36 @@ class _Run:
             replica_errors=errors,
             final_problem=final_problem,
             left_on_server=left,
+            recovery_timeout_s=options.recovery_timeout_s,
         )
         return inputs, extra
+
+    async def _rounds(self, planned: list[Any], nemesis: Nemesis, workload: Workload, extra: dict[str, Any]) -> None:
+        """The fault rounds, until the plan ends, `interrupt()` is called, or the cluster stays unsettled."""
+        options = self.options
+        with self.rounds:
+            for fault in planned:
+                self.history.round = fault.round
+                await trio.sleep(options.calm_s)
+                record = await nemesis.run(fault)
+                problem = await self._settle(record, options.recovery_timeout_s)
+                if problem is not None:
+                    problem = await self._settle(record, options.stuck_timeout_s - options.recovery_timeout_s)
+                self.say(_round_line(fault.round, len(planned), record, problem, workload))
+                if problem is not None:
+                    self.say(f"stopping after round {fault.round}: the cluster did not settle ({problem})")
+                    extra["stopped_after_round"] = fault.round
+                    return
+        if self.rounds.cancelled_caught:
+            extra["stopped_after_round"] = self.history.round
+            self.say(f"interrupted in round {self.history.round}: healing, draining and checking what ran")
+            last = self.history.faults[-1] if self.history.faults else None
+            if last is not None and last.recovered is None:
+                await self._settle(last, options.recovery_timeout_s)
+
+    def interrupt(self) -> None:
+        """Stop injecting faults (the current one is healed) and finish the run with what happened so far."""
+        self.rounds.cancel()
 
     async def _settle(self, record: FaultRecord | None, timeout_s: float) -> str | None:
         """Wait for the cluster to settle, restarting nodes that exited on their own (see the module docstring)."""
@@ -325,6 +357,14 @@ class _Run:
         return None
 
 
+async def _interrupt_on_signal(run: _Run) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            run.say(f"{signal.Signals(signum).name}: finishing the run early (send it again to kill it)")
+            run.interrupt()
+            break
+
+
 async def _try(call: Any) -> Any:
     try:
         return await call
@@ -338,16 +378,21 @@ def _round_line(number: int, total: int, record: FaultRecord, problem: str | Non
     if details.get("leader") and details["leader"] in record.targets:
         what += f" (leader of {details['destination']})"
     if "skipped" in details:
-        what += f" [skipped: {details['skipped']}]"
+        what += " [skipped]"
+    if details.get("direction"):
+        what += f" [{' '.join(details['lost_from'])} -> {' '.join(details['lost_to'])} lost]"
     outcome = (
         f"recovered in {record.recovered - record.healed:.1f} s"
         if record.recovered is not None and record.healed is not None
         else f"NOT RECOVERED: {problem}"
     )
-    acked = sum(len(pids) for pids in workload.acked.values())
-    held = details.get("hold_s")
-    pending = workload.pending()
-    return f"round {number}/{total}: {what}, held {held} s, {outcome}; {acked} deliveries due, {pending} pending"
+    due = sum(len(pids) for pids in workload.acked.values())
+    errors = ", ".join(f"{e} x{n}" for e, n in workload.recent_errors.most_common(3)) or "none"
+    workload.recent_errors.clear()
+    return (
+        f"round {number}/{total}: {what}, held {details.get('hold_s')} s, {outcome}; {due} deliveries due, "
+        f"{workload.pending()} pending; failed publish calls: {errors}"
+    )
 
 
 def _commit() -> str | None:

@@ -143,11 +143,14 @@ class Nemesis:
         )
         self._history.faults.append(record)
         heal = await self._actions[planned.kind](record, Target(rng, aim, followers, others))
-        if self._burst is not None:
-            self._burst(aim, target)
-        await trio.sleep(planned.hold_s * (2 if planned.kind == "slow-disk" else 1))
-        await heal()
-        record.healed = self._history.now()
+        try:
+            if self._burst is not None:
+                self._burst(aim, target)
+            await trio.sleep(planned.hold_s * (2 if planned.kind == "slow-disk" else 1))
+        finally:
+            with trio.CancelScope(shield=True):  # a run stopped early still heals what it broke
+                await heal()
+                record.healed = self._history.now()
         return record
 
     async def _kill_leader(self, record: FaultRecord, t: Target) -> Heal:

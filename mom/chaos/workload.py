@@ -44,6 +44,9 @@ BURST_GAP_S = 0.05
 """Between a burst's client-default batch and its dedup batch: the first is then the one the node commits first."""
 ACK_BATCH = 100
 ACK_FLUSH_S = 5.0
+DEDUP_GIVE_UP_S = 120.0
+"""A dedup-mode publish is retried this long at most; after that its outcome stays unknown (a producer that
+waited forever on a destination that cannot take writes would stop the whole workload)."""
 RECEIVE_WAIT_S = 2.0
 RECEIVE_MAX = 50
 
@@ -128,6 +131,8 @@ class Workload:
         """Acknowledged payload ids by the consumer group that must receive them."""
         self.seen: dict[str, set[str]] = {group: set() for group in self.acked}
         self.consumer_errors: Counter[str] = Counter()
+        self.recent_errors: Counter[str] = Counter()
+        """Failed publish calls by error, since the engine last took them (per round)."""
         self.late_acks: Counter[str] = Counter()
         """Receipts an ack named that were no longer current (the lease had expired): they come again."""
         self.bursts: trio.Nursery | None = None
@@ -193,6 +198,7 @@ class Workload:
         """One call (`default`), or calls until acknowledged (`dedup`); the first to `first` if given."""
         target = Source.of(dest)
         attempt = 0
+        calls_started = self._history.now()
         while True:
             attempt += 1
             node = first if first is not None and attempt == 1 else rng.choice(list(self._urls))
@@ -215,7 +221,8 @@ class Workload:
                 for group in consumer_groups(dest):
                     self.acked[group].update(pids)
                 return
-            if mode == "default":
+            self.recent_errors[(call.error or "").split(":", 1)[0]] += 1
+            if mode == "default" or self._history.now() - calls_started > DEDUP_GIVE_UP_S:
                 return
             await trio.sleep(rng.uniform(0.05, 0.5))
 

@@ -90,7 +90,8 @@ def chaos(
     Starts NODES `mom serve` processes on 127.0.0.1 with a fault-injecting proxy between them, publishes and
     consumes (REST, SSE, streaming) throughout, and each round injects one seeded fault: kill -9 (leader,
     follower, two nodes), SIGSTOP, partitions and one-way loss, slow disk, a torn tail or flipped bit in a
-    stopped node's newest segment, a wiped data directory. Prints a line per round and the summary; exits 1 if
+    stopped node's newest segment, a wiped data directory. Ctrl-C (or SIGTERM) ends the rounds early and still
+    heals, drains and checks. Prints a line per round and the summary; exits 1 if
     anything acknowledged was lost, a phantom or corrupt message was delivered, a publish with a dedup id was
     stored twice, replicas of the topic diverge, or the cluster did not settle after the last fault.
 
@@ -118,6 +119,7 @@ def chaos(
         recovery_timeout_s=recovery_timeout,
         workload=WorkloadSettings(producers=producers),
         plot=not no_plot,
+        handle_signals=True,
     )
     import trio
 
