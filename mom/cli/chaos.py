@@ -70,6 +70,13 @@ def _kinds(value: str | None) -> tuple[str, ...]:
     help="Seconds the cluster gets to settle after each heal before the round counts as not recovered.",
 )
 @click.option(
+    "--stuck-timeout",
+    default=180.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds after a heal by which the cluster must have settled, or the rounds stop and the run reports it stuck.",
+)
+@click.option(
     "--producers", default=3, show_default=True, type=click.IntRange(1, 64), help="Concurrent producer tasks."
 )
 @click.option("--no-plot", is_flag=True, help="Skip the timeline plot (it needs matplotlib, from mom[bench]).")
@@ -82,6 +89,7 @@ def chaos(
     faults: str | None,
     hold: str,
     recovery_timeout: float,
+    stuck_timeout: float,
     producers: int,
     no_plot: bool,
 ) -> None:
@@ -117,6 +125,8 @@ def chaos(
         faults=_kinds(faults),
         hold_s=(low, high),
         recovery_timeout_s=recovery_timeout,
+        stuck_timeout_s=max(stuck_timeout, recovery_timeout),
+        final_timeout_s=max(60.0, stuck_timeout),
         workload=WorkloadSettings(producers=producers),
         plot=not no_plot,
         handle_signals=True,
