@@ -74,7 +74,7 @@ def _kinds(value: str | None) -> tuple[str, ...]:
     default=180.0,
     show_default=True,
     type=click.FloatRange(1, 3600),
-    help="Seconds after a heal by which the cluster must have settled, or the rounds stop and the run reports it stuck.",
+    help="Seconds after a heal by which the cluster must have settled, else the rounds stop and it counts as stuck.",
 )
 @click.option(
     "--producers", default=3, show_default=True, type=click.IntRange(1, 64), help="Concurrent producer tasks."
