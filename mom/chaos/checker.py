@@ -46,6 +46,8 @@ class Inputs:
     replicas: dict[str, dict[str, ReplicaLog]] = field(default_factory=dict)
     """Per topic, each node's copy read from its disk."""
     replica_errors: dict[str, str] = field(default_factory=dict)
+    expected_replicas: dict[str, list[str]] = field(default_factory=dict)
+    """Per topic, the nodes that should hold a copy (its placement)."""
     final_problem: str | None = None
     """What kept the cluster from settling at the end (None: it settled)."""
     left_on_server: dict[str, int] = field(default_factory=dict)
@@ -106,6 +108,8 @@ class Verdict:
     """Extra stored copies behind `duplicates_default` (one payload stored three times counts two)."""
     redeliveries: int = 0
     divergent_replicas: int = 0
+    lagging_replicas: int = 0
+    """Copies of a topic that are missing or shorter than the longest at the end, when all were caught up."""
     replica_lengths: dict[str, dict[str, int]] = field(default_factory=dict)
     rounds_not_recovered: list[int] = field(default_factory=list)
     final_problem: str | None = None
@@ -127,6 +131,7 @@ class Verdict:
             or self.corrupt
             or self.duplicates_dedup
             or self.divergent_replicas
+            or self.lagging_replicas
             or self.stuck
             or self.replica_errors
         )
@@ -152,6 +157,7 @@ class Verdict:
             "duplicate_messages_default": self.duplicate_messages_default,
             "redeliveries": self.redeliveries,
             "divergent_replicas": self.divergent_replicas,
+            "lagging_replicas": self.lagging_replicas,
             "replica_lengths": self.replica_lengths,
             "replica_errors": self.replica_errors,
             "rounds_not_recovered": self.rounds_not_recovered,
@@ -307,6 +313,14 @@ def check(inputs: Inputs) -> Verdict:
         retained = inputs.retained.get(topic)
         if retained is not None:
             references["rest-replay"] = retained
+        longest = max((len(log) for log in logs.values()), default=0)
+        for node in sorted(set(inputs.expected_replicas.get(topic, [])) | set(logs)):
+            if node in inputs.replica_errors:
+                continue
+            if node not in logs or len(logs[node]) < longest:
+                verdict.lagging_replicas += 1
+                held = len(logs[node]) if node in logs else None
+                verdict.sample("lagging", {"topic": topic, "node": node, "messages": held, "longest": longest})
         for node, offset, theirs, ours in divergences(references):
             verdict.divergent_replicas += 1
             verdict.sample(

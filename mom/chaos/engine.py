@@ -32,7 +32,7 @@ from mom.chaos import checker, timeline
 from mom.chaos.cluster import ChaosCluster
 from mom.chaos.faults import KINDS, Nemesis, disk_delay_supported, plan
 from mom.chaos.history import FaultRecord, History
-from mom.chaos.observe import Observer
+from mom.chaos.observe import Observer, Role
 from mom.chaos.replicas import ReplicaLog, replica_logs
 from mom.chaos.workload import (
     QUEUE_REST,
@@ -194,6 +194,7 @@ class _Run:
             final_problem = await self._settle(None, options.final_timeout_s)
             if final_problem is not None:
                 self.say(f"the cluster did not settle after the last round: {final_problem}")
+            expected = list((await self.observer.roles()).get(TOPIC, Role(None, tuple(cluster.node_ids))).replicas)
             drained = await self._drain(workload)
             extra["drain"] = drained
             left = await self._left_on_server(urls)
@@ -221,6 +222,7 @@ class _Run:
             retained={TOPIC: retained},
             replicas={TOPIC: logs},
             replica_errors=errors,
+            expected_replicas={TOPIC: expected},
             final_problem=final_problem,
             left_on_server=left,
             recovery_timeout_s=options.recovery_timeout_s,
@@ -439,6 +441,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"lost {v['lost']}, phantom {v['phantom']}, corrupt {v['corrupt']}, stored duplicates {v['duplicates_dedup']} "
         f"(dedup ids) / {v['duplicates_default']} (client defaults, {v['duplicate_messages_default']} extra copies), "
         f"redeliveries {v['redeliveries']}, divergent replicas {v['divergent_replicas']}, "
+        f"lagging replicas {v['lagging_replicas']}, "
         f"stuck {'yes: ' + str(v['final_problem']) if v['stuck'] else 'no'}",
         f"unknown outcome: {v['unknown']} payloads ({v['unknown_stored']} stored anyway); rounds not recovered in "
         f"time: {v['rounds_not_recovered'] or 'none'}",

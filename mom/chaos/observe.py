@@ -1,13 +1,15 @@
 """Who leads what, and is the cluster whole again: what the nemesis aims at and what "recovered" means.
 
 The cluster counts as settled when every node runs, answers `/readyz` with 200, all nodes name the same metadata
-leader, and every replica of every destination names the same leader for it. "Stuck" is not settling within a
-bound after a fault was healed.
+leader, every replica of every destination names the same leader for it, and every replica has committed at
+least what its leader had committed a second earlier (`CATCH_UP_S`): a follower that lost entries it had
+acknowledged and that its leader never sends again is not "recovered" just because it answers. "Stuck" is not
+settling within a bound after a fault was healed.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,9 @@ import httpx
 import trio
 
 from mom.chaos.cluster import ChaosCluster
+
+CATCH_UP_S = 1.0
+"""A replica counts as caught up when it has committed what its leader had committed this long ago."""
 
 META = "meta"
 """The metadata group, named as a destination here (every node replicates it)."""
@@ -33,6 +38,8 @@ class Observer:
         self._cluster = cluster
         self._http = http
         self._token: str | None = None
+        self._commits: deque[tuple[float, dict[str, int]]] = deque()
+        """(when, each destination's commit index on its leader), the last few seconds of it."""
 
     async def _fetch_token(self, node_id: str) -> str | None:
         form = {"grant_type": "password", "username": "admin", "password": self._cluster.admin_password}
@@ -104,7 +111,17 @@ class Observer:
         missing = [n for n in self._cluster.node_ids if n not in views]
         if missing:
             return f"no cluster view from {', '.join(missing)}"
-        return disagreement(views)
+        problem = disagreement(views)
+        now = trio.current_time()
+        self._commits.append((now, leader_commits(views)))
+        while len(self._commits) > 1 and self._commits[1][0] <= now - CATCH_UP_S:
+            self._commits.popleft()
+        if problem is not None:
+            return problem
+        then, committed = self._commits[0]
+        if then > now - CATCH_UP_S:
+            return "checking that every replica keeps up with its leader"
+        return lagging(views, committed)
 
 
 def roles_from(views: dict[str, dict[str, Any]], node_ids: list[str]) -> dict[str, Role]:
@@ -136,3 +153,24 @@ def disagreement(views: dict[str, dict[str, Any]]) -> str | None:
         if None in seen.values() or len(set(seen.values())) > 1:
             return f"{name} leader: {seen}"
     return None
+
+
+def leader_commits(views: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Each destination's commit index as its leader reports it (destinations whose leader answered)."""
+    found: dict[str, int] = {}
+    for node, view in views.items():
+        for entry in view.get("destinations", []):
+            if entry.get("leader") == node and entry.get("commit_index") is not None:
+                found[entry["name"]] = int(entry["commit_index"])
+    return found
+
+
+def lagging(views: dict[str, dict[str, Any]], committed: dict[str, int]) -> str | None:
+    """None if every replica's commit index reached what its leader had `committed` earlier, else who lags."""
+    behind: list[str] = []
+    for node, view in sorted(views.items()):
+        for entry in view.get("destinations", []):
+            name, index = entry["name"], entry.get("commit_index")
+            if node in entry["replicas"] and name in committed and (index or 0) < committed[name]:
+                behind.append(f"{node} at {index} in {name} (its leader had {committed[name]})")
+    return f"replicas behind their leader: {'; '.join(behind)}" if behind else None

@@ -166,3 +166,13 @@ def test_replicas_must_be_prefixes_of_the_longest() -> None:
     verdict = check(run.inputs(replicas={TOPIC: {"mom1": a, "mom2": forked}}))
     assert verdict.divergent_replicas == 1 and not verdict.passed
     assert verdict.replica_lengths == {TOPIC: {"mom1": 3, "mom2": 2}}
+
+
+def test_a_missing_or_short_copy_of_the_topic_is_a_lagging_replica() -> None:
+    a = [(0, "m1", "t1"), (1, "m2", "t2")]
+    run = Run()
+    verdict = check(
+        run.inputs(replicas={TOPIC: {"mom1": a, "mom2": a[:1]}}, expected_replicas={TOPIC: ["mom1", "mom2", "mom3"]})
+    )
+    assert verdict.divergent_replicas == 0 and verdict.lagging_replicas == 2 and not verdict.passed
+    assert {s["node"] for s in verdict.samples["lagging"]} == {"mom2", "mom3"}

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from mom.chaos import KINDS
 from mom.chaos.cluster import ChaosCluster
 from mom.chaos.faults import plan
-from mom.chaos.observe import META, disagreement, roles_from
+from mom.chaos.observe import META, disagreement, lagging, leader_commits, roles_from
 from mom.chaos.proxy import Link
 from mom.cli import main
 from mom.cli.chaos import FAULT_KINDS
@@ -53,8 +53,13 @@ def test_each_node_file_points_its_peers_at_the_proxy_and_loads(tmp_path: Path) 
     assert settings.cluster.transport == "zmq" and settings.rest == me.rest
 
 
-def view(meta: str | None, leaders: dict[str, str | None], replicas: tuple[str, ...]) -> dict[str, object]:
-    destinations = [{"name": name, "leader": leader, "replicas": list(replicas)} for name, leader in leaders.items()]
+def view(
+    meta: str | None, leaders: dict[str, str | None], replicas: tuple[str, ...], commit: int = 0
+) -> dict[str, object]:
+    destinations = [
+        {"name": name, "leader": leader, "replicas": list(replicas), "commit_index": commit}
+        for name, leader in leaders.items()
+    ]
     return {"metadata_leader": meta, "destinations": destinations}
 
 
@@ -97,3 +102,12 @@ def test_chaos_refuses_bad_options_before_starting_anything(args: list[str], mes
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_replica_that_does_not_reach_its_leaders_earlier_commit_lags() -> None:
+    nodes = ("mom1", "mom2", "mom3")
+    views = {"mom1": view("mom1", {"q": "mom2"}, nodes, 90), "mom2": view("mom1", {"q": "mom2"}, nodes, 120)}
+    views["mom3"] = view("mom1", {"q": "mom2"}, nodes, 100)
+    assert leader_commits(views) == {"q": 120}
+    assert lagging(views, {"q": 100}) == "replicas behind their leader: mom1 at 90 in q (its leader had 100)"
+    assert lagging(views, {"q": 90}) is None
