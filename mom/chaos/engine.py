@@ -101,6 +101,7 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
     """Run the whole thing; the results (JSON, timeline plot, history, node logs) land in `options.out`."""
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     planned = plan(seed, options.rounds, options.faults, options.hold_s)
+    commit = _commit()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     started = trio.current_time()
@@ -124,7 +125,8 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
         finally:
             nursery.cancel_scope.cancel()
     verdict = checker.check(inputs)
-    summary = _summary(options, seed, planned_kinds=[p.kind for p in planned], verdict=verdict, extra=extra)
+    extra["commit"] = commit
+    summary = _summary(options, seed, kinds=[f.kind for f in history.faults], verdict=verdict, extra=extra)
     summary["duration_s"] = round(time.time() - wall_start, 1)
     history.write(out)
     windows = timeline.unavailability(history.requests)
@@ -398,6 +400,7 @@ def _round_line(number: int, total: int, record: FaultRecord, problem: str | Non
 
 
 def _commit() -> str | None:
+    """The checkout's commit when the run starts (None outside a git checkout, e.g. from a wheel)."""
     try:
         answer = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -413,7 +416,7 @@ def _commit() -> str | None:
 
 
 def _summary(
-    options: ChaosOptions, seed: int, *, planned_kinds: list[str], verdict: checker.Verdict, extra: dict[str, Any]
+    options: ChaosOptions, seed: int, *, kinds: list[str], verdict: checker.Verdict, extra: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "command": {
@@ -424,9 +427,9 @@ def _summary(
             "faults": list(options.faults),
             "hold_s": list(options.hold_s),
         },
-        "commit": _commit(),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "faults_by_kind": dict(Counter(planned_kinds)),
+        "rounds_run": len(kinds),
+        "faults_by_kind": dict(Counter(kinds)),
         "verdict": verdict.as_json(),
         **extra,
     }
