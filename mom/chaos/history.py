@@ -147,7 +147,10 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         except trio.Cancelled:
             raise  # we gave up waiting (the run moved on): says nothing about the node
         except BaseException as exc:
-            self._history.request(started, self._node, request.method, path, type(exc).__name__)
+            leaf: BaseException = exc
+            while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+                leaf = leaf.exceptions[0]
+            self._history.request(started, self._node, request.method, path, type(leaf).__name__, str(leaf)[:160])
             raise
         detail = None
         if response.status_code >= 400:
