@@ -13,13 +13,10 @@ so a seed replays the same faults, not the same interleaving.
 from __future__ import annotations
 
 import json
-import platform
 import random
 import secrets
 import signal
-import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,24 +25,18 @@ from typing import Any
 import httpx
 import trio
 
-from mom.chaos import checker, timeline
+from mom.chaos import admin, checker, report, timeline
 from mom.chaos.cluster import ChaosCluster
 from mom.chaos.faults import KINDS, Nemesis, disk_delay_supported, plan
 from mom.chaos.history import FaultRecord, History
 from mom.chaos.observe import Observer, Role
-from mom.chaos.replicas import ReplicaLog, replica_logs
+from mom.chaos.replicas import replica_logs
 from mom.chaos.workload import (
-    QUEUE_REST,
-    QUEUE_STREAM,
-    SUBSCRIPTIONS,
     TOPIC,
-    VISIBILITY_TIMEOUT_S,
     Workload,
     WorkloadSettings,
     destinations,
 )
-from mom.client import AsyncClient
-from mom.errors import MomError
 
 Say = Callable[[str], None]
 
@@ -53,7 +44,6 @@ START_TIMEOUT_S = 90.0
 SETUP_TIMEOUT_S = 60.0
 QUIET_S = 3.0
 """The drain ends once every acknowledged message arrived and nothing new came for this long."""
-REPLAY_PAGE = 1000
 BURSTS_FINISH_S = 30.0
 """After the last round, bursts in flight get this long to finish (their calls retry through the heal)."""
 
@@ -101,7 +91,7 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
     """Run the whole thing; the results (JSON, timeline plot, history, node logs) land in `options.out`."""
     seed = options.seed if options.seed is not None else secrets.randbits(32)
     planned = plan(seed, options.rounds, options.faults, options.hold_s)
-    commit = _commit()
+    commit = report.commit()
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     started = trio.current_time()
@@ -126,7 +116,15 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
             nursery.cancel_scope.cancel()
     verdict = checker.check(inputs)
     extra["commit"] = commit
-    summary = _summary(options, seed, kinds=[f.kind for f in history.faults], verdict=verdict, extra=extra)
+    command = {
+        "rounds": options.rounds,
+        "transport": options.transport,
+        "nodes": options.nodes,
+        "seed": seed,
+        "faults": list(options.faults),
+        "hold_s": list(options.hold_s),
+    }
+    summary = report.summary(command, kinds=[f.kind for f in history.faults], verdict=verdict, extra=extra)
     summary["duration_s"] = round(time.time() - wall_start, 1)
     history.write(out)
     windows = timeline.unavailability(history.requests)
@@ -139,7 +137,7 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
     summary["notes"] = history.notes
     results = out / "results.json"
     results.write_text(json.dumps(summary, indent=2, default=str))
-    for line in summary_lines(summary):
+    for line in report.summary_lines(summary):
         say(line)
     return ChaosResult(options, seed, verdict, results, summary)
 
@@ -170,7 +168,10 @@ class _Run:
         if problem is not None:
             raise RuntimeError(f"the cluster did not come up within {START_TIMEOUT_S:.0f} s: {problem}")
         urls = {node_id: node.url for node_id, node in cluster.nodes.items()}
-        await self._declare(urls)
+        await admin.declare(urls["mom1"], cluster.admin_password, SETUP_TIMEOUT_S)
+        problem = await self._settle(None, SETUP_TIMEOUT_S)
+        if problem is not None:
+            raise RuntimeError(f"the destinations got no leaders within {SETUP_TIMEOUT_S:.0f} s: {problem}")
         workload = Workload(
             urls,
             history,
@@ -199,8 +200,8 @@ class _Run:
             expected = list((await self.observer.roles()).get(TOPIC, Role(None, tuple(cluster.node_ids))).replicas)
             drained = await self._drain(workload)
             extra["drain"] = drained
-            left = await self._left_on_server(urls)
-            retained = await self._replay(urls)
+            left = await admin.left_on_server(urls["mom1"], cluster.admin_password)
+            retained = await admin.replay(urls["mom1"], cluster.admin_password)
             consumers.cancel_scope.cancel()
         extra["consumer_errors"] = dict(workload.consumer_errors.most_common())
         extra["late_acks"] = dict(workload.late_acks)
@@ -242,7 +243,7 @@ class _Run:
                 problem = await self._settle(record, options.recovery_timeout_s)
                 if problem is not None:
                     problem = await self._settle(record, options.stuck_timeout_s - options.recovery_timeout_s)
-                self.say(_round_line(fault.round, len(planned), record, problem, workload))
+                self.say(report.round_line(fault.round, len(planned), record, problem, workload))
                 if problem is not None:
                     self.say(f"stopping after round {fault.round}: the cluster did not settle ({problem})")
                     extra["stopped_after_round"] = fault.round
@@ -293,26 +294,6 @@ class _Run:
         self.say(f"  {node_id} exited on its own (status {code}){'; replaced with an empty disk' if damaged else ''}")
         await self.cluster.start(node_id)
 
-    async def _declare(self, urls: dict[str, str]) -> None:
-        """The workload's destinations: retried until every node is past its start-up (503s)."""
-        async with AsyncClient(urls["mom1"], username="admin", password=self.cluster.admin_password) as admin:
-            with trio.fail_after(SETUP_TIMEOUT_S):
-                while True:
-                    try:
-                        for queue in (QUEUE_REST, QUEUE_STREAM):
-                            await admin.create_queue(queue, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
-                        await admin.create_topic(TOPIC)
-                        for sub in SUBSCRIPTIONS:
-                            await admin.create_subscription(
-                                TOPIC, sub, start="earliest", visibility_timeout_s=VISIBILITY_TIMEOUT_S
-                            )
-                        break
-                    except (MomError, httpx.HTTPError):
-                        await trio.sleep(0.5)
-        problem = await self._settle(None, SETUP_TIMEOUT_S)
-        if problem is not None:
-            raise RuntimeError(f"the destinations got no leaders within {SETUP_TIMEOUT_S:.0f} s: {problem}")
-
     async def _drain(self, workload: Workload) -> dict[str, Any]:
         """Let the consumers take everything acknowledged; ends when quiet, or at the drain timeout."""
         started = self.history.now()
@@ -326,40 +307,6 @@ class _Run:
         self.say(f"drain: {self.history.now() - started:.1f} s, {pending} acknowledged messages not received")
         return {"seconds": round(self.history.now() - started, 1), "pending": pending}
 
-    async def _left_on_server(self, urls: dict[str, str]) -> dict[str, int]:
-        """Messages the cluster still holds after the drain (ready, delayed or in flight), per group."""
-        left: dict[str, int] = {}
-        async with AsyncClient(urls["mom1"], username="admin", password=self.cluster.admin_password) as admin:
-            with trio.move_on_after(30):
-                for queue in (QUEUE_REST, QUEUE_STREAM):
-                    info = await _try(admin.get_queue(queue))
-                    if info is not None:
-                        left[f"queue:{queue}"] = int(info["ready"]) + int(info["delayed"]) + int(info["in_flight"])
-                for sub in SUBSCRIPTIONS:
-                    info = await _try(admin.get_subscription(TOPIC, sub))
-                    if info is not None:
-                        left[f"sub:{TOPIC}/{sub}"] = int(info["ready"]) + int(info["in_flight"])
-        return left
-
-    async def _replay(self, urls: dict[str, str]) -> ReplicaLog | None:
-        """The topic's whole retained log, over REST (answered by its leader)."""
-        found: ReplicaLog = []
-        offset = 0
-        async with AsyncClient(urls["mom1"], username="admin", password=self.cluster.admin_password) as admin:
-            with trio.move_on_after(60):
-                while True:
-                    page = await _try(admin.read_topic(TOPIC, from_offset=offset, limit=REPLAY_PAGE))
-                    if page is None:
-                        return None
-                    for message in page["messages"]:
-                        body = message.get("body")
-                        pid = body.get("pid") if isinstance(body, dict) else None
-                        found.append((int(message["offset"]), str(message["id"]), pid))
-                    if not page["messages"]:
-                        return found
-                    offset = int(page["next_offset"])
-        return None
-
 
 async def _interrupt_on_signal(run: _Run) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -367,95 +314,3 @@ async def _interrupt_on_signal(run: _Run) -> None:
             run.say(f"{signal.Signals(signum).name}: finishing the run early (send it again to kill it)")
             run.interrupt()
             break
-
-
-async def _try(call: Any) -> Any:
-    try:
-        return await call
-    except (MomError, httpx.HTTPError):
-        return None
-
-
-def _round_line(number: int, total: int, record: FaultRecord, problem: str | None, workload: Workload) -> str:
-    details = record.details
-    what = f"{record.kind} {','.join(record.targets) or '-'}"
-    if details.get("leader") and details["leader"] in record.targets:
-        what += f" (leader of {details['destination']})"
-    if "skipped" in details:
-        what += " [skipped]"
-    if details.get("direction"):
-        what += f" [{' '.join(details['lost_from'])} -> {' '.join(details['lost_to'])} lost]"
-    outcome = (
-        f"recovered in {record.recovered - record.healed:.1f} s"
-        if record.recovered is not None and record.healed is not None
-        else f"NOT RECOVERED: {problem}"
-    )
-    due = sum(len(pids) for pids in workload.acked.values())
-    errors = ", ".join(f"{e} x{n}" for e, n in workload.recent_errors.most_common(3)) or "none"
-    workload.recent_errors.clear()
-    return (
-        f"round {number}/{total}: {what}, held {details.get('hold_s')} s, {outcome}; {due} deliveries due, "
-        f"{workload.pending()} pending; failed publish calls: {errors}"
-    )
-
-
-def _commit() -> str | None:
-    """The checkout's commit when the run starts (None outside a git checkout, e.g. from a wheel)."""
-    try:
-        answer = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return answer.stdout.strip() or None
-
-
-def _summary(
-    options: ChaosOptions, seed: int, *, kinds: list[str], verdict: checker.Verdict, extra: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "command": {
-            "rounds": options.rounds,
-            "transport": options.transport,
-            "nodes": options.nodes,
-            "seed": seed,
-            "faults": list(options.faults),
-            "hold_s": list(options.hold_s),
-        },
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "rounds_run": len(kinds),
-        "faults_by_kind": dict(Counter(kinds)),
-        "verdict": verdict.as_json(),
-        **extra,
-    }
-
-
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The human summary: the main counts, then one line per fault kind."""
-    v = summary["verdict"]
-    lines = [
-        "",
-        f"{'PASSED' if v['passed'] else 'FAILED'}: {v['acked']} acknowledged, {v['deliveries']} deliveries, "
-        f"lost {v['lost']}, phantom {v['phantom']}, corrupt {v['corrupt']}, stored duplicates {v['duplicates_dedup']} "
-        f"(dedup ids) / {v['duplicates_default']} (client defaults, {v['duplicate_messages_default']} extra copies), "
-        f"redeliveries {v['redeliveries']}, divergent replicas {v['divergent_replicas']}, "
-        f"lagging replicas {v['lagging_replicas']}, "
-        f"stuck {'yes: ' + str(v['final_problem']) if v['stuck'] else 'no'}",
-        f"unknown outcome: {v['unknown']} payloads ({v['unknown_stored']} stored anyway); rounds not recovered in "
-        f"time: {v['rounds_not_recovered'] or 'none'}",
-        f"{'kind':<14}{'rounds':>7}{'acked':>8}{'lost':>6}{'phantom':>8}{'dup-dd':>7}{'dup-df':>7}"
-        f"{'redeliv':>8}{'recov-max':>10}  failed requests",
-    ]
-    for kind, s in v["by_kind"].items():
-        failed = ", ".join(f"{k}:{n}" for k, n in list(s["failed_requests"].items())[:5])
-        recovery = "-" if s["recovery_s_max"] is None else f"{s['recovery_s_max']:.1f}"
-        lines.append(
-            f"{kind:<14}{s['rounds']:>7}{s['acked']:>8}{s['lost']:>6}{s['phantom']:>8}{s['duplicates_dedup']:>7}"
-            f"{s['duplicates_default']:>7}{s['redeliveries']:>8}{recovery:>10}  {failed}"
-        )
-    return lines
