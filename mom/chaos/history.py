@@ -147,6 +147,8 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         except trio.Cancelled:
             raise  # we gave up waiting (the run moved on): says nothing about the node
         except BaseException as exc:
+            if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[0] is not None:
+                raise
             leaf: BaseException = exc
             while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
                 leaf = leaf.exceptions[0]
