@@ -67,6 +67,7 @@ class KindStats:
     redeliveries: int = 0
     recovery_s: list[float] = field(default_factory=list)
     not_recovered: int = 0
+    stuck: int = 0
     failed_requests: Counter[str] = field(default_factory=Counter)
     slowest_publish_s: float = 0.0
     """The longest a publish request took (to its answer or its failure): a hang shows here."""
@@ -84,6 +85,7 @@ class KindStats:
             "recovery_s_max": max(self.recovery_s) if self.recovery_s else None,
             "recovery_s_median": round(statistics.median(self.recovery_s), 2) if self.recovery_s else None,
             "not_recovered": self.not_recovered,
+            "stuck": self.stuck,
             "failed_requests": dict(self.failed_requests.most_common()),
             "slowest_publish_s": self.slowest_publish_s,
         }
@@ -112,6 +114,8 @@ class Verdict:
     """Copies of a topic that are missing or shorter than the longest at the end, when all were caught up."""
     replica_lengths: dict[str, dict[str, int]] = field(default_factory=dict)
     rounds_not_recovered: list[int] = field(default_factory=list)
+    rounds_stuck: list[int] = field(default_factory=list)
+    """Rounds the cluster settled after only with an operator's restart (or not at all)."""
     final_problem: str | None = None
     by_kind: dict[str, KindStats] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
@@ -120,7 +124,7 @@ class Verdict:
 
     @property
     def stuck(self) -> bool:
-        return self.final_problem is not None
+        return self.final_problem is not None or bool(self.rounds_stuck)
 
     @property
     def passed(self) -> bool:
@@ -161,6 +165,7 @@ class Verdict:
             "replica_lengths": self.replica_lengths,
             "replica_errors": self.replica_errors,
             "rounds_not_recovered": self.rounds_not_recovered,
+            "rounds_stuck": self.rounds_stuck,
             "stuck": self.stuck,
             "final_problem": self.final_problem,
             "left_on_server": self.left_on_server,
@@ -213,6 +218,9 @@ def check(inputs: Inputs) -> Verdict:
         ):
             kind_stats.not_recovered += 1
             verdict.rounds_not_recovered.append(fault.round)
+        if "operator" in fault.details or fault.recovered is None:
+            kind_stats.stuck += 1
+            verdict.rounds_stuck.append(fault.round)
 
     attempted: dict[str, dict[str, PublishCall]] = defaultdict(dict)
     acked: dict[str, set[str]] = defaultdict(set)

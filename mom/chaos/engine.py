@@ -29,7 +29,7 @@ from mom.chaos import admin, checker, report, timeline
 from mom.chaos.cluster import ChaosCluster
 from mom.chaos.faults import KINDS, Nemesis, disk_delay_supported, plan
 from mom.chaos.history import FaultRecord, History
-from mom.chaos.observe import Observer, Role
+from mom.chaos.observe import Observer, Role, Unsettled
 from mom.chaos.replicas import replica_logs
 from mom.chaos.workload import (
     TOPIC,
@@ -44,6 +44,8 @@ START_TIMEOUT_S = 90.0
 SETUP_TIMEOUT_S = 60.0
 QUIET_S = 3.0
 """The drain ends once every acknowledged message arrived and nothing new came for this long."""
+OPERATOR_ATTEMPTS = 3
+"""Restarts of stuck leaders tried in one round (each may reveal the next group that does not move)."""
 BURSTS_FINISH_S = 30.0
 """After the last round, bursts in flight get this long to finish (their calls retry through the heal)."""
 
@@ -63,8 +65,10 @@ class ChaosOptions:
     recovery_timeout_s: float = 30.0
     """A round whose cluster has not settled this long after the heal counts as not recovered."""
     stuck_timeout_s: float = 180.0
-    """A round whose cluster has not settled this long after the heal ends the rounds: more faults would go
-    beyond what the guarantees cover (a second wiped disk before the first caught up loses a majority)."""
+    """A round whose cluster has not settled this long after the heal is stuck: the engine restarts the leaders
+    that do not move, as an operator would, and if that does not settle it within as long, the rounds end (more
+    faults would go beyond what the guarantees cover: a second wiped disk before the first caught up loses a
+    majority)."""
     final_timeout_s: float = 60.0
     """After the last round the cluster must settle within this, or the run reports a stuck node."""
     drain_timeout_s: float = 90.0
@@ -81,6 +85,7 @@ class ChaosResult:
     verdict: checker.Verdict
     results_path: Path
     summary: dict[str, Any]
+    faults: list[FaultRecord]
 
     @property
     def passed(self) -> bool:
@@ -139,7 +144,7 @@ async def run_chaos(options: ChaosOptions, say: Say = print) -> ChaosResult:
     results.write_text(json.dumps(summary, indent=2, default=str))
     for line in report.summary_lines(summary):
         say(line)
-    return ChaosResult(options, seed, verdict, results, summary)
+    return ChaosResult(options, seed, verdict, results, summary, history.faults)
 
 
 class _Run:
@@ -181,7 +186,7 @@ class _Run:
             password=cluster.admin_password,
         )
         names = [d.split(":", 1)[1] for d in destinations()]
-        nemesis = Nemesis(cluster, self.observer, history, names, burst=workload.burst)
+        nemesis = Nemesis(cluster, self.observer, history, names, bursts=workload)
         extra: dict[str, Any] = {}
         async with trio.open_nursery() as consumers:
             consumers.start_soon(workload.run_consumers)
@@ -226,7 +231,7 @@ class _Run:
             replicas={TOPIC: logs},
             replica_errors=errors,
             expected_replicas={TOPIC: expected},
-            final_problem=final_problem,
+            final_problem=None if final_problem is None else str(final_problem),
             left_on_server=left,
             recovery_timeout_s=options.recovery_timeout_s,
         )
@@ -243,6 +248,11 @@ class _Run:
                 problem = await self._settle(record, options.recovery_timeout_s)
                 if problem is not None:
                     problem = await self._settle(record, options.stuck_timeout_s - options.recovery_timeout_s)
+                for _ in range(OPERATOR_ATTEMPTS):
+                    if problem is None:
+                        break
+                    await self._operator(record, problem)
+                    problem = await self._settle(record, options.stuck_timeout_s)
                 self.say(report.round_line(fault.round, len(planned), record, problem, workload))
                 if problem is not None:
                     self.say(f"stopping after round {fault.round}: the cluster did not settle ({problem})")
@@ -259,9 +269,21 @@ class _Run:
         """Stop injecting faults (the current one is healed) and finish the run with what happened so far."""
         self.rounds.cancel()
 
-    async def _settle(self, record: FaultRecord | None, timeout_s: float) -> str | None:
+    async def _operator(self, record: FaultRecord, problem: Unsettled) -> None:
+        """What an operator does about a cluster stuck after a fault: restart the leaders of the groups that do
+        not move (a new leader starts its view of every follower afresh). The round counts as stuck."""
+        roles = await self.observer.roles()
+        leaders = sorted({role.leader for g in problem.groups if (role := roles.get(g)) and role.leader})
+        actions = record.details.setdefault("operator", {"problem": str(problem), "restarted": []})
+        actions["restarted"] += leaders
+        self.say(f"  round {record.round} stuck ({problem}); restarting {', '.join(leaders) or 'nothing'}")
+        for node_id in leaders:
+            await self.cluster.stop(node_id)
+            await self.cluster.start(node_id)
+
+    async def _settle(self, record: FaultRecord | None, timeout_s: float) -> Unsettled | None:
         """Wait for the cluster to settle, restarting nodes that exited on their own (see the module docstring)."""
-        problem: str | None = "not checked"
+        problem: Unsettled | None = Unsettled("not checked")
         revived: set[str] = set()
         with trio.move_on_after(timeout_s):
             while True:
@@ -277,7 +299,7 @@ class _Run:
             if problem is None:
                 record.recovered = self.history.now()
             else:
-                record.details["unsettled"] = problem
+                record.details["unsettled"] = str(problem)
         return problem
 
     async def _revive(self, node_id: str, record: FaultRecord | None) -> None:

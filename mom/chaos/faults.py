@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -84,16 +85,27 @@ def plan(seed: int, rounds: int, kinds: Sequence[str], hold_s: tuple[float, floa
 
 Heal = Callable[[], Awaitable[None]]
 """Undoes an injected fault (restarts, SIGCONT, the proxy healed)."""
-Burst = Callable[[str, str], None]
-"""Told (node, destination) right after a fault is injected, to put publishes in flight at the node it aims at."""
+
+
+class Bursts(Protocol):
+    """The workload's side of a fault: publishes put in flight exactly where it bites (see `Nemesis`)."""
+
+    def target(self, destination: str) -> str: ...
+
+    async def hold(self, dest: str) -> bool: ...
+
+    def burst(self, node: str, dest: str) -> None: ...
+
+    def release(self, dest: str) -> None: ...
 
 
 class Nemesis:
     """Does the planned faults to a `ChaosCluster` and records each one in the history.
 
-    Right after injecting a fault it calls `burst` with the node aimed at and the destination, so that
-    operations are in flight exactly where the fault bites (a leader that can no longer hear its followers
-    holds writes that may yet commit: what a client does next decides whether they are stored twice).
+    With `bursts`, it first holds the destination's publishes until none is in flight, injects the fault, fires a
+    burst of publishes at the node aimed at, and releases the destination once the fault is healed: so a known
+    publish is in flight exactly where the fault bites (a leader that can no longer hear its followers holds
+    writes that may yet commit: what a client does next decides whether they are stored twice).
     """
 
     def __init__(
@@ -102,13 +114,13 @@ class Nemesis:
         observer: Observer,
         history: History,
         destinations: list[str],
-        burst: Burst | None = None,
+        bursts: Bursts | None = None,
     ) -> None:
         self._cluster = cluster
         self._observer = observer
         self._history = history
         self._destinations = [*destinations, META]
-        self._burst = burst
+        self._bursts = bursts
         self._actions: dict[str, Callable[[FaultRecord, Target], Awaitable[Heal]]] = {
             "kill-leader": self._kill_leader,
             "kill-follower": self._kill_follower,
@@ -142,15 +154,22 @@ class Nemesis:
             details={"destination": target, "leader": leader, "hold_s": planned.hold_s},
         )
         self._history.faults.append(record)
-        heal = await self._actions[planned.kind](record, Target(rng, aim, followers, others))
+        dest = self._bursts.target(target) if self._bursts is not None else None
+        if self._bursts is not None and dest is not None:
+            record.details["quiet_before"] = await self._bursts.hold(dest)
         try:
-            if self._burst is not None:
-                self._burst(aim, target)
-            await trio.sleep(planned.hold_s * (2 if planned.kind == "slow-disk" else 1))
+            heal = await self._actions[planned.kind](record, Target(rng, aim, followers, others))
+            try:
+                if self._bursts is not None and dest is not None:
+                    self._bursts.burst(aim, dest)
+                await trio.sleep(planned.hold_s * (2 if planned.kind == "slow-disk" else 1))
+            finally:
+                with trio.CancelScope(shield=True):  # a run stopped early still heals what it broke
+                    await heal()
+                    record.healed = self._history.now()
         finally:
-            with trio.CancelScope(shield=True):  # a run stopped early still heals what it broke
-                await heal()
-                record.healed = self._history.now()
+            if self._bursts is not None and dest is not None:
+                self._bursts.release(dest)
         return record
 
     async def _kill_leader(self, record: FaultRecord, t: Target) -> Heal:

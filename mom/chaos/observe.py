@@ -26,6 +26,18 @@ META = "meta"
 
 
 @dataclass(frozen=True)
+class Unsettled:
+    """What keeps the cluster from being settled, and which groups' leaders an operator would restart for it."""
+
+    text: str
+    groups: frozenset[str] = frozenset()
+    """Destination names (or `META`) whose leader is not getting a replica up to date, or that have no leader."""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class Role:
     leader: str | None
     replicas: tuple[str, ...]
@@ -95,9 +107,10 @@ class Observer:
         """Per destination (and `META`): the leader most replicas name (None if none does) and the replicas."""
         return roles_from(await self.views(), self._cluster.node_ids)
 
-    async def unsettled(self) -> str | None:
+    async def unsettled(self) -> Unsettled | None:
         """None if the cluster is settled (see the module docstring), else what is still wrong."""
         problems: list[str] = []
+        not_ready = False
         for node_id, node in self._cluster.nodes.items():
             if not node.running:
                 problems.append(f"{node_id} is not running")
@@ -105,12 +118,13 @@ class Observer:
                 problems.append(f"{node_id} is paused")
             elif not await self._cluster.ready(self._http, node_id):
                 problems.append(f"{node_id} is not ready")
+                not_ready = True
         if problems:
-            return "; ".join(problems)
+            return Unsettled("; ".join(problems), frozenset({META}) if not_ready else frozenset())
         views = await self.views()
         missing = [n for n in self._cluster.node_ids if n not in views]
         if missing:
-            return f"no cluster view from {', '.join(missing)}"
+            return Unsettled(f"no cluster view from {', '.join(missing)}")
         problem = disagreement(views)
         now = trio.current_time()
         self._commits.append((now, leader_commits(views)))
@@ -120,7 +134,7 @@ class Observer:
             return problem
         then, committed = self._commits[0]
         if then > now - CATCH_UP_S:
-            return "checking that every replica keeps up with its leader"
+            return Unsettled("checking that every replica keeps up with its leader")
         return lagging(views, committed)
 
 
@@ -139,11 +153,11 @@ def roles_from(views: dict[str, dict[str, Any]], node_ids: list[str]) -> dict[st
     }
 
 
-def disagreement(views: dict[str, dict[str, Any]]) -> str | None:
+def disagreement(views: dict[str, dict[str, Any]]) -> Unsettled | None:
     """None if every node names the same metadata leader and every replica the same leader of its destinations."""
     meta = {node: view.get("metadata_leader") for node, view in views.items()}
     if None in meta.values() or len(set(meta.values())) > 1:
-        return f"metadata leader: {meta}"
+        return Unsettled(f"metadata leader: {meta}", frozenset({META}))
     leaders: dict[str, dict[str, str | None]] = {}
     for node, view in views.items():
         for entry in view.get("destinations", []):
@@ -151,7 +165,7 @@ def disagreement(views: dict[str, dict[str, Any]]) -> str | None:
                 leaders.setdefault(entry["name"], {})[node] = entry.get("leader")
     for name, seen in sorted(leaders.items()):
         if None in seen.values() or len(set(seen.values())) > 1:
-            return f"{name} leader: {seen}"
+            return Unsettled(f"{name} leader: {seen}", frozenset({name}))
     return None
 
 
@@ -165,12 +179,14 @@ def leader_commits(views: dict[str, dict[str, Any]]) -> dict[str, int]:
     return found
 
 
-def lagging(views: dict[str, dict[str, Any]], committed: dict[str, int]) -> str | None:
+def lagging(views: dict[str, dict[str, Any]], committed: dict[str, int]) -> Unsettled | None:
     """None if every replica's commit index reached what its leader had `committed` earlier, else who lags."""
     behind: list[str] = []
+    groups: set[str] = set()
     for node, view in sorted(views.items()):
         for entry in view.get("destinations", []):
             name, index = entry["name"], entry.get("commit_index")
             if node in entry["replicas"] and name in committed and (index or 0) < committed[name]:
                 behind.append(f"{node} at {index} in {name} (its leader had {committed[name]})")
-    return f"replicas behind their leader: {'; '.join(behind)}" if behind else None
+                groups.add(name)
+    return Unsettled(f"replicas behind their leader: {'; '.join(behind)}", frozenset(groups)) if behind else None

@@ -13,7 +13,7 @@ from mom.chaos.history import FaultRecord
 from mom.chaos.workload import Workload
 
 
-def round_line(number: int, total: int, record: FaultRecord, problem: str | None, workload: Workload) -> str:
+def round_line(number: int, total: int, record: FaultRecord, problem: object | None, workload: Workload) -> str:
     details = record.details
     what = f"{record.kind} {','.join(record.targets) or '-'}"
     if details.get("leader") and details["leader"] in record.targets:
@@ -27,6 +27,8 @@ def round_line(number: int, total: int, record: FaultRecord, problem: str | None
         if record.recovered is not None and record.healed is not None
         else f"NOT RECOVERED: {problem}"
     )
+    if "operator" in details:
+        outcome = f"STUCK, {outcome} after restarting {', '.join(details['operator']['restarted']) or 'nothing'}"
     due = sum(len(pids) for pids in workload.acked.values())
     errors = ", ".join(f"{e} x{n}" for e, n in workload.recent_errors.most_common(3)) or "none"
     workload.recent_errors.clear()
@@ -74,7 +76,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"(dedup ids) / {v['duplicates_default']} (client defaults, {v['duplicate_messages_default']} extra copies), "
         f"redeliveries {v['redeliveries']}, divergent replicas {v['divergent_replicas']}, "
         f"lagging replicas {v['lagging_replicas']}, "
-        f"stuck {'yes: ' + str(v['final_problem']) if v['stuck'] else 'no'}",
+        f"stuck {'yes: ' + str(v['final_problem'] or 'rounds ' + str(v['rounds_stuck'])) if v['stuck'] else 'no'}",
         f"unknown outcome: {v['unknown']} payloads ({v['unknown_stored']} stored anyway); rounds not recovered in "
         f"time: {v['rounds_not_recovered'] or 'none'}",
         f"{'kind':<14}{'rounds':>7}{'acked':>8}{'lost':>6}{'phantom':>8}{'dup-dd':>7}{'dup-df':>7}"

@@ -40,6 +40,8 @@ VISIBILITY_TIMEOUT_S = 5
 """Short, so that a delivery whose ack was lost comes back within the drain."""
 IDLE_RECONNECT_S = 8.0
 """A push consumer (SSE, stream) that got nothing for this long reconnects, possibly to another node."""
+QUIESCE_S = 5.0
+"""How long a fault waits for the publishes in flight to its destination to end, before it goes ahead anyway."""
 BURST_GAP_S = 0.05
 """Between a burst's client-default batch and its dedup batch: the first is then the one the node commits first."""
 ACK_BATCH = 100
@@ -135,6 +137,8 @@ class Workload:
         """Failed publish calls by error, since the engine last took them (per round)."""
         self.late_acks: Counter[str] = Counter()
         """Receipts an ack named that were no longer current (the lease had expired): they come again."""
+        self._held: set[str] = set()
+        self._in_flight: Counter[str] = Counter()
         self.bursts: trio.Nursery | None = None
         """Where bursts run (set by the engine): they outlive the producers' loops, to finish what they started."""
         self._bursts = 0
@@ -159,16 +163,33 @@ class Workload:
             for worker in range(self._settings.producers):
                 nursery.start_soon(self._produce, worker, random.Random(self._rng.getrandbits(64)))
 
-    def burst(self, node: str, destination: str) -> None:
-        """Put a batch of `burst` client-default publishes in flight at `node` (to `destination`, a name from the
-        fault's target; the metadata group means the first queue), then a batch with dedup ids just after it.
+    def target(self, destination: str) -> str:
+        """The workload destination a fault's target names (the metadata group stands for the first queue)."""
+        return next((d for d in destinations() if d.split(":", 1)[1] == destination), destinations()[0])
 
-        The node merges concurrent publishes to one destination and commits one command at a time, so the batch
-        that arrives first is the one in flight when the fault bites; the second shows what dedup ids do then.
-        Their retries go anywhere, as usual."""
+    async def hold(self, dest: str) -> bool:
+        """Stop starting publishes to `dest` and wait (bounded) until none is in flight: then a burst's first
+        batch is the only publish the destination's leader can be committing when the fault bites. True if the
+        destination went quiet in time."""
+        self._held.add(dest)
+        with trio.move_on_after(QUIESCE_S):
+            while self._in_flight[dest]:  # noqa: ASYNC110 - the calls in flight end on their own
+                await trio.sleep(0.01)
+            return True
+        return False
+
+    def release(self, dest: str) -> None:
+        self._held.discard(dest)
+
+    def burst(self, node: str, dest: str) -> None:
+        """Put a batch of `burst` client-default publishes in flight at `node`, then a batch with dedup ids just
+        after it.
+
+        The node merges concurrent publishes to one destination and commits one command at a time, so (with the
+        destination held quiet) the first batch is the one in flight when the fault bites; the second shows what
+        dedup ids do then. Their retries go anywhere, as usual."""
         if self.bursts is None:
             return
-        dest = next((d for d in destinations() if d.split(":", 1)[1] == destination), destinations()[0])
         self._bursts += 1
         self.bursts.start_soon(self._burst, dest, node, self._bursts, random.Random(self._burst_rng.getrandbits(64)))
 
@@ -184,6 +205,9 @@ class Workload:
         seq = 0
         while self._published < settings.max_messages:
             dest = rng.choices(destinations(), weights=settings.weights)[0]
+            if dest in self._held:
+                await trio.sleep(rng.uniform(*settings.pause_s))
+                continue
             mode: Mode = "dedup" if rng.random() < settings.dedup_share else "default"
             count = rng.randint(2, settings.batch_max) if rng.random() < settings.batch_share else 1
             pids = [f"{mode}-{worker}.{seq + i}" for i in range(count)]
@@ -207,14 +231,18 @@ class Workload:
                 self._calls, dest, mode, pids, node, self._history.now(), self._history.round, attempt=attempt
             )
             self._history.calls.append(call)
+            self._in_flight[dest] += 1
             try:
                 answers = await self._send(self._clients[node], pids, mode, target)
             except (MomError, httpx.HTTPError) as exc:
                 call.ended, call.error = self._history.now(), _describe(exc)
+                answers = None
             except BaseException:
                 call.ended, call.error = self._history.now(), "cancelled"
                 raise
-            else:
+            finally:
+                self._in_flight[dest] -= 1
+            if answers is not None:
                 call.ended, call.ok = self._history.now(), True
                 call.ids = [str(a["id"]) for a in answers]
                 call.offsets = [int(a["offset"]) for a in answers]
@@ -225,6 +253,8 @@ class Workload:
             if mode == "default" or self._history.now() - calls_started > DEDUP_GIVE_UP_S:
                 return
             await trio.sleep(rng.uniform(0.05, 0.5))
+            while dest in self._held and first is None:  # noqa: ASYNC110 - until the burst's window closes
+                await trio.sleep(0.05)
 
     @staticmethod
     async def _send(client: AsyncClient, pids: list[str], mode: Mode, target: Source) -> list[dict[str, Any]]:

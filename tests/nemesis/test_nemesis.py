@@ -35,8 +35,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosResult]:
         seed=SEED,
         hold_s=(2.0, 4.0),
         calm_s=1.0,
-        recovery_timeout_s=30.0,
-        final_timeout_s=90.0,
+        recovery_timeout_s=20.0,
+        stuck_timeout_s=30.0,
+        final_timeout_s=60.0,
     )
     yield trio.run(run_chaos, options, print)
 
@@ -67,8 +68,16 @@ def test_every_replica_holds_the_topic_in_the_same_order(run: ChaosResult) -> No
     assert run.verdict.divergent_replicas == 0, explain(run, "divergent")
 
 
-def test_no_node_is_stuck_after_the_last_fault(run: ChaosResult) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 8 (store, repl): a follower that lost acknowledged entries (wiped disk, flipped bit, torn tail) "
+    "is never sent them again by the same leader, which ignores its rejections below the match index it "
+    "remembers (raft.py _on_append_response, Progress.become_probe); only a new leader unsticks it",
+)
+def test_no_node_is_stuck(run: ChaosResult) -> None:
+    stuck = {f.round: (f.kind, f.targets, f.details.get("operator")) for f in run.faults if "operator" in f.details}
     assert run.verdict.final_problem is None, f"{run.verdict.final_problem}; see {run.results_path.parent}"
+    assert not run.verdict.rounds_stuck, f"stuck rounds (an operator's restart was needed): {stuck}"
 
 
 def test_a_dedup_id_keeps_every_retried_publish_single(run: ChaosResult) -> None:

@@ -22,7 +22,7 @@ class Run:
         self.requests: list[RequestOutcome] = []
         self.faults = [
             FaultRecord(1, "kill-leader", ["mom1"], 10.0, healed=12.0, recovered=13.0),
-            FaultRecord(2, "pause", ["mom2"], 20.0, healed=22.0, recovered=None),
+            FaultRecord(2, "pause", ["mom2"], 20.0, healed=22.0, recovered=60.0),
         ]
         self._ids = 0
 
@@ -134,11 +134,17 @@ def test_duplicates_under_client_defaults_alone_do_not_fail_the_run() -> None:
     assert verdict.duplicates_default == 1 and verdict.passed
 
 
-def test_rounds_not_recovered_and_a_stuck_end() -> None:
+def test_a_slow_round_is_not_recovered_but_only_an_operator_or_the_end_makes_it_stuck() -> None:
     run = Run()
-    verdict = check(run.inputs(final_problem="mom2 is not ready"))
-    assert verdict.rounds_not_recovered == [2]
+    verdict = check(run.inputs())
+    assert verdict.rounds_not_recovered == [2] and verdict.by_kind["pause"].recovery_s == [38.0]
     assert verdict.by_kind["kill-leader"].recovery_s == [1.0]
+    assert not verdict.stuck and verdict.passed
+    run.faults[0].details["operator"] = {"problem": "mom2 is not ready", "restarted": ["mom1"]}
+    verdict = check(run.inputs())
+    assert verdict.rounds_stuck == [1] and verdict.by_kind["kill-leader"].stuck == 1
+    assert verdict.stuck and not verdict.passed
+    verdict = check(Run().inputs(final_problem="mom2 is not ready"))
     assert verdict.stuck and not verdict.passed
 
 

@@ -71,9 +71,10 @@ def test_settled_means_one_agreed_leader_everywhere() -> None:
     assert roles_from(agreed, list(nodes))[META].leader == "mom1"
     split = {**agreed, "mom3": view("mom1", {"q": "mom3"}, nodes)}
     assert disagreement(split) is not None
-    leaderless = {**agreed, "mom3": view("mom1", {"q": None}, nodes)}
-    assert "q leader" in (disagreement(leaderless) or "")
-    assert "metadata" in (disagreement({**agreed, "mom1": view(None, {"q": "mom2"}, nodes)}) or "")
+    leaderless = disagreement({**agreed, "mom3": view("mom1", {"q": None}, nodes)})
+    assert leaderless is not None and "q leader" in leaderless.text and leaderless.groups == {"q"}
+    no_meta = disagreement({**agreed, "mom1": view(None, {"q": "mom2"}, nodes)})
+    assert no_meta is not None and "metadata" in no_meta.text and no_meta.groups == {META}
     outsider = {**agreed, "mom4": view("mom1", {"q": None}, nodes)}
     assert disagreement(outsider) is None, "a node that does not replicate q knows no leader for it"
 
@@ -109,5 +110,7 @@ def test_a_replica_that_does_not_reach_its_leaders_earlier_commit_lags() -> None
     views = {"mom1": view("mom1", {"q": "mom2"}, nodes, 90), "mom2": view("mom1", {"q": "mom2"}, nodes, 120)}
     views["mom3"] = view("mom1", {"q": "mom2"}, nodes, 100)
     assert leader_commits(views) == {"q": 120}
-    assert lagging(views, {"q": 100}) == "replicas behind their leader: mom1 at 90 in q (its leader had 100)"
+    behind = lagging(views, {"q": 100})
+    assert behind is not None and behind.groups == {"q"}
+    assert behind.text == "replicas behind their leader: mom1 at 90 in q (its leader had 100)"
     assert lagging(views, {"q": 90}) is None
