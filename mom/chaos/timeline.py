@@ -80,7 +80,7 @@ def write_plot(
     figure, axes = plt.subplots(panels, 1, figsize=(16, 0.4 + panels * (0.5 + 0.45 * len(nodes))), squeeze=False)
     for number, axis in enumerate(axes[:, 0]):
         _panel(axis, nodes, faults, windows, number * PANEL_S, (number + 1) * PANEL_S, end)
-    axes[0, 0].set_title(title, fontsize=9)
+    axes[0, 0].set_title(title, fontsize=9, loc="right")
     axes[-1, 0].set_xlabel("seconds since the start of the run")
     kinds = sorted({f.kind for f in faults})
     handles = [Patch(color=FAULT_COLORS.get(k, "#333333"), label=k) for k in kinds]
