@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's two set-up commands, for a fresh machine that has only Python 3.11:
 #   ./dev.sh serve [mom serve flags]   create .venv and install mom if needed, then run a broker node
-#   ./dev.sh test  [tox flags]         likewise, then run the whole test suite (lint, types, both transports)
+#   ./dev.sh test  [tox flags]         likewise (and Chromium for the browser tests, when missing and root with
+#                                      apt), then run the whole test suite (lint, types, both transports)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,15 +29,32 @@ ensure_venv() {
   fi
 }
 
+ensure_chromium() {
+  # The dashboard's browser tests drive the system Chromium (Debian's `chromium` package), never a browser
+  # download. Install it when missing and we can (root with apt); otherwise those tests skip and say why.
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "dev.sh: installing Chromium for the browser tests (apt-get install chromium)" >&2
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 ||
+           { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; then
+      echo "dev.sh: could not install chromium; the browser tests will skip" >&2
+    fi
+  else
+    echo "dev.sh: chromium is not installed and this is not root with apt: the browser tests will skip" >&2
+  fi
+}
+
 case "${1:-}" in
   serve)
     shift
     ensure_venv
-    exec .venv/bin/mom serve "$@"
+    # A development node: open registration unless the caller says otherwise (`mom serve` defaults to off).
+    MOM_OPEN_REGISTRATION=${MOM_OPEN_REGISTRATION:-true} exec .venv/bin/mom serve "$@"
     ;;
   test)
     shift
     ensure_venv
+    ensure_chromium
     exec .venv/bin/tox "$@"
     ;;
   *)

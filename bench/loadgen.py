@@ -15,9 +15,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from bench.latency import Schedule
 
 Outcome = dict[str, Any]
 
@@ -157,20 +160,17 @@ class ScheduleSpec:
 
     This worker sends the indexes `first, first + stride, ...` below `count`. The intended send time rides in the
     body, so the consumer measures latency from when the message *should* have left: a stalled sender cannot
-    hide the stall by sending later (coordinated omission). Nothing is sent after `stop_at`, so a server that
-    cannot keep up does not stretch the step: what was not sent counts as not received.
+    hide the stall by sending later (coordinated omission). Nothing is sent after the schedule's deadline, so a
+    server that cannot keep up does not stretch the step: what was not sent counts as not received.
     """
 
     url: str
     token: str
     path: str
-    rate: float
-    t0: float
-    count: int
+    schedule: Schedule
     first: int
     stride: int
     connections: int
-    stop_at: float
     padding: str = field(default="x" * 150)
 
 
@@ -181,15 +181,17 @@ def publish_on_schedule(spec: ScheduleSpec) -> Outcome:
 async def _publish_on_schedule(spec: ScheduleSpec) -> Outcome:
     sent = errors = 0
     cpu0 = cpu_seconds()
-    indexes = iter(range(spec.first, spec.count, spec.stride))
     async with _client(spec.url, spec.token, spec.connections) as client:
+        schedule = await spec.schedule.started()
+        late_s = max(0.0, time.monotonic() - schedule.t0)
+        indexes = iter(range(spec.first, schedule.count, spec.stride))
 
         async def one_connection() -> None:
             nonlocal sent, errors
             for i in indexes:
-                if time.monotonic() > spec.stop_at:
+                if time.monotonic() > schedule.deadline:
                     return
-                intended = spec.t0 + i / spec.rate
+                intended = schedule.t0 + i / schedule.rate
                 await asyncio.sleep(max(0.0, intended - time.monotonic()))
                 body = json.dumps({"body": {"t": intended, "pad": spec.padding}}).encode()
                 try:
@@ -203,18 +205,17 @@ async def _publish_on_schedule(spec: ScheduleSpec) -> Outcome:
                     errors += 1
 
         await asyncio.gather(*(one_connection() for _ in range(spec.connections)))
-    return {"ok": sent, "errors": errors, "cpu_s": cpu_seconds() - cpu0}
+    return {"ok": sent, "errors": errors, "cpu_s": cpu_seconds() - cpu0, "late_s": late_s}
 
 
 @dataclass(frozen=True)
 class LatencySpec:
-    """Long-poll receive and ack until `count` messages arrived or `deadline` (monotonic) passed."""
+    """Long-poll receive and ack until the schedule's messages arrived or its deadline passed."""
 
     url: str
     token: str
     base: str
-    count: int
-    deadline: float
+    schedule: Schedule
     connections: int = 4
 
 
@@ -228,10 +229,12 @@ async def _receive_latencies(spec: LatencySpec) -> Outcome:
     cpu0 = cpu_seconds()
     ask = json.dumps({"max_messages": 100, "wait_s": 1}).encode()
     async with _client(spec.url, spec.token, spec.connections) as client:
+        schedule = await spec.schedule.started()
+        late_s = max(0.0, time.monotonic() - schedule.t0)
 
         async def one_connection() -> None:
             nonlocal errors
-            while len(latencies) < spec.count and time.monotonic() < spec.deadline:
+            while len(latencies) < schedule.count and time.monotonic() < schedule.deadline:
                 try:
                     got = await client.post(spec.base + "/receive", content=ask)
                     if not got.is_success:
@@ -247,4 +250,10 @@ async def _receive_latencies(spec: LatencySpec) -> Outcome:
                     errors += 1
 
         await asyncio.gather(*(one_connection() for _ in range(spec.connections)))
-    return {"ok": len(latencies), "errors": errors, "latencies": latencies, "cpu_s": cpu_seconds() - cpu0}
+    return {
+        "ok": len(latencies),
+        "errors": errors,
+        "latencies": latencies,
+        "cpu_s": cpu_seconds() - cpu0,
+        "late_s": late_s,
+    }

@@ -41,6 +41,8 @@ class MomDeployment:
     topology: Topology
     directory: Path
     urls: list[str] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)
+    """Session ids of the nodes (each runs in a session of its own): whose CPU is the broker's."""
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def __enter__(self) -> MomDeployment:
@@ -55,6 +57,8 @@ class MomDeployment:
                 command += ["--config", str(config), "--node-id", f"mom{i}"]
             node = Managed(f"mom{i}", command, self.directory / f"mom{i}.log", {"MOM_ADMIN_PASSWORD": ADMIN_PASSWORD})
             procs.append(self._stack.enter_context(node))
+            assert node.proc is not None
+            self.sessions.append(node.proc.pid)
             self.urls.append(f"http://127.0.0.1:{port}")
         for node, url in zip(procs, self.urls, strict=True):
             node.wait_until(partial(_ready, url))

@@ -35,16 +35,17 @@ def measure_post(
     body = publish_body(batch)
     if ctx.wrk is not None:
         connections = ctx.connections
-        out = run_wrk(
-            ctx.wrk,
-            url + path,
-            token,
-            body,
-            threads=1,
-            connections=connections,
-            duration_s=ctx.duration_s,
-            workdir=ctx.workdir / "wrk",
-        )
+        with ctx.server_cpu() as cpu:
+            out = run_wrk(
+                ctx.wrk,
+                url + path,
+                token,
+                body,
+                threads=1,
+                connections=connections,
+                duration_s=ctx.duration_s,
+                workdir=ctx.workdir / "wrk",
+            )
         ok = out.requests - out.non_2xx
         return Result(
             system,
@@ -59,9 +60,12 @@ def measure_post(
             client_procs=1,
             client_cpu_s=out.cpu_s,
             client=f"wrk -t1 -c{connections}",
+            messages=ok * batch,
+            server_cpu_s=cpu.seconds,
         )
     spec = PostSpec(url, token, path, body, ctx.connections // ctx.processes, ctx.duration_s)
-    outcomes = run_workers([(post_closed_loop, spec)] * ctx.processes)
+    with ctx.server_cpu() as cpu:
+        outcomes = run_workers([(post_closed_loop, spec)] * ctx.processes)
     elapsed = max(o["elapsed"] for o in outcomes)
     ok = sum(o["ok"] for o in outcomes)
     p50, p99, p999 = latency_ms([x for o in outcomes for x in o["latencies"]])
@@ -79,4 +83,6 @@ def measure_post(
         client_procs=ctx.processes,
         client_cpu_s=sum(o["cpu_s"] for o in outcomes),
         client=f"{ctx.processes} procs x {spec.connections} conns httpx",
+        messages=ok * batch,
+        server_cpu_s=cpu.seconds,
     )

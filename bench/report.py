@@ -10,8 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.latency import complete, knee
 from bench.results import Result
-from bench.targets import Target
+from bench.targets import Target, curve
 
 BEGIN = "<!-- bench:begin (written by `mom bench`; edit outside these markers) -->"
 END = "<!-- bench:end -->"
@@ -62,21 +63,71 @@ def markdown(results: list[Result], targets: list[Target], meta: dict[str, Any],
         "",
         "### Results",
         "",
-        "| system | scenario | topology | msgs/s | requests/s | p50 ms | p99 ms | p99.9 ms | errors | client "
-        "| client CPU % | notes |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        "server µs/msg: CPU time of all the broker's processes (all nodes summed, from /proc) per message moved.",
+        "",
+        "| system | scenario | topology | msgs/s | requests/s | p50 ms | p99 ms | p99.9 ms | server µs/msg | errors "
+        "| client | client CPU % | notes |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in results:
+        if is_curve_point(r) and not r.skipped:
+            continue
         if r.skipped:
-            lines.append(f"| {r.system} | {r.scenario} | {r.topology} | skipped | | | | | | | | {r.skipped} |")
+            lines.append(f"| {r.system} | {r.scenario} | {r.topology} | skipped | | | | | | | | | {r.skipped} |")
             continue
         lines.append(
             f"| {r.system} | {r.scenario} | {r.topology} | {_num(r.msgs_per_s, 0)} | {_num(r.requests_per_s, 0)} "
-            f"| {_num(r.p50_ms, 2)} | {_num(r.p99_ms, 2)} | {_num(r.p999_ms, 2)} | {r.errors} | {r.client} "
-            f"| {r.client_cpu_pct:.0f} | {r.notes} |"
+            f"| {_num(r.p50_ms, 2)} | {_num(r.p99_ms, 2)} | {_num(r.p999_ms, 2)} | {_num(r.server_us_per_msg, 0)} "
+            f"| {r.errors} | {r.client} | {r.client_cpu_pct:.0f} | {r.notes} |"
         )
-    lines += ["", f"![throughput and latency per scenario]({plot})", ""]
+    lines += ["", *curve_table(results), "", f"![throughput, latency and latency versus offered load]({plot})", ""]
     return "\n".join(lines)
+
+
+def is_curve_point(result: Result) -> bool:
+    return result.scenario.startswith("latency")
+
+
+def curves(results: list[Result]) -> list[tuple[str, str, str]]:
+    """(system, scenario, topology) of every latency curve in the run, in the order they ran."""
+    seen: dict[tuple[str, str, str], None] = {}
+    for r in results:
+        if is_curve_point(r) and not r.skipped:
+            seen[r.system, r.scenario, r.topology] = None
+    return list(seen)
+
+
+def curve_table(results: list[Result]) -> list[str]:
+    """p50 / p99 (ms) at each offered rate, one row per curve, and its knee."""
+    series = curves(results)
+    if not series:
+        return []
+    rates = sorted({float(r.extra["offered_rate"]) for r in results if is_curve_point(r) and r.extra})
+    lines = [
+        "### Latency versus offered load",
+        "",
+        "End-to-end latency (publish to delivery, from the intended send time), p50 / p99 in ms, at rising offered "
+        "rates until the system falls behind (less than 99 % delivered, or p99 over 1 s; marked *). The knee is "
+        "the highest rate with p99 < 50 ms and every message delivered.",
+        "",
+        "| system | path | topology | knee msg/s | " + " | ".join(f"{rate:,.0f}/s" for rate in rates) + " |",
+        "| --- | --- | --- | ---: | " + " | ".join("---:" for _ in rates) + " |",
+    ]
+    for system, scenario, topology in series:
+        points = curve(results, system, scenario, topology)
+        by_rate = {float(p.extra["offered_rate"]): p for p in points}
+        cells = []
+        for rate in rates:
+            p = by_rate.get(rate)
+            if p is None:
+                cells.append("")
+            else:
+                mark = "" if complete(p) else "*"
+                cells.append(f"{_num(p.p50_ms, 1)} / {_num(p.p99_ms, 1)}{mark}")
+        found = knee(points)
+        path = scenario.removeprefix("latency-") if scenario != "latency" else "-"
+        lines.append(f"| {system} | {path} | {topology} | {_num(found, 0)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def update_docs(docs: Path, section: str, plot: Path) -> None:

@@ -26,6 +26,10 @@ class Result:
     client_cpu_s: float = 0.0
     """User + system CPU seconds of the load generator processes: on a shared machine it is CPU the server lacked."""
     client: str = ""
+    messages: int = 0
+    """Messages the step moved (published, or consumed and acked, or delivered end to end)."""
+    server_cpu_s: float | None = None
+    """User + system CPU seconds of all the broker's processes (all nodes) during the step, from /proc."""
     notes: str = ""
     skipped: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -35,8 +39,20 @@ class Result:
         """Cores' worth of CPU the client used, in percent of one core."""
         return 100.0 * self.client_cpu_s / self.duration_s if self.duration_s else 0.0
 
+    @property
+    def server_us_per_msg(self) -> float | None:
+        """Microseconds of broker CPU (all nodes summed) per message moved."""
+        if self.server_cpu_s is None or self.messages <= 0:
+            return None
+        return 1e6 * self.server_cpu_s / self.messages
+
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "client_cpu_pct": round(self.client_cpu_pct, 1)}
+        per_msg = self.server_us_per_msg
+        return {
+            **asdict(self),
+            "client_cpu_pct": round(self.client_cpu_pct, 1),
+            "server_us_per_msg": None if per_msg is None else round(per_msg, 1),
+        }
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

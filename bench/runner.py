@@ -7,6 +7,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from bench import report
@@ -36,9 +37,11 @@ class BenchOptions:
     topologies: tuple[Topology, ...] = field(
         default_factory=lambda: (Topology(1), Topology(3, "grpc"), Topology(3, "zmq"))
     )
+    peer_nodes: tuple[int, ...] = (1, 3)
+    """Sizes RabbitMQ and NATS run at: one node, and a 3-node cluster with 3 replicas of the queue/stream."""
 
 
-def _peer_runner(name: str) -> Callable[[RunContext], None]:
+def _peer_runner(name: str, nodes: tuple[int, ...]) -> Callable[[RunContext], None]:
     """Imported on use, so a run without a peer never loads that peer's client library."""
     if name == "ceiling":
         from bench.peers import ceiling
@@ -47,11 +50,11 @@ def _peer_runner(name: str) -> Callable[[RunContext], None]:
     if name == "rabbitmq":
         from bench.peers import rabbitmq
 
-        return rabbitmq.run
+        return partial(rabbitmq.run, topologies=nodes)
     if name == "nats":
         from bench.peers import nats
 
-        return nats.run
+        return partial(nats.run, topologies=nodes)
     if name == "unary-grpc":
         from bench.peers import unary_grpc
 
@@ -63,12 +66,18 @@ def _run_mom(ctx: RunContext, topology: Topology, scenarios: tuple[str, ...]) ->
     ctx.progress(f"mom [{topology.label}]: starting")
     with MomDeployment(topology, ctx.workdir / f"mom-{topology.nodes}-{topology.transport}") as mom:
         token = mom.token()
-        for scenario in scenarios:
-            ctx.progress(f"mom [{topology.label}]: {scenario} for {ctx.duration_s:g}s")
-            try:
-                ctx.add(RUNNERS[scenario](ctx, mom, token))
-            except Exception as exc:  # one failed scenario must not lose the rest of the run
-                ctx.add(Result("mom", scenario, topology.label, skipped=f"failed: {type(exc).__name__}: {exc}"))
+        ctx.servers = mom.sessions
+        try:
+            for scenario in scenarios:
+                ctx.progress(f"mom [{topology.label}]: {scenario} for {ctx.duration_s:g}s")
+                try:
+                    result = RUNNERS[scenario](ctx, mom, token)
+                except Exception as exc:  # one failed scenario must not lose the rest of the run
+                    result = Result("mom", scenario, topology.label, skipped=f"failed: {type(exc).__name__}: {exc}")
+                if result is not None:  # the curves add their points as they go
+                    ctx.add(result)
+        finally:
+            ctx.servers = []
 
 
 def run_bench(options: BenchOptions) -> list[Result]:
@@ -77,18 +86,18 @@ def run_bench(options: BenchOptions) -> list[Result]:
     wrk = which("wrk") if options.smoke else ensure_binary("wrk", "wrk")[0]
     ctx = RunContext(workdir=workdir, duration_s=options.duration_s, smoke=options.smoke, wrk=wrk)
     if options.smoke:
-        ctx.processes, ctx.connections, ctx.e2e_rate = 1, 4, 50.0
+        ctx.processes, ctx.connections, ctx.curve_rates = 1, 4, (50.0,)
     ctx.progress(f"run directory {workdir}; load generator for request rates: {wrk or 'Python (wrk not found)'}")
     try:
         for peer in options.peers:
             if peer == "ceiling":
-                _peer_runner(peer)(ctx)
+                _peer_runner(peer, options.peer_nodes)(ctx)
         topologies = options.topologies[:1] if options.smoke else options.topologies
         for topology in topologies:
             _run_mom(ctx, topology, options.scenarios)
         for peer in options.peers:
             if peer != "ceiling":
-                _peer_runner(peer)(ctx)
+                _peer_runner(peer, options.peer_nodes)(ctx)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     _write(ctx, options)

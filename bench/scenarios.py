@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from bench.context import RunContext
+from bench.latency import Schedule, climb, point
 from bench.loadgen import (
     ConsumeSpec,
     LatencySpec,
@@ -28,8 +29,14 @@ from bench.loadgen import (
 )
 from bench.mom_nodes import MomDeployment
 from bench.rate import measure_post, publish_body
-from bench.results import Result, latency_ms
-from bench.stream import measure_stream
+from bench.results import Result
+from bench.stream import (
+    StreamConsumeSpec,
+    StreamScheduleSpec,
+    consume_stream,
+    measure_stream,
+    publish_stream_on_schedule,
+)
 
 SCENARIOS = (
     "publish-1",
@@ -37,14 +44,18 @@ SCENARIOS = (
     "publish-stream",
     "publish-stream-1",
     "receive-ack",
+    "consume-stream",
     "fanout-10",
-    "e2e-latency",
+    "latency-rest",
+    "latency-stream",
 )
+STREAM_PREFETCH = 256
+"""The stream consumers' window: as many unacked as the publishers keep frames in flight."""
 FANOUT_SUBSCRIPTIONS = 10
 SYSTEM = "mom"
 
 
-def _leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
+def leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
     """The settled leader's URL: a new group may first elect any node, then hands leadership to its preferred
     replica (listed first) an election timeout later, and a client left on the first one would be forwarded."""
     deadline = time.monotonic() + 20
@@ -59,15 +70,15 @@ def _leader_url(mom: MomDeployment, token: str, kind: str, name: str) -> str:
     return mom.urls[index] if 0 <= index < len(mom.urls) else mom.urls[0]
 
 
-def _queue(mom: MomDeployment, token: str, name: str) -> str:
+def create_queue(mom: MomDeployment, token: str, name: str) -> str:
     mom.request("PUT", f"/v1/queues/{name}", token, json={})
-    return _leader_url(mom, token, "queues", name)
+    return leader_url(mom, token, "queues", name)
 
 
 def publish(batch: int) -> Callable[[RunContext, MomDeployment, str], Result]:
     def scenario(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
         name = f"bench-p{batch}"
-        url = _queue(mom, token, name)
+        url = create_queue(mom, token, name)
         return measure_post(
             ctx,
             system=SYSTEM,
@@ -85,13 +96,13 @@ def publish(batch: int) -> Callable[[RunContext, MomDeployment, str], Result]:
 def publish_stream(per_frame: int, scenario: str) -> Callable[[RunContext, MomDeployment, str], Result]:
     def run(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
         name = f"bench-s{per_frame}"
-        url = _queue(mom, token, name)
+        url = create_queue(mom, token, name)
         return measure_stream(ctx, mom, scenario=scenario, url=url, token=token, queue=name, per_frame=per_frame)
 
     return run
 
 
-def _preload(url: str, token: str, path: str, messages: int) -> None:
+def preload_queue(url: str, token: str, path: str, messages: int) -> None:
     """Fill a queue with publish-100 requests from a few threads (untimed set-up)."""
     body = publish_body(100)
 
@@ -110,13 +121,14 @@ def _preload(url: str, token: str, path: str, messages: int) -> None:
 def receive_ack(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
     """Drain a preloaded queue with receive (10 at a time) + ack; the rate is acked messages over drain time."""
     name = "bench-ra"
-    url = _queue(mom, token, name)
+    url = create_queue(mom, token, name)
     preload = 300 if ctx.smoke else int(2000 * ctx.duration_s)
-    _preload(url, token, f"/v1/queues/{name}/messages", preload)
+    preload_queue(url, token, f"/v1/queues/{name}/messages", preload)
     spec = ConsumeSpec(
         url, token, (f"/v1/queues/{name}",), ctx.connections // ctx.processes, ctx.duration_s, stop_when_empty=True
     )
-    outcomes = run_workers([(consume, spec)] * ctx.processes)
+    with ctx.server_cpu() as cpu:
+        outcomes = run_workers([(consume, spec)] * ctx.processes)
     elapsed = max(o["elapsed"] for o in outcomes)
     acked = sum(o["ok"] for o in outcomes)
     return Result(
@@ -130,6 +142,8 @@ def receive_ack(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
         client_procs=ctx.processes,
         client_cpu_s=sum(o["cpu_s"] for o in outcomes),
         client=f"{ctx.processes} procs x {spec.connections} conns httpx",
+        messages=acked,
+        server_cpu_s=cpu.seconds,
         notes=f"{acked} of {preload} preloaded messages acked, 10 per receive",
     )
 
@@ -141,10 +155,11 @@ def fanout(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
     subs = tuple(f"/v1/topics/{topic}/subscriptions/s{i}" for i in range(FANOUT_SUBSCRIPTIONS))
     for path in subs:
         mom.request("PUT", path, token, json={"start": "latest"})
-    url = _leader_url(mom, token, "topics", topic)
+    url = leader_url(mom, token, "topics", topic)
     publisher = PostSpec(url, token, f"/v1/topics/{topic}/messages", publish_body(10), 8, ctx.duration_s)
     consumer = ConsumeSpec(url, token, subs, 2 * FANOUT_SUBSCRIPTIONS, ctx.duration_s, max_messages=100, wait_s=1)
-    pub, sub = run_workers([(post_closed_loop, publisher), (consume, consumer)])
+    with ctx.server_cpu() as cpu:
+        pub, sub = run_workers([(post_closed_loop, publisher), (consume, consumer)])
     published = pub["ok"] * 10
     published_rate = published / pub["elapsed"]
     delivered = sub["ok"]
@@ -159,63 +174,115 @@ def fanout(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
         client_procs=2,
         client_cpu_s=pub["cpu_s"] + sub["cpu_s"],
         client="1 publisher proc x 8 conns + 1 consumer proc x 20 conns httpx",
+        messages=delivered,
+        server_cpu_s=cpu.seconds,
         notes=f"deliveries/s over {FANOUT_SUBSCRIPTIONS} subscriptions; published {published_rate:,.0f} msg/s",
         extra={"published_msgs_per_s": published_rate},
     )
 
 
-def e2e_latency(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
-    """Publish 1 per request on a fixed schedule at `ctx.e2e_rate`; latency runs from intended send to receipt.
-
-    A message that never arrives counts with the latency it had reached at the deadline (a lower bound), so
-    losses and stalls push the percentiles up instead of vanishing from them.
-    """
-    name = "bench-e2e"
-    url = _queue(mom, token, name)
-    rate, duration = ctx.e2e_rate, ctx.duration_s
-    count = int(rate * duration)
-    senders = 1 if ctx.smoke else ctx.processes
-    t0 = time.monotonic() + 3.0
-    deadline = t0 + duration + 10.0
-    path = f"/v1/queues/{name}/messages"
-    jobs: list[tuple[Callable[[Any], Outcome], Any]] = [
-        (publish_on_schedule, ScheduleSpec(url, token, path, rate, t0, count, p, senders, 64 // senders, deadline))
-        for p in range(senders)
-    ]
-    jobs.append((receive_latencies, LatencySpec(url, token, f"/v1/queues/{name}", count, deadline)))
-    began = time.monotonic()
-    outcomes = run_workers(jobs)
-    wall = time.monotonic() - began
-    received: list[float] = outcomes[-1]["latencies"]
-    missing = max(0, count - len(received))
-    floor = max(0.0, deadline - (t0 + duration))
-    p50, p99, p999 = latency_ms(received + [floor] * missing)
+def consume_stream_scenario(ctx: RunContext, mom: MomDeployment, token: str) -> Result:
+    """Drain a preloaded queue over the stream: one StreamClient, a prefetch window, acks batched in frames."""
+    name = "bench-cs"
+    url = create_queue(mom, token, name)
+    preload = 300 if ctx.smoke else int(2000 * ctx.duration_s)
+    preload_queue(url, token, f"/v1/queues/{name}/messages", preload)
+    spec = StreamConsumeSpec(url, token, name, preload, STREAM_PREFETCH, time.monotonic() + 60 + 3 * ctx.duration_s)
+    with ctx.server_cpu() as cpu:
+        (outcome,) = run_workers([(consume_stream, spec)])
     return Result(
         SYSTEM,
-        "e2e-latency",
+        "consume-stream",
         mom.topology.label,
-        msgs_per_s=len(received) / duration,
-        requests_per_s=rate,
-        p50_ms=p50,
-        p99_ms=p99,
-        p999_ms=p999,
-        errors=sum(o["errors"] for o in outcomes),
-        duration_s=wall,
-        client_procs=len(jobs),
-        client_cpu_s=sum(o["cpu_s"] for o in outcomes),
-        client=f"{senders} scheduled sender procs x {64 // senders} conns + 1 consumer proc httpx",
-        notes=f"offered {rate:,.0f} msg/s, 1 per request; {len(received)} of {count} received; latency from "
-        f"intended send time (coordinated-omission corrected); {duration:g} s schedule in a {wall:.0f} s step",
-        extra={"offered_rate": rate, "received": len(received), "expected": count},
+        msgs_per_s=outcome["ok"] / outcome["elapsed"],
+        requests_per_s=0.0,
+        duration_s=outcome["elapsed"],
+        client_procs=1,
+        client_cpu_s=outcome["cpu_s"],
+        client=f"1 proc x 1 StreamClient (asyncio), prefetch {STREAM_PREFETCH}, acks batched (ack_nowait)",
+        messages=outcome["ok"],
+        server_cpu_s=cpu.seconds,
+        notes=f"{outcome['ok']} of {preload} preloaded messages pushed over /v1/stream and acked",
     )
 
 
-RUNNERS: dict[str, Callable[[RunContext, MomDeployment, str], Result]] = {
+def latency_rest(ctx: RunContext, mom: MomDeployment, token: str) -> None:
+    """The curve over REST: 1 message per request from scheduled senders, a long-polling consumer acking."""
+    senders = 1 if ctx.smoke else ctx.processes
+
+    def measure(rate: float) -> Result:
+        name = f"bench-lr-{rate:g}"
+        url = create_queue(mom, token, name)
+        schedule = Schedule.starting_soon(rate, ctx.curve_duration_s, ctx, parties=senders + 1)
+        path = f"/v1/queues/{name}/messages"
+        connections = 64 // senders
+        jobs: list[tuple[Callable[[Any], Outcome], Any]] = [
+            (
+                publish_on_schedule,
+                ScheduleSpec(url, token, path, schedule, p, senders, connections),
+            )
+            for p in range(senders)
+        ]
+        jobs.append((receive_latencies, LatencySpec(url, token, f"/v1/queues/{name}", schedule)))
+        began = time.monotonic()
+        with ctx.server_cpu() as cpu:
+            outcomes = run_workers(jobs)
+        return point(
+            system=SYSTEM,
+            scenario="latency-rest",
+            topology=mom.topology.label,
+            schedule=schedule,
+            senders=outcomes[:-1],
+            consumer=outcomes[-1],
+            wall_s=time.monotonic() - began,
+            server_cpu_s=cpu.seconds,
+            client=f"{senders} scheduled sender procs x {connections} conns + 1 consumer proc x 4 conns httpx",
+            how="over REST, 1 per request; consumer long-polls receive (up to 100) and acks",
+        )
+
+    climb(ctx, measure)
+
+
+def latency_stream(ctx: RunContext, mom: MomDeployment, token: str) -> None:
+    """The curve over the stream: a scheduled StreamClient producer (1 per frame), a prefetch consumer acking."""
+
+    def measure(rate: float) -> Result:
+        name = f"bench-ls-{rate:g}"
+        url = create_queue(mom, token, name)
+        schedule = Schedule.starting_soon(rate, ctx.curve_duration_s, ctx)
+        consumer = StreamConsumeSpec(url, token, name, schedule.count, STREAM_PREFETCH, schedule.deadline, schedule)
+        began = time.monotonic()
+        with ctx.server_cpu() as cpu:
+            sent, got = run_workers(
+                [
+                    (publish_stream_on_schedule, StreamScheduleSpec(url, token, name, schedule)),
+                    (consume_stream, consumer),
+                ]
+            )
+        return point(
+            system=SYSTEM,
+            scenario="latency-stream",
+            topology=mom.topology.label,
+            schedule=schedule,
+            senders=[sent],
+            consumer=got,
+            wall_s=time.monotonic() - began,
+            server_cpu_s=cpu.seconds,
+            client="1 scheduled StreamClient proc + 1 StreamClient consumer proc",
+            how=f"over /v1/stream, 1 per frame; consumer with prefetch {STREAM_PREFETCH}, acks batched",
+        )
+
+    climb(ctx, measure)
+
+
+RUNNERS: dict[str, Callable[[RunContext, MomDeployment, str], Result | None]] = {
     "publish-1": publish(1),
     "publish-100": publish(100),
     "publish-stream": publish_stream(10, "publish-stream"),
     "publish-stream-1": publish_stream(1, "publish-stream-1"),
     "receive-ack": receive_ack,
+    "consume-stream": consume_stream_scenario,
     "fanout-10": fanout,
-    "e2e-latency": e2e_latency,
+    "latency-rest": latency_rest,
+    "latency-stream": latency_stream,
 }

@@ -1,4 +1,5 @@
-"""The streaming scenarios: one `StreamClient` (one WebSocket, one process) publishing with many frames in flight.
+"""The streaming scenarios: one `StreamClient` (one WebSocket, one process) publishing with many frames in flight,
+consuming with a prefetch window and batched acks, or producing and consuming on a schedule for latency.
 
 This is the shape the streaming endpoint exists for: a single long-lived producer that would otherwise be held to
 one request per round trip. The client runs in its own spawned process, like the other load generators, so its
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from bench.context import RunContext
+from bench.latency import Latencies, Schedule, intended_of, payload, send_on_schedule
 from bench.loadgen import Outcome, cpu_seconds, run_workers
 from bench.mom_nodes import MomDeployment
 from bench.rate import one_message
@@ -73,7 +75,8 @@ def measure_stream(
 ) -> Result:
     """Frames answered (durable on a majority) over the run's duration; msgs/s counts the messages they carried."""
     spec = StreamSpec(url, token, queue, per_frame, FRAMES_IN_FLIGHT, ctx.duration_s)
-    (outcome,) = run_workers([(publish_frames, spec)])
+    with ctx.server_cpu() as cpu:
+        (outcome,) = run_workers([(publish_frames, spec)])
     elapsed = outcome["elapsed"]
     p50, p99, p999 = latency_ms(outcome["latencies"])
     return Result(
@@ -90,6 +93,80 @@ def measure_stream(
         client_procs=1,
         client_cpu_s=outcome["cpu_s"],
         client=f"1 proc x 1 StreamClient (asyncio), {FRAMES_IN_FLIGHT} frames in flight",
+        messages=outcome["ok"] * per_frame,
+        server_cpu_s=cpu.seconds,
         notes=f"WebSocket /v1/stream to the leader, {per_frame} message{'s' if per_frame > 1 else ''} per frame; "
         "requests/s = frames/s, latency per frame",
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Consuming over the stream, and stream producers on a schedule
+
+
+@dataclass(frozen=True)
+class StreamConsumeSpec:
+    """Consume `count` messages from `queue` with a prefetch window, acking in batches (`ack_nowait`)."""
+
+    url: str
+    token: str
+    queue: str
+    count: int
+    prefetch: int
+    deadline: float
+    """Monotonic time after which the consumer stops, whatever it got (a latency point's schedule overrides it)."""
+    schedule: Schedule | None = None
+    """Set for a latency point: the body carries its intended send time."""
+
+
+def consume_stream(spec: StreamConsumeSpec) -> Outcome:
+    return asyncio.run(_consume_stream(spec))
+
+
+async def _consume_stream(spec: StreamConsumeSpec) -> Outcome:
+    import anyio
+
+    from mom.client.stream import StreamClient
+
+    got = 0
+    latencies = Latencies(spec.schedule) if spec.schedule is not None else None
+    cpu0 = cpu_seconds()
+    async with StreamClient(spec.url, token=spec.token) as stream:
+        start = time.monotonic()
+        async with stream.subscribe(queue=spec.queue, prefetch=spec.prefetch) as sub:
+            deadline = (await latencies.ready()).deadline if latencies is not None else spec.deadline
+            with anyio.move_on_after(max(0.1, deadline - time.monotonic())):
+                async for message in sub:
+                    if latencies is not None:
+                        latencies.record(intended_of(message["body"]))
+                    sub.ack_nowait(message["receipt"])
+                    got += 1
+                    if got >= spec.count:
+                        break
+        elapsed = time.monotonic() - start  # the queued acks were answered when the subscription closed
+    if latencies is not None:
+        return latencies.outcome()
+    return {"ok": got, "errors": 0, "elapsed": elapsed, "cpu_s": cpu_seconds() - cpu0}
+
+
+@dataclass(frozen=True)
+class StreamScheduleSpec:
+    url: str
+    token: str
+    queue: str
+    schedule: Schedule
+
+
+def publish_stream_on_schedule(spec: StreamScheduleSpec) -> Outcome:
+    return asyncio.run(_publish_stream_on_schedule(spec))
+
+
+async def _publish_stream_on_schedule(spec: StreamScheduleSpec) -> Outcome:
+    from mom.client.stream import StreamClient
+
+    async with StreamClient(spec.url, token=spec.token) as stream:
+
+        async def send(intended: float) -> None:
+            await stream.publish([{"body": payload(intended)}], queue=spec.queue)
+
+        return await send_on_schedule(send, spec.schedule)

@@ -58,28 +58,93 @@ class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True):
 
 class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):
     fsync: FsyncPolicy = "always"
-    """`always`: a write is answered only after fsync (batched: group commit). `never`: leave it to the OS."""
+    """`always`: a write is answered only after fsync (batched: one fsync per Raft Ready covers every entry
+    appended meanwhile). `never`: leave it to the OS."""
     segment_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     snapshot_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     """Take a snapshot (and free old segments) once this much log has been written since the last one."""
+    fault_delay_ms: Annotated[int, Meta(ge=0)] = 0
+    """For fault testing only: every log sync, snapshot save and log truncation sleeps this long first (in the
+    worker thread that does it), as on a disk that stalls. 0 (the default) is off."""
+    fault_delay_groups: str = "*"
+    """For fault testing only: a glob on group ids (`meta`, `q.orders@*`) choosing which groups `fault_delay_ms`
+    slows."""
+
+
+WIRE_FRAME_LIMIT = 64 * MiB
+"""The largest frame a transport accepts (gRPC's max message length and ZeroMQ's MAXMSGSIZE are set to it):
+every Raft message, and so every log entry, must stay below it."""
+
+
+class ReplicationSection(Struct, frozen=True, forbid_unknown_fields=True):
+    """Byte budgets of replication: what a slow or stopped replica may cost the others, and how big frames get."""
+
+    max_frame_bytes: Annotated[int, Meta(ge=64 * 1024, le=WIRE_FRAME_LIMIT // 4)] = 4 * MiB
+    """The router's frames to a peer are cut at this size (a single larger message travels alone)."""
+    max_append_bytes: Annotated[int, Meta(ge=1024)] = 1 * MiB
+    """Entries per AppendEntries message (at least one entry, however large)."""
+    max_inflight_bytes: Annotated[int, Meta(ge=1024)] = 8 * MiB
+    """Entries sent to one follower of one group and not yet acknowledged (besides at most 64 messages)."""
+    max_uncommitted_bytes: Annotated[int, Meta(ge=1024)] = 32 * MiB
+    """Entries a group's leader holds uncommitted; beyond it writes are refused with 429 and Retry-After."""
+    send_queue_bytes: Annotated[int, Meta(ge=64 * 1024)] = 32 * MiB
+    """Frames queued for one peer; beyond it frames are dropped (Raft sends again what was lost)."""
+    snapshot_chunk_bytes: Annotated[int, Meta(ge=256)] = 1 * MiB
+    """A snapshot is streamed to a follower in chunks of this size, ..."""
+    snapshot_window: Annotated[int, Meta(ge=1, le=64)] = 4
+    """... at most this many ahead of the follower's acknowledgements."""
+
+    def __post_init__(self) -> None:
+        if self.max_append_bytes > self.max_frame_bytes or self.snapshot_chunk_bytes > self.max_frame_bytes:
+            raise ValueError("replication.max_append_bytes and snapshot_chunk_bytes must not exceed max_frame_bytes")
 
 
 class LimitsSection(Struct, frozen=True, forbid_unknown_fields=True):
     max_message_bytes: Annotated[int, Meta(ge=1)] = 1 * MiB
     max_batch_messages: Annotated[int, Meta(ge=1)] = 1000
-    max_batch_bytes: Annotated[int, Meta(ge=1)] = 10 * MiB
+    max_batch_bytes: Annotated[int, Meta(ge=1, le=WIRE_FRAME_LIMIT // 2)] = 10 * MiB
+    """Also bounds a log entry: it must stay well below the transports' frame limit, headers and all."""
+    body_timeout_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
+    """The longest a request body may take to arrive (408 and the connection closed beyond): a client that
+    trickles a body cannot hold a connection open."""
 
 
 class AuthSection(Struct, frozen=True, forbid_unknown_fields=True):
-    open_registration: bool = True
+    open_registration: bool = False
+    """Anyone may POST /v1/auth/users (off: admins only). `mom dev-cluster` and `./dev.sh serve` turn it on."""
     token_ttl_s: Annotated[int, Meta(ge=10)] = 3600
     admin_username: str = "admin"
     admin_password: str | None = None
     """From MOM_ADMIN_PASSWORD; when unset on first start a password is generated and printed once."""
+    login_free_failures: Annotated[int, Meta(ge=1)] = 5
+    """Failed logins of one user name allowed in a row before each further one locks the name for a while."""
+    login_max_lockout_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    """The longest a name is locked (the lock doubles from 1 s per failure up to this); the real user waits
+    at most this long after the attacker's last try, never forever."""
+    address_free_failures: Annotated[int, Meta(ge=1)] = 20
+    """Likewise per client address (higher: many users may share one address)."""
+    address_max_lockout_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+
+
+class QuotasSection(Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-principal limits; admins (scope mom.admin) are exempt. Beyond a limit: 429 with a problem type."""
+
+    destinations: Annotated[int, Meta(ge=1)] = 100
+    """Queues and topics one principal may hold (cluster-wide: counted in the replicated catalog)."""
+    streams: Annotated[int, Meta(ge=1)] = 32
+    """Open SSE event streams and /v1/stream WebSockets of one principal, per node."""
+    long_polls: Annotated[int, Meta(ge=1)] = 64
+    """Receives with wait_s > 0 of one principal waiting at once, per node."""
 
 
 class BrokerSection(Struct, frozen=True, forbid_unknown_fields=True):
     dedup_window_s: Annotated[float, Meta(gt=0)] = 300.0
+
+
+class MetricsSection(Struct, frozen=True, forbid_unknown_fields=True):
+    max_destinations: Annotated[int, Meta(ge=0)] = 1000
+    """Queues and topics (and their subscriptions) that /metrics shows series for, the first by name; the rest
+    only count in `mom_metrics_destinations_omitted`. Bounds the label cardinality of a scrape."""
 
 
 class SecuritySection(Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,10 +167,13 @@ class Settings(Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection = NodeSection()
     cluster: ClusterSection = ClusterSection()
     storage: StorageSection = StorageSection()
+    replication: ReplicationSection = ReplicationSection()
     limits: LimitsSection = LimitsSection()
     auth: AuthSection = AuthSection()
+    quotas: QuotasSection = QuotasSection()
     broker: BrokerSection = BrokerSection()
     security: SecuritySection = SecuritySection()
+    metrics: MetricsSection = MetricsSection()
 
     @property
     def node_id(self) -> str:
@@ -131,6 +199,8 @@ ENV_KEYS: dict[str, str] = {
     "MOM_ADMIN_PASSWORD": "auth.admin_password",
     "MOM_OPEN_REGISTRATION": "auth.open_registration",
     "MOM_CERTS_DIR": "security.certs_dir",
+    "MOM_FAULT_DISK_DELAY_MS": "storage.fault_delay_ms",
+    "MOM_FAULT_DISK_DELAY_GROUPS": "storage.fault_delay_groups",
 }
 """Environment variables and the setting each one sets."""
 
@@ -141,6 +211,10 @@ def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _env_value(dotted: str, raw: str) -> Any:
+    if dotted == "storage.fault_delay_ms":
+        if not raw.strip().isdigit():
+            raise InvalidInput(f"MOM_FAULT_DISK_DELAY_MS must be a whole number of milliseconds, not {raw!r}")
+        return int(raw)
     if dotted == "auth.open_registration":
         lowered = raw.strip().lower()
         if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:

@@ -15,9 +15,10 @@ import httpx
 import msgspec
 
 from mom.api.auth import TokenService
-from mom.broker.commands import NewMessage, Publish, QueueRef
-from mom.errors import NotFound, QueueFull, Unavailable
-from mom.service import BrokerService
+from mom.api.forward import call_leader
+from mom.broker.commands import NewMessage, Publish, Published, QueueRef
+from mom.errors import MomError, Unavailable, class_for
+from mom.service import BrokerService, MetadataBehind
 
 TOKEN_MARGIN_S = 60
 
@@ -28,7 +29,7 @@ def _wire(message: NewMessage) -> dict[str, Any]:
         if message.binary
         else {"body": msgspec.Raw(message.body)}
     )
-    return {**body, "headers": message.headers, "dedup_id": message.dedup_id}
+    return {**body, "headers": message.headers, "dedup_id": message.dedup_id, "group_id": message.group_id}
 
 
 class DeadLetterSender:
@@ -56,28 +57,43 @@ class DeadLetterSender:
         return self._token[0]
 
     async def __call__(self, queue: str, messages: list[NewMessage]) -> None:
-        located = self._service.locate(QueueRef(queue))
-        if located.group is not None:
-            await self._service.submit(located.group, Publish(QueueRef(queue), messages))
-            return
-        target = located.leader or next((n for n in located.placement.replicas if n != self._node_id), None)
+        """Publish `messages` to `queue`; QueueFull or NotFound when it refuses them, another MomError (a 503,
+        bounded in time like every call to a leader) when it cannot answer now."""
+        ref = QueueRef(queue)
+        try:
+            located = self._service.locate(ref)
+        except MetadataBehind as behind:  # the metadata leader knows whether the queue exists
+            target = behind.meta_leader
+        else:
+            if located.here is not None:
+                await self._service.submit(located.here, Publish(ref, messages), Published)
+                return
+            target = located.leader or next((n for n in located.placement.replicas if n != self._node_id), None)
         if target is None:
             raise Unavailable(f"dead-letter queue {queue} has no leader yet")
-        try:
-            answer = await self._http.post(
-                f"{self._peer_urls[target]}/v1/queues/{queue}/messages",
-                content=msgspec.json.encode({"messages": [_wire(m) for m in messages]}),
-                headers={
-                    "content-type": "application/json",
-                    "authorization": f"Bearer {self._bearer(self._service.now_ms() / 1000)}",
-                },
-                timeout=30,
-            )
-        except httpx.TransportError as exc:
-            raise Unavailable(f"dead-letter queue {queue}: {target} unreachable") from exc
-        if answer.status_code == 404:
-            raise NotFound(f"dead-letter queue {queue} does not exist")
-        if answer.status_code == 429:
-            raise QueueFull(f"dead-letter queue {queue} is full")
+        answer = await call_leader(
+            self._http,
+            "POST",
+            f"{self._peer_urls[target]}/v1/queues/{queue}/messages",
+            target,
+            content=msgspec.json.encode({"messages": [_wire(m) for m in messages]}),
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {self._bearer(self._service.now_ms() / 1000)}",
+            },
+        )
         if answer.status_code != 201:
-            raise Unavailable(f"dead-letter queue {queue} refused the letters: {answer.status_code} {answer.text}")
+            raise _refusal(queue, answer)
+
+
+def _refusal(queue: str, answer: httpx.Response) -> MomError:
+    """The error the dead-letter queue's leader answered (QueueFull, NotFound, a 503, ...)."""
+    try:
+        problem = msgspec.json.decode(answer.content, type=dict[str, Any])
+    except msgspec.MsgspecError:
+        problem = {}
+    error = class_for(answer.status_code, problem.get("type"))(
+        f"dead-letter queue {queue}: {problem.get('detail') or answer.reason_phrase}"
+    )
+    error.status = answer.status_code
+    return error

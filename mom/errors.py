@@ -55,11 +55,63 @@ class QueueFull(Overloaded):
     title, slug = "Queue full", "queue-full"
 
 
+class QuotaExceeded(Overloaded):
+    """A per-principal limit is reached; each kind of limit has its own class and problem type."""
+
+    title, slug = "Quota exceeded", "quota-exceeded"
+    retryable: bool = True
+    """Whether waiting alone can help (a client retries only those)."""
+
+
+class DestinationQuota(QuotaExceeded):
+    """The principal holds as many queues and topics as it may (configurable); deleting one frees a place."""
+
+    title, slug = "Destination quota exceeded", "quota-destinations"
+    retryable = False
+    retry_after_s = 60.0
+
+
+class StreamQuota(QuotaExceeded):
+    """Too many streams (SSE, WebSocket) of one principal open on this node at once."""
+
+    title, slug = "Stream quota exceeded", "quota-streams"
+    retry_after_s = 5.0
+
+
+class LongPollQuota(QuotaExceeded):
+    """Too many long-polls (receive with wait_s > 0) of one principal waiting on this node at once."""
+
+    title, slug = "Long-poll quota exceeded", "quota-long-polls"
+    retry_after_s = 1.0
+
+
+class LoginThrottled(Overloaded):
+    """Too many failed logins for this name or from this address: wait `Retry-After` before the next try."""
+
+    title, slug = "Too many failed logins", "login-throttled"
+
+
 class Unavailable(MomError):
-    """No leader or no quorum: nothing was written, the client should retry."""
+    """No leader or no quorum: nothing was written, the client should retry.
+
+    Its subclass `OutcomeUnknown` is the one 503 that does not promise "nothing was written".
+    """
 
     status, title, slug = 503, "Service unavailable", "unavailable"
     retry_after_s: float = 1.0
+
+
+class OutcomeUnknown(Unavailable):
+    """The request reached a leader, which then went away: it may or may not have been applied.
+
+    Raised where the answer cannot say: leadership lost after a write was proposed, a forwarded request whose
+    leader died or stopped answering after it was sent, a node shutting down with writes in flight. Repeating the
+    request is safe only if it is idempotent, e.g. a publish whose messages all carry a `dedup_id` (the
+    client gives every message one by default). A subclass of `Unavailable` so that `except Unavailable`
+    keeps catching every 503.
+    """
+
+    title, slug = "Outcome unknown", "outcome-unknown"
 
 
 class StorageError(MomError):
@@ -73,3 +125,20 @@ BY_STATUS: dict[int, type[MomError]] = {
     for cls in (InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, Overloaded, Unavailable)
 }
 """The class a client raises for a problem+json answer of a given status."""
+
+
+def class_for(status: int, problem_type: object) -> type[MomError]:
+    """The class a problem names by its `type` slug (queue-full, outcome-unknown, ...) if it has this status,
+    else the class of the status (MomError for one without its own class).
+
+    Both sides of the wire use it: the client reading an answer, and a node relaying a leader's answer.
+    """
+    if isinstance(problem_type, str):
+        slug = problem_type.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        pending: list[type[MomError]] = [MomError]
+        while pending:
+            cls = pending.pop()
+            if cls.slug == slug and cls.status == status:
+                return cls
+            pending.extend(cls.__subclasses__())
+    return BY_STATUS.get(status, MomError)

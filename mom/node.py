@@ -22,21 +22,32 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from mom.api import hypercorn_fixes
 from mom.api.app import create_app
-from mom.api.auth import ADMIN_SCOPES, SigningKeys, TokenEndpoint, TokenService, hash_secret_async
+from mom.api.auth import (
+    ADMIN_SCOPES,
+    SigningKeys,
+    TokenEndpoint,
+    TokenService,
+    hash_secret_async,
+    verify_secret_async,
+)
 from mom.api.auth.peers import PeerKeys
+from mom.api.auth.revocation import CheckedVerifier, LiveAccounts
 from mom.api.context import ApiContext
 from mom.api.forward import Forwarder
+from mom.api.guard import Guard
 from mom.api.metrics import Metrics
+from mom.api.node_metrics import NodeCollector, NodeParts
 from mom.broker.commands import RegisterUser
 from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
 from mom.errors import Conflict, InvalidInput, Unavailable
-from mom.replication.group import RaftGroup
+from mom.log.disk import Disk
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.security import NodeSecurity, load_node_security
-from mom.service import BrokerService, wall_clock_ms
+from mom.service import BrokerService, Handle, wall_clock_ms
 from mom.transports import Transport, TransportSettings, open_transport
 
 log = logging.getLogger("mom.node")
@@ -62,26 +73,51 @@ def data_dir_lock(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def bootstrap_admin(service: BrokerService, auth: AuthSection, announce: Announce) -> None:
-    """Create the admin account on the cluster's first start, from whichever node leads the metadata group.
+class AdminBootstrap:
+    """Creates the admin account on the cluster's first start, and says when this node can log the admin in.
 
-    A generated password is printed this once (by that node) and never stored.
+    Whichever node leads the metadata group writes the account; a generated password is printed once, by the
+    node whose entry became the account (a leader whose answer was lost to an election still knows: the stored
+    hash is its own), and never stored. `done` turns true once the account is in this node's catalog and, when
+    the node was given MOM_ADMIN_PASSWORD, that password verifies against it: from then on a token request for
+    the admin on this node succeeds, which is what readiness promises.
     """
-    password = auth.admin_password or secrets.token_urlsafe(18)
-    while service.user(auth.admin_username) is None:
-        meta = service.locate_meta()
-        if isinstance(meta, RaftGroup):
-            password_hash = await hash_secret_async(password)
-            with contextlib.suppress(Conflict, Unavailable):
-                await service.submit(meta, RegisterUser(auth.admin_username, password_hash, list(ADMIN_SCOPES)))
-                if auth.admin_password:
-                    announce(f"created admin user {auth.admin_username!r} with the password from MOM_ADMIN_PASSWORD")
-                else:
-                    announce(f"created admin user {auth.admin_username!r}; password (shown once): {password}")
-        await trio.sleep(0.05)
+
+    def __init__(self, service: BrokerService, auth: AuthSection, announce: Announce) -> None:
+        self._service = service
+        self._auth = auth
+        self._announce = announce
+        self.done = False
+
+    async def run(self) -> None:
+        auth, service = self._auth, self._service
+        password = auth.admin_password or secrets.token_urlsafe(18)
+        password_hash: str | None = None
+        while service.user(auth.admin_username) is None:
+            meta = service.locate_meta()
+            if isinstance(meta, Handle):
+                password_hash = password_hash or await hash_secret_async(password)
+                with contextlib.suppress(Conflict, Unavailable):
+                    await service.submit(meta, RegisterUser(auth.admin_username, password_hash, list(ADMIN_SCOPES)))
+            await trio.sleep(0.05)
+        record = service.user(auth.admin_username)
+        assert record is not None
+        if password_hash is not None and record.password_hash == password_hash:
+            if auth.admin_password:
+                self._announce(f"created admin user {record.username!r} with the password from MOM_ADMIN_PASSWORD")
+            else:
+                self._announce(f"created admin user {record.username!r}; password (shown once): {password}")
+        if auth.admin_password and not await verify_secret_async(record.password_hash, auth.admin_password):
+            log.error(
+                "MOM_ADMIN_PASSWORD does not match the cluster's admin account %r: this node stays not ready",
+                record.username,
+            )
+            return
+        self.done = True
 
 
 def _hypercorn_config(settings: Settings, security: NodeSecurity | None) -> HypercornConfig:
+    hypercorn_fixes.apply()
     config = HypercornConfig()
     config.bind = [str(settings.rest)]
     config.accesslog = None
@@ -105,27 +141,18 @@ def peer_urls(settings: Settings, *, tls: bool = False) -> dict[str, str]:
 
 
 def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
-    """The configured transport in a cluster; a single node talks to nobody, so an in-process one will do."""
+    """The configured transport in a cluster, secured as it sees fit; a single node talks to nobody, so an
+    in-process one will do."""
     nodes = settings.cluster.nodes
     if not nodes:
         return open_transport("memory", TransportSettings(settings.node_id, settings.rest, {}))
     addresses = {node.id: parse_address(node.replication) for node in nodes}
     listen = addresses.pop(settings.node_id)
-    kind = settings.cluster.transport
     return open_transport(
-        kind, TransportSettings(settings.node_id, listen, addresses, security=_transport_security(kind, security))
+        settings.cluster.transport,
+        TransportSettings(settings.node_id, listen, addresses, send_queue_bytes=settings.replication.send_queue_bytes),
+        security=security,
     )
-
-
-def _transport_security(kind: str, security: NodeSecurity | None) -> object | None:
-    """What the chosen transport takes as its security settings; imported lazily, like the transport itself."""
-    if security is None:
-        return None
-    if kind == "zmq":
-        return security.curve
-    from mom.transports.grpc import GrpcCredentials
-
-    return GrpcCredentials.mutual_tls(security.ca_pem, security.cert_pem, security.key_pem)
 
 
 async def serve_node(
@@ -145,11 +172,24 @@ async def serve_node(
         ):
             transport = _transport(settings, security)
             await nursery.start(transport.run)
-            router = Router(settings.node_id, transport)
+            metrics = Metrics(max_destinations=settings.metrics.max_destinations)
+            router = Router(
+                settings.node_id,
+                transport,
+                max_frame_bytes=settings.replication.max_frame_bytes,
+                on_tick_lag=metrics.observe_loop_lag,
+            )
             await nursery.start(router.run)
-            manager = GroupManager(settings, router, clock_ms=wall_clock_ms, rng=random.Random())
+            manager = GroupManager(
+                settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics
+            )
             await nursery.start(manager.run)
-            service = BrokerService(manager)
+            service = BrokerService(
+                manager,
+                limits=settings.limits,
+                on_dead_letters_held=lambda reason, count: metrics.dead_letters_held.labels(reason).inc(count),
+            )
+            metrics.dead_letters_waiting.set_function(service.dead_letters_waiting)
             await nursery.start(service.run)
             keys = SigningKeys.load_or_create(data_dir / "keys")
             tokens = TokenService(keys, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, ttl_s=settings.auth.token_ttl_s)
@@ -157,32 +197,44 @@ async def serve_node(
             others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
             forwarder = Forwarder(http)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, urls, http, settings.node_id))
+            accounts = LiveAccounts(lambda: service.catalog.accounts)
+            guard = Guard.build(settings, accounts, metrics)
+            manager.add_listener(guard.changes.on_applied)
+            bootstrap = AdminBootstrap(service, settings.auth, announce)
             context = ApiContext(
                 settings=settings,
                 service=service,
                 keys=keys,
                 tokens=tokens,
-                token_endpoint=TokenEndpoint(service, tokens),
-                metrics=Metrics(lambda: _storage_stats(manager)),
-                is_ready=lambda: service.is_ready() and service.user(settings.auth.admin_username) is not None,
+                token_endpoint=TokenEndpoint(accounts, tokens),
+                metrics=metrics,
+                is_ready=lambda: service.is_ready() and bootstrap.done,
                 forwarder=forwarder,
                 peer_urls=urls,
-                verify_token=PeerKeys(keys, tokens, others, http).verify,
+                verify_token=CheckedVerifier(PeerKeys(keys, tokens, others, http).verify, accounts),
                 transport_status=transport.status,
+                guard=guard,
             )
-            nursery.start_soon(bootstrap_admin, service, settings.auth, announce)
+            metrics.watch(
+                NodeCollector(
+                    NodeParts(
+                        node_id=settings.node_id,
+                        transport=settings.cluster.transport if settings.cluster.nodes else "none",
+                        service=service,
+                        manager=manager,
+                        router=router,
+                        peer_status=transport.status,
+                        peers=list(others),
+                        data_dir=data_dir,
+                        rest_port=settings.rest.port,
+                        max_destinations=settings.metrics.max_destinations,
+                    )
+                )
+            )
+            nursery.start_soon(bootstrap.run)
             bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings, security)))
             announce(f"mom node {settings.node_id} ready: REST on {', '.join(bound)}, data in {data_dir}")
             task_status.started(bound)
-
-
-def _storage_stats(manager: GroupManager) -> dict[str, float]:
-    totals = {"log_bytes": 0.0, "applied_index": 0.0, "snapshot_index": 0.0}
-    for group in manager.groups():
-        for key, value in group.storage_stats().items():
-            if key in totals:
-                totals[key] += value
-    return totals
 
 
 async def _main(settings: Settings) -> None:

@@ -48,6 +48,8 @@ def run(ctx: RunContext) -> None:
     ctx.progress("framework ceiling: Hypercorn + Quart-trio hello-world POST")
     with Managed("ceiling", command, ctx.workdir / "ceiling.log") as server:
         server.wait_until(lambda: httpx.get(url + "/healthz", timeout=1).status_code == 200)
+        assert server.proc is not None
+        ctx.servers = [server.proc.pid]
         result = measure_post(
             ctx,
             system="ceiling",
@@ -59,6 +61,7 @@ def run(ctx: RunContext) -> None:
             batch=1,
         )
         result.notes = "hello-world POST on Hypercorn (trio) + Quart-trio: parses the body, no auth, no storage"
+        ctx.servers = []
         ctx.add(result)
 
 

@@ -82,19 +82,22 @@ def run(ctx: RunContext) -> None:
     try:
         for replica, port in zip(replicas, ports, strict=True):
             replica.start().wait_until(partial(port_open, port))
-        outcomes = run_workers([(_leader, LeaderSpec(ports, ctx.duration_s))])
+        ctx.servers = [replica.proc.pid for replica in replicas if replica.proc is not None]
+        with ctx.server_cpu() as cpu:
+            outcomes = run_workers([(_leader, LeaderSpec(ports, ctx.duration_s))])
         result = publish_result(
-            ctx,
             "unary-grpc",
+            "3 processes",
             outcomes,
             "grpc.aio, 2 replicas per message",
             "naive design: the leader makes one unary call per message per replica and "
-            "waits for both; replicas append to a file without fsync",
+            "waits for both; replicas append to a file without fsync (server CPU: the two replicas only)",
+            cpu.seconds,
         )
         result.scenario = "replicate"
-        result.topology = "3 processes"
         ctx.add(result)
     finally:
+        ctx.servers = []
         for replica in replicas:
             replica.stop()
 

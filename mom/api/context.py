@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -11,12 +11,11 @@ from quart import current_app, request
 from mom.api.auth import Principal, SigningKeys, TokenEndpoint, TokenService, require
 from mom.api.auth.scopes import Action
 from mom.api.forward import Forwarder
+from mom.api.guard import Guard
 from mom.api.metrics import Metrics
 from mom.config import Settings
-from mom.errors import Forbidden, Unauthorized, Unavailable
-from mom.replication.group import RaftGroup
-from mom.replication.manager import Ref
-from mom.service import BrokerService
+from mom.errors import Forbidden, InvalidInput, Unauthorized, Unavailable
+from mom.service import BrokerService, Handle, MetadataBehind, Ref
 from mom.transports.base import PeerStatus
 
 
@@ -33,7 +32,9 @@ class ApiContext:
     peer_urls: dict[str, str]
     """REST base URL of every node of the cluster by id (this one included)."""
     verify_token: Callable[[str], Awaitable[Principal]]
+    """Signature, claims and revocation: a principal only for a token that counts now."""
     transport_status: Callable[[str], PeerStatus]
+    guard: Guard
 
 
 def ctx() -> ApiContext:
@@ -59,6 +60,7 @@ async def authorize(action: Action, name: str) -> Principal:
 
 
 def require_owner(caller: Principal, owner: str, what: str) -> None:
+    """Owners are subjects (`user:alice`, `client:ci-bot`), so a user can never pass for a client of that name."""
     if not caller.is_admin and caller.subject != owner:
         raise Forbidden(f"only the creator of {what} ({owner}) or an admin may delete it")
 
@@ -68,36 +70,60 @@ async def request_body() -> bytes:
     return await request.get_data(cache=True, as_text=False, parse_form_data=False)
 
 
+def query_int(name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer from `low` to `high` (ASCII digits only); InvalidInput otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise InvalidInput(f"query parameter '{name}' must be an integer from {low} to {high}")
+    return int(raw)
+
+
 class ForwardRequired(Exception):
-    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding."""
+    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding.
 
-    def __init__(self, node_id: str, url: str) -> None:
+    `wait_s` is how long the leader's handler may legitimately take beyond an ordinary request (a long-poll's
+    wait, a declare waiting for its group): the forwarding bound grows by that much.
+    """
+
+    def __init__(self, node_id: str, url: str, wait_s: float = 0.0) -> None:
         super().__init__(node_id)
-        self.node_id, self.url = node_id, url
+        self.node_id, self.url, self.wait_s = node_id, url, wait_s
 
 
-def _forward_to(leader: str | None, candidates: tuple[str, ...], what: str) -> ForwardRequired:
+def _forward_to(leader: str | None, candidates: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
     context = ctx()
     me = context.settings.node_id
-    target = leader if leader not in (None, me) else next((n for n in candidates if n != me), None)
+    if leader == me:
+        raise Unavailable(f"{what} has a new leader here that is catching up; retry shortly")
+    target = leader if leader is not None else next((n for n in candidates if n != me), None)
     if leader is None and me in candidates:
         target = None  # we replicate it and know no leader: an election is under way
     if target is None:
         raise Unavailable(f"{what} has no leader at the moment (an election is under way); retry shortly")
-    return ForwardRequired(target, context.peer_urls[target])
+    return ForwardRequired(target, context.peer_urls[target], wait_s)
 
 
-def leader_of(ref: Ref) -> RaftGroup:
-    """The group of `ref` if this node leads it; otherwise ForwardRequired (to its leader, or a replica)."""
-    located = ctx().service.locate(ref)
-    if located.group is not None:
-        return located.group
-    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}")
+def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
+    """The handle of `ref`'s group if this node serves it; otherwise ForwardRequired (to its leader, a replica,
+    or, when this node cannot yet tell whether `ref` exists, the metadata leader), or a 503."""
+    service = ctx().service
+    try:
+        located = service.locate(ref)
+    except MetadataBehind as behind:
+        if behind.meta_leader is None:
+            raise
+        raise ForwardRequired(behind.meta_leader, ctx().peer_urls[behind.meta_leader], wait_s) from None
+    if located.here is not None:
+        return located.here
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}", wait_s)
 
 
-def meta_leader() -> RaftGroup:
+def meta_leader(*, wait_s: float = 0.0) -> Handle:
     """The metadata group if this node leads it (declares, deletes, accounts); otherwise ForwardRequired."""
-    meta = ctx().service.locate_meta()
-    if isinstance(meta, RaftGroup):
+    service = ctx().service
+    meta = service.locate_meta()
+    if isinstance(meta, Handle):
         return meta
-    raise _forward_to(meta, tuple(ctx().service.manager.node_ids), "the cluster metadata")
+    raise _forward_to(meta, service.node_ids, "the cluster metadata", wait_s)

@@ -59,7 +59,8 @@ def register_error_handlers(app: Quart) -> None:
         detail = exc.description or title
         if status == 413:
             detail = "the request body is larger than this server accepts (see limits in docs/api.md)"
-        return problem(status, title, detail, slug=title.lower().replace(" ", "-"))
+        allow = {name: value for name, value in exc.get_headers() if name.lower() == "allow"}
+        return problem(status, title, detail, slug=title.lower().replace(" ", "-"), headers=allow)
 
     @app.errorhandler(Exception)
     async def _bug(exc: Exception) -> Any:

@@ -34,8 +34,9 @@ def _one(message: MessageIn | PublishRequest, position: int, limits: LimitsSecti
         body=body,
         binary=binary,
         headers=message.headers,
-        delay_ms=round(message.delay_s * 1000),
+        delay_ms=None if message.delay_s is None else round(message.delay_s * 1000),
         dedup_id=message.dedup_id,
+        group_id=message.group_id,
     )
 
 

@@ -9,7 +9,15 @@ from typing import Any
 import msgspec
 from quart import Response
 
-from mom.broker.commands import Delivery, QueueInfo, StoredMessage, SubscriptionInfo, TopicInfo
+from mom.broker.commands import (
+    Delivery,
+    PeekedMessage,
+    QueueInfo,
+    StoredMessage,
+    SubscriptionInfo,
+    TopicInfo,
+    Totals,
+)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -27,7 +35,7 @@ def _body(body: bytes, binary: bool) -> dict[str, Any]:
 
 
 def delivery_view(d: Delivery) -> dict[str, Any]:
-    return {
+    view = {
         "id": d.id,
         "offset": d.offset,
         **_body(d.body, d.binary),
@@ -35,6 +43,23 @@ def delivery_view(d: Delivery) -> dict[str, Any]:
         "receipt": d.receipt,
         "deliveries": d.deliveries,
         "published_at": rfc3339(d.published_at_ms),
+    }
+    if d.group_id is not None:
+        view["group_id"] = d.group_id
+    return view
+
+
+def peeked_view(m: PeekedMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "offset": m.offset,
+        **_body(m.body, m.binary),
+        "headers": m.headers,
+        "state": m.state,
+        "deliveries": m.deliveries,
+        "published_at": rfc3339(m.published_at_ms),
+        "visible_at": None if m.visible_at_ms is None else rfc3339(m.visible_at_ms),
+        "group_id": m.group_id,
     }
 
 
@@ -48,6 +73,15 @@ def stored_view(m: StoredMessage) -> dict[str, Any]:
     }
 
 
+def totals_view(totals: Totals) -> dict[str, int]:
+    """Counts since the destination was declared; clients compute rates from two readings."""
+    return msgspec.structs.asdict(totals)
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
 def queue_view(info: QueueInfo, *, leader: str | None, replicas: list[str]) -> dict[str, Any]:
     return {
         "name": info.name,
@@ -58,6 +92,10 @@ def queue_view(info: QueueInfo, *, leader: str | None, replicas: list[str]) -> d
         "delayed": info.delayed,
         "in_flight": info.in_flight,
         "messages": info.messages,
+        "bytes": info.bytes,
+        "oldest_age_s": _seconds(info.oldest_age_ms),
+        "totals": totals_view(info.totals),
+        "tags": info.tags,
         "leader": leader,
         "replicas": replicas,
     }
@@ -73,6 +111,9 @@ def subscription_view(info: SubscriptionInfo) -> dict[str, Any]:
         "next_offset": info.next_offset,
         "ready": info.ready,
         "in_flight": info.in_flight,
+        "lag": info.lag,
+        "lag_s": info.lag_ms / 1000,
+        "totals": totals_view(info.totals),
     }
 
 
@@ -87,6 +128,7 @@ def topic_view(info: TopicInfo, *, leader: str | None, replicas: list[str]) -> d
         "messages": info.messages,
         "bytes": info.bytes,
         "subscriptions": [subscription_view(s) for s in info.subscriptions],
+        "totals": totals_view(info.totals),
         "leader": leader,
         "replicas": replicas,
     }

@@ -26,13 +26,22 @@ class DeadLetter(Struct, frozen=True):
     body: bytes
     binary: bool
     headers: dict[str, Any]
+    group_id: str | None = None
 
 
 def dead_letter(
-    queue: str, source: str, reason: Reason, id: str, body: bytes, binary: bool, headers: dict[str, Any]
+    queue: str,
+    source: str,
+    reason: Reason,
+    id: str,
+    body: bytes,
+    binary: bool,
+    headers: dict[str, Any],
+    group_id: str | None = None,
 ) -> DeadLetter:
-    """The message as the dead-letter queue will hold it: same id, body and headers, plus where and why."""
-    return DeadLetter(queue, id, body, binary, {**headers, "x-death": {"queue": source, "reason": reason}})
+    """The message as the dead-letter queue will hold it: same id, body, headers and group, plus where and why."""
+    death = {"queue": source, "reason": reason}
+    return DeadLetter(queue, id, body, binary, {**headers, "x-death": death}, group_id)
 
 
 class OutboxState(Struct, array_like=True):
@@ -61,7 +70,9 @@ class Outbox:
     def add(self, letter: DeadLetter) -> None:
         seq = self.next_seq
         self.next_seq += 1
-        self._letters.append(OutboxLetter(seq, letter.queue, letter.id, letter.body, letter.binary, letter.headers))
+        self._letters.append(
+            OutboxLetter(seq, letter.queue, letter.id, letter.body, letter.binary, letter.headers, letter.group_id)
+        )
 
     def forwarded(self, upto_seq: int) -> None:
         """Forget every letter with seq <= `upto_seq`.

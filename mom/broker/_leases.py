@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from mom.errors import InvalidInput
@@ -49,11 +49,14 @@ def parse_receipts(receipts: Sequence[str]) -> list[tuple[int, int, int]]:
 class LeaseBook(Generic[R]):
     """Records by offset with O(log n) access to the lowest ready offset and the earliest timer."""
 
-    __slots__ = ("_ready", "_timed", "_timers", "counts", "records")
+    __slots__ = ("_ready", "_timed", "_timers", "_weigh", "bytes", "counts", "records")
 
-    def __init__(self, records: dict[int, R]) -> None:
+    def __init__(self, records: dict[int, R], weigh: Callable[[R], int] | None = None) -> None:
         self.records = records
         self.counts = [0, 0, 0]
+        self._weigh = weigh
+        self.bytes = sum(weigh(record) for record in records.values()) if weigh is not None else 0
+        """The records' total weight (a queue weighs bodies); a cache, rebuilt on restore."""
         self._ready: list[int] = []
         self._timed: set[int] = set()
         """Offsets of WAITING and LEASED records: what the timer heap holds once stale entries are gone."""
@@ -75,6 +78,8 @@ class LeaseBook(Generic[R]):
     def add(self, offset: int, record: R) -> None:
         self.records[offset] = record
         self.counts[record.state] += 1
+        if self._weigh is not None:
+            self.bytes += self._weigh(record)
         if record.state == READY:
             heapq.heappush(self._ready, offset)
         else:
@@ -93,6 +98,8 @@ class LeaseBook(Generic[R]):
     def remove(self, offset: int) -> R:
         record = self.records.pop(offset)
         self.counts[record.state] -= 1
+        if self._weigh is not None:
+            self.bytes -= self._weigh(record)
         self._timed.discard(offset)
         return record
 
@@ -123,6 +130,10 @@ class LeaseBook(Generic[R]):
         else:
             heapq.heappush(self._timers, (until, offset))
 
+    def oldest(self) -> R | None:
+        """The record of the lowest offset (records are added in offset order, and dicts keep that order)."""
+        return next(iter(self.records.values()), None)
+
     def first_ready(self) -> int | None:
         """The lowest ready offset, dropping stale heap entries on the way."""
         ready, records = self._ready, self.records
@@ -132,6 +143,13 @@ class LeaseBook(Generic[R]):
                 return ready[0]
             heapq.heappop(ready)
         return None
+
+    def compact_ready(self) -> None:
+        """Drop stale ready entries when they outnumber live ones: for FIFO queues, whose receives take
+        messages from inside the heap (by group) rather than from its top."""
+        if len(self._ready) > 2 * self.counts[READY] + 64:
+            self._ready = [offset for offset, record in self.records.items() if record.state == READY]
+            heapq.heapify(self._ready)
 
     def pop_ready(self) -> int | None:
         offset = self.first_ready()

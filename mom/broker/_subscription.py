@@ -12,11 +12,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
+import msgspec
 from msgspec import Struct
 
 from mom.broker._dead import DeadLetter, dead_letter
 from mom.broker._leases import LEASED, READY, LeaseBook, make_receipt
-from mom.broker.commands import Delivery, Settled, StoredMessage, SubscriptionAttrs, SubscriptionInfo
+from mom.broker.commands import Delivery, Settled, StoredMessage, SubscriptionAttrs, SubscriptionInfo, Totals
 
 
 class Log(Protocol):
@@ -44,6 +45,7 @@ class SubscriptionState(Struct, array_like=True):
     incarnation: int
     cursor: int
     pending: dict[int, Pending]
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class Subscription:
@@ -59,6 +61,7 @@ class Subscription:
         "name",
         "owner",
         "topic",
+        "totals",
     )
 
     def __init__(self, topic: str, state: SubscriptionState) -> None:
@@ -71,6 +74,7 @@ class Subscription:
         self.incarnation = state.incarnation
         self.cursor = state.cursor
         self._book = LeaseBook(state.pending)
+        self.totals = state.totals
         self._lease_ms = max(1, round(state.attrs.visibility_timeout_s * 1000))
         self._order: deque[int] = deque(state.pending)
         """Pending offsets in ascending order (gone ones skipped lazily), so retention can drop a prefix."""
@@ -84,11 +88,16 @@ class Subscription:
             self.incarnation,
             self.cursor,
             self._book.records,
+            self.totals,
         )
 
     def info(self, log: Log, now: int) -> SubscriptionInfo:
         waiting_due, leased_due = self._book.due_counts(now)
         counts = self._book.counts
+        behind = log.next_offset - self.cursor
+        oldest = next(iter(self._book.records), None)
+        if oldest is None and behind:
+            oldest = self.cursor
         return SubscriptionInfo(
             topic=self.topic,
             name=self.name,
@@ -98,6 +107,9 @@ class Subscription:
             next_offset=self.cursor,
             ready=log.next_offset - self.cursor + counts[READY] + waiting_due + leased_due,
             in_flight=counts[LEASED] - leased_due,
+            lag=behind + len(self._book.records),
+            lag_ms=0 if oldest is None else max(0, now - log.message(oldest).published_at_ms),
+            totals=self.totals.copy(),
         )
 
     def ready_at(self, log: Log, now: int) -> int | None:
@@ -140,6 +152,7 @@ class Subscription:
             self._book.set_waiting(offset, record, visible_at, now)
             return
         self._book.remove(offset)
+        self.totals.dead_lettered += 1
         target = self.attrs.dead_letter_queue
         if target is not None:
             message = log.message(offset)
@@ -188,6 +201,7 @@ class Subscription:
                     message.published_at_ms,
                 )
             )
+        self.totals.delivered += len(out)
         return out
 
     def settle(
@@ -211,6 +225,8 @@ class Subscription:
             offset = receipt[1]
             if nack_delay_ms is None:
                 self._book.remove(offset)
+                self.totals.acked += 1
             else:
+                self.totals.nacked += 1
                 self._end_delivery(log, offset, record, now, now + nack_delay_ms, dead)
         return Settled(settled, unknown)

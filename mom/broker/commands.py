@@ -18,19 +18,29 @@ from msgspec import Meta, Struct
 
 from mom.errors import InvalidInput
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+"""A letter or digit first, so that no name is a path segment like `.` or `..` that URLs normalise away."""
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
 Seconds = Annotated[float, Meta(ge=0, le=43_200)]
 PositiveSeconds = Annotated[float, Meta(gt=0, le=43_200)]
+RetentionSeconds = Annotated[float, Meta(gt=0, le=1_209_600)]
+"""Message TTLs reach 14 days, as SQS's MessageRetentionPeriod does."""
+DelaySeconds = Annotated[float, Meta(ge=0, le=900)]
+WaitSeconds = Annotated[float, Meta(ge=0, le=20)]
 ReplicationFactor = Annotated[int, Meta(ge=1, le=7)]
+MAX_COUNT = 2**53
+"""Upper bound of counts, sizes and offsets in requests: exact in every JSON parser, and within the log's
+64-bit integers (a bigger number is a clear 400, not an overflow deep inside)."""
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Raise InvalidInput unless `name` is a valid destination or subscription name."""
-    if not _NAME_RE.match(name):
-        raise InvalidInput(f"{what} {name!r} must match [A-Za-z0-9._-] and be 1 to 200 characters long")
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"{what} {name!r} must be 1 to 200 characters of [A-Za-z0-9._-], starting with a letter or digit"
+        )
     return name
 
 
@@ -42,19 +52,32 @@ class QueueAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     visibility_timeout_s: PositiveSeconds = 30.0
     max_deliveries: Annotated[int, Meta(ge=1, le=1000)] | None = None
     dead_letter_queue: Name | None = None
-    max_length: Annotated[int, Meta(ge=1)] | None = None
-    message_ttl_s: PositiveSeconds | None = None
+    max_length: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
+    message_ttl_s: RetentionSeconds | None = None
     replication_factor: ReplicationFactor | None = None
+    delay_s: DelaySeconds = 0.0
+    """How long a new message stays invisible when its publish names no delay of its own."""
+    receive_wait_s: WaitSeconds = 0.0
+    """How long a receive that names no wait long-polls (SQS's ReceiveMessageWaitTimeSeconds)."""
+    fifo: bool = False
+    """FIFO (the name must end in `.fifo`): every message has a group; a group's messages leave in order, and
+    a group with a message in flight gives out no other until that one is settled or visible again."""
+    content_based_dedup: bool = False
+    """A message without a dedup id takes the SHA-256 of its body as one (FIFO queues only)."""
+
+
+IMMUTABLE_QUEUE_ATTRS = frozenset({"fifo", "replication_factor"})
+"""What an UpdateQueue cannot change: the kind of queue and where its replicas are."""
 
 
 class TopicAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     retention_s: PositiveSeconds | None = None
-    retention_bytes: Annotated[int, Meta(ge=1)] | None = None
+    retention_bytes: Annotated[int, Meta(ge=1, le=MAX_COUNT)] | None = None
     replication_factor: ReplicationFactor | None = None
 
 
 class StartOffset(Struct, frozen=True, forbid_unknown_fields=True):
-    offset: Annotated[int, Meta(ge=0)]
+    offset: Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 
 
 class SubscriptionAttrs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -100,8 +123,11 @@ class NewMessage(Struct, frozen=True, array_like=True):
     """The JSON text of the body, or the raw bytes when `binary`."""
     binary: bool = False
     headers: dict[str, Any] = {}
-    delay_ms: int = 0
+    delay_ms: int | None = None
+    """None: the queue's `delay_s`."""
     dedup_id: str | None = None
+    group_id: str | None = None
+    """The message group (required on FIFO queues, kept on others)."""
 
 
 class Delivery(Struct, frozen=True, array_like=True):
@@ -115,6 +141,7 @@ class Delivery(Struct, frozen=True, array_like=True):
     receipt: str
     deliveries: int
     published_at_ms: int
+    group_id: str | None = None
 
 
 class StoredMessage(Struct, frozen=True, array_like=True):
@@ -136,6 +163,8 @@ class DeclareQueue(Struct, frozen=True, tag="declare_queue"):
     name: str
     attrs: QueueAttrs
     owner: str
+    quota: int | None = None
+    """Most destinations `owner` may hold (queues and topics together), None for no limit: checked on creation."""
 
 
 class DeleteQueue(Struct, frozen=True, tag="delete_queue"):
@@ -146,6 +175,8 @@ class DeclareTopic(Struct, frozen=True, tag="declare_topic"):
     name: str
     attrs: TopicAttrs
     owner: str
+    quota: int | None = None
+    """As for DeclareQueue."""
 
 
 class DeleteTopic(Struct, frozen=True, tag="delete_topic"):
@@ -187,11 +218,45 @@ class Nack(Struct, frozen=True, tag="nack"):
     delay_ms: int = 0
 
 
+class UpdateQueue(Struct, frozen=True, tag="update_queue"):
+    """Change some attributes of a queue (field name -> new value, as in QueueAttrs); the rest stay."""
+
+    name: str
+    changes: dict[str, Any]
+
+
+class TagQueue(Struct, frozen=True, tag="tag_queue"):
+    """Set `tags` and remove the keys in `remove` (labels for people and tools; no effect on delivery)."""
+
+    name: str
+    tags: dict[str, str]
+    remove: list[str] = []
+
+
+class ChangeVisibility(Struct, frozen=True, tag="change_visibility"):
+    """Make the leased messages that `receipts` name visible again `timeouts_ms` from now (0: at once).
+
+    The receipt stays valid: the delivery is the same one, only its lease ends at another time.
+    """
+
+    source: QueueRef
+    receipts: list[str]
+    timeouts_ms: list[int]
+
+
+class Purge(Struct, frozen=True, tag="purge"):
+    """Remove every message of a queue, in flight or not."""
+
+    source: QueueRef
+
+
 class Tick(Struct, frozen=True, tag="tick"):
     """Housekeeping at the entry's time: expired leases, TTLs, retention and dedup windows."""
 
 
 class RegisterUser(Struct, frozen=True, tag="register_user"):
+    """Create a user; the name is stored in canonical (lower) case and must be free among users and clients."""
+
     username: str
     password_hash: str
     scopes: list[str]
@@ -202,6 +267,35 @@ class RegisterClient(Struct, frozen=True, tag="register_client"):
     secret_hash: str
     scopes: list[str]
     owner: str
+    sigv4_secret: str | None = None
+    """The secret itself, for clients that sign SQS requests with SigV4 (an HMAC needs it; see docs/sqs.md)."""
+
+
+class GrantScopes(Struct, frozen=True, tag="grant_scopes"):
+    """Add scopes to an account (`user:NAME` or `client:ID`); they appear in its next token."""
+
+    subject: str
+    scopes: list[str]
+
+
+class RevokeScopes(Struct, frozen=True, tag="revoke_scopes"):
+    """Remove scopes from an account, and revoke its tokens issued so far (they carry the old scopes)."""
+
+    subject: str
+    scopes: list[str]
+
+
+class DeleteAccount(Struct, frozen=True, tag="delete_account"):
+    """Delete a user or client; its tokens stop working on every node as each applies this entry."""
+
+    subject: str
+
+
+class RevokeToken(Struct, frozen=True, tag="revoke_token"):
+    """Revoke one access token (RFC 7009) by its `jti` until it expires (`expires_ms`), then forget it."""
+
+    token_id: str
+    expires_ms: int
 
 
 class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
@@ -222,8 +316,16 @@ Command = (
     | Ack
     | Nack
     | Tick
+    | UpdateQueue
+    | TagQueue
+    | ChangeVisibility
+    | Purge
     | RegisterUser
     | RegisterClient
+    | GrantScopes
+    | RevokeScopes
+    | DeleteAccount
+    | RevokeToken
     | ForwardedDeadLetters
 )
 
@@ -278,15 +380,61 @@ class Ticked(Struct, frozen=True):
     pass
 
 
+class ScopesChanged(Struct, frozen=True):
+    """The account's scopes after a grant or revoke."""
+
+    scopes: list[str]
+
+
 class Forwarded(Struct, frozen=True):
     pass
 
 
-Result = Declared | Deleted | Published | Received | Settled | Registered | Ticked | Forwarded
+class Updated(Struct, frozen=True):
+    changed: bool
+    """False when every change named the value the queue had already."""
+
+
+class Purged(Struct, frozen=True):
+    purged: int
+
+
+Result = (
+    Declared
+    | Deleted
+    | Published
+    | Received
+    | Settled
+    | Registered
+    | Ticked
+    | Forwarded
+    | ScopesChanged
+    | Updated
+    | Purged
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Read-only views (queries answered from the applied state, not through the log)
+
+
+class Totals(Struct, array_like=True, gc=False):
+    """What a queue, topic or subscription has done since it was declared.
+
+    The counts change only by applying entries, so every replica holds the same ones and they survive leader
+    changes and restarts (they are in the snapshot). A topic counts `published`; its subscriptions count the rest.
+    """
+
+    published: int = 0
+    delivered: int = 0
+    """Deliveries handed to consumers (a redelivery counts again)."""
+    acked: int = 0
+    nacked: int = 0
+    dead_lettered: int = 0
+    """Messages given up on (max_deliveries or TTL), whether a dead-letter queue took them or they were dropped."""
+
+    def copy(self) -> Totals:
+        return Totals(self.published, self.delivered, self.acked, self.nacked, self.dead_lettered)
 
 
 class QueueInfo(Struct, frozen=True):
@@ -300,6 +448,28 @@ class QueueInfo(Struct, frozen=True):
     in_flight: int
     messages: int
     """All messages held: ready + delayed + in flight."""
+    tags: dict[str, str] = {}
+    bytes: int = 0
+    """Body bytes of the messages held."""
+    oldest_age_ms: int | None = None
+    """Age of the oldest message held (ready, delayed or in flight); None when empty."""
+    totals: Totals = msgspec.field(default_factory=Totals)
+
+
+class PeekedMessage(Struct, frozen=True):
+    """A held message as peek shows it, without leasing it: `state` is ready, delayed or in_flight."""
+
+    id: str
+    offset: int
+    body: bytes
+    binary: bool
+    headers: dict[str, Any]
+    state: Literal["ready", "delayed", "in_flight"]
+    deliveries: int
+    published_at_ms: int
+    visible_at_ms: int | None
+    """When a delayed or leased message becomes visible (None: it is now)."""
+    group_id: str | None = None
 
 
 class SubscriptionInfo(Struct, frozen=True):
@@ -312,6 +482,11 @@ class SubscriptionInfo(Struct, frozen=True):
     """The offset the next first delivery will come from."""
     ready: int
     in_flight: int
+    lag: int = 0
+    """Messages not acked yet: behind the head of the topic, or delivered and not settled (the consumer lag)."""
+    lag_ms: int = 0
+    """Age of the oldest message not acked yet; 0 when caught up."""
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class TopicInfo(Struct, frozen=True):
@@ -324,6 +499,8 @@ class TopicInfo(Struct, frozen=True):
     messages: int
     bytes: int
     subscriptions: list[SubscriptionInfo]
+    totals: Totals = msgspec.field(default_factory=Totals)
+    """`published` of the topic; the other counts summed over its current subscriptions."""
 
 
 class UserRecord(Struct, frozen=True):
@@ -339,6 +516,7 @@ class ClientRecord(Struct, frozen=True):
     scopes: list[str]
     owner: str
     created_at_ms: int
+    sigv4_secret: str | None = None
 
 
 class OutboxLetter(Struct, frozen=True, array_like=True):
@@ -354,6 +532,7 @@ class OutboxLetter(Struct, frozen=True, array_like=True):
     body: bytes
     binary: bool
     headers: dict[str, Any]
+    group_id: str | None = None
 
 
 _entry_encoder = msgspec.msgpack.Encoder()

@@ -7,21 +7,34 @@ deque of offsets, not a heap.
 
 Time-based changes ("housekeeping") run at the start of every command that touches the queue and on Tick; a
 command that may fail checks everything, including what housekeeping would free, before anything changes.
+
+A FIFO queue delivers through its message groups (`_groups.FifoGroups`) instead of the lowest ready offset.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from msgspec import Struct
+from msgspec import Struct, field
 
 from mom.broker._dead import DeadLetter, Reason, dead_letter
 from mom.broker._dedup import DedupEntry, DedupTable
+from mom.broker._groups import FifoGroups, group_of
 from mom.broker._leases import LEASED, READY, WAITING, LeaseBook, make_receipt
-from mom.broker.commands import Delivery, NewMessage, PublishedMessage, QueueAttrs, QueueInfo, Settled
-from mom.errors import QueueFull
+from mom.broker.commands import (
+    Delivery,
+    NewMessage,
+    PeekedMessage,
+    PublishedMessage,
+    QueueAttrs,
+    QueueInfo,
+    Settled,
+    Totals,
+)
+from mom.errors import InvalidInput, QueueFull
 
 
 def millis(seconds: float) -> int:
@@ -38,6 +51,7 @@ class QueueMessage(Struct, array_like=True, gc=False):
     state: int = READY
     until: int = 0
     """When a WAITING message becomes visible or a LEASED one's lease ends; 0 when READY."""
+    group_id: str | None = None
 
 
 class QueueState(Struct, array_like=True):
@@ -51,12 +65,20 @@ class QueueState(Struct, array_like=True):
     next_offset: int
     messages: dict[int, QueueMessage]
     dedup: list[DedupEntry]
+    tags: dict[str, str] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+
+
+def _weigh(record: QueueMessage) -> int:
+    return len(record.body)
 
 
 class Queue:
     __slots__ = (
         "_book",
         "_dedup",
+        "_delay_ms",
+        "_groups",
         "_lease_ms",
         "_ttl_ms",
         "_ttl_order",
@@ -66,6 +88,8 @@ class Queue:
         "name",
         "next_offset",
         "owner",
+        "tags",
+        "totals",
     )
 
     def __init__(self, state: QueueState, dedup_window_ms: int) -> None:
@@ -75,13 +99,31 @@ class Queue:
         self.created_at_ms = state.created_at_ms
         self.incarnation = state.incarnation
         self.next_offset = state.next_offset
-        self._book = LeaseBook(state.messages)
+        self.tags = state.tags
+        self._book = LeaseBook(state.messages, _weigh)
         self._dedup = DedupTable(dedup_window_ms, state.dedup)
-        self._lease_ms = millis(state.attrs.visibility_timeout_s)
-        ttl = state.attrs.message_ttl_s
-        self._ttl_ms = None if ttl is None else millis(ttl)
-        self._ttl_order: deque[int] = deque(state.messages if ttl is not None else ())
+        self.totals = state.totals
+        self._groups = FifoGroups(state.messages) if state.attrs.fifo else None
+        self._ttl_order: deque[int] = deque()
         """Offsets in publish order, candidates for TTL expiry; gone messages are skipped lazily."""
+        self._configure(state.attrs)
+
+    def _configure(self, attrs: QueueAttrs) -> None:
+        """Derive the caches of `attrs`; a TTL set now applies to the messages held already."""
+        had_ttl = getattr(self, "_ttl_ms", None) is not None
+        self.attrs = attrs
+        self._lease_ms = millis(attrs.visibility_timeout_s)
+        self._delay_ms = round(attrs.delay_s * 1000)
+        ttl = attrs.message_ttl_s
+        self._ttl_ms = None if ttl is None else millis(ttl)
+        if ttl is None:
+            self._ttl_order.clear()
+        elif not had_ttl:
+            self._ttl_order = deque(self._book.records)
+
+    def update(self, attrs: QueueAttrs) -> None:
+        """Take new attributes (the kind of queue never changes: the Broker checks that)."""
+        self._configure(attrs)
 
     @classmethod
     def new(cls, name: str, attrs: QueueAttrs, owner: str, now: int, incarnation: int, dedup_window_ms: int) -> Queue:
@@ -97,12 +139,15 @@ class Queue:
             self.next_offset,
             self._book.records,
             self._dedup.entries(),
+            self.tags,
+            self.totals,
         )
 
     def info(self, now: int) -> QueueInfo:
         """Counts as of `now`: leases and delays ended by then count as ready (TTLs wait for a command)."""
         waiting_due, leased_due = self._book.due_counts(now)
         counts = self._book.counts
+        oldest = self._book.oldest()
         return QueueInfo(
             name=self.name,
             attrs=self.attrs,
@@ -112,17 +157,71 @@ class Queue:
             delayed=counts[WAITING] - waiting_due,
             in_flight=counts[LEASED] - leased_due,
             messages=len(self._book.records),
+            tags=dict(self.tags),
+            bytes=self._book.bytes,
+            oldest_age_ms=None if oldest is None else max(0, now - oldest.published_at_ms),
+            totals=self.totals.copy(),
         )
+
+    def peek(self, from_offset: int, limit: int, now: int) -> list[PeekedMessage]:
+        """Held messages from `from_offset` in offset order, as of `now`, without leasing or changing them."""
+        out: list[PeekedMessage] = []
+        for offset, record in self._book.records.items():
+            if len(out) >= limit:
+                break
+            if offset < from_offset:
+                continue
+            hidden = record.state != READY and record.until > now
+            state: Literal["ready", "delayed", "in_flight"] = (
+                "ready" if not hidden else "in_flight" if record.state == LEASED else "delayed"
+            )
+            out.append(
+                PeekedMessage(
+                    record.id,
+                    offset,
+                    record.body,
+                    record.binary,
+                    record.headers,
+                    state,
+                    record.deliveries,
+                    record.published_at_ms,
+                    record.until if hidden else None,
+                    record.group_id,
+                )
+            )
+        return out
 
     # -- publishing ------------------------------------------------------------------------------------------
 
+    def _dedup_id(self, message: NewMessage) -> str | None:
+        if message.dedup_id is None and self.attrs.content_based_dedup:
+            return hashlib.sha256(message.body).hexdigest()
+        return message.dedup_id
+
+    def _check_messages(self, messages: Sequence[NewMessage]) -> None:
+        for position, message in enumerate(messages):
+            if message.delay_ms is not None and message.delay_ms < 0:
+                raise InvalidInput(f"message {position}: delay_ms must not be negative")
+            if not self.attrs.fifo:
+                continue
+            if message.group_id is None:
+                raise InvalidInput(f"message {position}: a message to the FIFO queue {self.name!r} needs a group_id")
+            if self._dedup_id(message) is None:
+                raise InvalidInput(
+                    f"message {position}: the FIFO queue {self.name!r} needs a dedup_id on every message, "
+                    "or content_based_dedup"
+                )
+            if message.delay_ms:
+                raise InvalidInput(f"message {position}: FIFO queues delay messages only by the queue's delay_s")
+
     def plan_publish(self, messages: Sequence[NewMessage], now: int) -> list[PublishedMessage]:
-        """The answer publishing `messages` at `now` will give, or QueueFull; changes nothing."""
+        """The answer publishing `messages` at `now` will give, or QueueFull / InvalidInput; changes nothing."""
+        self._check_messages(messages)
         plan: list[PublishedMessage] = []
         in_batch: dict[str, PublishedMessage] = {}
         offset = self.next_offset
         for message in messages:
-            dedup_id = message.dedup_id
+            dedup_id = self._dedup_id(message)
             if dedup_id is not None:
                 first = in_batch.get(dedup_id)
                 if first is None and (entry := self._dedup.lookup(dedup_id, now)) is not None:
@@ -167,19 +266,44 @@ class Queue:
 
     def publish(self, messages: Sequence[NewMessage], plan: list[PublishedMessage], now: int) -> None:
         """Store the messages that `plan_publish` accepted (after housekeeping at the same `now`)."""
-        book, dedup, ttl_order = self._book, self._dedup, self._ttl_order
+        dedup = self._dedup
         for message, published in zip(messages, plan, strict=True):
             if published.duplicate:
                 continue
-            record = QueueMessage(message.id, message.body, message.binary, message.headers, now)
-            if message.delay_ms > 0:
-                record.state, record.until = WAITING, now + message.delay_ms
-            book.add(published.offset, record)
-            if self._ttl_ms is not None:
-                ttl_order.append(published.offset)
-            if message.dedup_id is not None:
-                dedup.remember(message.dedup_id, message.id, published.offset, now)
+            record = QueueMessage(
+                message.id, message.body, message.binary, message.headers, now, group_id=message.group_id
+            )
+            delay_ms = self._delay_ms if message.delay_ms is None else message.delay_ms
+            if delay_ms > 0:
+                record.state, record.until = WAITING, now + delay_ms
+            self._add(published.offset, record)
+            dedup_id = self._dedup_id(message)
+            if dedup_id is not None:
+                dedup.remember(dedup_id, message.id, published.offset, now)
             self.next_offset = published.offset + 1
+            self.totals.published += 1
+
+    def _add(self, offset: int, record: QueueMessage) -> None:
+        self._book.add(offset, record)
+        if self._ttl_ms is not None:
+            self._ttl_order.append(offset)
+        if self._groups is not None:
+            self._groups.add(group_of(record, offset), offset)
+
+    def _remove(self, offset: int) -> QueueMessage:
+        record = self._book.remove(offset)
+        if self._groups is not None:
+            self._groups.remove(group_of(record, offset), offset)
+        return record
+
+    def purge(self) -> int:
+        """Remove every message (leased ones too: their receipts match nothing any more); returns how many."""
+        count = len(self._book.records)
+        self._book = LeaseBook({}, _weigh)
+        self._ttl_order.clear()
+        if self._groups is not None:
+            self._groups.clear()
+        return count
 
     def accept(self, letter: DeadLetter, now: int) -> bool:
         """Take a dead letter as a new message; False (and dropped) when the queue is full."""
@@ -188,9 +312,10 @@ class Queue:
             return False
         offset = self.next_offset
         self.next_offset += 1
-        self._book.add(offset, QueueMessage(letter.id, letter.body, letter.binary, letter.headers, now))
-        if self._ttl_ms is not None:
-            self._ttl_order.append(offset)
+        self._add(
+            offset, QueueMessage(letter.id, letter.body, letter.binary, letter.headers, now, group_id=letter.group_id)
+        )
+        self.totals.published += 1
         return True
 
     # -- time ------------------------------------------------------------------------------------------------
@@ -236,13 +361,21 @@ class Queue:
             self._kill(offset, reason, dead)
 
     def _kill(self, offset: int, reason: Reason, dead: list[DeadLetter]) -> None:
-        record = self._book.remove(offset)
+        record = self._remove(offset)
+        self.totals.dead_lettered += 1
         target = self.attrs.dead_letter_queue
         if target is not None:
-            dead.append(dead_letter(target, self.name, reason, record.id, record.body, record.binary, record.headers))
+            dead.append(
+                dead_letter(
+                    target, self.name, reason, record.id, record.body, record.binary, record.headers, record.group_id
+                )
+            )
 
     def ready_at(self, now: int) -> int | None:
-        if self._book.first_ready() is not None:
+        if self._groups is not None:
+            if self._groups.available(self._book.records):
+                return now
+        elif self._book.first_ready() is not None:
             return now
         return self._book.next_timer()
 
@@ -261,27 +394,42 @@ class Queue:
 
     def receive(self, max_messages: int, lease_ms: int | None, now: int) -> list[Delivery]:
         book = self._book
-        records = book.records
         until = now + (self._lease_ms if lease_ms is None else lease_ms)
         out: list[Delivery] = []
+        if self._groups is not None:
+            return self._receive_fifo(self._groups, max_messages, until)
         while len(out) < max_messages and (offset := book.pop_ready()) is not None:
-            record = records[offset]
-            record.deliveries += 1
-            book.lease(offset, record, until)
-            receipt = make_receipt(self.incarnation, offset, record.deliveries)
-            out.append(
-                Delivery(
-                    record.id,
-                    offset,
-                    record.body,
-                    record.binary,
-                    record.headers,
-                    receipt,
-                    record.deliveries,
-                    record.published_at_ms,
-                )
-            )
+            out.append(self._deliver(offset, until))
         return out
+
+    def _receive_fifo(self, groups: FifoGroups, max_messages: int, until: int) -> list[Delivery]:
+        """Oldest group first, as many of a group's messages in a row as are visible (SQS does the same)."""
+        records = self._book.records
+        out: list[Delivery] = []
+        for _, group in groups.available(records):
+            for offset in groups.deliverable(group, records):
+                if len(out) >= max_messages:
+                    break
+                out.append(self._deliver(offset, until))
+        self._book.compact_ready()
+        return out
+
+    def _deliver(self, offset: int, until: int) -> Delivery:
+        record = self._book.records[offset]
+        record.deliveries += 1
+        self.totals.delivered += 1
+        self._book.lease(offset, record, until)
+        return Delivery(
+            record.id,
+            offset,
+            record.body,
+            record.binary,
+            record.headers,
+            make_receipt(self.incarnation, offset, record.deliveries),
+            record.deliveries,
+            record.published_at_ms,
+            record.group_id,
+        )
 
     def settle(
         self,
@@ -302,7 +450,32 @@ class Queue:
             settled.append(text)
             offset = receipt[1]
             if nack_delay_ms is None:
-                self._book.remove(offset)
+                self._remove(offset)
+                self.totals.acked += 1
             else:
+                self.totals.nacked += 1
                 self._end_delivery(offset, record, now, now + nack_delay_ms, dead)
+        return Settled(settled, unknown)
+
+    def change_visibility(
+        self,
+        receipts: Sequence[str],
+        parsed: Sequence[tuple[int, int, int]],
+        timeouts_ms: Sequence[int],
+        now: int,
+        dead: list[DeadLetter],
+    ) -> Settled:
+        """Move the end of leases; a timeout of 0 ends the delivery as a nack does. Unleased ones are unknown."""
+        settled: list[str] = []
+        unknown: list[str] = []
+        for text, receipt, timeout_ms in zip(receipts, parsed, timeouts_ms, strict=True):
+            record = self._book.current(self.incarnation, receipt)
+            if record is None or record.state != LEASED:
+                unknown.append(text)
+                continue
+            settled.append(text)
+            if timeout_ms == 0:
+                self._end_delivery(receipt[1], record, now, now, dead)
+            else:
+                self._book.lease(receipt[1], record, now + timeout_ms)
         return Settled(settled, unknown)

@@ -28,23 +28,31 @@ from mom.broker._leases import parse_receipts
 from mom.broker._subscription import Subscription
 from mom.broker.accounts import Accounts, AccountsState
 from mom.broker.commands import (
+    IMMUTABLE_QUEUE_ATTRS,
     Ack,
+    ChangeVisibility,
     ClientRecord,
     Declared,
     DeclareQueue,
     DeclareSubscription,
     DeclareTopic,
+    DeleteAccount,
     Deleted,
     DeleteQueue,
     DeleteSubscription,
     DeleteTopic,
+    Destination,
     Entry,
     Forwarded,
     ForwardedDeadLetters,
+    GrantScopes,
     Nack,
     OutboxLetter,
+    PeekedMessage,
     Publish,
     Published,
+    Purge,
+    Purged,
     QueueAttrs,
     QueueInfo,
     QueueRef,
@@ -54,21 +62,27 @@ from mom.broker.commands import (
     Registered,
     RegisterUser,
     Result,
+    RevokeScopes,
+    RevokeToken,
+    ScopesChanged,
     Settled,
     Source,
     StoredMessage,
     SubscriptionAttrs,
     SubscriptionInfo,
+    TagQueue,
     Tick,
     Ticked,
     TopicAttrs,
     TopicInfo,
+    Updated,
+    UpdateQueue,
     UserRecord,
     check_name,
 )
 from mom.broker.queue import Queue
 from mom.broker.topic import Topic
-from mom.errors import Conflict, InvalidInput, NotFound
+from mom.errors import Conflict, DestinationQuota, InvalidInput, NotFound
 
 _QUEUE, _TOPIC = 0, 1
 _Key = tuple[int, str]
@@ -81,6 +95,17 @@ def _checked(attrs: _Attrs) -> _Attrs:
         return msgspec.convert(msgspec.to_builtins(attrs), type(attrs))
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid attributes: {exc}") from None
+
+
+FIFO_SUFFIX = ".fifo"
+MAX_TAGS = 50
+
+
+def _check_fifo_name(name: str, attrs: QueueAttrs) -> None:
+    if attrs.fifo != name.endswith(FIFO_SUFFIX):
+        raise InvalidInput(f"queue {name!r}: a FIFO queue's name ends in {FIFO_SUFFIX!r}, and only a FIFO queue's does")
+    if attrs.content_based_dedup and not attrs.fifo:
+        raise InvalidInput(f"queue {name!r}: content_based_dedup is for FIFO queues")
 
 
 def _redeclared(what: str, old: _Attrs, new: _Attrs) -> Declared:
@@ -138,7 +163,9 @@ class Broker:
         existing = self._queues.get(name)
         if existing is not None:
             return _redeclared(f"queue {name!r}", existing.attrs, attrs)
-        self._check_dead_letter_queue(attrs.dead_letter_queue, name)
+        _check_fifo_name(name, attrs)
+        self._check_dead_letter_queue(attrs.dead_letter_queue, name, fifo=attrs.fifo)
+        self._check_quota(command.owner, command.quota)
         self._incarnations += 1
         self._queues[name] = Queue.new(name, attrs, command.owner, now, self._incarnations, self._window)
         return Declared(created=True)
@@ -155,6 +182,7 @@ class Broker:
         existing = self._topics.get(name)
         if existing is not None:
             return _redeclared(f"topic {name!r}", existing.attrs, attrs)
+        self._check_quota(command.owner, command.quota)
         self._topics[name] = Topic.new(name, attrs, command.owner, now, self._window)
         return Declared(created=True)
 
@@ -176,14 +204,31 @@ class Broker:
         topic.subscribe(name, attrs, command.owner, now, self._incarnations)
         return Declared(created=True)
 
-    def _check_dead_letter_queue(self, target: str | None, queue: str | None) -> None:
-        """A queue cannot be its own dead-letter queue; a local one must exist (an external one is not ours)."""
+    def _check_quota(self, owner: str, quota: int | None) -> None:
+        """DestinationQuota if `owner` already holds `quota` queues and topics (None: no limit)."""
+        if quota is None:
+            return
+        held = sum(1 for q in self._queues.values() if q.owner == owner)
+        held += sum(1 for t in self._topics.values() if t.owner == owner)
+        if held >= quota:
+            raise DestinationQuota(
+                f"{owner} holds {held} queues and topics, the most one principal may create; delete some first"
+            )
+
+    def _check_dead_letter_queue(self, target: str | None, queue: str | None, *, fifo: bool = False) -> None:
+        """A queue cannot be its own dead-letter queue; a local one must exist (an external one is not ours)
+        and be of the same kind (FIFO or not) as its source."""
         if target is None:
             return
         if target == queue:
             raise InvalidInput(f"dead_letter_queue of {queue!r} must be another queue")
-        if not self._external and target not in self._queues:
+        if self._external:
+            return
+        found = self._queues.get(target)
+        if found is None:
             raise InvalidInput(f"dead_letter_queue {target!r} must be an existing queue")
+        if found.attrs.fifo != fifo:
+            raise InvalidInput(f"dead_letter_queue {target!r} must be a {'FIFO' if fifo else 'standard'} queue")
 
     def _delete_subscription(self, command: DeleteSubscription, now: int) -> Deleted:
         topic, _ = self._subscription(command.topic, command.name)
@@ -195,8 +240,6 @@ class Broker:
         destination, messages = command.destination, command.messages
         if isinstance(destination, QueueRef):
             queue = self._queue(destination.name)
-            if any(message.delay_ms < 0 for message in messages):
-                raise InvalidInput("delay_ms must not be negative")
             plan = queue.plan_publish(messages, now)
             dead: list[DeadLetter] = []
             queue.housekeep(now, dead)
@@ -205,7 +248,7 @@ class Broker:
             self._route(dead, now)
             return Published(plan)
         topic = self._topic(destination.name)
-        if any(message.delay_ms != 0 for message in messages):
+        if any(message.delay_ms for message in messages):
             raise InvalidInput("messages published to a topic cannot be delayed")
         self._touched.add((_TOPIC, topic.name))
         return Published(topic.publish(messages, now))
@@ -274,12 +317,83 @@ class Broker:
         self._route(dead, now)
         return Ticked()
 
+    def _update_queue(self, command: UpdateQueue, now: int) -> Updated:
+        queue = self._queue(command.name)
+        old = msgspec.to_builtins(queue.attrs)
+        unknown = sorted(set(command.changes) - set(old))
+        if unknown:
+            raise InvalidInput(f"queues have no attribute {', '.join(unknown)}")
+        frozen = sorted(k for k in IMMUTABLE_QUEUE_ATTRS if k in command.changes and command.changes[k] != old.get(k))
+        if frozen:
+            raise InvalidInput(f"{', '.join(frozen)} of a queue cannot change after it is declared")
+        try:
+            attrs = msgspec.convert({**old, **command.changes}, QueueAttrs)
+        except msgspec.ValidationError as exc:
+            raise InvalidInput(f"invalid attributes: {exc}") from None
+        _check_fifo_name(queue.name, attrs)
+        if attrs.dead_letter_queue != queue.attrs.dead_letter_queue:
+            self._check_dead_letter_queue(attrs.dead_letter_queue, queue.name, fifo=attrs.fifo)
+        if attrs == queue.attrs:
+            return Updated(changed=False)
+        dead: list[DeadLetter] = []
+        queue.housekeep(now, dead)
+        queue.update(attrs)
+        self._touched.add((_QUEUE, queue.name))
+        self._route(dead, now)
+        return Updated(changed=True)
+
+    def _tag_queue(self, command: TagQueue, now: int) -> Updated:
+        queue = self._queue(command.name)
+        tags = {k: v for k, v in queue.tags.items() if k not in command.remove}
+        tags.update(command.tags)
+        if len(tags) > MAX_TAGS:
+            raise InvalidInput(f"a queue has at most {MAX_TAGS} tags; this would make {len(tags)}")
+        for key, value in command.tags.items():
+            if not (isinstance(key, str) and isinstance(value, str) and 1 <= len(key) <= 128 and len(value) <= 256):
+                raise InvalidInput("tag keys are 1 to 128 characters and values at most 256")
+        changed = tags != queue.tags
+        queue.tags = tags
+        return Updated(changed=changed)
+
+    def _change_visibility(self, command: ChangeVisibility, now: int) -> Settled:
+        if len(command.receipts) != len(command.timeouts_ms):
+            raise InvalidInput("every receipt needs a visibility timeout")
+        if any(not 0 <= t <= 43_200_000 for t in command.timeouts_ms):
+            raise InvalidInput("visibility timeouts are 0 to 43200 s")
+        queue = self._queue(command.source.name)
+        parsed = parse_receipts(command.receipts)
+        dead: list[DeadLetter] = []
+        queue.housekeep(now, dead)
+        settled = queue.change_visibility(command.receipts, parsed, command.timeouts_ms, now, dead)
+        self._touched.add((_QUEUE, queue.name))
+        self._route(dead, now)
+        return settled
+
+    def _purge(self, command: Purge, now: int) -> Purged:
+        queue = self._queue(command.source.name)
+        self._touched.add((_QUEUE, queue.name))
+        return Purged(queue.purge())
+
     def _register_user(self, command: RegisterUser, now: int) -> Registered:
         self._accounts.register_user(command, now)
         return Registered()
 
     def _register_client(self, command: RegisterClient, now: int) -> Registered:
         self._accounts.register_client(command, now)
+        return Registered()
+
+    def _grant_scopes(self, command: GrantScopes, now: int) -> ScopesChanged:
+        return ScopesChanged(self._accounts.grant(command, now))
+
+    def _revoke_scopes(self, command: RevokeScopes, now: int) -> ScopesChanged:
+        return ScopesChanged(self._accounts.revoke_scopes(command, now))
+
+    def _delete_account(self, command: DeleteAccount, now: int) -> Deleted:
+        self._accounts.delete(command, now)
+        return Deleted()
+
+    def _revoke_token(self, command: RevokeToken, now: int) -> Registered:
+        self._accounts.revoke_token(command, now)
         return Registered()
 
     def _forwarded_dead_letters(self, command: ForwardedDeadLetters, now: int) -> Forwarded:
@@ -337,12 +451,22 @@ class Broker:
 
     # -- read-only queries -----------------------------------------------------------------------------------
 
+    def declares(self, ref: Destination) -> bool:
+        """Whether this state holds the queue or topic (cheap: nothing is counted)."""
+        return ref.name in (self._queues if isinstance(ref, QueueRef) else self._topics)
+
     def queue_info(self, name: str, now_ms: int) -> QueueInfo:
         return self._queue(name).info(max(now_ms, self._last_now))
 
     def list_queues(self, now_ms: int) -> list[QueueInfo]:
         now = max(now_ms, self._last_now)
         return [self._queues[name].info(now) for name in sorted(self._queues)]
+
+    def peek_queue(self, name: str, from_offset: int, limit: int, now_ms: int) -> list[PeekedMessage]:
+        """Up to `limit` held messages from `from_offset` on, in offset order, leasing nothing."""
+        if limit < 0 or from_offset < 0:
+            raise InvalidInput("from_offset and limit must not be negative")
+        return self._queue(name).peek(from_offset, limit, max(now_ms, self._last_now))
 
     def topic_info(self, name: str, now_ms: int) -> TopicInfo:
         return self._topic(name).info(max(now_ms, self._last_now))
@@ -386,6 +510,11 @@ class Broker:
 
     def user_count(self) -> int:
         return self._accounts.user_count()
+
+    @property
+    def accounts(self) -> Accounts:
+        """Users, clients and revocations, for read-only queries (changes go through `apply`)."""
+        return self._accounts
 
     def outbox(self, limit: int = 100) -> list[OutboxLetter]:
         """The oldest `limit` letters still to publish, in seq order."""
@@ -440,7 +569,15 @@ _HANDLERS: dict[type, Callable[[Broker, Any, int], Result]] = {
     Ack: Broker._ack,
     Nack: Broker._nack,
     Tick: Broker._tick,
+    UpdateQueue: Broker._update_queue,
+    TagQueue: Broker._tag_queue,
+    ChangeVisibility: Broker._change_visibility,
+    Purge: Broker._purge,
     RegisterUser: Broker._register_user,
     RegisterClient: Broker._register_client,
+    GrantScopes: Broker._grant_scopes,
+    RevokeScopes: Broker._revoke_scopes,
+    DeleteAccount: Broker._delete_account,
+    RevokeToken: Broker._revoke_token,
     ForwardedDeadLetters: Broker._forwarded_dead_letters,
 }

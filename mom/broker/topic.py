@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 from msgspec import Struct
 
 from mom.broker._dead import DeadLetter
@@ -22,6 +23,7 @@ from mom.broker.commands import (
     SubscriptionAttrs,
     TopicAttrs,
     TopicInfo,
+    Totals,
 )
 
 _COMPACT_AFTER = 1024
@@ -38,6 +40,7 @@ class TopicState(Struct, array_like=True):
     log: list[StoredMessage]
     dedup: list[DedupEntry]
     subscriptions: list[SubscriptionState]
+    totals: Totals = msgspec.field(default_factory=Totals)
 
 
 class Topic:
@@ -53,6 +56,7 @@ class Topic:
         "name",
         "owner",
         "subscriptions",
+        "totals",
     )
 
     def __init__(self, state: TopicState, dedup_window_ms: int) -> None:
@@ -69,6 +73,7 @@ class Topic:
         retention = state.attrs.retention_s
         self._retention_ms = None if retention is None else max(1, round(retention * 1000))
         self.subscriptions = {sub.name: Subscription(state.name, sub) for sub in state.subscriptions}
+        self.totals = state.totals
 
     @classmethod
     def new(cls, name: str, attrs: TopicAttrs, owner: str, now: int, dedup_window_ms: int) -> Topic:
@@ -84,6 +89,7 @@ class Topic:
             self._log[self.first_offset - self._base :],
             self._dedup.entries(),
             [sub.state() for sub in self.subscriptions.values()],
+            self.totals,
         )
 
     @property
@@ -94,6 +100,13 @@ class Topic:
         return self._log[offset - self._base]
 
     def info(self, now: int) -> TopicInfo:
+        subscriptions = [self.subscriptions[name].info(self, now) for name in sorted(self.subscriptions)]
+        totals = Totals(self.totals.published)
+        for sub in subscriptions:
+            totals.delivered += sub.totals.delivered
+            totals.acked += sub.totals.acked
+            totals.nacked += sub.totals.nacked
+            totals.dead_lettered += sub.totals.dead_lettered
         return TopicInfo(
             name=self.name,
             attrs=self.attrs,
@@ -103,7 +116,8 @@ class Topic:
             next_offset=self.next_offset,
             messages=self.next_offset - self.first_offset,
             bytes=self._bytes,
-            subscriptions=[self.subscriptions[name].info(self, now) for name in sorted(self.subscriptions)],
+            subscriptions=subscriptions,
+            totals=totals,
         )
 
     def read(self, from_offset: int, limit: int) -> list[StoredMessage]:
@@ -138,6 +152,7 @@ class Topic:
             if dedup_id is not None:
                 dedup.remember(dedup_id, message.id, offset, now)
             out.append(PublishedMessage(message.id, offset))
+            self.totals.published += 1
         self._retain(now)
         return out
 

@@ -11,6 +11,7 @@ import click
 import httpx
 
 from mom.client import Client
+from mom.client._protocol import untrusted_certificate
 from mom.errors import MomError
 
 PUBLISH_BATCH = 100
@@ -38,6 +39,10 @@ class CliState:
     ca_file: str | None = None
     _client: Client | None = None
 
+    def can_renew(self) -> bool:
+        """Whether the credentials can fetch a new token (a given --token alone cannot)."""
+        return bool((self.username and self.password) or (self.client_id and self.client_secret))
+
     def client(self) -> Client:
         if self._client is None:
             self._client = Client(
@@ -63,7 +68,13 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except MomError as exc:
             _fail(f"{exc.title}: {exc.detail}")
-        except (httpx.ConnectError, httpx.ConnectTimeout):
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            reason = untrusted_certificate(exc)
+            if reason is not None:
+                _fail(
+                    f"the certificate of {_url(ctx)} is not trusted ({reason}): pass the CA that signed it with "
+                    "--ca-file (the ca.pem of `mom certs init`, e.g. --ca-file certs/ca.pem) or MOM_CA_FILE"
+                )
             _fail(f"cannot reach {_url(ctx)}")
         except httpx.TimeoutException:
             _fail(f"{_url(ctx)} did not answer in time")

@@ -21,11 +21,57 @@ def user() -> None:
 @click.argument("username")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Asked if not given.")
 def user_create(username: str, password: str) -> None:
-    """Register a user (needs open registration on the server).
+    """Register a user; it may use destinations named `<username>.*`.
+
+    With open registration off (the default of `mom serve`) give an admin's credentials.
 
     Example: mom user create alice
     """
-    _show(_client().register_user(username, password))
+    state = _state()
+    admin = state.token or (state.username and state.password) or (state.client_id and state.client_secret)
+    client = _client()
+    _show(client.create_user(username, password) if admin else client.register_user(username, password))
+
+
+@user.command("list")
+def user_list() -> None:
+    """List users and their scopes (admin).
+
+    Example: mom --username admin --password ... user list
+    """
+    _show(_client().list_accounts("users"))
+
+
+@user.command("grant")
+@click.argument("username")
+@click.argument("scopes", nargs=-1, required=True)
+def user_grant(username: str, scopes: tuple[str, ...]) -> None:
+    """Give a user more scopes (admin), e.g. read on every queue of a team.
+
+    Example: mom user grant alice 'mom.read:orders.*' 'mom.write:orders.*'
+    """
+    _show(_client().grant(username, list(scopes)))
+
+
+@user.command("revoke")
+@click.argument("username")
+@click.argument("scopes", nargs=-1, required=True)
+def user_revoke(username: str, scopes: tuple[str, ...]) -> None:
+    """Take scopes from a user (admin); its current tokens stop working.
+
+    Example: mom user revoke alice 'mom.write:orders.*'
+    """
+    _show(_client().revoke(username, list(scopes)))
+
+
+@user.command("delete")
+@click.argument("username")
+def user_delete(username: str) -> None:
+    """Delete a user (admin); its tokens stop working on every node. Its destinations stay.
+
+    Example: mom user delete alice
+    """
+    _client().delete_account(username)
 
 
 @main.command()
@@ -59,3 +105,35 @@ def client_create(scopes: tuple[str, ...], client_id: str | None) -> None:
     Example: mom client create --scope 'mom.read:orders*' --scope 'mom.write:orders*'
     """
     _show(_client().create_client(list(scopes), client_id=client_id))
+
+
+@client_group.command("list")
+def client_list() -> None:
+    """List OAuth clients and their scopes (admin)."""
+    _show(_client().list_accounts("clients"))
+
+
+@client_group.command("grant")
+@click.argument("client_id")
+@click.argument("scopes", nargs=-1, required=True)
+def client_grant(client_id: str, scopes: tuple[str, ...]) -> None:
+    """Give a client more scopes (admin).
+
+    Example: mom client grant billing 'mom.read:invoices.*'
+    """
+    _show(_client().grant(client_id, list(scopes), kind="clients"))
+
+
+@client_group.command("revoke")
+@click.argument("client_id")
+@click.argument("scopes", nargs=-1, required=True)
+def client_revoke(client_id: str, scopes: tuple[str, ...]) -> None:
+    """Take scopes from a client (admin); its current tokens stop working."""
+    _show(_client().revoke(client_id, list(scopes), kind="clients"))
+
+
+@client_group.command("delete")
+@click.argument("client_id")
+def client_delete(client_id: str) -> None:
+    """Delete a client (admin); its tokens stop working on every node."""
+    _client().delete_account(client_id, kind="clients")

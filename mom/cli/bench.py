@@ -16,8 +16,10 @@ SCENARIO_NAMES = (
     "publish-stream",
     "publish-stream-1",
     "receive-ack",
+    "consume-stream",
     "fanout-10",
-    "e2e-latency",
+    "latency-rest",
+    "latency-stream",
 )
 """The harness's scenarios (bench.scenarios.SCENARIOS), listed here so `mom --help` does not import the harness."""
 PEER_NAMES = ("ceiling", "rabbitmq", "nats", "unary-grpc")
@@ -37,6 +39,12 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
 @click.option("--scenarios", help=f"Comma-separated, default all: {','.join(SCENARIO_NAMES)}.")
 @click.option("--peers", help=f"Comma-separated, default all: {','.join(PEER_NAMES)} ('' for none).")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="Seconds per step.")
+@click.option(
+    "--nodes",
+    default="1,3",
+    show_default=True,
+    help="Cluster sizes to run, comma-separated: 1 (single node) and/or 3 (mom over gRPC and ZeroMQ, and the peers).",
+)
 @click.option("--smoke", is_flag=True, help="Tiny run (1 s steps, 1 node, no external peers) that checks the harness.")
 @click.option("--out", default="bench/out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -46,8 +54,13 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Report file whose generated section is replaced (not touched with --smoke).",
 )
-def bench(scenarios: str | None, peers: str | None, duration: float, smoke: bool, out: Path, docs: Path) -> None:
-    """Measure mom (1 node, 3 nodes over gRPC and ZeroMQ) beside RabbitMQ, NATS and a framework ceiling.
+def bench(
+    scenarios: str | None, peers: str | None, duration: float, nodes: str, smoke: bool, out: Path, docs: Path
+) -> None:
+    """Measure mom (1 node, 3 nodes over gRPC and ZeroMQ) beside RabbitMQ and NATS (1 node and 3-node clusters).
+
+    Rates, broker CPU per message and latency versus offered load, beside a framework ceiling and a naive
+    replication design.
 
     Starts every system itself on 127.0.0.1, installing missing peers from Debian's packages or PyPI when it can
     (and skipping them with the reason when it cannot). Writes OUT/results.json, OUT/report.md, OUT/plot.png.
@@ -57,6 +70,7 @@ def bench(scenarios: str | None, peers: str | None, duration: float, smoke: bool
       mom bench --smoke --out /tmp/bench
       mom bench --duration 10 --out bench/out
       mom bench --scenarios publish-1,publish-100 --peers ceiling
+      mom bench --scenarios consume-stream --peers rabbitmq --nodes 3 --duration 2
     """
     try:
         from bench import BenchOptions, run_bench
@@ -69,6 +83,11 @@ def bench(scenarios: str | None, peers: str | None, duration: float, smoke: bool
         docs=None if smoke else docs,
         command=shlex.join(["mom", *sys.argv[1:]]),
     )
+    sizes = tuple(int(n) for n in _names(nodes, ("1", "3"), "cluster size") or ())
+    if not sizes:
+        raise click.BadParameter("give at least one cluster size", param_hint="--nodes")
+    options.peer_nodes = sizes
+    options.topologies = tuple(t for t in options.topologies if t.nodes in sizes)
     chosen_scenarios = _names(scenarios, SCENARIO_NAMES, "scenario")
     chosen_peers = _names(peers, PEER_NAMES, "peer")
     if chosen_scenarios is not None:

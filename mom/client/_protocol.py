@@ -13,6 +13,7 @@ import email.utils
 import json
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wai
 from tenacity.wait import wait_base
 
 from mom import errors
-from mom.errors import InvalidInput, MomError, Overloaded, Unauthorized, Unavailable
+from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unauthorized, Unavailable
 
 T = TypeVar("T")
 
@@ -34,8 +35,6 @@ RETRY_AFTER_CAP_S = 30.0
 TOKEN_MARGIN_S = 30.0
 """A token is renewed this long before it expires, so a request never leaves with a token about to lapse."""
 
-RETRYABLE_ERRORS = (Overloaded, Unavailable, httpx.ConnectError, httpx.ConnectTimeout)
-"""Failures after which a request is certainly not applied: refused by the server, or never sent."""
 
 _OAUTH_DENIED = {"invalid_grant", "invalid_client", "unauthorized_client"}
 
@@ -52,6 +51,8 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: httpx.Timeout | None = None
     retry: bool = True
+    repeatable: bool = False
+    """Sending it again after an unknown outcome cannot duplicate anything (see `Op.repeatable`)."""
 
     def httpx_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `httpx.Client.request` / `httpx.AsyncClient.request` (and `stream`)."""
@@ -79,6 +80,11 @@ class Op(Generic[T]):
     auth: bool = True
     long_poll_s: float = 0.0
     retry: bool = True
+    repeatable: bool = False
+    """Sending it again when its first attempt may have been applied cannot duplicate anything: reads,
+    declares (the same attributes again are a no-op), publishes whose every message has a dedup id, acks
+    and nacks (a receipt settled by the lost attempt is reported `unknown`), receives (a lease taken by the
+    lost attempt ends after its visibility timeout and the message is delivered again)."""
 
 
 Flow = Generator[Request, httpx.Response, T]
@@ -102,7 +108,7 @@ def error_from(response: httpx.Response) -> MomError:
         denied = payload["error"] in _OAUTH_DENIED or status == 401
         cls: type[MomError] = Unauthorized if denied else InvalidInput
         return cls(str(payload.get("error_description") or payload["error"]))
-    cls = _class_for(status, payload.get("type"))
+    cls = errors.class_for(status, payload.get("type"))
     detail = payload.get("detail") or payload.get("title") or response.text[:200] or response.reason_phrase
     error = cls(str(detail))
     if cls is MomError:
@@ -113,26 +119,6 @@ def error_from(response: httpx.Response) -> MomError:
         if wait is not None:
             error.retry_after_s = wait
     return error
-
-
-def _class_for(status: int, problem_type: Any) -> type[MomError]:
-    """The class the problem type names (queue-full, storage) if it has this status, else the status's."""
-    if isinstance(problem_type, str):
-        slug = problem_type.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-        for cls in _all_error_classes():
-            if cls.slug == slug and cls.status == status:
-                return cls
-    return errors.BY_STATUS.get(status, MomError)
-
-
-def _all_error_classes() -> list[type[MomError]]:
-    found: list[type[MomError]] = []
-    pending: list[type[MomError]] = [MomError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return found
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -181,14 +167,43 @@ class _WaitRetryAfter(wait_base):
         return min(RETRY_AFTER_CAP_S, max(retry_after, self._backoff(retry_state)))
 
 
-def retry_policy(retries: int) -> dict[str, Any]:
-    """Keyword arguments for tenacity's `Retrying` / `AsyncRetrying`: `retries` attempts after the first."""
+def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:
+    """Whether a failed attempt may be sent again without risk of applying it twice.
+
+    429 and a 503 that says nothing was written (`Unavailable`), and a request that never left (could not
+    connect), always are; not a certificate this client does not trust.
+    A 503 `OutcomeUnknown`, or a connection lost after the request was sent, only for a repeatable request.
+    """
+    if isinstance(exc, OutcomeUnknown):
+        return repeatable
+    if untrusted_certificate(exc) is not None:  # a retry cannot make a certificate trusted
+        return False
+    if isinstance(exc, Overloaded | Unavailable | httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    return repeatable and isinstance(exc, httpx.TransportError)
+
+
+def retry_policy(retries: int, *, repeatable: bool = False) -> dict[str, Any]:
+    """Keyword arguments for tenacity's `Retrying` / `AsyncRetrying`: `retries` attempts after the first,
+    exponential back-off with full jitter, never shorter than the server's Retry-After (capped)."""
     return {
         "stop": stop_after_attempt(max(0, retries) + 1),
         "wait": _WaitRetryAfter(),
-        "retry": retry_if_exception(lambda exc: isinstance(exc, RETRYABLE_ERRORS)),
+        "retry": retry_if_exception(
+            lambda exc: worth_retrying(exc, repeatable=repeatable) and getattr(exc, "retryable", True)
+        ),
         "reraise": True,
     }
+
+
+def untrusted_certificate(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, if that is what `exc` is (a retry cannot fix it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -211,6 +226,22 @@ def decode_message(message: dict[str, Any]) -> dict[str, Any]:
         message = dict(message)
         message["body"] = base64.b64decode(message.pop("body_base64"))
     return message
+
+
+def with_dedup_ids(messages: Sequence[Mapping[str, Any]], enabled: bool = True) -> list[dict[str, Any]]:
+    """The messages, each with a `dedup_id`: its own, or (when `enabled`) a new random one.
+
+    This is what makes a publish safe to send again when its outcome is unknown: within the server's dedup
+    window a message whose dedup id was already stored is answered with the first copy, not stored twice.
+    """
+    return [
+        dict(m) if not enabled or m.get("dedup_id") is not None else {**m, "dedup_id": uuid.uuid4().hex}
+        for m in messages
+    ]
+
+
+def all_deduplicated(messages: Sequence[Mapping[str, Any]]) -> bool:
+    return all(m.get("dedup_id") is not None for m in messages)
 
 
 def make_message(body: Any, headers: Mapping[str, str] | None, delay_s: float, dedup_id: str | None) -> dict[str, Any]:
@@ -357,7 +388,7 @@ class Protocol:
         """Get a new token with the credentials and keep it for the following requests."""
         if self._grant is None:
             raise InvalidInput("a token needs username and password, or client_id and client_secret")
-        response = yield Request("POST", "/v1/auth/token", form=self._grant)
+        response = yield Request("POST", "/v1/auth/token", form=self._grant, repeatable=True)
         grant = answer(response)
         self._token = str(grant["access_token"])
         expires_in = grant.get("expires_in")
@@ -377,7 +408,15 @@ class Protocol:
         if op.long_poll_s:
             timeout = httpx.Timeout(self.timeout, read=self.timeout + op.long_poll_s)
         return Request(
-            op.method, op.path, op.json, op.form, op.params, headers=headers, timeout=timeout, retry=op.retry
+            op.method,
+            op.path,
+            op.json,
+            op.form,
+            op.params,
+            headers=headers,
+            timeout=timeout,
+            retry=op.retry,
+            repeatable=op.repeatable,
         )
 
     def call(self, op: Op[T]) -> Flow[T]:
@@ -438,6 +477,30 @@ def register_user_op(username: str, password: str) -> Op[dict[str, Any]]:
     return Op("POST", "/v1/auth/users", as_dict, json=body, auth=False)
 
 
+def create_user_op(username: str, password: str) -> Op[dict[str, Any]]:
+    """Registration as an admin (needed when open registration is off): the same request, with a token."""
+    return Op("POST", "/v1/auth/users", as_dict, json={"username": username, "password": password})
+
+
+def accounts_op(kind: str) -> Op[list[dict[str, Any]]]:
+    """`kind` is "users" or "clients"."""
+    return Op("GET", f"/v1/auth/{kind}", items_of(kind))
+
+
+def scopes_op(kind: str, name: str, verb: str, scopes: Sequence[str]) -> Op[dict[str, Any]]:
+    """Grant (`verb` "grant") or revoke scopes of a user or client (`kind` "users" or "clients")."""
+    return Op("POST", f"/v1/auth/{kind}/{quote(name, safe='')}/{verb}", as_dict, json={"scopes": list(scopes)})
+
+
+def delete_account_op(kind: str, name: str) -> Op[None]:
+    return Op("DELETE", f"/v1/auth/{kind}/{quote(name, safe='')}", as_none)
+
+
+def revoke_token_op(token: str) -> Op[None]:
+    """RFC 7009: the token itself is the credential."""
+    return Op("POST", "/v1/auth/revoke", as_none, form={"token": token}, auth=False)
+
+
 def create_client_op(scopes: Sequence[str], client_id: str | None) -> Op[dict[str, Any]]:
     body: dict[str, Any] = {"scopes": list(scopes)}
     if client_id is not None:
@@ -447,15 +510,15 @@ def create_client_op(scopes: Sequence[str], client_id: str | None) -> Op[dict[st
 
 def declare_op(path: str, attrs: Mapping[str, Any]) -> Op[dict[str, Any]]:
     """PUT of a queue, topic or subscription: 201 created, 200 already the same, Conflict otherwise."""
-    return Op("PUT", path, as_dict, json=dict(attrs))
+    return Op("PUT", path, as_dict, json=dict(attrs), repeatable=True)
 
 
 def get_op(path: str) -> Op[dict[str, Any]]:
-    return Op("GET", path, as_dict)
+    return Op("GET", path, as_dict, repeatable=True)
 
 
 def list_op(path: str, key: str) -> Op[list[dict[str, Any]]]:
-    return Op("GET", path, items_of(key))
+    return Op("GET", path, items_of(key), repeatable=True)
 
 
 def delete_op(path: str) -> Op[None]:
@@ -468,9 +531,14 @@ def subscription_op(
     return declare_op(subscription_path(topic, name), {"start": start_value(start), **attrs})
 
 
-def publish_op(queue: str | None, topic: str | None, messages: Sequence[Mapping[str, Any]]) -> Op[list[dict[str, Any]]]:
+def publish_op(
+    queue: str | None, topic: str | None, messages: Sequence[Mapping[str, Any]], *, dedup_ids: bool = True
+) -> Op[list[dict[str, Any]]]:
+    """A publish; with `dedup_ids` every message without a dedup id gets one, so retries never duplicate."""
+    messages = with_dedup_ids(messages, dedup_ids)
     body = {"messages": [encode_message(m) for m in messages]}
-    return Op("POST", publish_path(queue, topic), items_of("messages"), json=body)
+    path = publish_path(queue, topic)
+    return Op("POST", path, items_of("messages"), json=body, repeatable=all_deduplicated(messages))
 
 
 def receive_op(
@@ -485,7 +553,7 @@ def receive_op(
     if visibility_timeout_s is not None:
         body["visibility_timeout_s"] = visibility_timeout_s
     path = consumer_path(queue, topic, subscription) + "/receive"
-    return Op("POST", path, messages_of, json=body, long_poll_s=wait_s)
+    return Op("POST", path, messages_of, json=body, long_poll_s=wait_s, repeatable=True)
 
 
 def settle_op(
@@ -500,12 +568,12 @@ def settle_op(
     body: dict[str, Any] = {"receipts": list(receipts)}
     if delay_s:
         body["delay_s"] = delay_s
-    return Op("POST", f"{consumer_path(queue, topic, subscription)}/{verb}", as_dict, json=body)
+    return Op("POST", f"{consumer_path(queue, topic, subscription)}/{verb}", as_dict, json=body, repeatable=True)
 
 
 def read_topic_op(topic: str, from_offset: int, limit: int) -> Op[dict[str, Any]]:
     params = {"from_offset": from_offset, "limit": limit}
-    return Op("GET", topic_path(topic) + "/messages", read_answer, params=params)
+    return Op("GET", topic_path(topic) + "/messages", read_answer, params=params, repeatable=True)
 
 
 def probe_op(path: str) -> Op[bool]:

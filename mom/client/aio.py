@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ from tenacity import AsyncRetrying
 
 from mom.client import _protocol as p
 from mom.client.batching import AsyncBatcher, BatchSettings
+from mom.client.stream import StreamClient
+from mom.client.subscription import Subscription
 
 T = TypeVar("T")
 
@@ -21,8 +24,13 @@ class AsyncClient:
 
     With credentials and no token, it gets a token on first use and renews it as needed.
 
-    Requests refused with 429/503 or that could not connect are retried (`retries` times, with backoff);
-    every other error answer raises the matching `mom.errors` exception.
+    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has
+    one (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A
+    request refused with 429 or 503, or that could not connect, is retried `retries` times with exponential
+    back-off and jitter, honouring Retry-After; a 503 `OutcomeUnknown` or a connection lost mid-request is
+    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
+    acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
+    exception. docs/api.md states the guarantee precisely.
     """
 
     def __init__(
@@ -36,11 +44,14 @@ class AsyncClient:
         client_secret: str | None = None,
         timeout: float = 30.0,
         retries: int = 5,
+        dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
         self.url = url
         self._retries = retries
+        self._ca_file = ca_file
+        self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
             token=token,
@@ -70,7 +81,9 @@ class AsyncClient:
         return response
 
     async def _send(self, request: p.Request) -> httpx.Response:
-        retrying = AsyncRetrying(sleep=anyio.sleep, **p.retry_policy(self._retries if request.retry else 0))
+        retrying = AsyncRetrying(
+            sleep=anyio.sleep, **p.retry_policy(self._retries if request.retry else 0, repeatable=request.repeatable)
+        )
         response: httpx.Response = await retrying(self._send_once, request)
         return response
 
@@ -94,6 +107,30 @@ class AsyncClient:
     async def create_client(self, scopes: Sequence[str], client_id: str | None = None) -> dict[str, Any]:
         """Create an OAuth client (admin only); the answer holds its `client_secret`, shown only this once."""
         return await self._run(p.create_client_op(scopes, client_id))
+
+    async def create_user(self, username: str, password: str) -> dict[str, Any]:
+        """Create a user as an admin (when open registration is off); it may use `<username>.*`."""
+        return await self._run(p.create_user_op(username, password))
+
+    async def list_accounts(self, kind: str = "users") -> list[dict[str, Any]]:
+        """Every user (`kind` "users") or OAuth client ("clients") with its scopes (admin only)."""
+        return await self._run(p.accounts_op(kind))
+
+    async def grant(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Add scopes to a user or client (admin only); its next token carries them."""
+        return await self._run(p.scopes_op(kind, name, "grant", scopes))
+
+    async def revoke(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Take scopes from a user or client (admin only); its tokens issued so far stop working."""
+        return await self._run(p.scopes_op(kind, name, "revoke", scopes))
+
+    async def delete_account(self, name: str, *, kind: str = "users") -> None:
+        """Delete a user or client (admin only); its tokens stop working on every node."""
+        await self._run(p.delete_account_op(kind, name))
+
+    async def revoke_token(self, token: str) -> None:
+        """Revoke an access token (RFC 7009) on every node."""
+        await self._run(p.revoke_token_op(token))
 
     async def token(self) -> dict[str, Any]:
         """Get a new token with the credentials; the client uses it from now on."""
@@ -160,13 +197,13 @@ class AsyncClient:
     ) -> dict[str, Any]:
         """Publish one message (bytes go as base64); answers `{"id", "offset", "duplicate"}` once durable."""
         message = p.make_message(body, headers, delay_s, dedup_id)
-        return (await self._run(p.publish_op(queue, topic, [message])))[0]
+        return (await self._run(p.publish_op(queue, topic, [message], dedup_ids=self._dedup_ids)))[0]
 
     async def publish_batch(
         self, messages: Sequence[Mapping[str, Any]], *, queue: str | None = None, topic: str | None = None
     ) -> list[dict[str, Any]]:
         """Publish messages given as `{"body", "headers"?, "delay_s"?, "dedup_id"?}` in one request."""
-        return await self._run(p.publish_op(queue, topic, messages))
+        return await self._run(p.publish_op(queue, topic, messages, dedup_ids=self._dedup_ids))
 
     def batcher(
         self, *, queue: str | None = None, topic: str | None = None, linger_ms: float = 5, max_batch: int = 100
@@ -233,6 +270,42 @@ class AsyncClient:
                     if delivery is not None:
                         yield delivery
                 return
+
+    @asynccontextmanager
+    async def consume(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        prefetch: int = 100,
+        visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
+    ) -> AsyncIterator[Subscription]:
+        """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
+
+        `async with client.consume(queue="orders") as sub: async for message in sub: sub.ack_nowait(...)`;
+        see `mom.client.subscription`. The socket uses the client's current token and lasts as long as it.
+        """
+        headers = await self._drive(self._protocol.authorization())
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        stream = StreamClient(
+            self.url, token=bearer, timeout=self._protocol.timeout, retries=self._retries, http=self._http
+        )
+        async with (
+            stream,
+            stream.subscribe(
+                queue=queue,
+                topic=topic,
+                subscription=subscription,
+                prefetch=prefetch,
+                visibility_timeout_s=visibility_timeout_s,
+                ack_batch=ack_batch,
+                ack_linger_ms=ack_linger_ms,
+            ) as sub,
+        ):
+            yield sub
 
     # -- operations
 

@@ -2,9 +2,9 @@
 
     async with StreamClient("http://127.0.0.1:8080", username="alice", password="...") as s:
         ids = await s.publish([{"body": {"n": 1}}], queue="orders")       # many may be awaited at once
-        async with s.subscribe(queue="orders", credit=100) as sub:
+        async with s.subscribe(queue="orders", prefetch=100) as sub:       # at most 100 unacked at once
             async for message in sub:
-                await sub.ack([message["receipt"]])
+                sub.ack_nowait(message["receipt"])                           # acks leave in batches
 
 Frames are JSON text, one object each; `op` names the kind and `id` correlates an answer with its request:
 
@@ -19,16 +19,16 @@ Frames are JSON text, one object each; `op` names the kind and `id` correlates a
     client: {"op":"unsubscribe","sub":S}   server: {"op":"unsubscribed","sub":S}
     server: {"op":"error","id":ID?,"sub":S?,"type","title","status","detail"}   (the REST problem's fields)
 
-A subscription tops its credit up as the caller consumes: the server never holds more than `credit` messages
-leased for it that the caller has not taken yet. The connection lasts as long as the token it was opened with
-(the server closes it with 1008 when the token expires); open a new StreamClient then.
+Credit is the server's only flow control; `mom.client.subscription` builds a prefetch window (unacked messages,
+as AMQP's basic.qos) or a receive window (untaken messages) on it, and batches acks. The connection lasts as long
+as the token it was opened with (the server closes it with 1008 when the token expires); open a new
+StreamClient then.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -36,12 +36,13 @@ from typing import Any
 import anyio
 import httpx
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
 
+from mom import errors
 from mom.client import _protocol as p
-from mom.errors import MomError, Overloaded, Unavailable
+from mom.client.subscription import Subscription
+from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unavailable
 
 STREAM_PATH = "/v1/stream"
 _encoder = msgspec.json.Encoder()
@@ -50,7 +51,7 @@ _encoder = msgspec.json.Encoder()
 def error_from_frame(frame: Mapping[str, Any]) -> MomError:
     """The `mom.errors` exception an error frame stands for (the same classes REST answers map to)."""
     status = int(frame.get("status") or 500)
-    error = p._class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
+    error = errors.class_for(status, frame.get("type"))(str(frame.get("detail") or frame.get("title") or "error"))
     if type(error) is MomError:
         error.status, error.title = status, str(frame.get("title") or error.title)
     if isinstance(error, Overloaded | Unavailable) and isinstance(frame.get("retry_after_s"), int | float):
@@ -82,7 +83,10 @@ class StreamClient:
     """One WebSocket to a node; every method may be awaited from many tasks at once (pipelining).
 
     Publish, ack and nack answered 429/503 (no leader at the moment, overload) are retried `retries` times with
-    backoff, as `AsyncClient` does; every other error frame raises the matching `mom.errors` exception.
+    backoff, as `AsyncClient` does, and as there every published message gets a `dedup_id` unless it has one
+    (`dedup_ids=False` turns that off), so that a publish answered `OutcomeUnknown` is sent again only when
+    that cannot store it twice. A request in flight when the socket breaks raises `OutcomeUnknown`; every
+    other error frame raises the matching `mom.errors` exception.
     """
 
     def __init__(
@@ -96,11 +100,15 @@ class StreamClient:
         client_secret: str | None = None,
         timeout: float = 30.0,
         retries: int = 5,
+        dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """`http`: an open client to share (an `AsyncClient`'s, with its TLS settings); it is left open."""
         self.url = url.rstrip("/")
         self._retries = retries
+        self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
             token=token,
@@ -109,7 +117,8 @@ class StreamClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(
+        self._own_http = http is None
+        self._http = http or httpx.AsyncClient(
             base_url=self.url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file)
         )
         self._stack = AsyncExitStack()
@@ -122,7 +131,8 @@ class StreamClient:
     async def __aenter__(self) -> StreamClient:
         await self._stack.__aenter__()
         try:
-            await self._stack.enter_async_context(self._http)
+            if self._own_http:
+                await self._stack.enter_async_context(self._http)
             headers = await self._authorization()
             try:
                 self._ws = await self._stack.enter_async_context(
@@ -142,6 +152,11 @@ class StreamClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    @property
+    def timeout(self) -> float:
+        """The base timeout of the client's operations, in seconds."""
+        return self._protocol.timeout
 
     async def aclose(self) -> None:
         self._fail(Unavailable("the stream client is closed"))
@@ -170,10 +185,17 @@ class StreamClient:
         except HTTPXWSException as exc:
             raise Unavailable(f"the stream is broken ({type(exc).__name__})") from exc
 
-    async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
-        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected."""
+    async def _request(self, frame: dict[str, Any], *, repeatable: bool) -> dict[str, Any]:
+        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected
+        (an `OutcomeUnknown` only if the frame is `repeatable`)."""
         policy = p.retry_policy(self._retries)
-        policy["retry"] = retry_if_exception(lambda exc: isinstance(exc, Overloaded | Unavailable) and not self._closed)
+
+        def worth_retrying(exc: BaseException) -> bool:
+            if self._closed is not None or not isinstance(exc, Overloaded | Unavailable):
+                return False
+            return repeatable or not isinstance(exc, OutcomeUnknown)
+
+        policy["retry"] = retry_if_exception(worth_retrying)
         answer: dict[str, Any] = await AsyncRetrying(sleep=anyio.sleep, **policy)(self._request_once, frame)
         return answer
 
@@ -207,10 +229,15 @@ class StreamClient:
             self._fail(error)
 
     def _fail(self, error: MomError) -> None:
-        """The connection is unusable: every waiting call and subscription raises `error`."""
+        """The connection is unusable: later calls raise `error`, and so do the subscriptions; a call waiting for
+        its answer raises `OutcomeUnknown` instead when `error` is a 503, since what it sent may have been
+        applied."""
         self._closed = self._closed or error
+        in_flight = error
+        if isinstance(error, Unavailable) and not isinstance(error, OutcomeUnknown):
+            in_flight = OutcomeUnknown(f"{error.detail}: a request in flight may or may not have been applied")
         for waiter in list(self._waiters.values()):
-            waiter.settle(None, error)
+            waiter.settle(None, in_flight)
         for sub in list(self._subs.values()):
             sub.on_frame("error", {}, error)
 
@@ -221,9 +248,11 @@ class StreamClient:
     ) -> list[dict[str, Any]]:
         """Publish `[{"body", "headers"?, "delay_s"?, "dedup_id"?}]`; answers `[{"id","offset","duplicate"}]`
         once durable. Bytes bodies travel as base64."""
+        messages = p.with_dedup_ids(messages, self._dedup_ids)
         frame: dict[str, Any] = {"op": "publish", "messages": [p.encode_message(m) for m in messages]}
         frame.update(_target(queue=queue, topic=topic))
-        return list((await self._request(frame))["messages"])
+        answer = await self._request(frame, repeatable=p.all_deduplicated(messages))
+        return list(answer["messages"])
 
     async def ack(
         self,
@@ -266,7 +295,7 @@ class StreamClient:
             frame.update(_target(queue=queue, topic=topic, subscription=subscription))
         if delay_s:
             frame["delay_s"] = delay_s
-        answer = await self._request(frame)
+        answer = await self._request(frame, repeatable=True)
         return {key: value for key, value in answer.items() if key not in ("op", "id")}
 
     def subscribe(
@@ -275,89 +304,34 @@ class StreamClient:
         queue: str | None = None,
         topic: str | None = None,
         subscription: str | None = None,
-        credit: int = 100,
+        prefetch: int | None = None,
+        credit: int | None = None,
         visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
     ) -> Subscription:
-        """Deliveries of a queue or topic subscription, pushed while the caller consumes (credit `credit`).
+        """Deliveries of a queue or topic subscription, pushed with flow control (`mom.client.subscription`).
 
-        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block
-        unsubscribes. Each message has its `receipt`: ack it with `sub.ack(...)`.
+        `prefetch=N`: at most N messages delivered and not yet acked or nacked through the subscription (as
+        AMQP's basic.qos). `credit=N` (the default, 100): at most N delivered and not yet taken from the iterator.
+        Use it as `async with s.subscribe(...) as sub: async for message in sub: ...`; leaving the block sends
+        the acks still queued by `sub.ack_nowait(...)`, then unsubscribes.
         """
+        if prefetch is not None and credit is not None:
+            raise InvalidInput("give prefetch (unacked messages) or credit (untaken messages), not both")
         target = _target(queue=queue, topic=topic, subscription=subscription, consuming=True)
-        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": credit}
+        window = prefetch if prefetch is not None else (credit if credit is not None else 100)
+        frame: dict[str, Any] = {"op": "subscribe", **target, "credit": window}
         if visibility_timeout_s is not None:
             frame["visibility_timeout_s"] = visibility_timeout_s
-        return Subscription(self, f"s{next(self._ids)}", frame)
-
-
-class Subscription:
-    """Deliveries of one stream subscription, in arrival order, topping the server's credit up as they are taken."""
-
-    def __init__(self, client: StreamClient, name: str, frame: dict[str, Any]) -> None:
-        self.name = name
-        self._client = client
-        self._frame = {**frame, "sub": name}
-        self._window = int(frame["credit"])
-        self._taken = 0
-        self._started: _Waiter | None = None
-        self._inbox: MemoryObjectSendStream[dict[str, Any] | MomError]
-        self._outbox: MemoryObjectReceiveStream[dict[str, Any] | MomError]
-        self._inbox, self._outbox = anyio.create_memory_object_stream[dict[str, Any] | MomError](math.inf)
-
-    async def start(self) -> Subscription:
-        """Subscribe (once); raises the server's error (NotFound, Forbidden, ...) if it refuses."""
-        if self._started is None:
-            self._started = _Waiter()
-            self._client._subs[self.name] = self
-            await self._client._send(self._frame)
-        await self._started.result()
-        return self
-
-    async def __aenter__(self) -> Subscription:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Unsubscribe; messages delivered and not acked come back after their visibility timeout."""
-        if self._client._subs.pop(self.name, None) is not None and self._client._closed is None:
-            await self._client._send({"op": "unsubscribe", "sub": self.name})
-
-    def on_frame(self, op: Any, frame: dict[str, Any], error: MomError | None) -> None:
-        if op == "deliver":
-            for message in frame.get("messages", []):
-                self._inbox.send_nowait(p.decode_message(message))
-        elif op == "subscribed" and self._started is not None:
-            self._started.settle(frame)
-        elif error is not None:
-            self._client._subs.pop(self.name, None)
-            if self._started is not None:
-                self._started.settle(None, error)
-            self._inbox.send_nowait(error)
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        await self.start()
-        item = await self._outbox.receive()
-        if isinstance(item, MomError):
-            self._inbox.send_nowait(item)  # every later call raises it too
-            raise item
-        self._taken += 1
-        if self._taken * 2 >= self._window and self.name in self._client._subs:
-            await self._client._send({"op": "credit", "sub": self.name, "add": self._taken})
-            self._taken = 0
-        return item
-
-    async def ack(self, receipts: Sequence[str]) -> dict[str, Any]:
-        return await self._client.ack(receipts, sub=self.name)
-
-    async def nack(self, receipts: Sequence[str], *, delay_s: float = 0.0) -> dict[str, Any]:
-        return await self._client.nack(receipts, sub=self.name, delay_s=delay_s)
+        return Subscription(
+            self,
+            f"s{next(self._ids)}",
+            frame,
+            prefetch=prefetch is not None,
+            ack_batch=ack_batch,
+            ack_linger_ms=ack_linger_ms,
+        )
 
 
 def _target(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -11,6 +12,8 @@ from tenacity import Retrying
 
 from mom.client import _protocol as p
 from mom.client.batching import Batcher, BatchSettings
+from mom.client.consume import BlockingSubscription
+from mom.client.stream import StreamClient
 
 T = TypeVar("T")
 
@@ -18,8 +21,13 @@ T = TypeVar("T")
 class Client:
     """A mom client. With credentials and no token, it gets a token on first use and renews it as needed.
 
-    Requests refused with 429/503 or that could not connect are retried (`retries` times, with backoff);
-    every other error answer raises the matching `mom.errors` exception.
+    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has
+    one (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A
+    request refused with 429 or 503, or that could not connect, is retried `retries` times with exponential
+    back-off and jitter, honouring Retry-After; a 503 `OutcomeUnknown` or a connection lost mid-request is
+    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
+    acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
+    exception. docs/api.md states the guarantee precisely.
     """
 
     def __init__(
@@ -33,11 +41,14 @@ class Client:
         client_secret: str | None = None,
         timeout: float = 30.0,
         retries: int = 5,
+        dedup_ids: bool = True,
         transport: httpx.BaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
         self.url = url
         self._retries = retries
+        self._ca_file = ca_file
+        self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
             token=token,
@@ -67,7 +78,7 @@ class Client:
         return response
 
     def _send(self, request: p.Request) -> httpx.Response:
-        retrying = Retrying(**p.retry_policy(self._retries if request.retry else 0))
+        retrying = Retrying(**p.retry_policy(self._retries if request.retry else 0, repeatable=request.repeatable))
         return retrying(self._send_once, request)
 
     def _drive(self, flow: p.Flow[T]) -> T:
@@ -90,6 +101,30 @@ class Client:
     def create_client(self, scopes: Sequence[str], client_id: str | None = None) -> dict[str, Any]:
         """Create an OAuth client (admin only); the answer holds its `client_secret`, shown only this once."""
         return self._run(p.create_client_op(scopes, client_id))
+
+    def create_user(self, username: str, password: str) -> dict[str, Any]:
+        """Create a user as an admin (when open registration is off); it may use `<username>.*`."""
+        return self._run(p.create_user_op(username, password))
+
+    def list_accounts(self, kind: str = "users") -> list[dict[str, Any]]:
+        """Every user (`kind` "users") or OAuth client ("clients") with its scopes (admin only)."""
+        return self._run(p.accounts_op(kind))
+
+    def grant(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Add scopes to a user or client (admin only); its next token carries them."""
+        return self._run(p.scopes_op(kind, name, "grant", scopes))
+
+    def revoke(self, name: str, scopes: Sequence[str], *, kind: str = "users") -> dict[str, Any]:
+        """Take scopes from a user or client (admin only); its tokens issued so far stop working."""
+        return self._run(p.scopes_op(kind, name, "revoke", scopes))
+
+    def delete_account(self, name: str, *, kind: str = "users") -> None:
+        """Delete a user or client (admin only); its tokens stop working on every node."""
+        self._run(p.delete_account_op(kind, name))
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke an access token (RFC 7009) on every node."""
+        self._run(p.revoke_token_op(token))
 
     def token(self) -> dict[str, Any]:
         """Get a new token with the credentials; the client uses it from now on."""
@@ -156,13 +191,13 @@ class Client:
     ) -> dict[str, Any]:
         """Publish one message (bytes go as base64); answers `{"id", "offset", "duplicate"}` once durable."""
         message = p.make_message(body, headers, delay_s, dedup_id)
-        return self._run(p.publish_op(queue, topic, [message]))[0]
+        return self._run(p.publish_op(queue, topic, [message], dedup_ids=self._dedup_ids))[0]
 
     def publish_batch(
         self, messages: Sequence[Mapping[str, Any]], *, queue: str | None = None, topic: str | None = None
     ) -> list[dict[str, Any]]:
         """Publish messages given as `{"body", "headers"?, "delay_s"?, "dedup_id"?}` in one request."""
-        return self._run(p.publish_op(queue, topic, messages))
+        return self._run(p.publish_op(queue, topic, messages, dedup_ids=self._dedup_ids))
 
     def batcher(
         self, *, queue: str | None = None, topic: str | None = None, linger_ms: float = 5, max_batch: int = 100
@@ -226,6 +261,43 @@ class Client:
                     if delivery is not None:
                         yield delivery
                 return
+
+    def consume(
+        self,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        prefetch: int = 100,
+        visibility_timeout_s: float | None = None,
+        ack_batch: int = 100,
+        ack_linger_ms: float = 5.0,
+    ) -> BlockingSubscription:
+        """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
+
+        Use it in `with`; ack with `sub.ack_nowait(receipt)` (batched) or `sub.ack([...])`. The socket uses
+        the client's current token and lasts as long as it (see `mom.client.consume`).
+        """
+        headers = self._drive(self._protocol.authorization())
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        connect = partial(
+            StreamClient,
+            self.url,
+            token=bearer,
+            timeout=self._protocol.timeout,
+            retries=self._retries,
+            ca_file=self._ca_file,
+        )
+        return BlockingSubscription(
+            connect,
+            queue=queue,
+            topic=topic,
+            subscription=subscription,
+            prefetch=prefetch,
+            visibility_timeout_s=visibility_timeout_s,
+            ack_batch=ack_batch,
+            ack_linger_ms=ack_linger_ms,
+        )
 
     # -- operations
 

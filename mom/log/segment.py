@@ -11,12 +11,14 @@ so a flipped bit in the length, the index or the payload is caught. Indexes with
 start at the number in the file name. A record is valid only if its header is complete, its index is the one
 expected, its payload fits in the file and its checksum matches; the valid part of a file is the longest run
 of valid records from its start. That rule also rejects a zero-filled tail (index 0 is never expected).
+
+What follows the valid part tells a torn tail from damage (see `SegmentedLog.open`): a crash leaves at most an
+incomplete or garbage end, with no valid record after it; a valid record further on (found by its index field
+and checked by its checksum) proves that the bytes before it were once written in full.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
 import re
 import struct
 import zlib
@@ -26,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mom.errors import StorageError
+from mom.log.fs import File, FileSystem
 
 HEADER = struct.Struct(">IIQ")
 _SUMMED = struct.Struct(">IQ")
 MAX_PAYLOAD = 2**32 - 1
 _NAME = re.compile(r"^(\d{20})\.log$")
 _READ_CHUNK = 1 << 20
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
 def segment_name(base: int) -> str:
@@ -53,68 +55,71 @@ def _checksum(length: int, index: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(_SUMMED.pack(length, index)))
 
 
-def fsync_directory(directory: Path) -> None:
-    """Make the creation, renaming or removal of files in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True)
 class Cut:
     """Where recovery found the valid part of a segment to end, and why."""
 
     offset: int
     index: int
+    """The index the first invalid record should have had."""
     reason: str
     dropped_bytes: int
+    valid_after: int | None = None
+    """The index of a valid record found further on in the file, if any: then the damage is not a torn tail."""
 
 
 class Segment:
-    """One open segment file. The file descriptor stays open for the segment's life (appends and reads).
+    """One open segment file. The file stays open for the segment's life (appends and reads).
 
-    Not thread-safe by itself: `SegmentedLog` decides who may touch it. `fd` is exposed so that the log can
-    `dup` it for an fsync in another thread; `close` sets it to -1 so a stale use fails instead of reaching
-    whatever file the number is reused for.
+    Not thread-safe: `SegmentedLog` decides who may touch it.
     """
 
-    def __init__(self, path: Path, fd: int, base: int, offsets: array[int], size: int) -> None:
+    def __init__(self, path: Path, file: File, base: int, offsets: array[int], size: int) -> None:
         self.path = path
-        self.fd = fd
+        self.file = file
         self.base = base
         self._offsets = offsets
         self.size = size
+        self._closed = False
 
     @classmethod
-    def create(cls, directory: Path, base: int) -> Segment:
-        """Create an empty segment file (not yet durable: the caller fsyncs the directory)."""
+    def create(cls, fs: FileSystem, directory: Path, base: int) -> Segment:
+        """Create an empty segment file (not yet durable: the caller syncs the directory)."""
         path = directory / segment_name(base)
         try:
-            fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_TRUNC, 0o644)
+            file = fs.open(path, create=True)
         except OSError as exc:
             raise StorageError(f"cannot create log segment {path}: {exc}") from exc
-        return cls(path, fd, base, array("Q"), 0)
+        return cls(path, file, base, array("Q"), 0)
 
     @classmethod
-    def recover(cls, path: Path, base: int) -> tuple[Segment, Cut | None]:
-        """Open an existing segment and cut it after its last valid record (see the module docstring)."""
+    def scan(cls, fs: FileSystem, path: Path, base: int) -> tuple[Segment, Cut | None]:
+        """Open an existing segment and find where its valid records end (see the module docstring); cutting
+        there is the caller's decision (`cut_at`)."""
         try:
-            fd = os.open(path, _OPEN_FLAGS)
+            file = fs.open(path)
         except OSError as exc:
             raise StorageError(f"cannot open log segment {path}: {exc}") from exc
         try:
-            file_size = os.fstat(fd).st_size
-            offsets, valid, reason = _scan(fd, file_size, base)
-            cut = None
-            if valid < file_size:
-                os.ftruncate(fd, valid)
-                cut = Cut(valid, base + len(offsets), reason, file_size - valid)
+            file_size = file.size()
+            with file.mapped() as view:
+                offsets, valid, reason = _scan(view, base)
+                cut = None
+                if valid < file_size:
+                    later = _valid_record_after(view, valid + 1, base + len(offsets))
+                    cut = Cut(valid, base + len(offsets), reason, file_size - valid, later)
         except OSError as exc:
-            os.close(fd)
+            file.close()
             raise StorageError(f"cannot recover log segment {path}: {exc}") from exc
-        return cls(path, fd, base, offsets, valid), cut
+        return cls(path, file, base, offsets, file_size), cut
+
+    def cut_at(self, cut: Cut) -> None:
+        """Drop everything from `cut.offset` on (not durable until synced)."""
+        try:
+            self.file.truncate(cut.offset)
+        except OSError as exc:
+            raise StorageError(f"cannot cut log segment {self.path}: {exc}") from exc
+        self.size = cut.offset
 
     @property
     def last_index(self) -> int:
@@ -131,10 +136,8 @@ class Segment:
             offsets.append(self.size + len(buf))
             buf += HEADER.pack(len(payload), _checksum(len(payload), index, payload), index)
             buf += payload
-        view = memoryview(buf)
         try:
-            while view:
-                view = view[os.write(self.fd, view) :]
+            self.file.write(bytes(buf))
         except OSError as exc:
             raise StorageError(f"cannot write to log segment {self.path}: {exc}") from exc
         self._offsets.extend(offsets)
@@ -165,25 +168,29 @@ class Segment:
             return
         new_size = self._offsets[keep]
         try:
-            os.ftruncate(self.fd, new_size)
+            self.file.truncate(new_size)
         except OSError as exc:
             raise StorageError(f"cannot truncate log segment {self.path}: {exc}") from exc
         del self._offsets[keep:]
         self.size = new_size
 
+    def sync(self) -> None:
+        """Make the records written so far durable (raises OSError)."""
+        self.file.sync()
+
     def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
+        if not self._closed:
+            self._closed = True
+            self.file.close()
 
     def _end(self, k: int) -> int:
         return self._offsets[k + 1] if k + 1 < len(self._offsets) else self.size
 
     def _pread(self, offset: int, length: int) -> bytes:
-        if self.fd < 0:
+        if self._closed:
             raise StorageError(f"log segment {self.path} was removed while being read")
         try:
-            data = os.pread(self.fd, length, offset)
+            data = self.file.pread(length, offset)
         except OSError as exc:
             raise StorageError(f"cannot read log segment {self.path}: {exc}") from exc
         if len(data) != length:
@@ -198,24 +205,76 @@ class Segment:
         return payload
 
 
-def _scan(fd: int, file_size: int, base: int) -> tuple[array[int], int, str]:
+def _scan(view: memoryview, base: int) -> tuple[array[int], int, str]:
     """Offsets of the valid records, the size of the valid part, and why the scan stopped there."""
     offsets: array[int] = array("Q")
-    if file_size == 0:
-        return offsets, 0, ""
-    with mmap.mmap(fd, file_size, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
-        pos, index = 0, base
-        while pos < file_size:
-            if file_size - pos < HEADER.size:
-                return offsets, pos, "incomplete record header"
-            length, crc, stored_index = HEADER.unpack_from(view, pos)
-            if stored_index != index:
-                return offsets, pos, f"index {stored_index} where {index} was expected"
-            end = pos + HEADER.size + length
-            if end > file_size:
-                return offsets, pos, f"record of {length} bytes runs past the end of the file"
-            if _checksum(length, index, view[pos + HEADER.size : end]) != crc:
-                return offsets, pos, "checksum mismatch"
-            offsets.append(pos)
-            pos, index = end, index + 1
+    file_size = len(view)
+    pos, index = 0, base
+    while pos < file_size:
+        problem = _invalid_record(view, pos, index)
+        if problem:
+            return offsets, pos, problem
+        offsets.append(pos)
+        pos, index = pos + HEADER.size + HEADER.unpack_from(view, pos)[0], index + 1
     return offsets, pos, ""
+
+
+def _invalid_record(view: memoryview, pos: int, index: int) -> str:
+    """Why the bytes at `pos` are not the valid record `index` ("" when they are)."""
+    if len(view) - pos < HEADER.size:
+        return "incomplete record header"
+    length, crc, stored_index = HEADER.unpack_from(view, pos)
+    if stored_index != index:
+        return f"index {stored_index} where {index} was expected"
+    end = pos + HEADER.size + length
+    if end > len(view):
+        return f"record of {length} bytes runs past the end of the file"
+    if _checksum(length, index, view[pos + HEADER.size : end]) != crc:
+        return "checksum mismatch"
+    return ""
+
+
+_NON_ZERO = re.compile(rb"[^\x00]")
+
+
+def _valid_record_after(view: memoryview, begin: int, index: int) -> int | None:
+    """The index of a valid record numbered `index` or above that starts at `begin` or later, if there is one.
+
+    Every position whose 8 bytes could be the index field of such a record is a candidate (its high half equals
+    that of `index`), confirmed by parsing the record there and checking its checksum, so garbage passes only
+    with the odds of a CRC-32 collision. Runs of zero bytes, which hold no index but match the high half of every
+    index below 2**32, are jumped over. Only ever used on damaged or torn files, at start-up.
+    """
+    data = bytes(view)
+    highest = index + max(len(data) - begin, 0) // HEADER.size
+    high = struct.pack(">I", index >> 32)
+    position = begin + 8
+    while (found := data.find(high, position)) >= 0 and found + 8 <= len(data):
+        field = data[found : found + 8]
+        if field == bytes(8):
+            run_end = _NON_ZERO.search(data, found)
+            if run_end is None:
+                return None
+            position = max(found + 1, run_end.start() - 7)
+            continue
+        value = int.from_bytes(field, "big")
+        if index <= value <= highest and not _invalid_record(view, found - 8, value):
+            return value
+        position = found + 1
+    return None
+
+
+def survey(fs: FileSystem, path: Path, base: int) -> tuple[int, bool]:
+    """The size of the segment file at `path`, and whether it holds any valid record (anywhere in it)."""
+    try:
+        file = fs.open(path)
+    except OSError as exc:
+        raise StorageError(f"cannot open log segment {path}: {exc}") from exc
+    try:
+        with file.mapped() as view:
+            valid = not _invalid_record(view, 0, base) or _valid_record_after(view, 1, base) is not None
+            return len(view), valid
+    except OSError as exc:
+        raise StorageError(f"cannot read log segment {path}: {exc}") from exc
+    finally:
+        file.close()

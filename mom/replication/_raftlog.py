@@ -19,14 +19,34 @@ class HardState(Struct, frozen=True):
     term: int = 0
     voted_for: str | None = None
     commit: int = 0
+    learner: bool = False
+    """This replica lost entries it may have acknowledged (damaged log, replaced disk): it must not vote or stand
+    for election until it has caught up with a leader."""
+    member: bool = False
+    """This replica has taken its place in the group (as a voter of a new group, or as a learner): from then on
+    it tells a replica that starts empty that the group exists, even if it holds nothing else yet."""
 
 
 class Snapshot(Struct, frozen=True):
-    """The state machine at `index`; `term` is the term of the entry at `index` (0 for the empty snapshot)."""
+    """The state machine at `index`; `term` is the term of the entry at `index` (0 for the empty snapshot).
+
+    What the driver stores and restores; the Raft core sees only its `SnapshotMeta` and never holds the data.
+    """
 
     index: int = 0
     term: int = 0
     data: bytes = b""
+
+    @property
+    def meta(self) -> SnapshotMeta:
+        return SnapshotMeta(self.index, self.term)
+
+
+class SnapshotMeta(Struct, frozen=True):
+    """Which snapshot: the log position it stands for. The data stays with the driver (on disk)."""
+
+    index: int = 0
+    term: int = 0
 
 
 class PersistedState(Struct, frozen=True):
@@ -37,11 +57,16 @@ class PersistedState(Struct, frozen=True):
     entries: list[LogEntry] = []
     """The entries after `snapshot.index`, in order."""
 
+    @property
+    def empty(self) -> bool:
+        """Nothing at all: a replica that never ran, or whose disk was wiped (it cannot tell which alone)."""
+        return self.hard_state == HardState() and not self.snapshot.index and not self.entries
+
 
 class RaftLog:
     """Entries `snapshot.index + 1 .. last_index`, with the snapshot they follow."""
 
-    def __init__(self, snapshot: Snapshot, entries: list[LogEntry]) -> None:
+    def __init__(self, snapshot: SnapshotMeta, entries: list[LogEntry]) -> None:
         self.snapshot = snapshot
         self._entries = list(entries)
         self.stable = self.last_index
@@ -91,15 +116,20 @@ class RaftLog:
         self.stable = min(self.stable, index)
         self.version += 1
 
-    def compact(self, index: int, data: bytes) -> None:
+    def compact(self, index: int) -> None:
         """The state machine saved itself at `index`: forget the entries it covers."""
         term = self.term_at(index)
         assert term is not None and index <= self.stable, "compacting past the durable log"
         del self._entries[: index - self.snapshot.index]
-        self.snapshot = Snapshot(index, term, data)
+        self.snapshot = SnapshotMeta(index, term)
         self.version += 1
 
-    def restore(self, snapshot: Snapshot) -> None:
+    def bytes_between(self, first: int, last: int) -> int:
+        """The payload bytes of entries `first .. last` (those present)."""
+        first = max(first, self.snapshot.index + 1)
+        return sum(len(entry.payload) for entry in self.slice(first, min(last, self.last_index) + 1))
+
+    def restore(self, snapshot: SnapshotMeta) -> None:
         """Replace the whole log with a snapshot from the leader (the driver resets its disk log the same
         way)."""
         self.snapshot = snapshot

@@ -4,15 +4,16 @@ Layout of the group's directory:
 
 - `log/`: a `SegmentedLog` whose record `i` is the Raft entry at index `i`, encoded as a `LogEntry` (term,
   payload), so the terms that Raft's safety depends on survive a restart with the commands;
-- `hard_state`: the `HardState` (term, vote, commit), replaced atomically (write a temporary file, rename)
-  whenever the term or the vote changes;
+- `hard_state`: the `HardState` (term, vote, commit, learner and member flags), replaced atomically (write a
+  temporary file, rename) whenever anything but the commit index changes;
 - `snapshots/`: a `SnapshotStore` of `Snapshot` structs (index, term, state machine data).
 
-What is durable when follows the `fsync` policy: `always` makes `sync` flush the log and the hard state (it
-blocks, so the driver calls it from a worker thread, once per Ready); `never` leaves both to the OS and no
-call here blocks on a flush, except the rare truncations and resets that `SegmentedLog` always makes durable.
+What is durable when follows the `fsync` policy: `always` makes `sync` flush the log and the hard state, once
+per Ready; `never` leaves both to the OS, except the rare truncations and resets that `SegmentedLog` always
+makes durable. Every method may block on the disk: the driver calls them from a worker thread, one at a time.
 
-A snapshot installed from the leader is saved before the log is reset to start after it. A crash in between
+A snapshot from the leader arrives in chunks as the leader's snapshot file (`receive_snapshot`), is verified,
+and is put in place like a snapshot of our own before the log is reset to start after it. A crash in between
 leaves the new snapshot followed by the old log: its entries after the snapshot are then from another
 history, but harmless, because none of them can match an entry of the leader (Log Matching: the old log had
 a different term at the snapshot's index, so every later entry differs from the leader's too) and the leader
@@ -21,7 +22,9 @@ overwrites them.
 
 from __future__ import annotations
 
-import os
+import fnmatch
+import logging
+import time
 from pathlib import Path
 
 import msgspec
@@ -29,27 +32,46 @@ import msgspec
 from mom.config import StorageSection
 from mom.errors import StorageError
 from mom.log import SegmentedLog, SnapshotStore
-from mom.log.segment import fsync_directory
+from mom.log.fs import OS_FILES, FileSystem
+from mom.log.log import LogDamaged
+from mom.log.snapshot import IncomingSnapshot, SnapshotReader
 from mom.replication._raftlog import HardState, PersistedState, Snapshot
 from mom.replication.messages import LogEntry
 
+logger = logging.getLogger("mom.replication")
 _entry_encoder = msgspec.msgpack.Encoder()
 _entry_decoder = msgspec.msgpack.Decoder(LogEntry)
 _hard_state_decoder = msgspec.msgpack.Decoder(HardState)
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 
 
+def fault_delay_s(storage: StorageSection, group_id: str) -> float:
+    """The injected stall of group `group_id`'s disk writes (`[storage] fault_delay_ms`, for fault testing only)."""
+    if storage.fault_delay_ms and fnmatch.fnmatchcase(group_id, storage.fault_delay_groups):
+        return storage.fault_delay_ms / 1000
+    return 0.0
+
+
+def _lasting(hard_state: HardState) -> HardState:
+    """What of a hard state must never be forgotten: all of it but the commit index."""
+    return msgspec.structs.replace(hard_state, commit=0)
+
+
 class RaftStorage:
     """One group's durable Raft state. Methods run on the trio thread, except as their contracts allow."""
 
-    def __init__(self, directory: Path, storage: StorageSection) -> None:
+    def __init__(
+        self, directory: Path, storage: StorageSection, *, fs: FileSystem = OS_FILES, fault_delay_s: float = 0.0
+    ) -> None:
         self.directory = directory
+        self._fs = fs
+        self._fault_delay_s = fault_delay_s
         self._fsync = storage.fsync == "always"
         self._segment_bytes = storage.segment_bytes
-        self._snapshots = SnapshotStore(directory / "snapshots")
+        self._snapshots = SnapshotStore(directory / "snapshots", fs=fs)
         self._hard_state_path = directory / "hard_state"
         self._log: SegmentedLog | None = None
-        self._vote: tuple[int, str | None] = (0, None)
+        self._lasting = _lasting(HardState())
         self.snapshot_index = 0
         """The index of the newest snapshot on disk (0: none)."""
         self.previous_snapshot_index = 0
@@ -61,9 +83,17 @@ class RaftStorage:
             raise StorageError(f"the Raft log in {self.directory} is not open")
         return self._log
 
-    def load(self) -> PersistedState:
+    def load(self, *, alone: bool = False) -> PersistedState:
         """Open the log and read back what survived: the newest readable snapshot, the hard state, and the
-        entries after the snapshot."""
+        entries after the snapshot.
+
+        Lost entries (a log damaged in its middle, or missing the entries right after the snapshot) make this
+        replica a learner: the flag is persisted before the log is cut, so a crash meanwhile keeps it. A
+        replica that is its group's only one (`alone`) refuses to start instead: nobody could give them back.
+        A snapshot that was arriving from the leader when the node stopped (a `.part`) is dropped: the leader
+        sends it again.
+        """
+        self._snapshots.remove_partial()
         loaded = self._snapshots.load_latest()
         snapshot = Snapshot()
         if loaded is not None:
@@ -72,22 +102,49 @@ class RaftStorage:
             if snapshot.index != index:
                 raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
         self.snapshot_index = self.previous_snapshot_index = snapshot.index
-        self._log = log = SegmentedLog.open(self.directory / "log", segment_bytes=self._segment_bytes)
+        hard_state = self._load_hard_state()
+        directory, segment_bytes = self.directory / "log", self._segment_bytes
+        try:
+            log = SegmentedLog.open(
+                directory, segment_bytes=segment_bytes, fs=self._fs, accept_damage=hard_state.learner
+            )
+        except LogDamaged as damage:
+            hard_state = self._lost_entries(hard_state, str(damage), alone=alone)
+            log = SegmentedLog.open(directory, segment_bytes=segment_bytes, fs=self._fs, accept_damage=True)
+        self._log = log
         if log.last_index < snapshot.index:
             log.reset(snapshot.index + 1)
         if log.first_index > snapshot.index + 1:
-            raise StorageError(
-                f"the Raft log in {self.directory} starts at entry {log.first_index} but the snapshot covers "
-                f"only up to {snapshot.index}: entries are missing, refusing to start on partial state"
-            )
+            missing = f"the log starts at entry {log.first_index} but the snapshot covers only up to {snapshot.index}"
+            hard_state = self._lost_entries(hard_state, missing, alone=alone)
+            log.reset(snapshot.index + 1)
         entries = [_entry_decoder.decode(record) for _, record in log.read(snapshot.index + 1)]
-        hard_state = self._load_hard_state()
-        self._vote = (hard_state.term, hard_state.voted_for)
+        self._lasting = _lasting(hard_state)
         return PersistedState(hard_state, snapshot, entries)
+
+    def _lost_entries(self, hard_state: HardState, what: str, *, alone: bool) -> HardState:
+        """Entries this replica may have acknowledged are gone: become a learner, durably, before anything else."""
+        if alone:
+            raise StorageError(
+                f"the Raft log in {self.directory} lost entries ({what}) and the group has no other replica to "
+                "recover them from: refusing to start on partial state. Restore the directory from a backup, or, "
+                "to go on without what was lost, truncate the damaged segment before the invalid record and remove "
+                "the segments after it."
+            )
+        if not hard_state.learner:
+            logger.warning(
+                "%s: %s. This replica lost entries it may have acknowledged: it rejoins as a learner, without a "
+                "vote, until it has caught up with the leader",
+                self.directory,
+                what,
+            )
+            hard_state = msgspec.structs.replace(hard_state, learner=True)
+            self._write_hard_state(hard_state)
+        return hard_state
 
     def _load_hard_state(self) -> HardState:
         try:
-            raw = self._hard_state_path.read_bytes()
+            raw = self._fs.read_bytes(self._hard_state_path)
         except FileNotFoundError:
             return HardState()
         except OSError as exc:
@@ -97,8 +154,14 @@ class RaftStorage:
         except msgspec.DecodeError as exc:
             raise StorageError(f"{self._hard_state_path} is corrupt: {exc}") from exc
 
+    def _stall(self) -> None:
+        """Fault testing only: act like a disk that takes `fault_delay_s` to do anything."""
+        if self._fault_delay_s:
+            time.sleep(self._fault_delay_s)
+
     def truncate_after(self, index: int) -> None:
         """Drop the entries after `index` (a new leader overwrites them); durable before it returns."""
+        self._stall()
         self.log.truncate_suffix(index)
 
     def append(self, first_index: int, entries: list[LogEntry]) -> None:
@@ -111,7 +174,8 @@ class RaftStorage:
         self.log.append([_entry_encoder.encode(entry) for entry in entries])
 
     def sync(self, hard_state: HardState | None) -> None:
-        """Make the appended entries durable (per the policy), and the hard state if its term or vote changed.
+        """Make the appended entries durable (per the policy), and the hard state if anything but its commit
+        index changed (the term, the vote, the learner or member flag).
 
         A vote must never be forgotten, so a new term or vote is written (and flushed) at once. A change of
         the commit index alone is not written: recovering an older commit index is safe (the leader tells it
@@ -121,30 +185,54 @@ class RaftStorage:
         May run in a worker thread while the trio thread goes on stepping the Raft core, as long as nothing
         else here is called meanwhile (the driver awaits it); `SegmentedLog.sync` allows that.
         """
+        self._stall()
         if self._fsync:
             self.log.sync()
-        if hard_state is not None and (hard_state.term, hard_state.voted_for) != self._vote:
+        if hard_state is not None and _lasting(hard_state) != self._lasting:
             self._write_hard_state(hard_state)
-            self._vote = (hard_state.term, hard_state.voted_for)
+            self._lasting = _lasting(hard_state)
 
     def _write_hard_state(self, hard_state: HardState) -> None:
         tmp = self._hard_state_path.with_name("hard_state.tmp")
+        fs = self._fs
         try:
-            with open(tmp, "wb") as file:
+            file = fs.open(tmp, create=True)
+            try:
                 file.write(_entry_encoder.encode(hard_state))
                 if self._fsync:
-                    file.flush()
-                    os.fsync(file.fileno())
-            os.replace(tmp, self._hard_state_path)
+                    file.sync()
+            finally:
+                file.close()
+            fs.replace(tmp, self._hard_state_path)
             if self._fsync:
-                fsync_directory(self.directory)
+                fs.sync_directory(self.directory)
         except OSError as exc:
             raise StorageError(f"cannot write {self._hard_state_path}: {exc}") from exc
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot durably (always fsynced: it replaces log segments). Blocks: a worker thread may
         call it while nothing else here is called."""
+        self._stall()
         self._snapshots.save(snapshot.index, _entry_encoder.encode(snapshot))
+
+    def open_snapshot(self, index: int) -> SnapshotReader:
+        """Our snapshot file at `index`, open to stream to a follower in chunks."""
+        return self._snapshots.open(index)
+
+    def receive_snapshot(self, index: int) -> IncomingSnapshot:
+        """An empty file for the leader's snapshot `index`, filled chunk by chunk; `commit()` it once verified,
+        then `load_snapshot`."""
+        return self._snapshots.receive(index)
+
+    def load_snapshot(self, index: int) -> Snapshot:
+        """The snapshot stored at `index` (one we took, or one received and committed), decoded."""
+        try:
+            snapshot = _snapshot_decoder.decode(self._snapshots.load(index))
+        except msgspec.DecodeError as exc:
+            raise StorageError(f"snapshot file {index} in {self.directory} does not decode: {exc}") from exc
+        if snapshot.index != index:
+            raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
+        return snapshot
 
     def compacted(self, snapshot: Snapshot) -> None:
         """The state machine's own snapshot was saved: free the segments that even the previous one covers.
@@ -157,6 +245,7 @@ class RaftStorage:
 
     def installed(self, snapshot: Snapshot) -> None:
         """A snapshot from the leader was saved: the log now starts after it (durable before it returns)."""
+        self._stall()
         self.log.reset(snapshot.index + 1)
         self.previous_snapshot_index = self.snapshot_index = snapshot.index
 

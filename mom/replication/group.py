@@ -2,42 +2,84 @@
 
 `RaftGroup` is what the service submits commands to and reads the applied state and the cluster view from. Its
 driver follows the core's contract for every Ready, in this order: persist the snapshot,
-the log changes and the hard state (one fsync for all of them, off the event loop), install the snapshot into
-the broker, hand the messages to the router (only now, so every vote and acknowledgement is backed by the
-disk), apply the committed entries and wake their submitters, then `advance`.
+the log changes and the hard state (one fsync for all of them), install the snapshot into
+the broker, hand the messages to `send` (only now, so every vote and acknowledgement is backed by the disk),
+apply the committed entries and wake their submitters, then `advance`. Snapshots travel in chunks beside
+that loop (`_snapshot_transfer`): the leader streams its snapshot file to the followers the core names, a
+follower stores the chunks its core accepts and offers the whole file back to the core.
+
+The group knows nothing of the router: it is given a `send` callable for its outgoing messages, and the
+manager (which owns both) registers it with the router once it has recovered.
+
+Nothing that blocks runs on the event loop: loading the storage, persisting a Ready, saving and restoring
+snapshots (the state machine's encoding and decoding included), storing received snapshot chunks go to the
+node's `Disk` worker threads, one call at a time per group from the driver. The only other caller is the
+snapshot sender, which opens and reads a snapshot file of its own (an open file survives the compaction that
+deletes its name), so it shares nothing with the driver's calls. While the driver awaits one, the router goes
+on stepping and ticking the core (the core is pure memory), and the broker is left alone: only the driver
+changes it. In the simulation the `Disk` runs every call inline, so a seed still replays exactly.
 
 A submitter gets the result of its own entry only: the entry is identified by (index, term), and whatever
-else lands at that index, or a loss of leadership before it commits, answers it with `Unavailable` (the write
-may or may not take effect later; a retry with a dedup id is safe).
+else lands at that index, or a loss of leadership before it commits, answers it with `OutcomeUnknown` (the
+write may or may not take effect later; a retry with a dedup id is safe).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVarTuple, Unpack
+from typing import Protocol, TypeVar
 
 import trio
 
 from mom.broker import Broker
 from mom.broker.commands import Command, Entry, Result, decode_entry, encode_entry
-from mom.config import StorageSection
-from mom.errors import MomError, Unavailable
-from mom.replication._storage import RaftStorage
-from mom.replication.messages import LogEntry, Message
-from mom.replication.raft import NotLeader, RaftCore, Ready, Snapshot
-
-if TYPE_CHECKING:
-    from mom.replication.router import Router
+from mom.config import ReplicationSection, StorageSection
+from mom.errors import MomError, OutcomeUnknown, Overloaded
+from mom.log.disk import Disk
+from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
+from mom.replication._storage import RaftStorage, fault_delay_s
+from mom.replication.messages import LogEntry, Message, SnapshotChunkAck
+from mom.replication.raft import NotLeader, PersistedState, RaftCore, Ready, Snapshot
 
 log = logging.getLogger("mom.replication")
-_Args = TypeVarTuple("_Args")
+_T = TypeVar("_T")
+
+Send = Callable[[Sequence[Message]], None]
+"""Hands outgoing Raft messages to the wire (the router's `send`): never blocks."""
 
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
+
+
+class GroupObserver(Protocol):
+    """Told what operators watch (the node's metrics implement it); called on the trio thread, must not block."""
+
+    def synced(self, seconds: float, entries: int) -> None:
+        """One flush of the log (fsync under `always`) took `seconds` and made `entries` new entries durable."""
+
+    def new_terms(self, count: int) -> None:
+        """The group moved `count` terms on: each one is an election somewhere in the group."""
+
+    def new_leader(self, group_id: str, leader: str) -> None:
+        """The group learned of a leader other than the last one it knew."""
+
+
+class NoObserver:
+    def synced(self, seconds: float, entries: int) -> None:
+        pass
+
+    def new_terms(self, count: int) -> None:
+        pass
+
+    def new_leader(self, group_id: str, leader: str) -> None:
+        pass
+
 
 _LOST = "leadership changed before the write committed; it may or may not have been applied: retry with a dedup_id"
 _STOPPED = "the node is shutting down; the write may or may not have been applied: retry with a dedup_id"
@@ -65,8 +107,10 @@ class RaftGroup:
         voters: Sequence[str],
         directory: Path,
         storage: StorageSection,
-        router: Router,
+        send: Send,
         *,
+        disk: Disk,
+        replication: ReplicationSection | None = None,
         dedup_window_ms: int,
         clock_ms: Callable[[], int],
         rng: random.Random,
@@ -74,6 +118,7 @@ class RaftGroup:
         election_ticks: int = 10,
         heartbeat_ticks: int = 2,
         external_dead_letters: bool = False,
+        observer: GroupObserver | None = None,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -82,7 +127,9 @@ class RaftGroup:
         self.voters = tuple(voters)
         self._directory = directory
         self._settings = storage
-        self._router = router
+        self._replication = replication if replication is not None else ReplicationSection()
+        self._send = send
+        self._disk = disk
         self._dedup_window_ms = dedup_window_ms
         self._clock_ms = clock_ms
         self._rng = rng
@@ -90,15 +137,41 @@ class RaftGroup:
         self._election_ticks = election_ticks
         self._heartbeat_ticks = heartbeat_ticks
         self._external_dead_letters = external_dead_letters
+        self._observer: GroupObserver = observer or NoObserver()
+        self._seen: tuple[int, str | None] = (0, None)
+        """The term and leader last reported to the observer (the term recovered at start counts as seen)."""
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
-        self._storage = RaftStorage(directory, storage)
+        self._storage = RaftStorage(directory, storage, fs=disk.fs, fault_delay_s=fault_delay_s(storage, group_id))
+        self._sender = SnapshotSender(
+            group_id,
+            node_id,
+            open_snapshot=self._storage.open_snapshot,
+            send=send,
+            wanted=self._wants_snapshot,
+            run_blocking=self._run_blocking,
+            chunk_bytes=self._replication.snapshot_chunk_bytes,
+            window=self._replication.snapshot_window,
+        )
+        self._receiver = SnapshotReceiver(
+            group_id,
+            node_id,
+            receive_snapshot=self._storage.receive_snapshot,
+            load_snapshot=self._storage.load_snapshot,
+            send=send,
+            run_blocking=self._run_blocking,
+        )
         self._listeners: list[Listener] = []
         self._pending: dict[int, _Pending] = {}
         self._changed = trio.Event()
         self._applied_index = 0
         self._bytes_since_snapshot = 0
+        self.snapshots_installed = 0
+        """Snapshots received from a leader and installed (a replica that fell behind the compacted log)."""
+        self._held_bytes = 0
+        self._led_term = 0
+        """The term this node last took the lead in (and said so in the log)."""
 
     def _restore(self, data: bytes | None) -> Broker:
         """A fresh state machine, or one restored from a snapshot, configured the same on every replica."""
@@ -119,12 +192,12 @@ class RaftGroup:
         self._listeners.append(listener)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover from the directory, join the router, then drive the core until cancelled."""
+        """Recover from the directory, then drive the core until cancelled; `started()` once it can take
+        messages (`step`) and ticks."""
         try:
-            persisted = self._storage.load()
-            if persisted.snapshot.index:
-                self.broker = self._restore(persisted.snapshot.data)
+            persisted, self.broker = await self._disk.run(self._recover)
             self._applied_index = persisted.snapshot.index
+            replication = self._replication
             self.core = RaftCore(
                 self.node_id,
                 self.voters,
@@ -133,8 +206,12 @@ class RaftGroup:
                 election_ticks=self._election_ticks,
                 heartbeat_ticks=self._heartbeat_ticks,
                 preferred_leader=self._preferred,
+                max_bytes_per_message=replication.max_append_bytes,
+                max_inflight_bytes=replication.max_inflight_bytes,
+                max_uncommitted_bytes=replication.max_uncommitted_bytes,
                 group=self.group_id,
             )
+            self._seen = (persisted.hard_state.term, None)
             log.info(
                 "group %s recovered: snapshot at %d, %d entries, term %d",
                 self.group_id,
@@ -142,14 +219,42 @@ class RaftGroup:
                 len(persisted.entries),
                 persisted.hard_state.term,
             )
-            self._router.add_group(self)
-            task_status.started()
-            await self._drive(self.core)
+            del persisted  # the snapshot's data must not outlive recovery: it can be as large as the state
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender.run)
+                task_status.started()
+                await self._drive(self.core)
         finally:
-            self._router.remove_group(self.group_id)
             self.core = None
-            self._fail_pending(Unavailable(_STOPPED))
+            self._fail_pending(OutcomeUnknown(_STOPPED))
+            with trio.CancelScope(shield=True):
+                await self._receiver.close()
             self._storage.close()
+
+    def _recover(self) -> tuple[PersistedState, Broker]:
+        """What the disk holds, and the state machine restored from its snapshot (in a worker thread)."""
+        persisted = self._storage.load(alone=len(self.voters) == 1)
+        broker = self._restore(persisted.snapshot.data) if persisted.snapshot.index else self.broker
+        return persisted, broker
+
+    @contextmanager
+    def admitted(self, nbytes: int) -> Iterator[None]:
+        """Count a write of `nbytes` against the group's budget (`max_uncommitted_bytes`) from its arrival until
+        it is answered, whether it waits to be proposed (publishes are merged, one merged command at a time)
+        or waits for its replicas; Overloaded (429) when the writes held already fill the budget. One write is
+        always admitted, however large. With the core's own bound on its uncommitted log, this is what keeps a
+        leader's memory bounded when its followers cannot keep up (or are stopped)."""
+        budget = self._replication.max_uncommitted_bytes
+        if self._held_bytes and self._held_bytes + nbytes > budget:
+            raise Overloaded(
+                f"group {self.group_id} holds {self._held_bytes} bytes of writes waiting for its replicas (the "
+                f"limit is {budget}); retry shortly"
+            )
+        self._held_bytes += nbytes
+        try:
+            yield
+        finally:
+            self._held_bytes -= nbytes
 
     async def submit(self, command: Command) -> Result:
         """Replicate `command` and return the result of applying it (or raise its error); leader only."""
@@ -200,8 +305,16 @@ class RaftGroup:
         core = self.core
         if core is None or core.role != "leader":
             return {}
-        matches = {peer: pr.match for peer, pr in core._progress.items()}
+        matches = {peer: follower.match for peer, follower in core.followers().items()}
         return {voter: core.last_index - matches.get(voter, core.last_index) for voter in self.voters}
+
+    @property
+    def snapshot_chunks_sent(self) -> int:
+        return self._sender.chunks_sent
+
+    def snapshot_transfers(self) -> dict[str, tuple[int, int, int]]:
+        """Follower -> (snapshot index, bytes acknowledged, size or -1) of the snapshots this leader streams."""
+        return self._sender.transfers()
 
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to `to` once it has caught up; raises NotLeader unless leading."""
@@ -213,68 +326,125 @@ class RaftGroup:
     def step(self, message: Message) -> None:
         if self.core is not None:
             self.core.step(message)
+            if isinstance(message, SnapshotChunkAck):
+                self._sender.acknowledged(message)
             self._changed.set()
 
     def tick(self) -> None:
         if self.core is not None:
             self.core.tick()
+            self._sender.tick()
             self._changed.set()
+
+    def _wants_snapshot(self, peer: str, term: int) -> bool:
+        """Does the core, leading in `term`, still wait for `peer` to get a snapshot?"""
+        core = self.core
+        follower = core.follower(peer) if core is not None and core.term == term else None
+        return follower is not None and follower.state == "snapshot"
 
     # --------------------------------------------------------------------------------------------------------
     # The driver
 
     async def _drive(self, core: RaftCore) -> None:
+        standing = self._report_standing(core, None)
         while True:
             await self._changed.wait()
             self._changed = trio.Event()
             while (ready := core.ready()) is not None:
                 await self._handle(core, ready)
+                standing = self._report_standing(core, standing)
+            self._observe(core)
+            if core.role == "leader" and self._led_term != core.term:  # one line per leadership change
+                self._led_term = core.term
+                log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
             self._fail_lost(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
 
     async def _handle(self, core: RaftCore, ready: Ready) -> None:
+        received = await self._receiver.install(ready.snapshot) if ready.snapshot is not None else None
+        durable = ready.snapshot, ready.truncate_after, ready.hard_state
+        if ready.entries or any(change is not None for change in durable):
+            installed, sync_s = await self._disk.run(self._persist, ready, received)
+            if sync_s is not None:
+                self._observer.synced(sync_s, len(ready.entries))
+            if installed is not None:
+                self._install(*installed)
+        self._send(ready.messages)
+        for peer, snapshot in ready.send_snapshots:
+            self._sender.start(peer, snapshot, core.term)
+        for offset, entry in enumerate(ready.committed):
+            self._apply(ready.committed_index + offset, entry)
+        for chunk in ready.snapshot_chunks:
+            await self._receiver.store(chunk, core.snapshot_received)
+        core.advance(ready)
+
+    def _report_standing(self, core: RaftCore, before: str | None) -> str:
+        """Log when this replica starts joining, becomes a learner, or votes again."""
+        standing = "joining" if core.joining else "learner" if core.learner else "voter"
+        if standing == before or (before is None and standing == "voter"):
+            return standing
+        where = f"group {self.group_id} on {self.node_id}"
+        if standing == "joining":
+            log.info("%s starts with nothing on disk: asking the other replicas whether the group is new", where)
+        elif standing == "learner":
+            log.warning(
+                "%s is a learner: it lost entries it may have acknowledged (a damaged log or a replaced disk), so "
+                "it does not vote until it has caught up with the leader",
+                where,
+            )
+        elif before == "learner":
+            log.warning("%s caught up with the leader: it votes again", where)
+        else:
+            log.info("%s is a new group: it votes", where)
+        return standing
+
+    async def _run_blocking(self, fn: Callable[[], _T]) -> _T:
+        """The snapshot transfers' disk work, on the node's `Disk` like the rest of this group's storage."""
+        return await self._disk.run(fn)
+
+    def _persist(self, ready: Ready, received: Snapshot | None) -> tuple[tuple[Snapshot, Broker] | None, float | None]:
+        """Make what `ready` changes durable, in a worker thread. A snapshot received from the leader (`received`,
+        already in place on disk) becomes the start of the log, and the state machine is restored from it here
+        too (decoding a large state is no work for the event loop). Returns that snapshot with its state machine,
+        and how long the flush of the log took (None: no flush)."""
         storage = self._storage
-        if ready.snapshot is not None:
-            await self._blocking(storage.save_snapshot, ready.snapshot)
-            storage.installed(ready.snapshot)
+        installed = None
+        if received is not None:
+            storage.installed(received)
+            installed = received, self._restore(received.data)
         if ready.truncate_after is not None:
             storage.truncate_after(ready.truncate_after)
         if ready.entries:
             storage.append(ready.entries_index, ready.entries)
+        sync_s = None
         if ready.entries or ready.hard_state is not None:
-            await self._blocking(storage.sync, ready.hard_state)
-        if ready.snapshot is not None:
-            self._install(ready.snapshot)
-        self._router.send(ready.messages)
-        for offset, entry in enumerate(ready.committed):
-            self._apply(ready.committed_index + offset, entry)
-        core.advance(ready)
+            started = time.perf_counter()
+            storage.sync(ready.hard_state)
+            sync_s = time.perf_counter() - started
+        return installed, sync_s
 
-    async def _blocking(self, fn: Callable[[Unpack[_Args]], None], *args: *_Args) -> None:
-        """Run a call that may flush to disk: in a worker thread when flushing (`fsync = "always"`), inline
-        otherwise, so that a simulation with `never` stays on the trio thread and deterministic."""
-        if self._settings.fsync == "always":
-            await trio.to_thread.run_sync(fn, *args)
-        else:
-            fn(*args)
-
-    def _install(self, snapshot: Snapshot) -> None:
-        self.broker = self._restore(snapshot.data)
+    def _install(self, snapshot: Snapshot, broker: Broker) -> None:
+        self.broker = broker
         self._applied_index = snapshot.index
         self._bytes_since_snapshot = 0
+        self.snapshots_installed += 1
         for index in [i for i in self._pending if i <= snapshot.index]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
 
     def _apply(self, index: int, entry: LogEntry) -> None:
-        """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying."""
+        """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying.
+
+        Any other exception is a bug that may have left the state machine half-changed: it propagates (crash-only),
+        stopping the node rather than serving from state no replica can vouch for; a restart rebuilds the state
+        from the snapshot and the log."""
         if index != self._applied_index + 1:
             raise AssertionError(f"group {self.group_id} applies {index} after {self._applied_index}")
         self._applied_index = index
         pending = self._pending.pop(index, None)
         if pending is not None and pending.term != entry.term:
-            pending.fail(Unavailable(_LOST))
+            pending.fail(OutcomeUnknown(_LOST))
             pending = None
         if not entry.payload:  # the no-op a new leader commits its term with
             return
@@ -286,15 +456,33 @@ class RaftGroup:
             result = self.broker.apply(decoded)
         except MomError as exc:
             error = exc
-        except Exception as exc:
-            # A bug in the state machine: every replica hits it identically, so keep applying.
-            log.exception("group %s: applying entry %d failed", self.group_id, index)
-            error = exc
+        except Exception:
+            log.critical(
+                "group %s: applying entry %d failed with an unexpected error; the state may be half-changed, "
+                "stopping the node",
+                self.group_id,
+                index,
+                exc_info=True,
+            )
+            if pending is not None:
+                pending.fail(OutcomeUnknown(_STOPPED))
+            raise
         for listener in self._listeners:
             listener(decoded.command)
         if pending is not None:
             pending.result, pending.error = result, error
             pending.done.set()
+
+    def _observe(self, core: RaftCore) -> None:
+        """Report elections and leader changes; the first leader learned after a start is no change."""
+        term, leader = self._seen
+        if core.term > term:
+            self._observer.new_terms(core.term - term)
+        if core.leader_id is not None and core.leader_id != leader:
+            if leader is not None:
+                self._observer.new_leader(self.group_id, core.leader_id)
+            leader = core.leader_id
+        self._seen = (max(term, core.term), leader)
 
     def _fail_lost(self, core: RaftCore) -> None:
         """Answer the submitters whose entries can no longer commit under the leadership they were proposed
@@ -303,7 +491,7 @@ class RaftGroup:
             return
         leading = core.role == "leader"
         for index in [i for i, p in self._pending.items() if not leading or p.term != core.term]:
-            self._pending.pop(index).fail(Unavailable(_LOST))
+            self._pending.pop(index).fail(OutcomeUnknown(_LOST))
 
     def _fail_pending(self, error: MomError) -> None:
         for pending in self._pending.values():
@@ -316,9 +504,17 @@ class RaftGroup:
         term = core.log.term_at(index)
         if index > core.log.stable or term is None or index <= core.snapshot.index:
             return  # applied beyond what is durable here (or nothing new): try again after the next Ready
-        snapshot = Snapshot(index, term, self.broker.snapshot())
         self._bytes_since_snapshot = 0
-        await self._blocking(self._storage.save_snapshot, snapshot)
-        core.compact(index, snapshot.data)
-        self._storage.compacted(snapshot)
+        snapshot = await self._disk.run(self._save_snapshot, index, term)
+        core.compact(index)
+        self._sender.newer_snapshot(snapshot.meta)
         log.info("group %s: snapshot at %d (%d bytes)", self.group_id, index, len(snapshot.data))
+
+    def _save_snapshot(self, index: int, term: int) -> Snapshot:
+        """Encode the state machine, save it and free the log it covers (in a worker thread, while the driver
+        awaits: nothing applies to the broker meanwhile, and what the event loop reads from it only prunes
+        derived indexes, never what a snapshot encodes)."""
+        snapshot = Snapshot(index, term, self.broker.snapshot())
+        self._storage.save_snapshot(snapshot)
+        self._storage.compacted(snapshot)
+        return snapshot

@@ -5,6 +5,9 @@ attributes. Each node watches it and keeps exactly the destination groups that p
 starts a group on each of its replicas, a delete stops them and removes their data. A group's id carries the
 destination's declare time, so a destination deleted and declared again is a new group with a fresh log, never
 a continuation of the old one's terms and entries.
+
+The manager owns both the groups and the router: a group gets the router's `send` for its messages, and is
+registered with the router (to be stepped and ticked) once it has recovered, until it stops.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +32,8 @@ from mom.broker.commands import (
 )
 from mom.config import Settings
 from mom.errors import NotFound
-from mom.replication.group import RaftGroup
+from mom.log.disk import Disk
+from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.placement import METADATA_GROUP, group_id, replicas
 from mom.replication.router import Router
 
@@ -69,11 +72,15 @@ class GroupManager:
         settings: Settings,
         router: Router,
         *,
+        disk: Disk,
         clock_ms: Callable[[], int],
         rng: random.Random,
+        observer: GroupObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._observer = observer
         self._router = router
+        self._disk = disk
         self._clock_ms = clock_ms
         self._rng = rng
         self.node_id = settings.node_id
@@ -97,13 +104,16 @@ class GroupManager:
             voters,
             self._directory / gid,
             self._settings.storage,
-            self._router,
+            self._router.send,
+            disk=self._disk,
+            replication=self._settings.replication,
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
             preferred_leader=voters[0],
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
+            observer=self._observer,
         )
         for listener in self._listeners:
             group.add_listener(functools.partial(listener, gid))
@@ -112,7 +122,7 @@ class GroupManager:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await nursery.start(self.meta.run)
+            await nursery.start(self._routed, self.meta)
             self.meta.add_listener(self._on_catalog_change)
             self._reconcile()
             task_status.started()
@@ -182,9 +192,19 @@ class GroupManager:
             running.scope.cancel()
             log.info("group %s is no longer placed here: stopping it and removing its data", gid)
 
+    async def _routed(self, group: RaftGroup, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run `group`, routed to from the moment it has recovered until it stops."""
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(group.run)
+                self._router.add_group(group)
+                task_status.started()
+        finally:
+            self._router.remove_group(group.group_id)
+
     async def _run_group(self, gid: str, running: _Running) -> None:
         with running.scope:
-            await running.group.run()
+            await self._routed(running.group)
         if running.erase:
             directory = self._directory / gid
-            await trio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+            await self._disk.run(self._disk.fs.remove_tree, directory)

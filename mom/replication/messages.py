@@ -19,7 +19,10 @@ class LogEntry(Struct, frozen=True, array_like=True):
 
 
 class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
-    """Entries after (prev_index, prev_term); no entries is a heartbeat. `commit` is the leader's."""
+    """Entries after (prev_index, prev_term); no entries is a heartbeat. `commit` is the leader's.
+
+    `promote` is the incarnation of a recovering receiver (a learner) that the leader found caught up: that
+    incarnation may vote again (0: nothing to say)."""
 
     group: str
     term: int
@@ -29,6 +32,7 @@ class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
     prev_term: int
     entries: list[LogEntry]
     commit: int
+    promote: int = 0
 
 
 class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
@@ -36,6 +40,9 @@ class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
 
     On rejection `match_index` echoes the rejected `prev_index` (so the leader can ignore stale rejections)
     and `reject_hint` is the highest index at which the logs may still match.
+
+    `incarnation` names the sender's current run (random, new at every start): a leader that sees a new one
+    forgets what the previous run acknowledged. `learner`: the sender lost data and does not vote until caught up.
     """
 
     group: str
@@ -45,6 +52,8 @@ class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
     success: bool
     match_index: int
     reject_hint: int
+    incarnation: int = 0
+    learner: bool = False
 
 
 class RequestVote(Struct, frozen=True, array_like=True, tag="rv"):
@@ -70,8 +79,12 @@ class VoteResponse(Struct, frozen=True, array_like=True, tag="vr"):
 
 
 class InstallSnapshot(Struct, frozen=True, array_like=True, tag="is"):
-    """The leader's whole state machine at `index` (whose entry had `snapshot_term`), for a follower too far
-    behind."""
+    """One chunk of the leader's snapshot at `index` (whose entry had `snapshot_term`), for a follower too far
+    behind (Raft §7): the bytes of the snapshot file from `offset`; `done` marks the last chunk.
+
+    The core only decides that a follower needs a snapshot and which one; the drivers stream the file in chunks
+    (`mom.replication._snapshot_transfer`), so no message carries a whole state machine.
+    """
 
     group: str
     term: int
@@ -79,17 +92,34 @@ class InstallSnapshot(Struct, frozen=True, array_like=True, tag="is"):
     receiver: str
     index: int
     snapshot_term: int
+    offset: int
     data: bytes
+    done: bool
 
 
 class SnapshotResponse(Struct, frozen=True, array_like=True, tag="sr"):
-    """The follower's log now matches the leader's up to `index`."""
+    """The follower's log now matches the leader's up to `index` (`incarnation`, `learner`: as in
+    AppendResponse)."""
 
     group: str
     term: int
     sender: str
     receiver: str
     index: int
+    incarnation: int = 0
+    learner: bool = False
+
+
+class SnapshotChunkAck(Struct, frozen=True, array_like=True, tag="sa"):
+    """The follower holds the first `offset` bytes of snapshot `index` (0: start again): paces the leader's
+    chunks and tells it the follower is alive while a long transfer runs."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+    index: int
+    offset: int
 
 
 class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
@@ -101,7 +131,38 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
     receiver: str
 
 
-Message = AppendEntries | AppendResponse | RequestVote | VoteResponse | InstallSnapshot | SnapshotResponse | TimeoutNow
+class JoinProbe(Struct, frozen=True, array_like=True, tag="jp"):
+    """From a replica that starts with nothing on disk: "do you hold anything of this group?" (a fresh group,
+    or a replaced disk?)."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+
+
+class JoinReply(Struct, frozen=True, array_like=True, tag="jr"):
+    """`exists`: the sender holds state of the group (a term, entries, or it is a learner)."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+    exists: bool
+
+
+Message = (
+    AppendEntries
+    | AppendResponse
+    | RequestVote
+    | VoteResponse
+    | InstallSnapshot
+    | SnapshotChunkAck
+    | SnapshotResponse
+    | TimeoutNow
+    | JoinProbe
+    | JoinReply
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Message])
@@ -110,6 +171,28 @@ _decoder = msgspec.msgpack.Decoder(list[Message])
 def encode_messages(messages: list[Message]) -> bytes:
     """One frame holding `messages` (of any groups), in order."""
     return _encoder.encode(messages)
+
+
+def encode_message(message: Message) -> bytes:
+    """One message on its own; `frame_of` joins such parts into a frame."""
+    return _encoder.encode(message)
+
+
+def frame_of(parts: list[bytes]) -> bytes:
+    """The frame holding the encoded messages `parts`, in order: the same bytes as `encode_messages` of them (a
+    msgpack array is its header followed by its elements), so a frame is cut to size without encoding twice."""
+    count = len(parts)
+    if count < 16:
+        header = bytes([0x90 | count])
+    elif count < 1 << 16:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"".join(parts)
+
+
+FRAME_HEADER_BYTES = 5
+"""The most a frame adds to its messages (the array header)."""
 
 
 def decode_messages(frame: bytes) -> list[Message]:

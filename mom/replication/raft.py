@@ -7,10 +7,35 @@ thousands of them. The driver loops: `ready()`; persist the hard state, snapshot
 messages; apply `committed`; `advance()`. Messages leave only after the state they depend on is durable, which
 is what lets a follower's acknowledgement and a vote mean what they say after a crash.
 
+Snapshots never pass through the core: it knows a snapshot only by its position (`SnapshotMeta`). A leader
+says *that* a follower needs one and which (`Ready.send_snapshots`); the driver streams the snapshot file in
+chunks (`InstallSnapshot` with offset/done, Raft §7), which the follower's core accepts or refuses by term and
+hands to its driver (`Ready.snapshot_chunks`); once the driver holds the whole file, verified, it calls
+`snapshot_received` and the core decides whether to install it (`Ready.snapshot`).
+
 Beyond the paper: PreVote and CheckQuorum (a node cut off cannot disturb the cluster, a leader cut off stops
-accepting writes), hint-based backtracking, pipelined replication with bounded messages, snapshots for
-followers that fell behind the compacted log, and leadership transfer (used to hand leadership back to a
-preferred node).
+accepting writes), hint-based backtracking, pipelined replication with messages bounded in bytes and a window
+bounded in messages and bytes per follower, a bound on the leader's uncommitted tail (proposals beyond it are
+refused with `Overloaded`, like etcd's MaxUncommittedSize), snapshots for followers that fell behind the
+compacted log, and leadership transfer (used to hand leadership back to a preferred node).
+
+Raft assumes a node never forgets what it persisted. When it does (a damaged log cut short, a replaced disk),
+its vote could elect a leader that lacks entries it had acknowledged, and a committed write would be lost. So:
+
+- A replica whose storage lost entries starts as a *learner* (`HardState.learner`, persisted): it replicates
+  and acknowledges like any follower, but never votes or stands for election.
+- A replica that starts with nothing at all is *joining*: it cannot tell a brand-new group from a wiped disk,
+  so it asks the other replicas (`JoinProbe`) whether they hold anything durable of the group, a persisted
+  membership included (`HardState.member`, written as soon as a replica has decided). If a majority of the group
+  (itself included) is empty too, the group is new and it starts as a voter; if so many hold state that no
+  majority can be empty, it becomes a learner. Until then it takes part in nothing. In a new group the first
+  replicas to decide, a majority of them, are voters: each saw a majority empty.
+- Every response names the follower's *incarnation* (random, new at each start). A leader that sees a new one
+  forgets what the previous one acknowledged (its `match`: the follower may have lost those entries) and probes
+  again from the follower's real log; for a learner it notes its own last index at that moment, after the
+  restart, as the catch-up target. Once the learner's log matches up to it, which covers every entry committed
+  before then (and any a stale `match` helped commit), the leader's AppendEntries say `promote`, and the
+  learner votes again (after persisting that).
 """
 
 from __future__ import annotations
@@ -20,22 +45,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mom.errors import Unavailable
-from mom.replication._progress import Progress
-from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot
+from mom.errors import Overloaded, Unavailable
+from mom.replication._progress import FollowerView, Progress
+from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
     InstallSnapshot,
+    JoinProbe,
+    JoinReply,
     LogEntry,
     Message,
     RequestVote,
+    SnapshotChunkAck,
     SnapshotResponse,
     TimeoutNow,
     VoteResponse,
 )
 
-__all__ = ["HardState", "NotLeader", "PersistedState", "RaftCore", "Ready", "Role", "Snapshot"]
+__all__ = [
+    "FollowerView",
+    "HardState",
+    "NotLeader",
+    "PersistedState",
+    "RaftCore",
+    "Ready",
+    "Role",
+    "Snapshot",
+    "SnapshotMeta",
+]
 
 Role = Literal["follower", "candidate", "leader"]
 
@@ -54,8 +92,9 @@ class Ready:
 
     hard_state: HardState | None = None
     """To persist, when it changed."""
-    snapshot: Snapshot | None = None
-    """To install from the leader: reset the log to it and the state machine to its data."""
+    snapshot: SnapshotMeta | None = None
+    """To install: the snapshot the driver received (and passed to `snapshot_received`) becomes the state; reset
+    the log to start after it."""
     truncate_after: int | None = None
     """Drop the persisted log after this index before appending `entries`."""
     entries_index: int = 0
@@ -68,6 +107,10 @@ class Ready:
     """The index of `committed[0]`."""
     committed: list[LogEntry] = field(default_factory=list)
     """To apply to the state machine, in order (after the snapshot, if any)."""
+    send_snapshots: list[tuple[str, SnapshotMeta]] = field(default_factory=list)
+    """(follower, snapshot): stream that snapshot to that follower, replacing whatever was streamed to it."""
+    snapshot_chunks: list[InstallSnapshot] = field(default_factory=list)
+    """Chunks of a leader's snapshot that this follower accepted: the driver stores and acknowledges them."""
 
 
 class RaftCore:
@@ -84,7 +127,10 @@ class RaftCore:
         max_entries_per_message: int = 512,
         max_bytes_per_message: int = 1 << 20,
         max_inflight: int = 64,
+        max_inflight_bytes: int = 8 << 20,
+        max_uncommitted_bytes: int = 32 << 20,
         group: str = "",
+        join_when_empty: bool = True,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)}")
@@ -100,18 +146,31 @@ class RaftCore:
         self._max_entries = max_entries_per_message
         self._max_bytes = max_bytes_per_message
         self._max_inflight = max_inflight
+        self._max_inflight_bytes = max_inflight_bytes
+        self._max_uncommitted = max_uncommitted_bytes
+        self._uncommitted = 0
+        """Payload bytes proposed in this leadership and not yet committed."""
 
         hs = persisted.hard_state
-        self.log = RaftLog(persisted.snapshot, persisted.entries)
+        self.log = RaftLog(persisted.snapshot.meta, persisted.entries)
         self.term = hs.term
         self.voted_for = hs.voted_for
         self.commit_index = max(persisted.snapshot.index, min(hs.commit, self.log.last_index))
         self.applied_index = persisted.snapshot.index
         self.role: Role = "follower"
         self.leader_id: str | None = None
+        self.learner = hs.learner
+        """Lost entries it may have acknowledged: replicates, but neither votes nor campaigns (see the module)."""
+        self.joining = join_when_empty and bool(self._peers) and persisted.empty
+        """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
+        self.incarnation = rng.getrandbits(62) + 1
+        """This run of this replica, named in its responses."""
+        self._join_answers: dict[str, bool] = {}
         self._persisted_hs = hs
         self._messages: list[Message] = []
-        self._incoming_snapshot: Snapshot | None = None
+        self._send_snapshots: list[tuple[str, SnapshotMeta]] = []
+        self._snapshot_chunks: list[InstallSnapshot] = []
+        self._incoming_snapshot: SnapshotMeta | None = None
         self._outstanding: Ready | None = None
 
         self._pre_vote = False
@@ -124,6 +183,8 @@ class RaftCore:
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
         self._reset_timer()
+        if self.joining:
+            self._probe()
 
     # --------------------------------------------------------------------------------------------------------
     # The driver's interface
@@ -133,24 +194,58 @@ class RaftCore:
         return self.log.last_index
 
     @property
-    def snapshot(self) -> Snapshot:
+    def voting(self) -> bool:
+        """Neither joining nor a learner: this replica votes and may stand for election."""
+        return not self.joining and not self.learner
+
+    @property
+    def snapshot(self) -> SnapshotMeta:
         """The latest snapshot the log starts after (the driver's own, or one installed from the leader)."""
         return self.log.snapshot
+
+    @property
+    def uncommitted_bytes(self) -> int:
+        """Payload bytes this leader proposed that are not committed yet (0 unless leading)."""
+        return self._uncommitted
+
+    def follower(self, peer: str) -> FollowerView | None:
+        """What this leader knows of `peer`'s log, or None (not leading, or not a follower)."""
+        progress = self._progress.get(peer)
+        return progress.view() if progress is not None else None
+
+    def followers(self) -> dict[str, FollowerView]:
+        """A read-only copy of every follower's progress (empty unless leading)."""
+        return {peer: progress.view() for peer, progress in self._progress.items()}
 
     def tick(self) -> None:
         if self.role == "leader":
             self._tick_leader()
             return
         self._election_elapsed += 1
-        if self._election_elapsed >= self._timeout:
+        if self.joining:
+            if self._election_elapsed % self._heartbeat_ticks == 0:
+                self._probe()
+        elif self._election_elapsed >= self._timeout and not self.learner:
             self._campaign(pre_vote=True, transfer=False)
 
     def propose(self, payloads: Sequence[bytes]) -> tuple[int, int]:
-        """Append commands; they commit once a majority persisted them. Returns their index range."""
+        """Append commands; they commit once a majority persisted them. Returns their index range.
+
+        Raises `Overloaded` while the uncommitted tail is over its budget (followers slower than the proposals,
+        or too few of them to commit): the leader's memory stays bounded and the client backs off. A proposal is
+        always admitted when nothing is uncommitted, however large, so one big command cannot be stuck forever.
+        """
         if self.role != "leader":
             raise NotLeader(self.leader_id)
         if self._transferee is not None:
             raise NotLeader(self._transferee)
+        size = sum(len(p) for p in payloads)
+        if self._uncommitted and self._uncommitted + size > self._max_uncommitted:
+            raise Overloaded(
+                f"group {self.group or '?'} has {self._uncommitted} bytes waiting for its replicas to persist them "
+                f"(the limit is {self._max_uncommitted}); retry shortly"
+            )
+        self._uncommitted += size
         first = self.log.last_index + 1
         self.log.append([LogEntry(self.term, bytes(p)) for p in payloads])
         for peer in self._peers:
@@ -159,11 +254,12 @@ class RaftCore:
 
     def ready(self) -> Ready | None:
         assert self._outstanding is None, "advance() the previous Ready before asking for another"
-        hs = HardState(self.term, self.voted_for, self.commit_index)
+        hs = HardState(self.term, self.voted_for, self.commit_index, self.learner, not self.joining)
         first, entries, truncate = self.log.unstable()
         committed = self.log.slice(self.applied_index + 1, self.commit_index + 1)
         changed = hs != self._persisted_hs or self._incoming_snapshot is not None or truncate is not None
-        if not (changed or entries or committed or self._messages):
+        streams = self._send_snapshots or self._snapshot_chunks
+        if not (changed or entries or committed or self._messages or streams):
             return None
         ready = Ready(
             hard_state=hs if hs != self._persisted_hs else None,
@@ -174,8 +270,12 @@ class RaftCore:
             messages=self._messages,
             committed_index=self.applied_index + 1,
             committed=committed,
+            send_snapshots=self._send_snapshots,
+            snapshot_chunks=self._snapshot_chunks,
         )
         self._messages = []
+        self._send_snapshots = []
+        self._snapshot_chunks = []
         self._outstanding = ready
         return ready
 
@@ -193,12 +293,34 @@ class RaftCore:
         if self.role == "leader":
             self._maybe_commit()
 
-    def compact(self, index: int, snapshot_data: bytes) -> None:
-        """The state machine saved itself at `index` (<= applied): forget the entries up to it."""
+    def compact(self, index: int) -> None:
+        """The driver saved the state machine at `index` (<= applied): forget the entries up to it. Followers
+        that still need them get this snapshot from now on."""
         if index > self.applied_index:
             raise ValueError(f"cannot compact at {index}: only {self.applied_index} is applied")
         if index > self.log.snapshot.index:
-            self.log.compact(index, snapshot_data)
+            self.log.compact(index)
+
+    def snapshot_received(self, leader: str, snapshot: SnapshotMeta) -> bool:
+        """The driver holds the whole of `leader`'s `snapshot`, verified: install it if it still adds anything.
+
+        Returns True when the next Ready carries it in `snapshot` (the driver then makes it the state), False
+        when it is not needed (any more): the log already holds it, or this node no longer follows. Either way
+        the leader is told how far this log now matches. Installing is safe whatever happened meanwhile: a
+        leader snapshots only committed state, which every later leader holds too.
+        """
+        if self.role != "follower":
+            return False
+        installed = False
+        if snapshot.index > self.commit_index:
+            if self.log.term_at(snapshot.index) != snapshot.term:
+                self.log.restore(snapshot)
+                self._incoming_snapshot = snapshot
+                self.applied_index = snapshot.index
+                installed = True
+            self.commit_index = snapshot.index
+        self._snapshot_response(leader)
+        return installed
 
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to `to` once it is caught up; proposals are refused until then (or the attempt
@@ -220,6 +342,14 @@ class RaftCore:
     # Receiving
 
     def step(self, m: Message) -> None:
+        if isinstance(m, JoinProbe):
+            self._send(JoinReply(self.group, self.term, self.node_id, m.sender, self._exists()))
+            return
+        if isinstance(m, JoinReply):
+            self._on_join_reply(m)
+            return
+        if self.joining:
+            return  # not a member yet: whoever sent this retries
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 if not m.transfer and self._in_lease():
@@ -231,7 +361,7 @@ class RaftCore:
                 self._become_follower(m.term, leader)
         elif m.term < self.term:
             if isinstance(m, AppendEntries | InstallSnapshot):
-                self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, False, 0, 0))
+                self._respond(m.sender, False, 0, 0)
             elif isinstance(m, RequestVote) and m.pre_vote:
                 self._send(VoteResponse(self.group, self.term, self.node_id, m.sender, False, True))
             return
@@ -250,8 +380,12 @@ class RaftCore:
                 self._on_install_snapshot(m)
             case SnapshotResponse():
                 self._on_snapshot_response(m)
+            case SnapshotChunkAck():
+                progress = self._progress.get(m.sender) if self.role == "leader" else None
+                if progress is not None and progress.state == "snapshot":
+                    progress.stalled_heartbeats = 0  # a long transfer is progress, not a stall
             case TimeoutNow():
-                if self.role != "leader":
+                if self.role != "leader" and not self.learner:
                     self._campaign(pre_vote=False, transfer=True)
 
     def _follow(self, leader: str) -> None:
@@ -264,16 +398,17 @@ class RaftCore:
         if self.role == "leader":
             return  # two leaders in one term cannot happen; the simulation checks it
         self._follow(m.sender)
+        if self.learner and m.promote == self.incarnation:
+            self.learner = False  # caught up with the leader after our restart: everything committed is here
         prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
         if prev < self.commit_index:  # entries up to our commit match every leader's: skip them
             skip = self.commit_index - prev
             if skip >= len(entries):
-                self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, True, self.commit_index, 0))
+                self._respond(m.sender, True, self.commit_index, 0)
                 return
             prev, prev_term, entries = self.commit_index, entries[skip - 1].term, entries[skip:]
         if self.log.term_at(prev) != prev_term:
-            hint = self._reject_hint(prev, prev_term)
-            self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, False, m.prev_index, hint))
+            self._respond(m.sender, False, m.prev_index, self._reject_hint(prev, prev_term))
             return
         for offset, entry in enumerate(entries):
             index = prev + 1 + offset
@@ -286,7 +421,22 @@ class RaftCore:
                 break
         last_new = prev + len(entries)
         self.commit_index = max(self.commit_index, min(m.commit, last_new))
-        self._send(AppendResponse(self.group, self.term, self.node_id, m.sender, True, last_new, 0))
+        self._respond(m.sender, True, last_new, 0)
+
+    def _respond(self, to: str, success: bool, match_index: int, reject_hint: int) -> None:
+        self._send(
+            AppendResponse(
+                self.group,
+                self.term,
+                self.node_id,
+                to,
+                success,
+                match_index,
+                reject_hint,
+                self.incarnation,
+                self.learner,
+            )
+        )
 
     def _reject_hint(self, prev: int, prev_term: int) -> int:
         """The highest index that may still match: entries of terms above `prev_term` cannot be in the
@@ -297,17 +447,49 @@ class RaftCore:
         return index
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
+        """A chunk of the leader's snapshot: the driver stores it, unless the log already holds what it stands
+        for (then the leader hears so at once and stops streaming)."""
         if self.role == "leader":
             return
         self._follow(m.sender)
-        if m.index > self.commit_index:
-            if self.log.term_at(m.index) != m.snapshot_term:
-                snapshot = Snapshot(m.index, m.snapshot_term, m.data)
-                self.log.restore(snapshot)
-                self._incoming_snapshot = snapshot
-                self.applied_index = m.index
-            self.commit_index = m.index
-        self._send(SnapshotResponse(self.group, self.term, self.node_id, m.sender, self.commit_index))
+        if m.index <= self.commit_index or self.log.term_at(m.index) == m.snapshot_term:
+            self.commit_index = max(self.commit_index, m.index)  # log matching: our entries up to it are its
+            self._snapshot_response(m.sender)
+            return
+        self._snapshot_chunks.append(m)
+
+    def _snapshot_response(self, to: str) -> None:
+        self._send(
+            SnapshotResponse(self.group, self.term, self.node_id, to, self.commit_index, self.incarnation, self.learner)
+        )
+
+    # --------------------------------------------------------------------------------------------------------
+    # Joining: a replica with an empty disk finds out whether the group is new
+
+    def _probe(self) -> None:
+        for peer in self._peers:
+            if peer not in self._join_answers:
+                self._send(JoinProbe(self.group, self.term, self.node_id, peer))
+
+    def _exists(self) -> bool:
+        """Whether this replica's disk holds state of the group (what a joining replica asks). Only what is
+        durable counts: a replica that crashes before persisting its membership comes back empty, and must then
+        have been counted as empty."""
+        return self._persisted_hs != HardState() or self.log.stable > 0
+
+    def _on_join_reply(self, m: JoinReply) -> None:
+        if not self.joining or m.sender not in self._peers:
+            return
+        self._join_answers[m.sender] = m.exists
+        holding = sum(self._join_answers.values())
+        empty = 1 + len(self._join_answers) - holding
+        if empty >= self._quorum:
+            self.joining = False  # a new group: a majority never held anything, so nothing can be lost
+            self._reset_timer()
+        elif holding > len(self.voters) - self._quorum:
+            self.joining = False  # the group exists: whatever this disk held before is gone
+            self.learner = True
+            self._reset_timer()
 
     # --------------------------------------------------------------------------------------------------------
     # Elections
@@ -329,6 +511,7 @@ class RaftCore:
         self._pre_vote = False
         self._transferee = None
         self._progress = {}
+        self._uncommitted = 0
         self._reset_timer()
 
     def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
@@ -338,6 +521,7 @@ class RaftCore:
         self._pre_vote = pre_vote
         self._transferee = None
         self._progress = {}
+        self._uncommitted = 0
         self._reset_timer()
         if not pre_vote:
             self.term += 1
@@ -362,7 +546,7 @@ class RaftCore:
             )
 
     def _on_request_vote(self, m: RequestVote) -> None:
-        can_vote = (
+        can_vote = not self.learner and (
             self.voted_for == m.sender
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
@@ -394,7 +578,10 @@ class RaftCore:
         self.leader_id = self.node_id
         self._pre_vote = False
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
-        self._progress = {p: Progress(self.log.last_index + 1, self._max_inflight) for p in self._peers}
+        self._uncommitted = 0
+        self._progress = {
+            p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
+        }
         self.log.append([LogEntry(self.term, b"")])  # entries of earlier terms commit only under one of ours
         for peer in self._peers:
             self._send_append(peer)
@@ -437,45 +624,52 @@ class RaftCore:
         prev, prev_term = pr.match, self.log.term_at(pr.match)
         if prev_term is None:
             prev, prev_term = 0, 0  # below the follower's commit: it answers with what it has committed
-        self._send(AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, [], self.commit_index))
+        self._send_entries(peer, prev, prev_term, [])
+
+    def _send_entries(self, peer: str, prev: int, prev_term: int, entries: list[LogEntry]) -> None:
+        pr = self._progress[peer]
+        promote = pr.incarnation if pr.learner and pr.match >= pr.catch_up_to else 0
+        message = AppendEntries(
+            self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index, promote
+        )
+        self._send(message)
 
     def _send_append(self, peer: str, *, allow_empty: bool = False) -> None:
         """Send what the follower lacks: while it is caught up, several messages in a row (up to the inflight
-        window); while probing, one; an InstallSnapshot when its next entry was compacted away."""
+        window); while probing, one; the snapshot (streamed by the driver) when its next entry was compacted."""
         pr = self._progress[peer]
         while pr.can_send():
             prev = pr.next - 1
             prev_term = self.log.term_at(prev)
             if prev_term is None:
                 pr.become_snapshot()
-                snap = self.log.snapshot
-                self._send(InstallSnapshot(self.group, self.term, self.node_id, peer, snap.index, snap.term, snap.data))
+                self._send_snapshots.append((peer, self.log.snapshot))
                 return
-            entries = self._batch(pr.next)
+            entries, size = self._batch(pr.next)
             if not entries and not allow_empty:
                 return
-            self._send(
-                AppendEntries(self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index)
-            )
-            pr.sent(prev + len(entries))
+            self._send_entries(peer, prev, prev_term, entries)
+            pr.sent(prev + len(entries), size)
             if pr.state != "replicate" or not entries:
                 return
             allow_empty = False
 
-    def _batch(self, start: int) -> list[LogEntry]:
-        """Entries from `start`, bounded in count and bytes (always at least one, if there is one)."""
+    def _batch(self, start: int) -> tuple[list[LogEntry], int]:
+        """Entries from `start`, bounded in count and bytes (always at least one, if there is one), and their
+        payload bytes."""
         entries = self.log.slice(start, min(self.log.last_index + 1, start + self._max_entries))
         size = 0
         for count, entry in enumerate(entries):
+            if size + len(entry.payload) > self._max_bytes and count > 0:
+                return entries[:count], size
             size += len(entry.payload)
-            if size > self._max_bytes and count > 0:
-                return entries[:count]
-        return entries
+        return entries, size
 
     def _on_append_response(self, m: AppendResponse) -> None:
         pr = self._progress.get(m.sender) if self.role == "leader" else None
         if pr is None:
             return
+        self._heard_from(pr, m.incarnation, m.learner)
         if not m.success:
             if m.match_index <= pr.match or pr.state == "snapshot":
                 return
@@ -487,10 +681,21 @@ class RaftCore:
         if pr.acknowledged(m.match_index):
             self._progressed(m.sender)
 
+    def _heard_from(self, pr: Progress, incarnation: int, learner: bool) -> None:
+        """A follower's new incarnation may have lost what the previous one acknowledged: forget its `match` and
+        probe from its real log. A learner must then catch up to our last index as of now (after its restart)."""
+        if incarnation != pr.incarnation:
+            if pr.incarnation:
+                pr.restarted(self.log.last_index + 1)
+            pr.incarnation = incarnation
+            pr.catch_up_to = self.log.last_index
+        pr.learner = learner
+
     def _on_snapshot_response(self, m: SnapshotResponse) -> None:
         pr = self._progress.get(m.sender) if self.role == "leader" else None
         if pr is None:
             return
+        self._heard_from(pr, m.incarnation, m.learner)
         pr.acknowledged(m.index)
         if pr.state == "snapshot":
             pr.become_replicate()
@@ -498,7 +703,9 @@ class RaftCore:
 
     def _progressed(self, peer: str) -> None:
         if not self._maybe_commit():
-            self._send_append(peer)
+            pr = self._progress[peer]
+            # A learner that just caught up (from entries or a snapshot) hears `promote` now, not a heartbeat later.
+            self._send_append(peer, allow_empty=pr.learner and pr.match >= pr.catch_up_to)
         if self._transferee == peer and self._progress[peer].match == self.log.last_index:
             self._send(TimeoutNow(self.group, self.term, self.node_id, peer))
 
@@ -509,6 +716,8 @@ class RaftCore:
         candidate = matches[self._quorum - 1]
         if candidate <= self.commit_index or self.log.term_at(candidate) != self.term:
             return False
+        committed = self.log.bytes_between(self.commit_index + 1, candidate)
+        self._uncommitted = max(0, self._uncommitted - committed)
         self.commit_index = candidate
         for peer in self._peers:
             self._send_append(peer, allow_empty=True)
@@ -517,7 +726,7 @@ class RaftCore:
     def _maybe_return_leadership(self) -> None:
         """Hand leadership back to the preferred node once it has kept up for an election timeout."""
         pr = self._progress.get(self._preferred) if self._preferred is not None else None
-        if pr is None or self._transferee is not None:
+        if pr is None or self._transferee is not None or pr.learner:
             return
         if pr.state == "replicate" and pr.match >= self.commit_index:
             self._preferred_ticks += 1

@@ -2,51 +2,107 @@
 
 The cost of the wire is per frame, so the router never sends one frame per Raft message: groups hand it their
 messages as they produce them, it buffers them per receiving node, and once the burst of work that produced
-them is over (every task that was ready to run has run) it sends each peer ONE frame with the messages of all
-groups. Flushing follows the work, not a timer, so batching adds no latency of its own.
+them is over (every task that was ready to run has run) it sends each peer the messages of all groups in as few
+frames as fit `max_frame_bytes` each (a single larger message travels alone; one above the transports' limit
+is dropped and logged, since no transport would carry it). Flushing follows the work, not a timer, so batching
+adds no latency of its own.
 
 Time reaches the groups only through `tick`, every `tick_interval_s` of trio time, so under
-`trio.testing.MockClock` a whole cluster runs in virtual time.
+`trio.testing.MockClock` a whole cluster runs in virtual time. Ticks keep to their grid but never catch up:
+after a stall (a blocked event loop, a paused process) the groups get one tick, not one per missed interval,
+since a burst of ticks would expire every election timer at once. How late each tick woke is the event loop's
+lag, reported to `on_tick_lag`.
+
+The router knows groups only as `Routed` (a group id, `step`, `tick`); whoever owns the groups registers them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 import trio
 
-from mom.replication.messages import Message, decode_messages, encode_messages
+from mom.config import WIRE_FRAME_LIMIT
+from mom.replication.messages import FRAME_HEADER_BYTES, Message, decode_messages, encode_message, frame_of
 from mom.transports.base import Transport
-
-if TYPE_CHECKING:
-    from mom.replication.group import RaftGroup
 
 log = logging.getLogger("mom.replication")
 
+DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+
+class Routed(Protocol):
+    """What the router needs of a group: where its messages go, and its clock."""
+
+    @property
+    def group_id(self) -> str: ...
+
+    def step(self, message: Message) -> None: ...
+
+    def tick(self) -> None: ...
+
+
+TickLagObserver = Callable[[float, int], None]
+"""Told (seconds the tick woke late, ticks skipped) at every tick."""
+
+
+@dataclass
+class PeerTraffic:
+    """Frames and bytes exchanged with one peer since this node started (what /metrics shows per peer)."""
+
+    sent_frames: int = 0
+    sent_bytes: int = 0
+    received_frames: int = 0
+    received_bytes: int = 0
+    dropped_frames: int = 0
+
 
 class Router:
-    def __init__(self, node_id: str, transport: Transport, *, tick_interval_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        transport: Transport,
+        *,
+        tick_interval_s: float = 0.05,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        on_tick_lag: TickLagObserver | None = None,
+    ) -> None:
         self.node_id = node_id
         self._transport = transport
         self._tick_interval_s = tick_interval_s
-        self._groups: dict[str, RaftGroup] = {}
+        self._max_frame_bytes = max_frame_bytes
+        self._on_tick_lag = on_tick_lag
+        self._groups: dict[str, Routed] = {}
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
         self.frames_sent = 0
         self.frames_dropped = 0
         """Frames the transport refused (queue full, unknown peer): Raft retransmits what matters."""
+        self.oversized_messages = 0
+        """Messages above the transports' frame limit: no transport carries them (the limits prevent them)."""
         self.unknown_group_messages = 0
         """Messages for a group this node does not run (not yet created, or deleted): dropped."""
         self.malformed_frames = 0
+        self.ticks_skipped = 0
+        """Ticks not delivered because the loop woke too late for them (see the module docstring)."""
+        self.traffic: dict[str, PeerTraffic] = {}
+
+    def _traffic(self, peer: str) -> PeerTraffic:
+        traffic = self.traffic.get(peer)
+        if traffic is None:
+            traffic = self.traffic[peer] = PeerTraffic()
+        return traffic
 
     @property
-    def groups(self) -> dict[str, RaftGroup]:
+    def groups(self) -> dict[str, Routed]:
         return self._groups
 
-    def add_group(self, group: RaftGroup) -> None:
+    def add_group(self, group: Routed) -> None:
         if group.group_id in self._groups:
             raise ValueError(f"group {group.group_id!r} is already routed on {self.node_id}")
         self._groups[group.group_id] = group
@@ -81,6 +137,9 @@ class Router:
                 self._deliver(sender, frame)
 
     def _deliver(self, sender: str, frame: bytes) -> None:
+        traffic = self._traffic(sender)
+        traffic.received_frames += 1
+        traffic.received_bytes += len(frame)
         try:
             messages = decode_messages(frame)
         except msgspec.DecodeError:
@@ -95,10 +154,17 @@ class Router:
             group.step(message)
 
     async def _tick(self) -> None:
+        interval = self._tick_interval_s
         deadline = trio.current_time()
         while True:
-            deadline += self._tick_interval_s
+            deadline += interval
             await trio.sleep_until(deadline)
+            lag = trio.current_time() - deadline
+            skipped = math.floor(lag / interval) if lag >= interval else 0
+            deadline += skipped * interval  # back on the grid, at the latest point already passed
+            self.ticks_skipped += skipped
+            if self._on_tick_lag is not None:
+                self._on_tick_lag(lag, skipped)
             for group in list(self._groups.values()):
                 group.tick()
 
@@ -112,10 +178,42 @@ class Router:
             self.flush()
 
     def flush(self) -> None:
-        """Send everything buffered now: one frame per peer."""
+        """Send everything buffered now: per peer, as few frames as fit the frame budget."""
         outbox, self._outbox = self._outbox, {}
         for peer, messages in outbox.items():
-            if self._transport.send(peer, encode_messages(messages)):
-                self.frames_sent += 1
-            else:
-                self.frames_dropped += 1
+            traffic = self._traffic(peer)
+            for frame in self._frames(peer, messages):
+                if self._transport.send(peer, frame):
+                    self.frames_sent += 1
+                    traffic.sent_frames += 1
+                    traffic.sent_bytes += len(frame)
+                else:
+                    self.frames_dropped += 1
+                    traffic.dropped_frames += 1
+
+    def _frames(self, peer: str, messages: list[Message]) -> list[bytes]:
+        """`messages` in order, cut into frames of at most `max_frame_bytes` (one larger message alone)."""
+        frames: list[bytes] = []
+        parts: list[bytes] = []
+        size = FRAME_HEADER_BYTES
+        for message in messages:
+            part = encode_message(message)
+            if len(part) + FRAME_HEADER_BYTES > WIRE_FRAME_LIMIT:
+                self.oversized_messages += 1
+                log.error(
+                    "dropped a %s of %d bytes for %s in group %s: above the transports' frame limit of %d bytes",
+                    type(message).__name__,
+                    len(part),
+                    peer,
+                    message.group,
+                    WIRE_FRAME_LIMIT,
+                )
+                continue
+            if parts and size + len(part) > self._max_frame_bytes:
+                frames.append(frame_of(parts))
+                parts, size = [], FRAME_HEADER_BYTES
+            parts.append(part)
+            size += len(part)
+        if parts:
+            frames.append(frame_of(parts))
+        return frames

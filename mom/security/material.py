@@ -9,10 +9,9 @@ match its certificate, a CURVE key of the wrong length.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -22,9 +21,6 @@ from cryptography.x509.oid import NameOID
 from mom.config import Settings
 from mom.errors import InvalidInput
 from mom.security.layout import CertsLayout
-
-if TYPE_CHECKING:
-    from mom.transports.zmq import CurveKeys
 
 Z85_KEY_CHARS = 40
 """A CURVE key is 32 bytes, 40 characters in Z85."""
@@ -42,12 +38,27 @@ class NodeSecurity:
     cert_pem: bytes
     key_pem: bytes
     rest_tls: bool
-    curve: CurveKeys | None
-    """Loaded only for a cluster on the zmq transport; the other wires need no CURVE keys."""
+    curve_secret_file: Path
+    curve_public_files: Mapping[str, Path]
+    """Every other node's CURVE public key file, by node id (read only by a transport that uses CURVE)."""
 
     def client_ssl_context(self) -> ssl.SSLContext:
         """For https to peers: trust the cluster CA, and only it."""
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def curve_keys(self, peers: Iterable[str]) -> tuple[bytes, dict[str, bytes]]:
+        """This node's CURVE secret key and `peers`' public keys (Z85), checked; InvalidInput if one is bad.
+
+        Read on demand, by the transport that uses them (ZeroMQ), not by the others.
+        """
+        secret = _curve_key(self.curve_secret_file, "CURVE secret key")
+        public: dict[str, bytes] = {}
+        for peer in peers:
+            path = self.curve_public_files.get(peer)
+            if path is None:
+                raise InvalidInput(f"no CURVE public key file is known for node {peer!r}")
+            public[peer] = _curve_key(path, f"CURVE public key of {peer}")
+        return secret, public
 
 
 def load_node_security(settings: Settings) -> NodeSecurity | None:
@@ -66,11 +77,6 @@ def load_node_security(settings: Settings) -> NodeSecurity | None:
     cert_pem = _read(cert_file, "certificate")
     key_pem = _read(key_file, "private key")
     _check_certificate(node_id, ca_file, ca_pem, cert_file, cert_pem, key_file, key_pem)
-    curve = None
-    if settings.cluster.nodes and settings.cluster.transport == "zmq":
-        secret_file = Path(section.curve_secret_file) if section.curve_secret_file else layout.curve_secret(node_id)
-        peers = {node.id: layout.curve_public(node.id) for node in settings.cluster.nodes if node.id != node_id}
-        curve = _curve_keys(secret_file, peers)
     return NodeSecurity(
         node_id=node_id,
         ca_file=ca_file,
@@ -80,7 +86,12 @@ def load_node_security(settings: Settings) -> NodeSecurity | None:
         cert_pem=cert_pem,
         key_pem=key_pem,
         rest_tls=section.rest_tls,
-        curve=curve,
+        curve_secret_file=Path(section.curve_secret_file)
+        if section.curve_secret_file
+        else layout.curve_secret(node_id),
+        curve_public_files={
+            node.id: layout.curve_public(node.id) for node in settings.cluster.nodes if node.id != node_id
+        },
     )
 
 
@@ -124,17 +135,3 @@ def _curve_key(path: Path, what: str) -> bytes:
     if len(key) != Z85_KEY_CHARS:
         raise InvalidInput(f"{path} must hold one Z85 CURVE key of {Z85_KEY_CHARS} characters")
     return key
-
-
-def _curve_keys(secret_file: Path, peer_files: Mapping[str, Path]) -> CurveKeys:
-    import zmq
-
-    from mom.transports.zmq import CurveKeys
-
-    secret = _curve_key(secret_file, "CURVE secret key")
-    try:
-        public = zmq.curve_public(secret)
-    except (ValueError, zmq.ZMQError):
-        raise InvalidInput(f"{secret_file} does not hold a valid Z85 CURVE key") from None
-    peers = {peer: _curve_key(path, f"CURVE public key of {peer}") for peer, path in peer_files.items()}
-    return CurveKeys(secret=secret, public=public, peers=peers)

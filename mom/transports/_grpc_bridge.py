@@ -11,7 +11,6 @@ options to set) belong to `grpc.py`; this module only moves frames.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ import grpc  # type: ignore[import-untyped]
 import trio
 
 from mom.transports._generated.replication_pb2 import DESCRIPTOR, Frame, Hello, PushSummary
+from mom.transports._sendqueue import ThreadSendQueue
 
 log = logging.getLogger("mom.transports.grpc")
 
@@ -123,19 +123,23 @@ def _abort(context: grpc.ServicerContext, refusal: Refusal) -> NoReturn:
 
 
 class PeerLink:
-    """One peer's outgoing side: a bounded thread-safe queue, and while running, the thread that streams it.
+    """One peer's outgoing side: a thread-safe queue bounded in frames and bytes, and while running, the thread
+    that streams it.
 
     The queue outlives the thread, so frames queued while the transport is not running (or the peer is down)
-    are sent once a stream is up, and `offer` never blocks: a full queue drops the frame and counts it.
+    are sent once a stream is up, and `offer` never blocks: a full queue drops the frame and counts it. Beyond
+    the queue, grpc holds at most the frame it is writing (its request iterator asks for the next one only once
+    the previous one was written).
     """
 
-    def __init__(self, peer: str, capacity: int, on_failure: Callable[[grpc.StatusCode, str], None]) -> None:
+    def __init__(
+        self, peer: str, max_frames: int, max_bytes: int, on_failure: Callable[[grpc.StatusCode, str], None]
+    ) -> None:
         self.peer = peer
         self._on_failure = on_failure
         """Told how each stream that we did not end ended: the policy of what to log is grpc.py's."""
-        self.dropped = 0
         self.connected = False
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=capacity)
+        self._queue = ThreadSendQueue(max_frames, max_bytes)
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
@@ -143,13 +147,16 @@ class PeerLink:
         self._pullers: list[threading.Thread] = []
         """grpc's threads that pull `_frames` of our streams: not ours, but joined so none outlives `join()`."""
 
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queue.queued_bytes
+
     def offer(self, frame: bytes) -> bool:
-        try:
-            self._queue.put_nowait(frame)
-        except queue.Full:
-            self.dropped += 1
-            return False
-        return True
+        return self._queue.offer(frame)
 
     def start(self, target: str, hello: Hello, options: Options, credentials: grpc.ChannelCredentials | None) -> None:
         self._closing.clear()
@@ -229,8 +236,6 @@ class PeerLink:
         pulled.set()
         yield Frame(hello=hello)
         while not (done.is_set() or self._closing.is_set()):
-            try:
-                batch = self._queue.get(timeout=POLL_S)
-            except queue.Empty:
-                continue
-            yield Frame(batch=batch)
+            batch = self._queue.get(timeout=POLL_S)
+            if batch is not None:
+                yield Frame(batch=batch)

@@ -1,10 +1,12 @@
 """The node-to-node wire, as replication sees it: frames of bytes to and from named peers.
 
 A frame is one batch (the encoded Raft messages of many groups for one peer), so the cost of the wire is per
-batch, not per message. Sending never blocks: each peer has a bounded queue, and a frame that does not fit is
-dropped and counted. That is safe because Raft retransmits what was not acknowledged, and it is what keeps a
-node's memory bounded while a peer is down (the leader catches the peer up from its log, or with a snapshot,
-once it is back). Frames from one peer arrive in the order they were sent, or not at all.
+batch, not per message. Sending never blocks: each peer has a queue bounded in bytes (`send_queue_bytes`) and in
+frames (`send_queue_frames`), and a frame that does not fit is dropped and counted. That is safe because Raft
+retransmits what was not acknowledged, and it is what keeps a node's memory bounded while a peer is slow or
+down (the leader catches the peer up from its log, or with a snapshot, once it is back). Frames from one peer
+arrive in the order they were sent, or not at all. No transport carries a frame above `WIRE_FRAME_LIMIT`
+(mom.config); the router keeps its frames far below it.
 
 Implementations live side by side (memory.py, grpc.py, zmq.py) and are chosen by name in `open_transport`,
 which imports only the chosen one, so an unused transport's library is never loaded.
@@ -13,17 +15,22 @@ which imports only the chosen one, so an unused transport's library is never loa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import trio
 
-from mom.config import Address
+from mom.config import Address, ReplicationSection
+
+if TYPE_CHECKING:
+    from mom.security import NodeSecurity
 
 TransportName = Literal["memory", "grpc", "zmq"]
 
 SEND_QUEUE_FRAMES = 256
-"""Frames queued per peer before new ones are dropped (the high-water mark)."""
+"""Frames queued per peer before new ones are dropped (the high-water mark in frames)."""
+SEND_QUEUE_BYTES = ReplicationSection().send_queue_bytes
+"""Bytes queued per peer before new frames are dropped (a frame larger than this goes alone)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class PeerStatus:
     last_seen: float | None
     """`trio.current_time()` of the last frame received from the peer, or None."""
     dropped_frames: int = 0
+    queued_bytes: int = 0
+    """Bytes waiting in the send queue to the peer (at most `send_queue_bytes`, or one larger frame)."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +53,7 @@ class TransportSettings:
     """Every other node of the cluster by id."""
     cluster_id: str = "mom"
     send_queue_frames: int = SEND_QUEUE_FRAMES
-    security: object | None = field(default=None)
-    """Transport-specific security material (TLS / CURVE), None for clear text."""
+    send_queue_bytes: int = SEND_QUEUE_BYTES
 
 
 class Transport(Protocol):
@@ -65,3 +73,10 @@ class Transport(Protocol):
         ...
 
     def status(self, peer: str) -> PeerStatus: ...
+
+
+class TransportFactory(Protocol):
+    """How each wire module (grpc.py, zmq.py) builds its transport: with the credentials it derives itself
+    from the node's security material (mutual TLS, CURVE keys), or in clear text when there is none."""
+
+    def __call__(self, settings: TransportSettings, security: NodeSecurity | None) -> Transport: ...

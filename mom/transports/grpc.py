@@ -17,21 +17,27 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc  # type: ignore[import-untyped]
 import trio
 
-from mom.config import Address
-from mom.errors import InvalidInput, Unavailable
+from mom.config import WIRE_FRAME_LIMIT, Address
+from mom.errors import Unavailable
 from mom.transports._generated.replication_pb2 import Hello
 from mom.transports._grpc_bridge import PeerLink, PushServer, Refusal
 from mom.transports.base import PeerStatus, TransportSettings
 
+if TYPE_CHECKING:
+    from mom.security import NodeSecurity
+
 log = logging.getLogger("mom.transports.grpc")
 
-PROTOCOL_VERSION = 1
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+PROTOCOL_VERSION = 3
+"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
+rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote)."""
+MAX_FRAME_BYTES = WIRE_FRAME_LIMIT
+"""grpc's own default receive limit is 4 MiB; set explicitly on both ends, far above the router's frames."""
 SHUTDOWN_GRACE_S = 0.5
 """How long open streams get to finish when the node stops, before they are cancelled."""
 
@@ -65,7 +71,7 @@ _MAX_WARNINGS = 1024
 
 @dataclass(frozen=True)
 class GrpcCredentials:
-    """What `TransportSettings.security` holds for gRPC over mutual TLS; None there means plaintext.
+    """What `GrpcTransport` takes for mutual TLS (None: plaintext), built from the node's certificates.
 
     Both sides present a certificate signed by the cluster CA, and each checks that it names the node it
     expects: the client by verifying the server's certificate against the peer's node id (not its address),
@@ -87,13 +93,22 @@ class GrpcCredentials:
         )
 
 
-def check_hello(hello: Hello, settings: TransportSettings, certified: str | None = None) -> Refusal | None:
+def build(settings: TransportSettings, security: NodeSecurity | None) -> GrpcTransport:
+    """The gRPC transport, over mutual TLS with the node's certificate when it has security material."""
+    if security is None:
+        return GrpcTransport(settings)
+    return GrpcTransport(settings, GrpcCredentials.mutual_tls(security.ca_pem, security.cert_pem, security.key_pem))
+
+
+def check_hello(
+    hello: Hello, settings: TransportSettings, certified: str | None = None, *, tls: bool = False
+) -> Refusal | None:
     """Why a stream opened with `hello` must be refused by the node of `settings`, or None to accept it.
 
     `certified` is the node id in the client's verified certificate: over TLS it must be the id the Hello
     claims, so a node with a valid certificate cannot speak for another node.
     """
-    if settings.security is not None and certified != hello.node_id:
+    if tls and certified != hello.node_id:
         return Refusal(
             grpc.StatusCode.PERMISSION_DENIED,
             f"a node with the certificate of {certified!r} claims to be {hello.node_id!r}",
@@ -124,13 +139,13 @@ def _target(address: Address) -> str:
 class GrpcTransport:
     """`base.Transport` over gRPC. Frames queued before `run()` (or while a peer is down) wait in its queue."""
 
-    def __init__(self, settings: TransportSettings) -> None:
-        if settings.security is not None and not isinstance(settings.security, GrpcCredentials):
-            raise InvalidInput("the grpc transport takes GrpcCredentials (or None) as its security settings")
+    def __init__(self, settings: TransportSettings, credentials: GrpcCredentials | None = None) -> None:
         self._settings = settings
-        self._credentials = settings.security
+        self._credentials = credentials
         self._links = {
-            peer: PeerLink(peer, settings.send_queue_frames, partial(self._stream_failed, peer))
+            peer: PeerLink(
+                peer, settings.send_queue_frames, settings.send_queue_bytes, partial(self._stream_failed, peer)
+            )
             for peer in settings.peers
         }
         self._warned: set[str] = set()
@@ -183,7 +198,7 @@ class GrpcTransport:
 
     def _admit(self, hello: Hello, certified: str | None) -> Refusal | None:
         """Runs in a grpc thread for each new stream; a refusal is logged once per node and reason."""
-        refusal = check_hello(hello, self._settings, certified)
+        refusal = check_hello(hello, self._settings, certified, tls=self._credentials is not None)
         if refusal is not None:
             self._warn_once(
                 f"refused:{hello.node_id}:{refusal.code.name}",
@@ -238,6 +253,7 @@ class GrpcTransport:
             connected=link is not None and link.connected,
             last_seen=self._last_seen.get(peer),
             dropped_frames=(link.dropped if link is not None else 0) + self._dropped_in[peer],
+            queued_bytes=link.queued_bytes if link is not None else 0,
         )
 
     def _deliver(self, peer: str, batch: bytes) -> None:

@@ -24,6 +24,7 @@ import trio
 
 from mom.config import Address
 from mom.errors import InvalidInput
+from mom.transports._sendqueue import SendQueue
 from mom.transports.base import PeerStatus, TransportSettings
 
 _InFlight = tuple[float, bytes]
@@ -108,7 +109,9 @@ class MemoryTransport:
     def __init__(self, settings: TransportSettings, hub: MemoryHub) -> None:
         self._settings = settings
         self._hub = hub
-        self._queues = {peer: trio.open_memory_channel[bytes](settings.send_queue_frames) for peer in settings.peers}
+        self._queues = {
+            peer: SendQueue(settings.send_queue_frames, settings.send_queue_bytes) for peer in settings.peers
+        }
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
             settings.send_queue_frames * max(1, len(settings.peers))
         )
@@ -133,9 +136,7 @@ class MemoryTransport:
         queue = self._queues.get(peer)
         if queue is None:
             return False
-        try:
-            queue[0].send_nowait(frame)
-        except trio.WouldBlock:
+        if not queue.offer(frame):
             self._dropped[peer] += 1
             return False
         return True
@@ -149,6 +150,7 @@ class MemoryTransport:
             connected=self._hub.connected(self.node_id, peer),
             last_seen=self._last_seen.get(peer),
             dropped_frames=self._dropped[peer],
+            queued_bytes=self._queues[peer].queued_bytes if peer in self._queues else 0,
         )
 
     async def _pump(self, peer: str) -> None:
@@ -160,7 +162,9 @@ class MemoryTransport:
         last = -math.inf
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._wire, peer, wire_receive)
-            async for frame in self._queues[peer][1]:
+            queue = self._queues[peer]
+            while True:
+                frame = await queue.get()
                 if self.node_id in self._hub._down:
                     continue
                 for delay in self._hub._delays():

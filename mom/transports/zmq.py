@@ -7,20 +7,25 @@ password = its JSON `Hello` (cluster, node id, transport, protocol version); the
 names this cluster and one of its peers, and logs each refusal once. A refused sender sees the handshake fail,
 so its `status().connected` stays False and its frames stay queued and are dropped, never delivered.
 
-Security (`settings.security` = `CurveKeys`): every ROUTER is a CURVE server with the node's secret key, every
-DEALER a CURVE client with the node's key pair and the peer's public key, so the link is encrypted and each
-end proves its key. The ZAP handler then admits only the public keys of the peers and maps the key to the node
-id: the identity is the key, not a claim (membership of the cluster is having a key in its certificates
-folder). Unknown keys are refused and logged once.
+Security (`CurveKeys`, which `build` reads from the node's key files): every ROUTER is a CURVE server with the
+node's secret key, every DEALER a CURVE client with the node's key pair and the peer's public key, so the link
+is encrypted and each end proves its key. The ZAP handler then admits only the public keys of the peers and maps
+the key to the node id: the identity is the key, not a claim (membership of the cluster is having a key in its
+certificates folder). Unknown keys are refused and logged once.
 
 Wire: after the handshake, one ZeroMQ frame per batch, nothing added. The ROUTER hands each batch over with
 the sender's routing identity (its node id) and the `User-Id` its ZAP handler gave the connection; a batch is
 delivered only if both name the same peer, so a connection cannot send under another node's identity.
 
-Bounds: each DEALER's send high-water mark is `send_queue_frames`, and `send` never blocks (NOBLOCK: a full
-queue drops the frame and counts it), so a peer that is down costs at most that many queued frames. ZeroMQ
+Bounds: `send` never blocks: it puts the frame in the peer's queue, bounded in bytes (`send_queue_bytes`) and
+frames (`send_queue_frames`), or drops it and counts it when the queue is full. The DEALER's own high-water
+mark is small (`PIPE_FRAMES`): ZeroMQ counts messages, not bytes, so the byte bound has to live on our side.
+While ZeroMQ's pipe has room and nothing waits in our queue, `send` hands the frame to ZeroMQ directly;
+otherwise it queues it, and a trio task per peer moves queued frames into the DEALER in order as ZeroMQ
+takes them. A peer that is slow or down costs at most the queue's bytes plus `PIPE_FRAMES` frames. ZeroMQ
 reconnects on its own (100 ms, backing off to 1 s). Incoming frames go to a bounded channel; while it is full
-the ROUTER is not read, so the senders' queues fill and they drop: back-pressure, not unbounded buffering.
+the ROUTER is not read, so its small receive pipes fill, then TCP, then the senders' queues, and they drop:
+back-pressure, not unbounded buffering. The ROUTER refuses messages above `WIRE_FRAME_LIMIT` (ZeroMQ's MAXMSGSIZE).
 
 `status().connected` follows a socket monitor on the peer's DEALER: up once the handshake succeeded, down on
 disconnect. A peer that accepts TCP but never completes the handshake (a node on the grpc transport, say) is
@@ -31,9 +36,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import trio
@@ -41,14 +46,24 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
-from mom.config import Address
+from mom.config import WIRE_FRAME_LIMIT, Address
 from mom.errors import InvalidInput, Unavailable
+from mom.transports._sendqueue import SendQueue
 from mom.transports._zmq_trio import TrioSocket
 from mom.transports.base import PeerStatus, TransportSettings
 
+if TYPE_CHECKING:
+    from mom.security import NodeSecurity
+
 log = logging.getLogger("mom.transports.zmq")
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 3
+"""2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
+rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote)."""
+PIPE_FRAMES: Final = 4
+"""Frames a DEALER holds beyond our byte-bounded queue (its SNDHWM): enough to keep the wire busy."""
+RECEIVE_PIPE_FRAMES: Final = 16
+"""The ROUTER's receive high-water mark per peer: what waits there while the node reads slower than peers send."""
 RECONNECT_IVL_MS: Final = 100
 RECONNECT_IVL_MAX_MS: Final = 1000
 HEARTBEAT_IVL_MS: Final = 1000
@@ -87,12 +102,28 @@ class Hello(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class CurveKeys:
-    """What `TransportSettings.security` holds for ZeroMQ with CURVE (Z85 keys); None there means clear text."""
+    """What `ZmqTransport` takes for CURVE (Z85 keys); None there means clear text."""
 
     secret: bytes
     public: bytes
     peers: Mapping[str, bytes]
     """The public key of every peer by node id: the only keys this node's ROUTER admits."""
+
+    @classmethod
+    def of_node(cls, security: NodeSecurity, peers: Iterable[str]) -> CurveKeys:
+        """The node's key pair and its peers' public keys, from its key files; InvalidInput if one is bad."""
+        secret, public_keys = security.curve_keys(peers)
+        try:
+            public = zmq.curve_public(secret)
+        except (ValueError, zmq.ZMQError):
+            raise InvalidInput(f"{security.curve_secret_file} does not hold a valid Z85 CURVE key") from None
+        return cls(secret=secret, public=public, peers=public_keys)
+
+
+def build(settings: TransportSettings, security: NodeSecurity | None) -> ZmqTransport:
+    """The ZeroMQ transport, with CURVE from the node's key files when it has security material."""
+    curve = None if security is None else CurveKeys.of_node(security, settings.peers)
+    return ZmqTransport(settings, curve)
 
 
 class _Sockets:
@@ -127,17 +158,20 @@ class _Sockets:
 class ZmqTransport:
     """`base.Transport` over ZeroMQ; one `zmq.Context` per run, destroyed when the run ends."""
 
-    def __init__(self, settings: TransportSettings) -> None:
+    def __init__(self, settings: TransportSettings, curve: CurveKeys | None = None) -> None:
         self._settings = settings
         self._hello = msgspec.json.encode(Hello(settings.cluster_id, settings.node_id, "zmq", PROTOCOL_VERSION))
         if len(self._hello) > 255:
             raise InvalidInput("zmq transport: cluster id and node id must be short (255 bytes together)")
-        self._curve = settings.security if isinstance(settings.security, CurveKeys) else None
+        self._curve = curve
         self._key_owners = {} if self._curve is None else {key: peer for peer, key in self._curve.peers.items()}
         self._peer_ids = {peer.encode(): peer for peer in settings.peers}
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bytes]](
             settings.send_queue_frames * max(1, len(settings.peers))
         )
+        self._queues = {
+            peer: SendQueue(settings.send_queue_frames, settings.send_queue_bytes) for peer in settings.peers
+        }
         self._dealers: dict[str, zmq.Socket[bytes]] = {}
         self._connected: set[str] = set()
         self._last_seen: dict[str, float] = {}
@@ -145,8 +179,6 @@ class ZmqTransport:
         self._warned: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._settings.security is not None and self._curve is None:
-            raise InvalidInput("the zmq transport takes CURVE keys (CurveKeys) or None as its security settings")
         sockets = _Sockets()
         try:
             zap = sockets.open(zmq.REP)
@@ -159,6 +191,7 @@ class ZmqTransport:
                 for peer, address in self._settings.peers.items():
                     dealer, monitor = self._connect(sockets, peer, address)
                     nursery.start_soon(self._watch_peer, peer, address, TrioSocket(monitor))
+                    nursery.start_soon(self._pump, self._queues[peer], TrioSocket(dealer))
                     self._dealers[peer] = dealer
                 task_status.started(bound)
         finally:
@@ -167,17 +200,26 @@ class ZmqTransport:
             sockets.close()
 
     def send(self, peer: str, frame: bytes) -> bool:
-        if peer not in self._settings.peers:
+        queue = self._queues.get(peer)
+        if queue is None:
             return False
         dealer = self._dealers.get(peer)
-        try:
-            if dealer is None:
-                raise zmq.Again
-            dealer.send(frame, zmq.NOBLOCK)
-        except zmq.ZMQError:
+        if dealer is not None and not len(queue):
+            try:
+                dealer.send(frame, zmq.NOBLOCK)  # the usual case: ZeroMQ's pipe has room, no task involved
+            except zmq.Again:
+                pass
+            else:
+                return True
+        if not queue.offer(frame):
             self._dropped[peer] += 1
             return False
         return True
+
+    async def _pump(self, queue: SendQueue, dealer: TrioSocket) -> None:
+        """Hand the peer's frames to its DEALER in order, waiting while ZeroMQ holds `PIPE_FRAMES` already."""
+        while True:
+            await dealer.send_many(queue)
 
     @property
     def incoming(self) -> trio.MemoryReceiveChannel[tuple[str, bytes]]:
@@ -188,6 +230,7 @@ class ZmqTransport:
             connected=peer in self._connected,
             last_seen=self._last_seen.get(peer),
             dropped_frames=self._dropped[peer],
+            queued_bytes=self._queues[peer].queued_bytes if peer in self._queues else 0,
         )
 
     def _listen(self, sockets: _Sockets) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes], Address]:
@@ -200,7 +243,8 @@ class ZmqTransport:
             router.setsockopt(zmq.CURVE_SERVER, 1)
             router.setsockopt(zmq.CURVE_SECRETKEY, self._curve.secret)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer's new connection replaces its stale one
-        router.setsockopt(zmq.RCVHWM, self._settings.send_queue_frames)
+        router.setsockopt(zmq.RCVHWM, RECEIVE_PIPE_FRAMES)
+        router.setsockopt(zmq.MAXMSGSIZE, WIRE_FRAME_LIMIT)
         monitor = sockets.monitor(router)
         try:
             router.bind(f"tcp://{listen}")
@@ -222,7 +266,7 @@ class ZmqTransport:
             dealer.setsockopt(zmq.CURVE_SERVERKEY, self._curve.peers[peer])
             dealer.setsockopt(zmq.CURVE_PUBLICKEY, self._curve.public)
             dealer.setsockopt(zmq.CURVE_SECRETKEY, self._curve.secret)
-        dealer.setsockopt(zmq.SNDHWM, self._settings.send_queue_frames)
+        dealer.setsockopt(zmq.SNDHWM, PIPE_FRAMES)
         dealer.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         dealer.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         dealer.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ class NodeProcess:
         ]
         if self.config is not None:
             command += ["--config", str(self.config)]
-        env = {**os.environ, "MOM_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.env}
+        env = {**os.environ, "MOM_ADMIN_PASSWORD": ADMIN_PASSWORD, "MOM_OPEN_REGISTRATION": "true", **self.env}
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start {self.starts}: {' '.join(command)}\n".encode())
@@ -129,13 +131,38 @@ def token(
     return str(response.json()["access_token"])
 
 
+ALL_DESTINATIONS = ["mom.read:*", "mom.write:*", "mom.configure:*"]
+
+
 def new_user(url: str) -> tuple[str, str]:
-    """Register a fresh user; returns (username, bearer token)."""
+    """Register a fresh user that may create and use destinations of any name; returns (username, bearer token).
+
+    A new user may use only its own prefix (`<name>.*`); the admin grants this one every destination, as the
+    tests of everything but least privilege need (tests/security has helpers for least-privilege users).
+    """
     username = f"user-{uuid.uuid4().hex[:10]}"
     password = "a-long-password"
     response = httpx.post(url + "/v1/auth/users", json={"username": username, "password": password}, timeout=30)
     assert response.status_code == 201, response.text
-    return username, token(url, username, password)
+    admin = {"Authorization": f"Bearer {token(url, 'admin', ADMIN_PASSWORD)}"}
+    granted = httpx.post(
+        f"{url}/v1/auth/users/{username}/grant", json={"scopes": ALL_DESTINATIONS}, headers=admin, timeout=30
+    )
+    assert granted.status_code == 200, granted.text
+    return username, _token_with(url, username, password, " ".join(ALL_DESTINATIONS))
+
+
+def _token_with(url: str, username: str, password: str, scope: str) -> str:
+    """A token carrying `scope`, retried while the node asked has not yet applied the registration or grant
+    (in a cluster it may lag the metadata leader that answered them by a few milliseconds)."""
+    form = {"grant_type": "password", "username": username, "password": password, "scope": scope}
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.post(url + "/v1/auth/token", data=form, timeout=30)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            return str(response.json()["access_token"])
+        time.sleep(0.05)
 
 
 class Api:
@@ -173,6 +200,62 @@ class Api:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
+    def drain(self, queue: str, expected: Collection[str], *, timeout_s: float = 60.0) -> Drained:
+        """Receive and ack until every body in `expected` was delivered (or `timeout_s` passed), then until a
+        receive comes back empty: what a test that counts what survived a fault must do.
+
+        Stopping at the first empty receive is not enough: a receive is a write (it leases what it returns),
+        and one answered 503 (its leader lost the lead or went away before answering) may have taken its lease
+        all the same. Its messages are then in flight, invisible until the lease ends, not lost. Short leases
+        (`DRAIN_LEASE_S`) bring them back soon; only what never comes back within `timeout_s` is missing.
+        """
+        drained = Drained()
+        wanted = set(expected)
+        deadline = time.monotonic() + timeout_s
+        options = {"max_messages": 100, "wait_s": 1, "visibility_timeout_s": DRAIN_LEASE_S}
+        while time.monotonic() < deadline:
+            try:
+                response = self.http.post(f"/v1/queues/{queue}/receive", json=options)
+            except httpx.TransportError as exc:
+                drained.refused.append(repr(exc))
+                continue
+            if response.status_code != 200:
+                assert response.status_code == 503, response.text
+                drained.refused.append(response.text)
+                time.sleep(0.1)
+                continue
+            batch = response.json()["messages"]
+            for message in batch:
+                body = message["body"]
+                key = body if isinstance(body, str) else json.dumps(body, sort_keys=True)
+                drained.ids.setdefault(key, set()).add(message["id"])
+            if batch:
+                self.ack(queue, *[m["receipt"] for m in batch])
+            elif wanted <= drained.ids.keys():
+                break
+        return drained
+
+
+DRAIN_LEASE_S = 5.0
+"""The lease of `Api.drain`'s receives: how long a receive whose answer was lost hides its messages."""
+
+
+@dataclass
+class Drained:
+    """What `Api.drain` got: every body delivered (JSON for bodies that are not strings), with the ids of the
+    messages that carried it."""
+
+    ids: dict[str, set[str]] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    """The receives answered 503 (or not at all) on the way: leadership moving, outcome unknown."""
+
+    def missing(self, expected: Collection[str]) -> list[str]:
+        return sorted(set(expected) - self.ids.keys())
+
+    def stored_twice(self) -> dict[str, set[str]]:
+        """Bodies carried by more than one message: stored twice (a redelivery keeps its message's id)."""
+        return {body: ids for body, ids in self.ids.items() if len(ids) > 1}
+
 
 @dataclass
 class Cluster:
@@ -184,10 +267,12 @@ class Cluster:
     nodes: dict[str, NodeProcess] = field(default_factory=dict)
     certs_dir: Path | None = None
     """A folder from `mom certs init` for mom1..momN: every wire secure (REST over https)."""
+    settings: str = ""
+    """More TOML for the cluster file (other sections than [cluster] and [security]), e.g. "[replication] ..."."""
 
     def __post_init__(self) -> None:
         config = self.directory / "cluster.toml"
-        lines = ["[cluster]", f'transport = "{self.transport}"', "replication_factor = 3", ""]
+        lines = [self.settings, "[cluster]", f'transport = "{self.transport}"', "replication_factor = 3", ""]
         ca_file = None
         if self.certs_dir is not None:
             lines += ["[security]", f'certs_dir = "{self.certs_dir}"', ""]

@@ -59,7 +59,7 @@ def test_token_endpoint_accepts_form_and_json_and_answers_oauth_errors(node: Nod
     )
     assert form.status_code == 200
     body = form.json()
-    assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and "mom.write:*" in body["scope"]
+    assert body["token_type"] == "Bearer" and body["expires_in"] > 0 and f"mom.write:{username}.*" in body["scope"]
     as_json = httpx.post(
         node.url + "/v1/auth/token",
         json={"grant_type": "password", "username": username, "password": "password-123"},
@@ -98,9 +98,10 @@ def test_registration_validates_and_refuses_duplicates(node: NodeProcess) -> Non
     assert_problem(httpx.post(node.url + "/v1/auth/users", json={"username": "short-pw", "password": "123"}), 400)
 
 
-def test_scopes_limit_what_a_token_may_do(node: NodeProcess) -> None:
+def test_scopes_limit_what_a_token_may_do(node: NodeProcess, admin: Api) -> None:
     username = f"u-{uuid.uuid4().hex[:8]}"
     httpx.post(node.url + "/v1/auth/users", json={"username": username, "password": "password-123"})
+    admin.post(f"/v1/auth/users/{username}/grant", json={"scopes": ["mom.read:*", "mom.write:*", "mom.configure:*"]})
     full = Api(node.url, token(node.url, username, "password-123"))
     full.put("/v1/queues/orders.eu")
     full.put("/v1/queues/payments")

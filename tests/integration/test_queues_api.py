@@ -174,16 +174,19 @@ def test_delete_queue_then_it_is_gone(api: Api) -> None:
         ("post", "/v1/queues/missing-queue/ack", {"receipts": ["x"]}, 404),
         ("get", "/v1/queues/missing-queue", None, 404),
         ("get", "/v1/no-such-endpoint", None, 404),
-        ("patch", "/v1/queues/ok", {}, 405),
+        ("patch", "/v1/queues/ok/receive", {}, 405),
     ],
 )
 def test_bad_requests_get_problem_json_and_change_nothing(
     api: Api, method: str, path: str, body: object, status: int
 ) -> None:
-    before = api.get("/v1/queues").json()
+    def state() -> list[dict[str, object]]:  # the oldest message's age moves on by itself: leave it out
+        return [{k: v for k, v in q.items() if k != "oldest_age_s"} for q in api.get("/v1/queues").json()["queues"]]
+
+    before = state()
     kwargs = {} if body is None else {"json": body}
     assert_problem(api.request(method, path, **kwargs), status)
-    assert api.get("/v1/queues").json() == before
+    assert state() == before
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,14 @@ Each node is driven the way a real driver must drive it: for every Ready, write 
 entries to the node's disk, then send the messages, then apply the committed entries. A crash throws the node
 object away; a restart builds a new RaftCore from the disk alone, so anything a node relied on without
 persisting is lost. The state machine is the list of applied payloads; it snapshots itself (and the log is
-compacted) every few entries, so followers that fall behind need InstallSnapshot.
+compacted) every few entries, so followers that fall behind need a snapshot. The driver streams it as the
+real one does, reduced to one chunk (offset 0, done): the network here reorders, and the chunking itself is
+tested over ordered transports (tests/unit/test_snapshot_transfer.py, tests/sim/test_cluster_sim.py).
+
+Disks can also lose what they held, between a crash and the restart: a log cut in its middle (what storage
+recovery does with a damaged log, marking the replica a learner) or a wiped disk (the replica then starts
+empty, and must find out that the group exists). One replica at a time: more is beyond what any replicated
+system survives, and the checker would rightly fail.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from mom.replication.messages import LogEntry
+from mom.replication.messages import InstallSnapshot, LogEntry, SnapshotChunkAck
 from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
 from tests.sim.network import Faults, SimNetwork
 
@@ -40,6 +47,8 @@ class SimConfig:
     """A Ready is durable 0..disk_delay steps after it was taken; the node keeps stepping meanwhile."""
     fault_probability: float = 0.03
     faults: Faults = field(default_factory=lambda: Faults(drop=0.05, duplicate=0.05, max_delay=3))
+    data_loss: bool = True
+    """Let faults include restarts after a damaged log or a wiped disk (see the module docstring)."""
 
 
 @dataclass
@@ -51,11 +60,11 @@ class SimDisk:
     def load(self) -> PersistedState:
         return PersistedState(self.hard_state, self.snapshot, list(self.entries))
 
-    def write(self, ready: Ready) -> None:
+    def write(self, ready: Ready, installed: Snapshot | None) -> None:
         if ready.hard_state is not None:
             self.hard_state = ready.hard_state
-        if ready.snapshot is not None:
-            self.snapshot, self.entries = ready.snapshot, []
+        if installed is not None:
+            self.snapshot, self.entries = installed, []
         if ready.truncate_after is not None:
             del self.entries[ready.truncate_after - self.snapshot.index :]
         if ready.entries:
@@ -66,6 +75,12 @@ class SimDisk:
     def save_snapshot(self, snapshot: Snapshot) -> None:
         del self.entries[: snapshot.index - self.snapshot.index]
         self.snapshot = snapshot
+
+    def damage(self, keep: int) -> None:
+        """A log damaged in its middle, as storage recovery leaves it: the entries after the first `keep` are
+        gone, and the replica is a learner (persisted before the cut)."""
+        del self.entries[keep:]
+        self.hard_state = msgspec.structs.replace(self.hard_state, learner=True)
 
 
 class SimNode:
@@ -86,6 +101,8 @@ class SimNode:
         self.applied: list[bytes] = _decode_state(disk.snapshot)
         self.writing: Ready | None = None
         self.durable_at = 0
+        self.received: dict[int, bytes] = {}
+        """Snapshots received whole and accepted by the core, by index, until a Ready installs them."""
 
 
 def _decode_state(snapshot: Snapshot) -> list[bytes]:
@@ -105,6 +122,10 @@ class SimCluster:
         self.nodes: dict[str, SimNode | None] = {}
         self.checker = SafetyChecker()
         self.proposed = 0
+        self.recovering: set[str] = set()
+        """Nodes that lost data and have not voted since (no more data loss until they do)."""
+        self.data_lost: list[str] = []
+        """The data-loss faults injected, for the failure report."""
         for node_id in self.ids:
             self.start(node_id)
 
@@ -140,11 +161,15 @@ class SimCluster:
     def _complete(self, node: SimNode, ready: Ready) -> None:
         """The Ready is durable now: write it to the disk, then send its messages, then apply its entries."""
         core = node.core
-        node.disk.write(ready)
+        installed = None
         if ready.snapshot is not None:
-            node.applied = _decode_state(ready.snapshot)
+            installed = Snapshot(ready.snapshot.index, ready.snapshot.term, node.received.pop(ready.snapshot.index))
+        node.disk.write(ready, installed)
+        if installed is not None:
+            node.applied = _decode_state(installed)
             self.checker.installed(node.node_id, node.applied)
         self.net.send(ready.messages)
+        self._stream_snapshots(node, ready)
         for offset, entry in enumerate(ready.committed):
             index = ready.committed_index + offset
             if index != len(node.applied) + 1:
@@ -157,8 +182,27 @@ class SimCluster:
             and core.applied_index - core.snapshot.index >= self.config.compact_every
         ):
             data = msgspec.msgpack.encode(node.applied[: core.applied_index])
-            core.compact(core.applied_index, data)
-            node.disk.save_snapshot(core.snapshot)
+            core.compact(core.applied_index)
+            node.disk.save_snapshot(Snapshot(core.snapshot.index, core.snapshot.term, data))
+
+    def _stream_snapshots(self, node: SimNode, ready: Ready) -> None:
+        """The driver's part of snapshots: send the one asked for from disk; take in whole ones received."""
+        core = node.core
+        for peer, meta in ready.send_snapshots:
+            stored = node.disk.snapshot  # a newer one than asked for (compacted since) replaces it, as for real
+            if stored.index < meta.index:
+                raise SafetyViolation(
+                    f"{node.node_id} was asked to send snapshot {meta}, its disk holds {stored.index}"
+                )
+            chunk = InstallSnapshot("", core.term, node.node_id, peer, stored.index, stored.term, 0, stored.data, True)
+            self.net.send([chunk])
+        for chunk in ready.snapshot_chunks:
+            if chunk.offset != 0 or not chunk.done:
+                raise SafetyViolation(f"{node.node_id} got a chunk this driver never sends: {chunk}")
+            self.net.send([SnapshotChunkAck("", chunk.term, node.node_id, chunk.sender, chunk.index, len(chunk.data))])
+            meta = Snapshot(chunk.index, chunk.snapshot_term).meta
+            if core.snapshot_received(chunk.sender, meta):
+                node.received[chunk.index] = chunk.data
 
     # -- driving
 
@@ -198,9 +242,12 @@ class SimCluster:
         return f"s{self.seed}-p{self.proposed}".encode()
 
     def inject_fault(self) -> None:
-        kind = self.rng.choice(["crash", "restart", "partition", "heal", "isolate_leader"])
+        kinds = ["crash", "restart", "partition", "heal", "isolate_leader"]
+        kind = self.rng.choice([*kinds, "lose_data"] if self.config.data_loss else kinds)
         crashed = [node_id for node_id, node in self.nodes.items() if node is None]
-        if kind == "crash":
+        if kind == "lose_data" and crashed and self.no_one_recovering():
+            self.restart_after_data_loss(self.rng.choice(crashed))
+        elif kind == "crash":
             live = [node.node_id for node in self.live()]
             if live:
                 self.crash(self.rng.choice(live))
@@ -216,6 +263,27 @@ class SimCluster:
             self.net.partition([n for n in self.ids if n != leader], [leader])
         elif kind == "heal":
             self.net.heal()
+
+    def no_one_recovering(self) -> bool:
+        """Every replica that is up votes, and none that lost data is still down or catching up."""
+        for node_id in list(self.recovering):
+            node = self.nodes[node_id]
+            if node is not None and node.core.voting:
+                self.recovering.discard(node_id)
+        return not self.recovering and all(n.core.voting for n in self.live())
+
+    def restart_after_data_loss(self, node_id: str) -> None:
+        """Damage or wipe a crashed node's disk, then restart it."""
+        self.recovering.add(node_id)
+        disk = self.disks[node_id]
+        if disk.entries and self.rng.random() < 0.6:
+            keep = self.rng.randrange(len(disk.entries))
+            self.data_lost.append(f"step {self.net.now}: {node_id} lost its entries after {disk.snapshot.index + keep}")
+            disk.damage(keep)
+        else:
+            self.data_lost.append(f"step {self.net.now}: {node_id} wiped")
+            self.disks[node_id] = SimDisk()
+        self.start(node_id)
 
     def stabilize(self) -> None:
         """Stop all faults: heal the network, restart crashed nodes, no more loss or duplication."""

@@ -2,8 +2,9 @@
 
 Everything random comes from one seed: the hub's faults, each group's election timeouts, the fault schedule
 and the clients' pauses; trio's own scheduler is seeded too and time is `MockClock` virtual time, so a seed
-replays the same run. A node is a nursery holding its transport, router and groups; a crash cancels it (the
-files it wrote stay, as after a killed process) and a restart builds everything again from its directory.
+replays the same run. A node is a nursery holding its transport, router and groups, over the real storage
+classes on its own simulated disk (`tests.sim.memfs`); a crash cancels it and its disk loses whatever was not
+synced (a power loss, not just a killed process), and a restart builds everything again from what is left.
 
 `SafetyObserver` watches every group of every incarnation of every node: at most one leader per term, and a
 single applied history per group (whatever any node applied at an index, every node applied there).
@@ -32,18 +33,30 @@ from mom.broker.commands import (
     Result,
     Tick,
 )
-from mom.config import Address, StorageSection
+from mom.config import Address, ReplicationSection, StorageSection
 from mom.errors import Unavailable
+from mom.log.disk import Disk
+from mom.log.segment import HEADER
 from mom.replication.group import RaftGroup
 from mom.replication.raft import NotLeader
 from mom.replication.router import Router
 from mom.transports.base import TransportSettings
 from mom.transports.memory import MemoryHub, MemoryTransport
+from tests.sim.memfs import MemoryFileSystem
 
 EPOCH_MS = 1_700_000_000_000
 TICK_S = 0.05
-STORAGE = StorageSection(fsync="never", segment_bytes=4096, snapshot_bytes=8192)
-"""Small segments and snapshots, so that compaction and InstallSnapshot happen in every run."""
+STORAGE = StorageSection(fsync="always", segment_bytes=4096, snapshot_bytes=8192)
+"""Small segments and snapshots, so that compaction and snapshot transfers happen in every run; every sync is
+real (on the simulated disk, which forgets what was not synced when its node crashes)."""
+REPLICATION = ReplicationSection(
+    max_frame_bytes=64 * 1024,
+    max_append_bytes=2048,
+    max_inflight_bytes=8192,
+    snapshot_chunk_bytes=512,
+    snapshot_window=3,
+)
+"""Small messages, windows and snapshot chunks, so that every snapshot is streamed in several chunks."""
 
 
 class SafetyViolation(AssertionError):
@@ -74,25 +87,42 @@ class SafetyObserver:
     leader_of_term: dict[tuple[str, int], str] = field(default_factory=dict)
     history: dict[str, dict[int, Command]] = field(default_factory=dict)
     """Group -> index -> the command applied there (no-ops are not applied, so some indexes are absent)."""
+    committed_by: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Group -> index -> a term by which that entry was committed (the lowest term of a replica applying it)."""
 
     def applied(self, node_id: str, group: RaftGroup, command: Command) -> None:
         index = group.applied_index
         known = self.history.setdefault(group.group_id, {}).setdefault(index, command)
         if known != command:
             raise SafetyViolation(f"{node_id} applied {command} at {group.group_id}[{index}] where {known} was applied")
+        terms = self.committed_by.setdefault(group.group_id, {})
+        terms[index] = min(terms.get(index, group.term), group.term)
 
     def check(self, nodes: dict[str, SimNode | None]) -> None:
         for node in nodes.values():
             if node is None:
                 continue
             for group in node.groups.values():
-                if group.is_leader:
+                if group.is_leader and group.core is not None:
                     key = (group.group_id, group.term)
                     holder = self.leader_of_term.setdefault(key, node.node_id)
                     if holder != node.node_id:
                         raise SafetyViolation(
                             f"two leaders of {group.group_id} in term {group.term}: {holder} and {node.node_id}"
                         )
+                    self._check_completeness(node.node_id, group)
+
+    def _check_completeness(self, node_id: str, leader: RaftGroup) -> None:
+        """Leader Completeness, as far as log lengths show: a leader of term T holds every entry committed by
+        T (an entry applied by a replica in term T was committed in T or before)."""
+        assert leader.core is not None
+        terms = self.committed_by.get(leader.group_id, {})
+        needed = max((index for index, term in terms.items() if term <= leader.term), default=0)
+        if leader.core.last_index < needed:
+            raise SafetyViolation(
+                f"{node_id} leads {leader.group_id} in term {leader.term} with a log that ends at "
+                f"{leader.core.last_index}, but entry {needed} was committed by then: a committed entry is lost"
+            )
 
 
 class Cluster:
@@ -107,10 +137,18 @@ class Cluster:
         self.group_ids = ["meta", *(f"q{i}" for i in range(queues))]
         self.preferred = {gid: self.ids[i % nodes] for i, gid in enumerate(self.group_ids)}
         self.hub = MemoryHub(random.Random(self.rng.getrandbits(64)))
+        self.disks = {node_id: MemoryFileSystem() for node_id in self.ids}
+        """Each node's disk: it outlives the node, less what the node had not synced when it crashed."""
+        self._crash_rngs = {node_id: random.Random(self.rng.getrandbits(64)) for node_id in self.ids}
         self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.ids)
         self.observer = SafetyObserver()
+        self.recovering: set[str] = set()
+        """Nodes that lost data and may not have caught up yet (no more data loss until they have)."""
         self.events: list[str] = []
         """The faults injected, with their virtual time, for the report of a failing seed."""
+        self.snapshot_chunks_sent = 0
+        self.snapshots_installed = 0
+        """Over every incarnation of every node: shows that snapshots were streamed (in chunks) and installed."""
 
     # -- nodes
 
@@ -121,7 +159,8 @@ class Cluster:
         rng = random.Random(seed)
         peers = {peer: Address("127.0.0.1", 0) for peer in self.ids if peer != node_id}
         transport = MemoryTransport(TransportSettings(node_id, Address("127.0.0.1", 0), peers), self.hub)
-        router = Router(node_id, transport, tick_interval_s=TICK_S)
+        router = Router(node_id, transport, tick_interval_s=TICK_S, max_frame_bytes=REPLICATION.max_frame_bytes)
+        disk = Disk.inline(self.disks[node_id])
         groups = {
             gid: RaftGroup(
                 gid,
@@ -129,7 +168,9 @@ class Cluster:
                 self.ids,
                 self.data_dir / node_id / gid,
                 STORAGE,
-                router,
+                router.send,
+                disk=disk,
+                replication=REPLICATION,
                 dedup_window_ms=3_600_000,
                 clock_ms=clock_ms,
                 rng=random.Random(rng.getrandbits(64)),
@@ -146,10 +187,15 @@ class Cluster:
                     await nursery.start(router.run)
                     for group in groups.values():
                         await nursery.start(group.run)
+                        router.add_group(group)
                     self.nodes[node_id] = SimNode(node_id, router, groups, scope)
                     task_status.started()
         finally:
             self.nodes[node_id] = None
+            self.snapshot_chunks_sent += sum(group.snapshot_chunks_sent for group in groups.values())
+            self.snapshots_installed += sum(group.snapshots_installed for group in groups.values())
+            outcome = self.disks[node_id].crash(self._crash_rngs[node_id])
+            self.events.append(f"{trio.current_time():.2f} {node_id} down: {outcome}")
 
     def crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
@@ -174,14 +220,15 @@ class Cluster:
 
     async def chaos(self, duration_s: float) -> None:
         """Faults for `duration_s`: loss, duplication, delay, partitions, crashes and restarts (one node down
-        at a time); then heal everything, so that the cluster can finish its work."""
+        at a time, or all of them at once: a power loss, which only what was synced survives); then heal
+        everything, so that the cluster can finish its work."""
         rng = random.Random(self.rng.getrandbits(64))
         self.hub.set_faults(loss=0.05, duplicate=0.05, delay=(0.0, 0.03))
         end = trio.current_time() + duration_s
         while trio.current_time() < end:
             await trio.sleep(rng.uniform(0.3, 1.5))
             down = [node_id for node_id, node in self.nodes.items() if node is None]
-            kind = rng.choice(["partition", "heal", "crash", "restart", "faults"])
+            kind = rng.choice(["partition", "heal", "crash", "restart", "faults", "power"])
             event = kind
             if kind == "partition":
                 shuffled = rng.sample(self.ids, len(self.ids))
@@ -195,8 +242,16 @@ class Cluster:
                 self.crash(victim)
                 event = f"crash {victim}"
             elif kind == "restart" and down:
+                lost = self.lose_data(down[0], rng) if rng.random() < 0.5 and self.all_voting() else ""
                 await self.start(down[0])
-                event = f"restart {down[0]}"
+                event = f"restart {down[0]}{lost}"
+            elif kind == "power" and not down:
+                for node_id in self.ids:
+                    self.crash(node_id)
+                await trio.sleep(rng.uniform(0.1, 1.0))
+                for node_id in self.ids:
+                    await self.start(node_id)
+                event = "power loss on every node, then all restart"
             elif kind == "faults":
                 loss, duplicate = rng.choice([0.0, 0.05, 0.2]), rng.choice([0.0, 0.05, 0.2])
                 delay = (0.0, rng.choice([0.0, 0.02, 0.1]))
@@ -207,6 +262,34 @@ class Cluster:
             self.events.append(f"{trio.current_time():.2f} {event}")
         self.events.append(f"{trio.current_time():.2f} heal all")
         await self.heal_all()
+
+    def all_voting(self) -> bool:
+        """No replica anywhere is a learner or joining, or will be when it restarts: data may be lost again."""
+        for node_id in list(self.recovering):
+            node = self.nodes[node_id]
+            if node is not None and all(g.core is not None and g.core.voting for g in node.groups.values()):
+                self.recovering.discard(node_id)
+        return not self.recovering and all(
+            g.core is not None and g.core.voting for n in self.live() for g in n.groups.values()
+        )
+
+    def lose_data(self, node_id: str, rng: random.Random) -> str:
+        """Before a restart: wipe the node's disk (a replaced machine), or flip a bit in a record of one of its
+        logs that has valid records after it (damage, not a torn tail). Returns what was done."""
+        disk, root = self.disks[node_id], self.data_dir / node_id
+        self.recovering.add(node_id)
+        damageable = []
+        for gid in self.group_ids:
+            for name, size in disk.files(root / gid / "log").items():
+                path = root / gid / "log" / name
+                if size > HEADER.size and HEADER.size + HEADER.unpack_from(disk.read_bytes(path))[0] < size:
+                    damageable.append(path)
+        if damageable and rng.random() < 0.6:
+            path = rng.choice(sorted(damageable))
+            disk.flip_bit(path, HEADER.size, rng.randrange(8))
+            return f" after flipping a bit in the first record of {path.relative_to(self.data_dir)}"
+        disk.wipe(root)
+        return " with a wiped disk"
 
     async def heal_all(self) -> None:
         self.hub.heal()

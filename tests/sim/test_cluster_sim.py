@@ -14,11 +14,14 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
 from mom.broker.commands import DeclareQueue, NewMessage, Publish, QueueAttrs, QueueRef
 from mom.config import Address, StorageSection
+from mom.log.disk import Disk
+from mom.log.segment import HEADER
 from mom.replication.group import RaftGroup
 from mom.replication.router import Router
 from mom.transports.base import TransportSettings
@@ -31,16 +34,44 @@ MESSAGES = 30
 VIRTUAL_LIMIT_S = 120
 
 
+class Livelock(trio.abc.Instrument):
+    """Cancels `scope` when tasks keep running without virtual time ever moving on (two nodes bouncing messages
+    at each other forever, say): under MockClock that would hang the run instead of failing it."""
+
+    LIMIT = 2_000_000
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.at = -1.0
+        self.steps = 0
+        self.tripped_at: float | None = None
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = trio.current_time()
+        if now != self.at:
+            self.at, self.steps = now, 0
+            return
+        self.steps += 1
+        if self.steps > self.LIMIT and self.tripped_at is None:
+            self.tripped_at = now
+            self.scope.cancel()
+
+
 def run_sim(fn: Callable[[int], Awaitable[None]], seed: int) -> None:
     """Run `fn(seed)` as one deterministic trio run; on failure name the seed and how to replay it."""
     seed_trio_scheduler(seed)
 
     async def bounded() -> None:
+        scope = trio.CancelScope()
+        livelock = Livelock(scope)
+        trio.lowlevel.add_instrument(livelock)
         try:
-            with trio.fail_after(VIRTUAL_LIMIT_S):
+            with scope, trio.fail_after(VIRTUAL_LIMIT_S):
                 await fn(seed)
         except trio.TooSlowError:
             raise AssertionError(f"the run did not finish within {VIRTUAL_LIMIT_S} virtual seconds") from None
+        if livelock.tripped_at is not None:
+            raise AssertionError(f"virtual time stopped at {livelock.tripped_at:.2f} s: tasks run in circles")
 
     try:
         trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -106,13 +137,19 @@ async def wait_for_agreement(cluster: Cluster) -> None:
 
 def test_random_faults(tmp_path: Path) -> None:
     started = time.monotonic()
+    chunks = installs = 0
     for seed in range(SEEDS):
 
         async def one(seed: int, data_dir: Path = tmp_path / f"seed{seed}") -> None:
-            await faulty_run(seed, data_dir)
+            nonlocal chunks, installs
+            cluster = await faulty_run(seed, data_dir)
+            chunks += cluster.snapshot_chunks_sent
+            installs += cluster.snapshots_installed
 
         run_sim(one, seed)
-    print(f"{SEEDS} seeds in {time.monotonic() - started:.1f}s")
+    print(f"{SEEDS} seeds in {time.monotonic() - started:.1f}s: {installs} snapshots installed, {chunks} chunks sent")
+    assert installs >= max(1, SEEDS // 10), "the faults must make replicas fall behind the compacted log"
+    assert chunks >= 3 * installs, "snapshots travel in several chunks each"
 
 
 def test_replay(tmp_path: Path) -> None:
@@ -210,7 +247,8 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             ["n1"],
             tmp_path,
             settings,
-            router,
+            router.send,
+            disk=Disk(),
             dedup_window_ms=60_000,
             clock_ms=clock_ms,
             rng=random.Random(1),
@@ -220,13 +258,18 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
             await nursery.start(transport.run)
             await nursery.start(router.run)
             await nursery.start(group.run)
+            router.add_group(group)
             await wait_for(lambda: group.is_leader)
             if publish:
                 await group.submit(DeclareQueue("orders", QueueAttrs(), "me"))
             for number in range(publish):
                 body = NewMessage(f"m{number}", b'"' + b"x" * 300 + b'"')
                 await group.submit(Publish(QueueRef("orders"), [body]))
-            await wait_for(lambda: group.applied_index == group.commit_index > 0)
+            # Everything in the log is committed (the new term's no-op included) and applied: a restart's commit
+            # index starts at the snapshot, so "applied == committed" alone would hold before the replay.
+            await wait_for(
+                lambda: group.core is not None and group.applied_index == group.commit_index == group.core.last_index
+            )
             nursery.cancel_scope.cancel()
         return group.applied_index, group.broker.snapshot()
 
@@ -234,3 +277,55 @@ async def test_a_durable_single_voter_group_recovers_its_state(tmp_path: Path) -
     assert (tmp_path / "snapshots").exists(), "40 publishes of 300 bytes exceed snapshot_bytes"
     recovered_index, recovered_state = await run_once(publish=0)
     assert recovered_index > index and recovered_state == state
+
+
+@pytest.mark.parametrize("loss", ["flipped-bit", "wiped"])
+def test_a_replica_that_lost_its_data_never_helps_lose_acknowledged_writes(tmp_path: Path, loss: str) -> None:
+    """Writes acknowledged by the leader and one follower only; that follower's log gets a flipped bit mid-way
+    (or its disk is wiped) while it is down, and then the leader dies too. The third replica never had the
+    writes: with the amnesiac's vote it would be elected and serve without them. Instead the group has no leader
+    until the old one is back, and then every acknowledged write is there."""
+
+    async def scenario(seed: int) -> None:
+        async with trio.open_nursery() as nursery:
+            cluster = Cluster(seed, tmp_path, nursery)
+            observing = await in_background(nursery, cluster.observe)
+            for node_id in cluster.ids:
+                await cluster.start(node_id)
+            gid = "q1"
+            client = QueueClient(cluster, gid, "orders", random.Random(seed))
+            await client.declare()
+            await cluster.wait_until("a leader of q1", lambda: cluster.leader(gid) is not None, timeout_s=10)
+            leader = cluster.leader(gid)
+            assert leader is not None
+            follower, third = (n for n in cluster.ids if n != leader.node_id)
+            cluster.crash(third)
+            await client.publish(20, pause_s=0.01)
+            cluster.crash(follower)
+            await trio.sleep(0.5)
+            log_dir = tmp_path / follower / gid / "log"
+            disk = cluster.disks[follower]
+            if loss == "wiped":
+                disk.wipe(tmp_path / follower)
+            else:
+                [(name, _)] = disk.files(log_dir).items()
+                disk.flip_bit(log_dir / name, HEADER.size)
+            cluster.crash(leader.node_id)
+            await cluster.start(follower)
+            await cluster.start(third)
+            with trio.move_on_after(5.0):
+                while True:
+                    assert cluster.leader(gid) is None, "a leader without the acknowledged writes was elected"
+                    await trio.sleep(0.05)
+            await cluster.start(leader.node_id)
+            await client.drain(timeout_s=30)
+            await wait_for_agreement(cluster)
+            recovered = cluster.nodes[follower]
+            assert recovered is not None and all(
+                g.core is not None and g.core.voting for g in recovered.groups.values()
+            )
+            observing.cancel()
+            for node_id in cluster.ids:
+                cluster.crash(node_id)
+
+    run_sim(scenario, 3)

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.sim.cluster import SimCluster, SimConfig
+from tests.sim.cluster import SimCluster, SimConfig, SimDisk, SimNode
 from tests.sim.network import Faults
 
 SEEDS = int(os.environ.get("MOM_SIM_SEEDS", "1000"))
@@ -23,7 +23,7 @@ def run_schedule(seed: int, nodes: int, steps: int = STEPS) -> SimCluster:
         cluster.run(steps)
     except AssertionError as exc:
         raise AssertionError(
-            f"{exc}\nseed {seed}, {nodes} nodes; replay with: "
+            f"{exc}\ndata lost: {cluster.data_lost}\nseed {seed}, {nodes} nodes; replay with: "
             f"MOM_SIM_SEED={seed} MOM_SIM_NODES={nodes} .venv/bin/pytest tests/sim -k replay"
         ) from exc
     return cluster
@@ -136,3 +136,81 @@ def test_single_node_group_commits_alone_and_survives_restart() -> None:
     node = cluster.nodes["n1"]
     assert node is not None
     assert [p for p in node.applied if p] == [f"solo {k}".encode() for k in range(5)] + [b"after restart"]
+
+
+def lose_data(cluster: SimCluster, node_id: str, *, keep: int | None) -> None:
+    """Crash `node_id`, then restart it with its log cut after `keep` entries (a learner), or wiped (None)."""
+    cluster.crash(node_id)
+    if keep is None:
+        cluster.disks[node_id] = SimDisk()
+    else:
+        cluster.disks[node_id].damage(keep)
+    cluster.start(node_id)
+
+
+def node(cluster: SimCluster, node_id: str) -> SimNode:
+    found = cluster.nodes[node_id]
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize("keep", [2, None], ids=["damaged", "wiped"])
+def test_a_replica_that_lost_acknowledged_entries_cannot_vote_them_away(keep: int | None) -> None:
+    """Entries acknowledged by a leader and one follower only; the follower loses them, the leader dies: the
+    third replica, which never had them, must not be elected with the amnesiac's vote. The group waits for the
+    old leader instead, and nothing committed is lost."""
+    cluster = quiet(3, data_loss=False)
+    leader = cluster.stable_leader()
+    assert leader is not None
+    follower, third = (n for n in cluster.ids if n != leader.node_id)
+    cluster.commit_through_leader(b"everyone has this", 200)
+    cluster.crash(third)
+    for k in range(5):
+        cluster.commit_through_leader(f"only on two replicas: {k}".encode(), 200)
+    committed = len(cluster.checker.committed)
+    lose_data(cluster, follower, keep=keep)
+    cluster.crash(leader.node_id)
+    cluster.start(third)
+    cluster.run(400, chaos=False, propose=False)
+    assert cluster.leaders() == [], "a leader without the acknowledged entries was elected"
+    amnesiac = node(cluster, follower).core
+    assert amnesiac.learner or amnesiac.joining, "wiped, it cannot even tell that the group exists yet"
+    cluster.start(leader.node_id)
+    cluster.commit_through_leader(b"after the old leader came back", 400)
+    history = [entry.payload for entry in cluster.checker.committed]
+    assert len(history) > committed
+    assert all(n.applied == history for n in cluster.live())
+    assert not any(n.core.learner or n.core.joining for n in cluster.live()), "the learner got its vote back"
+
+
+@pytest.mark.parametrize("keep", [0, 3, None], ids=["cut-to-nothing", "damaged", "wiped"])
+def test_a_learner_catches_up_from_the_leader_and_votes_again(keep: int | None) -> None:
+    cluster = quiet(3, data_loss=False)
+    leader = cluster.stable_leader()
+    assert leader is not None
+    for k in range(8):
+        cluster.commit_through_leader(f"before: {k}".encode(), 200)
+    victim = next(n for n in cluster.ids if n != leader.node_id)
+    lose_data(cluster, victim, keep=keep)
+    assert node(cluster, victim).core.learner or node(cluster, victim).core.joining
+    cluster.commit_through_leader(b"while it recovers", 300)
+
+    def promoted() -> bool:
+        core = node(cluster, victim).core
+        return not core.learner and not core.joining
+
+    cluster.run_until("the learner votes again", promoted, 300, chaos=False, propose=False)
+    cluster.run_until(
+        "that persisted", lambda: not cluster.disks[victim].hard_state.learner, 10, chaos=False, propose=False
+    )
+    assert node(cluster, victim).applied == [entry.payload for entry in cluster.checker.committed]
+    cluster.crash(leader.node_id)
+    cluster.commit_through_leader(b"the recovered replica helps elect and commit", 400)
+
+
+def test_a_fresh_group_bootstraps_with_every_replica_a_voter() -> None:
+    cluster = SimCluster(3, SimConfig(nodes=5, faults=Faults(max_delay=2), data_loss=False))
+    assert all(n.core.joining for n in cluster.live())
+    cluster.run_until("a leader", lambda: cluster.stable_leader() is not None, 400, chaos=False, propose=False)
+    cluster.commit_through_leader(b"first", 200)
+    assert not any(n.core.joining or n.core.learner for n in cluster.live())

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from mom.config import Address
-from mom.errors import InvalidInput, Unavailable
+from mom.errors import Unavailable
 from mom.transports._generated.replication_pb2 import Frame, Hello, PushSummary
 from mom.transports._grpc_bridge import PUSH_PATH
 from mom.transports.base import TransportSettings
@@ -46,6 +46,7 @@ def test_a_hello_from_a_peer_of_the_same_cluster_is_accepted() -> None:
         ({"cluster_id": "staging"}, grpc.StatusCode.FAILED_PRECONDITION, ["'staging'", "'prod'"]),
         ({"node_id": "n9"}, grpc.StatusCode.PERMISSION_DENIED, ["'n9'", "not a peer"]),
         ({"protocol_version": 99}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 99", f"{PROTOCOL_VERSION}"]),
+        ({"protocol_version": 2}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 2", "protocol 3"]),
         ({"transport": "zmq"}, grpc.StatusCode.FAILED_PRECONDITION, ["'zmq'"]),
     ],
 )
@@ -143,8 +144,3 @@ async def test_a_peer_that_answers_as_another_node_is_not_connected(caplog: pyte
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert "answers as node 'n3'" in caplog.text
-
-
-def test_security_must_be_grpc_credentials() -> None:
-    with pytest.raises(InvalidInput):
-        GrpcTransport(TransportSettings(node_id="n1", listen=SETTINGS.listen, peers={}, security="tls please"))

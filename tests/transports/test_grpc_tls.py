@@ -10,7 +10,6 @@ import pytest
 import trio
 
 from mom.config import Address
-from mom.errors import InvalidInput
 from mom.security import CertsLayout, init_certs
 from mom.transports.base import Transport, TransportSettings
 from mom.transports.grpc import GrpcCredentials, GrpcTransport
@@ -46,9 +45,9 @@ def addresses() -> dict[str, Address]:
     return {node: Address("127.0.0.1", free_port()) for node in NODES}
 
 
-def settings(node: str, where: dict[str, Address], security: object | None) -> TransportSettings:
+def settings(node: str, where: dict[str, Address]) -> TransportSettings:
     peers = {peer: address for peer, address in where.items() if peer != node}
-    return TransportSettings(node_id=node, listen=where[node], peers=peers, security=security)
+    return TransportSettings(node_id=node, listen=where[node], peers=peers)
 
 
 @asynccontextmanager
@@ -80,8 +79,8 @@ async def assert_refused(sender: Transport, receiver: Transport, sender_id: str,
 
 async def test_nodes_with_certificates_of_the_cluster_ca_exchange_frames(cluster_certs: CertsLayout) -> None:
     where = addresses()
-    one = GrpcTransport(settings("mom1", where, credentials(cluster_certs, "mom1")))
-    two = GrpcTransport(settings("mom2", where, credentials(cluster_certs, "mom2")))
+    one = GrpcTransport(settings("mom1", where), credentials(cluster_certs, "mom1"))
+    two = GrpcTransport(settings("mom2", where), credentials(cluster_certs, "mom2"))
     async with running(one, two):
         await wait_connected(one, "mom2")
         await wait_connected(two, "mom1")
@@ -98,12 +97,12 @@ async def test_a_certificate_from_another_ca_cannot_connect(
 ) -> None:
     """Whether the intruder refuses our server (its own CA) or we refuse its client certificate (it trusts ours)."""
     where = addresses()
-    one = GrpcTransport(settings("mom1", where, credentials(cluster_certs, "mom1")))
+    one = GrpcTransport(settings("mom1", where), credentials(cluster_certs, "mom1"))
     trusted = foreign_certs if intruder_trusts == "its own CA" else cluster_certs
     forged = GrpcCredentials.mutual_tls(
         trusted.ca.read_bytes(), foreign_certs.cert("mom2").read_bytes(), foreign_certs.key("mom2").read_bytes()
     )
-    intruder = GrpcTransport(settings("mom2", where, forged))
+    intruder = GrpcTransport(settings("mom2", where), forged)
     async with running(one, intruder):
         await assert_refused(intruder, one, "mom2", "mom1")
         assert not one.status("mom2").connected, "mom1 does not trust mom2's server certificate either"
@@ -113,8 +112,8 @@ async def test_a_valid_certificate_cannot_claim_another_node_id(
     cluster_certs: CertsLayout, caplog: pytest.LogCaptureFixture
 ) -> None:
     where = addresses()
-    one = GrpcTransport(settings("mom1", where, credentials(cluster_certs, "mom1")))
-    impostor = GrpcTransport(settings("mom2", where, credentials(cluster_certs, "mom3")))
+    one = GrpcTransport(settings("mom1", where), credentials(cluster_certs, "mom1"))
+    impostor = GrpcTransport(settings("mom2", where), credentials(cluster_certs, "mom3"))
     async with running(one, impostor):
         await assert_refused(impostor, one, "mom2", "mom1")
     refusals = [r.getMessage() for r in caplog.records if "refused a replication stream" in r.getMessage()]
@@ -124,16 +123,16 @@ async def test_a_valid_certificate_cannot_claim_another_node_id(
 
 async def test_a_clear_text_node_cannot_connect_to_a_tls_node(cluster_certs: CertsLayout) -> None:
     where = addresses()
-    one = GrpcTransport(settings("mom1", where, credentials(cluster_certs, "mom1")))
-    plain = GrpcTransport(settings("mom2", where, None))
+    one = GrpcTransport(settings("mom1", where), credentials(cluster_certs, "mom1"))
+    plain = GrpcTransport(settings("mom2", where))
     async with running(one, plain):
         await assert_refused(plain, one, "mom2", "mom1")
 
 
 async def test_a_grpc_node_names_a_peer_that_speaks_zmq(caplog: pytest.LogCaptureFixture) -> None:
     where = addresses()
-    grpc_node = GrpcTransport(settings("mom1", where, None))
-    zmq_node = ZmqTransport(settings("mom2", where, None))
+    grpc_node = GrpcTransport(settings("mom1", where))
+    zmq_node = ZmqTransport(settings("mom2", where))
     caplog.set_level(logging.WARNING, logger="mom.transports")
     async with running(grpc_node, zmq_node):
         await assert_refused(grpc_node, zmq_node, "mom1", "mom2")
@@ -142,8 +141,3 @@ async def test_a_grpc_node_names_a_peer_that_speaks_zmq(caplog: pytest.LogCaptur
         f"grpc: peer mom2 at {where['mom2']} does not speak grpc (it may run zmq): every node of a cluster "
         "must use the same transport, and this node uses grpc"
     ]
-
-
-def test_credentials_of_the_wrong_kind_are_refused() -> None:
-    with pytest.raises(InvalidInput, match="GrpcCredentials"):
-        GrpcTransport(settings("mom1", addresses(), security="not credentials"))

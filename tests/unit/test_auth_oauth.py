@@ -35,6 +35,9 @@ class Accounts:
     def client(self, client_id: str) -> ClientRecord | None:
         return self.clients.get(client_id)
 
+    def tokens_valid_from_ms(self, subject: str) -> int | None:
+        return None
+
 
 @pytest.fixture(scope="module")
 def accounts() -> Accounts:
@@ -76,7 +79,7 @@ async def test_password_grant_without_a_client(endpoint: TokenEndpoint, tokens: 
     assert body["scope"] == "mom.read:* mom.write:* mom.configure:*"
     assert headers["Cache-Control"] == "no-store" and "WWW-Authenticate" not in headers
     caller = tokens.verify(body["access_token"])
-    assert caller.subject == "alice" and caller.client_id == PUBLIC_CLIENT_ID
+    assert caller.subject == "user:alice" and caller.client_id == PUBLIC_CLIENT_ID
     assert caller.scopes == {"mom.read:*", "mom.write:*", "mom.configure:*"}
 
 
@@ -122,7 +125,7 @@ async def test_password_grant_through_a_registered_client(endpoint: TokenEndpoin
     status, body, _ = await endpoint.handle(params, basic("billing", "s3cret"))
     assert status == 200
     caller = tokens.verify(body["access_token"])
-    assert (caller.subject, caller.client_id) == ("alice", "billing")
+    assert (caller.subject, caller.client_id) == ("user:alice", "billing")
     status, body, _ = await endpoint.handle({**params, "client_id": "billing", "client_secret": "s3cret"}, None)
     assert status == 200 and tokens.verify(body["access_token"]).client_id == "billing"
 
@@ -143,7 +146,7 @@ async def test_client_credentials_in_the_body(endpoint: TokenEndpoint, tokens: T
     assert status == 200 and headers["Cache-Control"] == "no-store"
     assert body["scope"] == "mom.read:invoices.* mom.write:invoices.*"
     caller = tokens.verify(body["access_token"])
-    assert (caller.subject, caller.client_id) == ("billing", "billing")
+    assert (caller.subject, caller.client_id) == ("client:billing", "billing")
     assert caller.can("write", "invoices.2024") and not caller.can("write", "orders")
 
 

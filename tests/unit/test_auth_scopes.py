@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mom.api.auth import ADMIN_SCOPES, DEFAULT_USER_SCOPES, Principal, narrow, parse_scopes, require
+from mom.api.auth import ADMIN_SCOPES, ALL_DESTINATIONS, Principal, narrow, parse_scopes, require
 from mom.errors import Forbidden, InvalidInput
 
 
@@ -28,7 +28,7 @@ def test_globs_per_action() -> None:
 
 
 def test_default_user_scopes_allow_everything_but_admin() -> None:
-    user = principal(*DEFAULT_USER_SCOPES)
+    user = principal(*ALL_DESTINATIONS)
     assert all(user.can(action, "any.name-1") for action in ("read", "write", "configure"))
     assert not user.is_admin
 

@@ -16,6 +16,7 @@ import pytest
 from joserfc import jws, jwt
 
 from mom.api.auth import Principal, SigningKeys, TokenService
+from mom.api.auth.tokens import _low_s as low_s
 from mom.errors import InvalidInput, StorageError, Unauthorized
 
 T0 = 1_700_000_000.0
@@ -74,7 +75,7 @@ def signed(keys: SigningKeys, claims: dict[str, Any], **header: Any) -> str:
     """A token signed with `keys`' private key, with our header unless overridden."""
     merged = {"typ": "at+jwt", "alg": "ES256", "kid": keys.kid, **header}
     full = {k: v for k, v in merged.items() if v is not None}
-    return jwt.encode(full, claims, keys.signing_key, algorithms=["ES256"], default_type=None)
+    return low_s(jwt.encode(full, claims, keys.signing_key, algorithms=["ES256"], default_type=None))
 
 
 def refused(service: TokenService, token: str) -> str:
@@ -170,7 +171,12 @@ def test_issue_then_verify(service: TokenService, keys: SigningKeys) -> None:
     assert claims["iat"] == int(T0) and claims["exp"] == int(T0) + TTL
     assert claims["client_id"] == "web" and claims["scope"] == issued.scope and claims["jti"]
     assert service.verify(issued.access_token) == Principal(
-        subject="alice", scopes=frozenset({"mom.read:*", "mom.write:orders.*"}), client_id="web"
+        subject="alice",
+        scopes=frozenset({"mom.read:*", "mom.write:orders.*"}),
+        client_id="web",
+        issued_at=int(T0),
+        token_id=claims["jti"],
+        expires_at=int(T0) + TTL,
     )
 
 
@@ -205,7 +211,7 @@ def test_tampered_payload(service: TokenService) -> None:
 def test_signature_of_another_key_under_our_kid(service: TokenService, keys: SigningKeys) -> None:
     other = SigningKeys.generate()
     header = {"typ": "at+jwt", "alg": "ES256", "kid": keys.kid}
-    token = jwt.encode(header, good_claims(), other.signing_key, algorithms=["ES256"])
+    token = low_s(jwt.encode(header, good_claims(), other.signing_key, algorithms=["ES256"]))
     assert refused(service, token) == "token signature is invalid"
 
 

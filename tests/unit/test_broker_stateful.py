@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from mom.broker import (
     Ack,
     Broker,
+    ChangeVisibility,
     Command,
     DeclareQueue,
     DeclareSubscription,
@@ -31,6 +32,8 @@ from mom.broker import (
     OutboxLetter,
     Publish,
     PublishedMessage,
+    Purge,
+    Purged,
     QueueAttrs,
     QueueRef,
     Receive,
@@ -126,6 +129,20 @@ class Consumer:
                 self.messages.remove(match[0])
             else:
                 self.end_delivery(match[0], now, now + delay, dead)
+        return Settled(settled, unknown)
+
+    def change_visibility(self, receipts: list[str], timeouts: list[int], now: int, dead: list[Message]) -> Settled:
+        settled, unknown = [], []
+        for receipt, timeout in zip(receipts, timeouts, strict=True):
+            match = [m for m in self.messages if m.receipt == receipt and m.lease_until is not None]
+            if not match:
+                unknown.append(receipt)
+                continue
+            settled.append(receipt)
+            if timeout == 0:
+                self.end_delivery(match[0], now, now, dead)
+            else:
+                match[0].lease_until = now + timeout
         return Settled(settled, unknown)
 
     def counts(self, now: int) -> tuple[int, int, int, int]:
@@ -355,6 +372,30 @@ class BrokerVsModel(RuleBasedStateMachine):
         consumer.housekeep(self.now, dead)
         assert result == consumer.settle(receipts, nack_delay, self.now, dead)
         self.route(dead)
+
+    @rule(
+        source=st.sampled_from([Q, DLQ]),
+        picks=st.lists(st.integers(0, 50), min_size=1, max_size=3),
+        timeouts=st.lists(st.sampled_from([0, 50, 300]), min_size=3, max_size=3),
+    )
+    def change_visibility(self, source: QueueRef, picks: list[int], timeouts: list[int]) -> None:
+        known = self.receipts[source]
+        if not known:
+            return
+        receipts = [known[-1 - (pick % len(known))] for pick in picks]
+        timeouts = timeouts[: len(receipts)]
+        result = self.apply(ChangeVisibility(source, receipts, timeouts))
+        consumer, dead = self.consumers[source], list[Message]()
+        consumer.housekeep(self.now, dead)
+        assert result == consumer.change_visibility(receipts, timeouts, self.now, dead)
+        self.route(dead)
+
+    @rule(source=st.sampled_from([Q, DLQ]))
+    def purge(self, source: QueueRef) -> None:
+        result = self.apply(Purge(source))
+        consumer = self.consumers[source]
+        assert result == Purged(len(consumer.messages))
+        consumer.messages.clear()
 
     @rule(source=st.sampled_from([Q, SUB]), bad=st.sampled_from(["", "1.2", "x.1.1", "1.1.1.1"]))
     def settle_malformed(self, source: Source, bad: str) -> None:

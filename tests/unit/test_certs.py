@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import stat
@@ -14,9 +15,12 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mom.cli import main
-from mom.config import Settings, load_settings
+from mom.config import Address, Settings, load_settings
 from mom.errors import InvalidInput
 from mom.security import CertsLayout, init_certs, load_node_security
+from mom.transports import TransportSettings, open_transport
+from mom.transports.grpc import GrpcTransport
+from mom.transports.zmq import CurveKeys, ZmqTransport
 
 NODES = ["mom1", "mom2", "mom3"]
 CLUSTER_TOML = """
@@ -115,9 +119,24 @@ def test_a_node_loads_its_own_files_by_convention(tmp_path: Path, layout: CertsL
     security = load_node_security(settings)
     assert security is not None and security.rest_tls
     assert security.cert_file == layout.cert("mom2") and security.key_file == layout.key("mom2")
-    assert security.curve is not None and set(security.curve.peers) == {"mom1", "mom3"}
-    assert security.curve.public == layout.curve_public("mom2").read_bytes().strip()
+    curve = CurveKeys.of_node(security, ["mom1", "mom3"])
+    assert set(curve.peers) == {"mom1", "mom3"}
+    assert curve.public == layout.curve_public("mom2").read_bytes().strip()
     assert load_node_security(load_settings()) is None, "no certs_dir: clear text"
+
+
+def test_each_transport_builds_its_own_credentials_from_the_node_material(tmp_path: Path, layout: CertsLayout) -> None:
+    security = load_node_security(_settings(tmp_path, layout.directory))
+    assert security is not None
+    wire = TransportSettings("mom2", Address("127.0.0.1", 0), {"mom1": Address("127.0.0.1", 1)})
+    assert isinstance(open_transport("grpc", wire, security=security), GrpcTransport)
+    assert isinstance(open_transport("zmq", wire, security=security), ZmqTransport)
+    missing = load_node_security(_settings(tmp_path, layout.directory))
+    assert missing is not None
+    missing = dataclasses.replace(missing, curve_public_files={"mom1": layout.directory / "stray" / "mom1.curve.pub"})
+    with pytest.raises(InvalidInput, match=r"CURVE public key of mom1 file .*mom1.curve.pub does not exist"):
+        open_transport("zmq", wire, security=missing)
+    assert isinstance(open_transport("grpc", wire, security=missing), GrpcTransport), "grpc needs no CURVE"
 
 
 def test_missing_or_wrong_files_are_clear_errors(tmp_path: Path, layout: CertsLayout) -> None:
@@ -142,9 +161,10 @@ def test_missing_or_wrong_files_are_clear_errors(tmp_path: Path, layout: CertsLa
         load_node_security(_settings(tmp_path, broken))
     (broken / "ca.pem").write_bytes(layout.ca.read_bytes())
     (broken / "mom3.curve.pub").unlink()
+    security = load_node_security(_settings(tmp_path, broken, transport="zmq"))
+    assert security is not None, "CURVE keys are read by the transport that uses them"
     with pytest.raises(InvalidInput, match=r"CURVE public key of mom3 file .*mom3.curve.pub does not exist"):
-        load_node_security(_settings(tmp_path, broken, transport="zmq"))
-    assert load_node_security(_settings(tmp_path, broken, transport="grpc")) is not None, "grpc needs no CURVE"
+        CurveKeys.of_node(security, ["mom1", "mom3"])
     with pytest.raises(InvalidInput, match="is not a directory"):
         load_node_security(_settings(tmp_path, tmp_path / "nowhere"))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import ssl
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -14,7 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mom.cli import CliState, main
+from mom.client import Client
 from mom.config import ENV_KEYS, Settings
+from mom.errors import Unauthorized
 
 Route = Callable[[httpx.Request], httpx.Response]
 
@@ -62,11 +66,12 @@ def run(server: FakeServer, *args: str, input: str | None = None, env: dict[str,
 
 def test_publish_from_arguments_parses_json_or_takes_the_text() -> None:
     server = FakeServer({("POST", "/v1/queues/orders/messages"): published})
-    result = run(server, "publish", "--queue", "orders", "--header", "src=cli", '{"a": 1}', "hello", "42")
+    result = run(server, "publish", "--queue", "orders", "--header", "src=cli", '{"a": 1}', "hello", "42", "--ids")
     assert result.exit_code == 0, result.output
     assert result.output.split() == ["id0", "id1", "id2"]
     [body] = server.bodies("POST", "/v1/queues/orders/messages")
     bodies = [{"a": 1}, "hello", 42]
+    assert all(len(m.pop("dedup_id")) == 32 for m in body["messages"]), "retries by the client never duplicate"
     assert body == {"messages": [{"body": b, "headers": {"src": "cli"}} for b in bodies]}
     assert server.requests[0].headers["authorization"] == "Bearer t"
 
@@ -81,7 +86,21 @@ def test_publish_from_stdin_sends_batches_of_100() -> None:
     sent = [m["body"]["n"] for b in batches for m in b["messages"]]
     assert sent == list(range(250))
     assert all(m["delay_s"] == 1.5 for b in batches for m in b["messages"])
-    assert len(result.output.split()) == 250
+    assert re.fullmatch(r"published 250 messages to topic events in [0-9.]+ s \([0-9,]+/s\)\n", result.stdout)
+    assert result.stderr == ""  # not a terminal: no progress line
+
+
+def test_publish_shows_progress_on_a_terminal_for_long_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mom.cli import messaging
+
+    monkeypatch.setattr(messaging, "_is_terminal", lambda stream: True)
+    server = FakeServer({("POST", "/v1/queues/orders/messages"): published})
+    result = run(server, "publish", "--queue", "orders", input="".join(f"{i}\n" for i in range(1000)))
+    assert result.exit_code == 0, result.output
+    assert "\rpublishing: 1000 messages" in result.stderr and "\rpublishing: 200 messages" in result.stderr
+    assert result.stdout.startswith("published 1000 messages to queue orders")
+    short = run(server, "publish", "--queue", "orders", "one")
+    assert short.stderr == "" and short.stdout.startswith("published 1 message to queue orders")
 
 
 @pytest.mark.parametrize(
@@ -145,7 +164,106 @@ def test_consume_stops_when_the_queue_is_empty_without_follow() -> None:
     assert len(server.requests) == 1
 
 
-def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
+class FakeStreamSubscription:
+    """Stands in for `Client.consume`'s subscription: yields the given messages, then Ctrl-C."""
+
+    def __init__(self, messages: list[dict[str, Any]], events: list[str]) -> None:
+        self.messages = messages
+        self.events = events
+
+    def __enter__(self) -> FakeStreamSubscription:
+        self.events.append("open")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.append("close")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for message in self.messages:
+            self.events.append(f"deliver {message['id']}")
+            yield message
+        raise KeyboardInterrupt
+
+    def ack_nowait(self, *receipts: str) -> None:
+        self.events.append(f"ack {' '.join(receipts)}")
+
+
+def follow(monkeypatch: pytest.MonkeyPatch, *args: str, messages: list[dict[str, Any]]) -> tuple[Result, list[Any]]:
+    events: list[Any] = []
+
+    def consume(self: Client, **options: Any) -> FakeStreamSubscription:
+        events.append(options)
+        return FakeStreamSubscription(messages, events)
+
+    monkeypatch.setattr(Client, "consume", consume)
+    return run(FakeServer({}), "consume", *args), events
+
+
+def test_consume_follow_is_pushed_over_the_stream_and_acks_after_printing(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, events = follow(monkeypatch, "--queue", "q", "--follow", messages=deliveries("a", "b")["messages"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert events[0] == {"queue": "q", "topic": None, "subscription": None, "prefetch": 100}
+    assert events[1:] == ["open", "deliver a", "ack r-a", "deliver b", "ack r-b", "close"]
+    assert "Aborted" not in result.output
+
+
+def test_consume_follow_max_stops_and_bounds_the_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = deliveries("a", "b", "c")["messages"]
+    args = ("--topic", "t", "--subscription", "s", "--follow", "--max", "2", "--prefetch", "50")
+    result, events = follow(monkeypatch, *args, messages=messages)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert events[0] == {"queue": None, "topic": "t", "subscription": "s", "prefetch": 2}
+    assert events[-1] == "close" and "deliver c" not in events
+
+
+class ExpiringStreamSubscription(FakeStreamSubscription):
+    """Delivers its messages, then the server closes the socket because the token expired."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for message in self.messages:
+            self.events.append(f"deliver {message['id']}")
+            yield message
+        raise Unauthorized("the token expired; reconnect")
+
+
+def test_consume_follow_subscribes_again_with_a_new_token_when_the_old_one_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[Any] = []
+    subscriptions = iter(
+        [
+            ExpiringStreamSubscription(deliveries("a")["messages"], events),
+            FakeStreamSubscription(deliveries("b")["messages"], events),
+        ]
+    )
+    monkeypatch.setattr(Client, "consume", lambda self, **options: next(subscriptions))
+    grant = {"access_token": "fresh", "token_type": "Bearer", "expires_in": 3600, "scope": "mom.read:*"}
+    server = FakeServer({("POST", "/v1/auth/token"): answer(grant)})
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    args = ["--username", "u", "--password", "p", "consume", "--queue", "q", "--follow"]
+    result = CliRunner().invoke(main, args, obj=state)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a", "b"]
+    assert len(server.requests) == 1, "one new token for the second subscription"
+    assert events == ["open", "deliver a", "ack r-a", "close", "open", "deliver b", "ack r-b", "close"]
+
+
+def test_consume_follow_gives_up_when_a_fresh_subscription_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[Any] = []
+    monkeypatch.setattr(Client, "consume", lambda self, **options: ExpiringStreamSubscription([], events))
+    server = FakeServer({})
+    state = CliState(transport=httpx.MockTransport(server), retries=0)
+    result = CliRunner().invoke(
+        main, ["--username", "u", "--password", "p", "consume", "--queue", "q", "--follow"], obj=state
+    )
+    assert result.exit_code == 1
+    assert "token expired" in result.output
+    assert server.requests == [], "no token loop when nothing was ever consumed"
+
+
+def test_consume_follow_no_ack_long_polls_over_rest_until_ctrl_c() -> None:
     polls: Iterator[dict[str, Any]] = iter([deliveries("a"), {"messages": []}])
 
     def receive(request: httpx.Request) -> httpx.Response:
@@ -154,10 +272,8 @@ def test_consume_follow_long_polls_until_ctrl_c_and_exits_cleanly() -> None:
         except StopIteration:
             raise KeyboardInterrupt from None
 
-    server = FakeServer(
-        {("POST", "/v1/queues/q/receive"): receive, ("POST", "/v1/queues/q/ack"): answer({"acked": ["r-a"]})}
-    )
-    result = run(server, "consume", "--queue", "q", "--follow")
+    server = FakeServer({("POST", "/v1/queues/q/receive"): receive})
+    result = run(server, "consume", "--queue", "q", "--follow", "--no-ack")
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in result.output.splitlines()] == ["a"]
     assert all(b["wait_s"] == 20 and b["max_messages"] == 100 for b in server.bodies("POST", "/v1/queues/q/receive"))
@@ -192,6 +308,22 @@ def test_an_unreachable_server_says_so() -> None:
     assert result.exit_code == 1
     assert result.stderr == "error: cannot reach http://127.0.0.1:9\n"
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_untrusted_certificate_says_how_to_pass_the_ca_and_is_not_retried() -> None:
+    def untrusted(request: httpx.Request) -> httpx.Response:
+        cause = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+        cause.verify_message = "self-signed certificate in certificate chain"
+        raise httpx.ConnectError(str(cause), request=request) from cause
+
+    server = FakeServer({("GET", "/v1/queues"): untrusted})
+    state = CliState(transport=httpx.MockTransport(server), retries=5)
+    url = "https://127.0.0.1:8443"
+    result = CliRunner().invoke(main, ["--token", "t", "--url", url, "queue", "list"], obj=state)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: the certificate of {url} is not trusted (self-signed certificate")
+    assert "--ca-file" in result.stderr and "MOM_CA_FILE" in result.stderr
+    assert len(server.requests) == 1  # a retry cannot make a certificate trusted
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -354,3 +486,21 @@ def test_mom_bench_offers_exactly_the_harness_scenarios_and_peers() -> None:
 
     assert set(SCENARIO_NAMES) == set(SCENARIOS)
     assert set(PEER_NAMES) == set(PEERS)
+
+
+def test_user_grant_revoke_list_and_delete() -> None:
+    changed = {"subject": "user:bob", "scopes": ["mom.read:bob.*", "mom.read:orders.*"]}
+    server = FakeServer(
+        {
+            ("POST", "/v1/auth/users/bob/grant"): answer(changed),
+            ("POST", "/v1/auth/users/bob/revoke"): answer(changed),
+            ("GET", "/v1/auth/users"): answer({"users": [{"username": "bob"}]}),
+            ("DELETE", "/v1/auth/users/bob"): answer(None, 204),
+        }
+    )
+    assert json.loads(run(server, "user", "grant", "bob", "mom.read:orders.*").output) == changed
+    assert server.bodies("POST", "/v1/auth/users/bob/grant") == [{"scopes": ["mom.read:orders.*"]}]
+    assert run(server, "user", "revoke", "bob", "mom.write:x").exit_code == 0
+    assert server.bodies("POST", "/v1/auth/users/bob/revoke") == [{"scopes": ["mom.write:x"]}]
+    assert json.loads(run(server, "user", "list").output) == [{"username": "bob"}]
+    assert run(server, "user", "delete", "bob").exit_code == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -140,41 +139,6 @@ def test_reset_drops_everything_and_the_next_append_gets_the_given_index(tmp_pat
     log.close()
     reopened = SegmentedLog.open(tmp_path)
     assert list(reopened.read(1000)) == [(1000, b"after snapshot")]
-
-
-def test_sync_in_another_thread_while_appending_rolling_and_truncating(tmp_path: Path) -> None:
-    """The thread-safety contract: the owner keeps working (and closing segments) while syncs run."""
-    log = SegmentedLog.open(tmp_path, segment_bytes=256)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def syncer() -> None:
-        try:
-            while not stop.is_set():
-                log.sync()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=syncer)
-    thread.start()
-    try:
-        for round_ in range(200):
-            last = log.append([payload(i) for i in range(log.last_index + 1, log.last_index + 6)])
-            if round_ % 10 == 9:
-                log.truncate_prefix(last - 20)
-            if round_ % 50 == 49:
-                log.truncate_suffix(last - 3)
-    finally:
-        stop.set()
-        thread.join()
-    assert errors == []
-    log.sync()
-    expected = list(log.read(log.first_index))
-    log.close()
-    reopened = SegmentedLog.open(tmp_path, segment_bytes=256)
-    assert list(reopened.read(reopened.first_index)) == expected
-    assert expected[-1][0] == 200 * 5 - 4 * 3
-    assert all(data == payload(i) for i, data in expected)
 
 
 def test_reading_a_record_changed_on_disk_after_opening_raises(tmp_path: Path) -> None:

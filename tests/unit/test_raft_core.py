@@ -13,13 +13,14 @@ from mom.replication.messages import (
     LogEntry,
     Message,
     RequestVote,
+    SnapshotChunkAck,
     SnapshotResponse,
     TimeoutNow,
     VoteResponse,
     decode_messages,
     encode_messages,
 )
-from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
+from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot, SnapshotMeta
 
 VOTERS = ("a", "b", "c")
 
@@ -34,8 +35,10 @@ def core(
 ) -> RaftCore:
     """A node whose disk holds entries of the given terms (payloads "1", "2", ...)."""
     entries = [LogEntry(t, str(i + 1).encode()) for i, t in enumerate(log or [])]
-    persisted = PersistedState(HardState(term, None, commit), Snapshot(), entries)
-    return RaftCore(node, voters, persisted=persisted, rng=random.Random(0), election_ticks=10, group="g")
+    persisted = PersistedState(HardState(term, None, commit, member=True), Snapshot(), entries)
+    return RaftCore(
+        node, voters, persisted=persisted, rng=random.Random(0), election_ticks=10, group="g", join_when_empty=False
+    )
 
 
 def flush(raft: RaftCore) -> Ready:
@@ -73,7 +76,8 @@ def test_messages_round_trip_through_one_frame() -> None:
         AppendResponse("q2", 3, "b", "a", False, 4, 2),
         RequestVote("q1", 4, "c", "a", 9, 3, True, False),
         VoteResponse("q1", 4, "a", "c", True, True),
-        InstallSnapshot("meta", 5, "a", "b", 100, 4, b"\x00state"),
+        InstallSnapshot("meta", 5, "a", "b", 100, 4, 1 << 20, b"\x00state", True),
+        SnapshotChunkAck("meta", 5, "b", "a", 100, 1 << 20),
         SnapshotResponse("meta", 5, "b", "a", 100),
         TimeoutNow("q1", 3, "a", "b"),
     ]
@@ -89,7 +93,7 @@ def test_vote_is_refused_to_a_candidate_with_a_stale_log() -> None:
     raft.step(RequestVote("g", 3, "c", "a", 2, 2, False, False))
     ready = flush(raft)
     assert ready.messages == [VoteResponse("g", 3, "a", "c", True, False)]
-    assert ready.hard_state == HardState(3, "c", 0), "the vote is persisted in the Ready that sends it"
+    assert ready.hard_state == HardState(3, "c", 0, member=True), "the vote is persisted in the Ready that sends it"
 
 
 def test_one_vote_per_term() -> None:
@@ -138,7 +142,7 @@ def test_conflicting_suffix_is_truncated_and_rewritten() -> None:
     ready = flush(raft)
     assert ready.truncate_after == 1
     assert (ready.entries_index, ready.entries) == (2, [LogEntry(3, b"d")])
-    assert ready.messages == [AppendResponse("g", 3, "a", "b", True, 2, 0)]
+    assert ready.messages == [AppendResponse("g", 3, "a", "b", True, 2, 0, raft.incarnation)]
     assert raft.last_index == 2 and raft.log.term_at(2) == 3
 
 
@@ -147,13 +151,13 @@ def test_follower_acknowledges_only_in_the_ready_that_persists_the_entries() -> 
     raft.step(AppendEntries("g", 1, "b", "a", 0, 0, [LogEntry(1, b"x")], 0))
     ready = flush(raft)
     assert ready.entries == [LogEntry(1, b"x")]
-    assert ready.messages == [AppendResponse("g", 1, "a", "b", True, 1, 0)]
+    assert ready.messages == [AppendResponse("g", 1, "a", "b", True, 1, 0, raft.incarnation)]
 
 
 def test_rejection_hint_skips_a_whole_conflicting_term() -> None:
     raft = core(term=3, log=[1, 1, 3, 3, 3])
     raft.step(AppendEntries("g", 4, "b", "a", 5, 2, [], 0))
-    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 5, 2)]
+    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 5, 2, raft.incarnation)]
 
 
 def test_leader_backs_off_to_the_hint_and_probes() -> None:
@@ -205,7 +209,7 @@ def test_a_leader_that_hears_from_a_majority_stays() -> None:
 def test_stale_leader_is_told_the_new_term() -> None:
     raft = core(term=4)
     raft.step(AppendEntries("g", 3, "b", "a", 0, 0, [LogEntry(3, b"x")], 0))
-    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 0, 0)]
+    assert sent(raft) == [AppendResponse("g", 4, "a", "b", False, 0, 0, raft.incarnation)]
     assert raft.last_index == 0
 
 
@@ -217,13 +221,52 @@ def test_not_leader_names_the_leader() -> None:
     assert caught.value.leader_id == "b"
 
 
-def test_follower_installs_a_snapshot_it_needs() -> None:
+def test_follower_hands_snapshot_chunks_to_its_driver_and_installs_the_whole_snapshot() -> None:
     raft = core(term=1, log=[1])
-    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, b"state"))
+    first = InstallSnapshot("g", 2, "b", "a", 50, 2, 0, b"sta", False)
+    last = InstallSnapshot("g", 2, "b", "a", 50, 2, 3, b"te", True)
+    raft.step(first)
+    raft.step(last)
     ready = flush(raft)
-    assert ready.snapshot == Snapshot(50, 2, b"state")
-    assert ready.messages == [SnapshotResponse("g", 2, "a", "b", 50)]
+    assert ready.snapshot_chunks == [first, last] and ready.snapshot is None and ready.messages == []
+    assert raft.term == 2 and raft.leader_id == "b" and raft.commit_index == 0, "nothing installed from chunks alone"
+    assert raft.snapshot_received("b", SnapshotMeta(50, 2)) is True
+    ready = flush(raft)
+    assert ready.snapshot == SnapshotMeta(50, 2)
+    assert ready.messages == [SnapshotResponse("g", 2, "a", "b", 50, raft.incarnation)]
     assert raft.last_index == raft.commit_index == raft.applied_index == 50
+
+
+def test_chunks_of_a_snapshot_the_log_already_holds_are_answered_at_once() -> None:
+    raft = core(term=2, log=[1, 2, 2], commit=1)
+    raft.step(InstallSnapshot("g", 2, "b", "a", 3, 2, 0, b"x", False))
+    ready = flush(raft)
+    assert ready.snapshot_chunks == [] and ready.messages == [SnapshotResponse("g", 2, "a", "b", 3, raft.incarnation)]
+    assert raft.commit_index == 3 and raft.last_index == 3, "log matching: entries up to 3 are the leader's"
+    raft.step(InstallSnapshot("g", 2, "b", "a", 2, 2, 0, b"x", False))
+    assert sent(raft) == [SnapshotResponse("g", 2, "a", "b", 3, raft.incarnation)]
+
+
+def test_a_snapshot_received_after_it_stopped_mattering_is_not_installed() -> None:
+    raft = core(term=1, log=[1])
+    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, 0, b"state", True))
+    flush(raft)
+    raft.step(AppendEntries("g", 2, "b", "a", 0, 0, [LogEntry(2, b"x")] * 60, 60))
+    flush(raft)
+    assert raft.commit_index == 60
+    assert raft.snapshot_received("b", SnapshotMeta(50, 2)) is False
+    ready = flush(raft)
+    assert ready.snapshot is None and ready.messages == [SnapshotResponse("g", 2, "a", "b", 60, raft.incarnation)]
+    assert raft.last_index == 60
+
+
+def test_stale_snapshot_chunks_are_refused_with_the_current_term() -> None:
+    raft = core(term=3)
+    raft.step(InstallSnapshot("g", 2, "b", "a", 50, 2, 0, b"old", False))
+    ready = flush(raft)
+    assert ready.snapshot_chunks == [] and ready.messages == [
+        AppendResponse("g", 3, "a", "b", False, 0, 0, raft.incarnation)
+    ]
 
 
 def test_leader_sends_a_snapshot_when_the_follower_needs_compacted_entries() -> None:
@@ -234,11 +277,63 @@ def test_leader_sends_a_snapshot_when_the_follower_needs_compacted_entries() -> 
     raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
     flush(raft)
     assert raft.applied_index == 3
-    raft.compact(3, b"snap")
+    raft.compact(3)
     raft.tick()
     raft.tick()  # the heartbeat re-probes b, which never answered: its next entry is compacted
-    snapshots = [m for m in sent(raft) if isinstance(m, InstallSnapshot)]
-    assert snapshots == [InstallSnapshot("g", raft.term, "a", "b", 3, raft.term, b"snap")]
+    ready = flush(raft)
+    assert ready.send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    assert not [m for m in ready.messages if m.receiver == "b" and isinstance(m, AppendEntries) and m.entries]
+    assert raft.follower("b") is not None and raft.follower("b").state == "snapshot"  # type: ignore[union-attr]
+    for _ in range(6):  # three heartbeats without news: the leader asks again (the transfer may be lost)
+        raft.tick()
+        raft.step(SnapshotChunkAck("g", raft.term, "b", "a", 3, 1024))  # ... unless the transfer progresses
+    assert flush(raft).send_snapshots == []
+    for _ in range(6):
+        raft.tick()
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotResponse("g", raft.term, "b", "a", 3))
+    assert raft.follower("b") == raft.followers()["b"] and raft.followers()["b"].state == "replicate"
+
+
+def test_a_learner_caught_up_by_a_snapshot_hears_promote_at_once() -> None:
+    """A replica that lost data (incarnation 7, a learner) needs the snapshot; once it says it holds it, and so
+    everything up to the leader's last index, the leader gives its vote back right away, not a heartbeat later."""
+    raft = core()
+    elect(raft)
+    raft.propose([b"x", b"y"])
+    flush(raft)
+    raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
+    flush(raft)
+    raft.compact(3)
+    raft.tick()
+    raft.tick()  # the heartbeat re-probes b, which never answered: its next entry is compacted
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotResponse("g", raft.term, "b", "a", 3, 7, True))
+    to_b = [m for m in sent(raft) if m.receiver == "b"]
+    assert [(type(m), m.promote) for m in to_b if isinstance(m, AppendEntries)] == [(AppendEntries, 7)]
+
+
+def test_a_follower_restarting_mid_snapshot_is_probed_again_and_asked_for_the_snapshot_anew() -> None:
+    """A new incarnation during a transfer: what the old one acknowledged no longer counts, the byte window is
+    empty, and the core asks its driver for the snapshot again at once (which restarts the stream)."""
+    raft = core()
+    elect(raft)
+    raft.step(AppendResponse("g", raft.term, "b", "a", True, 1, 0, 5, False))
+    raft.propose([b"x", b"y"])
+    flush(raft)
+    raft.step(AppendResponse("g", raft.term, "c", "a", True, 3, 0))
+    flush(raft)
+    raft.compact(3)
+    for _ in range(6):  # b stays silent: three heartbeats, then it is probed again, and needs the snapshot
+        raft.tick()
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotChunkAck("g", raft.term, "b", "a", 3, 1024))
+    raft.step(AppendResponse("g", raft.term, "b", "a", True, 1, 0, 9, False))  # restarted: answers a heartbeat
+    b = raft.follower("b")
+    assert b is not None and b.state == "snapshot" and b.inflight_bytes == 0
+    assert flush(raft).send_snapshots == [("b", SnapshotMeta(3, raft.term))]
+    raft.step(SnapshotResponse("g", raft.term, "b", "a", 3, 9, False))
+    assert raft.followers()["b"].state == "replicate" and raft.followers()["b"].match == 3
 
 
 def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once() -> None:

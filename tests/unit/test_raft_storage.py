@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from mom.config import StorageSection
 from mom.errors import StorageError
+from mom.log.segment import HEADER
 from mom.replication._storage import RaftStorage
 from mom.replication.messages import LogEntry
 from mom.replication.raft import HardState, Snapshot
@@ -138,3 +140,77 @@ def test_a_corrupt_hard_state_stops_the_node(tmp_path: Path) -> None:
     (tmp_path / "hard_state").write_bytes(b"\xc1garbage")
     with pytest.raises(StorageError, match="corrupt"):
         RaftStorage(tmp_path, SETTINGS).load()
+
+
+def damage_mid_log(directory: Path) -> None:
+    """Flip a bit in the first record of the log: valid records follow it, so it is damage, not a torn tail."""
+    [segment] = sorted((directory / "log").glob("*.log"))
+    data = bytearray(segment.read_bytes())
+    data[HEADER.size] ^= 0x04
+    segment.write_bytes(bytes(data))
+
+
+def stored_log(tmp_path: Path) -> None:
+    storage = RaftStorage(tmp_path, SETTINGS)
+    storage.load()
+    storage.append(1, entries(1, 6, term=2))
+    storage.sync(HardState(term=2, voted_for="n2", commit=6))
+    storage.close()
+
+
+def test_a_log_damaged_in_its_middle_makes_the_replica_a_learner_durably(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored_log(tmp_path)
+    damage_mid_log(tmp_path)
+    storage = RaftStorage(tmp_path, SETTINGS)
+    with caplog.at_level(logging.WARNING, logger="mom.replication"):
+        state = storage.load()
+    assert state.hard_state == HardState(term=2, voted_for="n2", commit=6, learner=True)
+    assert state.entries == [], "cut before the damaged first record"
+    assert any("learner" in r.getMessage() for r in caplog.records)
+    storage.close()
+    again = RaftStorage(tmp_path, SETTINGS)
+    assert again.load().hard_state.learner, "a crash while catching up keeps the flag"
+    again.sync(HardState(term=2, voted_for="n2", commit=6, learner=False))
+    again.close()
+    assert not RaftStorage(tmp_path, SETTINGS).load().hard_state.learner
+
+
+def test_the_only_replica_of_a_group_refuses_to_start_on_a_damaged_log(tmp_path: Path) -> None:
+    stored_log(tmp_path)
+    damage_mid_log(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(StorageError, match="no other replica"):
+        RaftStorage(tmp_path, SETTINGS).load(alone=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_torn_tail_is_cut_and_the_replica_keeps_its_vote(tmp_path: Path) -> None:
+    stored_log(tmp_path)
+    [segment] = sorted((tmp_path / "log").glob("*.log"))
+    segment.write_bytes(segment.read_bytes()[:-3])
+    state = RaftStorage(tmp_path, SETTINGS).load(alone=True)
+    assert not state.hard_state.learner
+    assert state.entries == entries(1, 5, term=2)
+
+
+def test_entries_missing_after_the_snapshot_make_the_replica_a_learner(tmp_path: Path) -> None:
+    storage = RaftStorage(tmp_path, SETTINGS)
+    storage.load()
+    big = [LogEntry(1, bytes(600)) for _ in range(40)]
+    storage.append(1, big)
+    storage.sync(HardState(term=1, voted_for="n1", commit=40))
+    for index in (20, 35):
+        snapshot = Snapshot(index, 1, f"state at {index}".encode())
+        storage.save_snapshot(snapshot)
+        storage.compacted(snapshot)
+    storage.close()
+    newest = tmp_path / "snapshots" / f"snapshot-{35:020d}.snap"
+    newest.write_bytes(newest.read_bytes()[:-1] + b"X")  # falls back to 20, whose next entries are...
+    for segment in sorted((tmp_path / "log").glob("*.log"))[:1]:
+        segment.unlink()  # ...gone too
+    state = RaftStorage(tmp_path, SETTINGS).load()
+    assert state.snapshot.index == 20
+    assert state.hard_state.learner
+    assert state.entries == []

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import trio
 import trio.testing
 
 from mom.config import Address
-from mom.replication.messages import AppendResponse, Message, decode_messages, encode_messages
+from mom.replication import router as router_module
+from mom.replication.messages import (
+    AppendEntries,
+    AppendResponse,
+    LogEntry,
+    Message,
+    decode_messages,
+    encode_messages,
+)
 from mom.replication.router import Router
 from mom.transports.base import PeerStatus
 
@@ -64,7 +73,7 @@ async def test_messages_of_many_groups_leave_as_one_frame_per_peer(autojump_cloc
     router = Router("n1", transport, tick_interval_s=0.05)
     groups = [FakeGroup(f"g{i}", router, ("n2", "n3")) for i in range(20)]
     for group in groups:
-        router.add_group(group)  # type: ignore[arg-type]
+        router.add_group(group)
     async with trio.open_nursery() as nursery:
         await nursery.start(router.run)
         await trio.sleep(0.06)  # one tick: every group answers it
@@ -100,7 +109,7 @@ async def test_incoming_frames_reach_their_groups_and_unknown_groups_are_dropped
     transport = RecordingTransport()
     router = Router("n2", transport)
     known = FakeGroup("queue-a")
-    router.add_group(known)  # type: ignore[arg-type]
+    router.add_group(known)
     async with trio.open_nursery() as nursery:
         await nursery.start(router.run)
         frame = encode_messages([response("queue-a", "n1", "n2"), response("gone", "n1", "n2")])
@@ -129,9 +138,64 @@ async def test_every_group_is_ticked_every_interval(autojump_clock: trio.testing
     router = Router("n1", transport, tick_interval_s=0.1)
     groups = [FakeGroup("a"), FakeGroup("b")]
     for group in groups:
-        router.add_group(group)  # type: ignore[arg-type]
+        router.add_group(group)
     async with trio.open_nursery() as nursery:
         await nursery.start(router.run)
         await trio.sleep(1.05)
         nursery.cancel_scope.cancel()
     assert [g.ticks for g in groups] == [10, 10]
+
+
+def append(group: str, receiver: str, payload_bytes: int, number: int = 0) -> AppendEntries:
+    return AppendEntries(group, 1, "n1", receiver, number, 1, [LogEntry(1, bytes([number % 256]) * payload_bytes)], 0)
+
+
+def test_frames_to_a_peer_are_cut_at_the_frame_budget_in_order() -> None:
+    transport = RecordingTransport()
+    router = Router("n1", transport, max_frame_bytes=100_000)
+    messages: list[Message] = [append(f"g{i % 7}", "n2", 30_000, i) for i in range(20)]
+    messages.insert(5, append("big", "n2", 250_000, 99))  # larger than a frame: travels alone
+    messages += [response(f"g{i}", "n1", "n3") for i in range(3)]
+    router.send(messages)
+    router.flush()
+    to_n2 = [frame for peer, frame in transport.sent if peer == "n2"]
+    assert all(len(frame) <= 100_000 for frame in to_n2 if len(decode_messages(frame)) > 1)
+    assert [decode_messages(frame) for frame in to_n2 if len(frame) > 100_000] == [[messages[5]]]
+    assert [m for frame in to_n2 for m in decode_messages(frame)] == messages[:-3], "order is kept across frames"
+    assert len(to_n2) >= 7, "21 messages of 30 KB+ need at least 7 frames of 100 KB"
+    assert [decode_messages(frame) for peer, frame in transport.sent if peer == "n3"] == [messages[-3:]]
+    assert router.frames_sent == len(transport.sent)
+
+
+def test_a_message_no_transport_could_carry_is_dropped_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(router_module, "WIRE_FRAME_LIMIT", 50_000)
+    transport = RecordingTransport()
+    router = Router("n1", transport, max_frame_bytes=10_000)
+    router.send([append("g", "n2", 60_000), response("g", "n1", "n2")])
+    router.flush()
+    assert [decode_messages(frame) for _, frame in transport.sent] == [[response("g", "n1", "n2")]]
+    assert router.oversized_messages == 1
+
+
+async def test_after_a_stall_the_groups_get_one_tick_not_every_missed_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport = RecordingTransport()
+    lags: list[tuple[float, int]] = []
+    router = Router("n1", transport, tick_interval_s=0.05, on_tick_lag=lambda lag, skipped: lags.append((lag, skipped)))
+    group = FakeGroup("a")
+    router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        await trio.sleep(0.26)
+        assert group.ticks == 5
+        autojump_clock.jump(2.0)  # the loop could not run for 2 s: 40 tick deadlines passed
+        await trio.lowlevel.checkpoint()
+        await trio.testing.wait_all_tasks_blocked()
+        assert group.ticks == 6, "one tick after the stall, not 40 back to back"
+        assert router.ticks_skipped == 39
+        assert lags[-1][1] == 39 and 1.9 < lags[-1][0] < 2.05
+        await trio.sleep(0.5)
+        assert group.ticks == 16, "then every 50 ms again, on the grid"
+        assert all(lag < 0.05 and skipped == 0 for lag, skipped in lags[-10:])
+        nursery.cancel_scope.cancel()

@@ -6,10 +6,12 @@ from mom.api.auth.oauth import PUBLIC_CLIENT_ID, AccountLookup, TokenEndpoint
 from mom.api.auth.passwords import hash_secret, hash_secret_async, verify_secret, verify_secret_async
 from mom.api.auth.scopes import (
     ADMIN_SCOPES,
-    DEFAULT_USER_SCOPES,
+    ALL_DESTINATIONS,
     Action,
     Principal,
+    default_user_scopes,
     narrow,
+    own_prefix,
     parse_scopes,
     require,
 )
@@ -17,7 +19,7 @@ from mom.api.auth.tokens import IssuedToken, TokenService
 
 __all__ = [
     "ADMIN_SCOPES",
-    "DEFAULT_USER_SCOPES",
+    "ALL_DESTINATIONS",
     "PUBLIC_CLIENT_ID",
     "AccountLookup",
     "Action",
@@ -26,9 +28,11 @@ __all__ = [
     "SigningKeys",
     "TokenEndpoint",
     "TokenService",
+    "default_user_scopes",
     "hash_secret",
     "hash_secret_async",
     "narrow",
+    "own_prefix",
     "parse_scopes",
     "require",
     "verify_secret",

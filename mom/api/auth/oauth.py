@@ -35,6 +35,7 @@ from authlib.oauth2.rfc6749.errors import (
 from mom.api.auth.passwords import check_secret, hashing_limiter, verify_secret
 from mom.api.auth.scopes import narrow
 from mom.api.auth.tokens import TokenService
+from mom.broker.accounts import client_subject, user_subject
 from mom.broker.commands import ClientRecord, UserRecord
 from mom.errors import InvalidInput
 
@@ -54,6 +55,8 @@ class AccountLookup(Protocol):
     def user(self, username: str) -> UserRecord | None: ...
 
     def client(self, client_id: str) -> ClientRecord | None: ...
+
+    def tokens_valid_from_ms(self, subject: str) -> int | None: ...
 
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
@@ -181,8 +184,14 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         """The access token: a user's for the password grant, else the client's own (client_credentials)."""
-        subject, granted = (user.username, user.scopes) if user else (client.client_id, client.scopes)
-        issued = self._tokens.issue(subject, narrow(granted, scope), client.client_id)
+        granted: Sequence[str]
+        if user is not None:
+            subject, granted = user_subject(user.username), user.scopes
+        else:
+            subject, granted = client_subject(client.client_id), client.scopes
+        issued = self._tokens.issue(
+            subject, narrow(granted, scope), client.client_id, not_before_ms=self.accounts.tokens_valid_from_ms(subject)
+        )
         return msgspec.structs.asdict(issued)
 
     def save_token(self, token: dict[str, Any], request: _Request) -> None:

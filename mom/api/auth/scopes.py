@@ -18,8 +18,21 @@ from mom.errors import Forbidden, InvalidInput
 Action = Literal["read", "write", "configure"]
 
 ADMIN_SCOPE = "mom.admin"
-DEFAULT_USER_SCOPES: tuple[str, ...] = ("mom.read:*", "mom.write:*", "mom.configure:*")
-ADMIN_SCOPES: tuple[str, ...] = (ADMIN_SCOPE, *DEFAULT_USER_SCOPES)
+ALL_DESTINATIONS: tuple[str, ...] = ("mom.read:*", "mom.write:*", "mom.configure:*")
+ADMIN_SCOPES: tuple[str, ...] = (ADMIN_SCOPE, *ALL_DESTINATIONS)
+
+
+def own_prefix(username: str) -> str:
+    """The destination-name prefix a user owns: `alice.` for alice (user names have no dots, so no user's
+    prefix is inside another's, and every destination `alice.<anything>` is alice's alone)."""
+    return f"{username.lower()}."
+
+
+def default_user_scopes(username: str) -> list[str]:
+    """Least privilege: a new user may read, write and configure the destinations of its own prefix only."""
+    glob = own_prefix(username) + "*"
+    return [f"mom.read:{glob}", f"mom.write:{glob}", f"mom.configure:{glob}"]
+
 
 _SCOPE_RE = re.compile(r"mom\.admin|mom\.(read|write|configure):([A-Za-z0-9._*?-]{1,200})")
 
@@ -29,8 +42,12 @@ class Principal:
     """Who made a request and what their token allows."""
 
     subject: str
+    """`user:NAME`, `client:ID` or (tokens nodes issue to each other) `node:ID`."""
     scopes: frozenset[str]
     client_id: str
+    issued_at: float = 0.0
+    token_id: str = ""
+    expires_at: float = float("inf")
 
     @property
     def is_admin(self) -> bool:

@@ -8,6 +8,7 @@ cached until they expire, so a client reusing its token costs one signature chec
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -29,6 +30,8 @@ CLOCK_SKEW_S = 30
 """Tolerance for `iat`/`nbf` slightly in the future: tokens from other nodes whose clocks run ahead."""
 
 _HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+"""n of P-256: an ECDSA signature (r, s) is also valid as (r, n - s); only the low-S form (s <= n/2) counts."""
 _STRING_CLAIMS = ("iss", "sub", "jti", "client_id", "scope")
 
 
@@ -71,21 +74,27 @@ class TokenService:
         self._cache_size = cache_size
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
 
-    def issue(self, subject: str, scopes: Sequence[str], client_id: str) -> IssuedToken:
+    def issue(
+        self, subject: str, scopes: Sequence[str], client_id: str, *, not_before_ms: int | None = None
+    ) -> IssuedToken:
+        """A signed token; `not_before_ms` stamps `iat` no earlier than that (past a revocation of the subject,
+        which covers tokens stamped up to a margin after it), at most a few seconds ahead of the clock."""
         now = int(self._clock())
+        if not_before_ms is not None:
+            now = max(now, -(-not_before_ms // 1000))
         scope = " ".join(scopes)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": subject,
             "aud": self._audience,
-            "exp": now + self._ttl_s,
+            "exp": int(self._clock()) + self._ttl_s,
             "iat": now,
             "jti": secrets.token_urlsafe(16),
             "client_id": client_id,
             "scope": scope,
         }
         header = {"typ": TOKEN_TYPE, "alg": self._keys.alg, "kid": self._keys.kid}
-        token = jwt.encode(header, claims, self._keys.signing_key, algorithms=[self._keys.alg])
+        token = _low_s(jwt.encode(header, claims, self._keys.signing_key, algorithms=[self._keys.alg]))
         return IssuedToken(access_token=token, expires_in=self._ttl_s, scope=scope)
 
     def verify(self, token: str) -> Principal:
@@ -117,6 +126,8 @@ class TokenService:
             raise Unauthorized("malformed token: not a compact JWS") from None
         header = obj.headers()
         self._check_header(header)
+        if _high_s(token):
+            raise Unauthorized("token signature is not in canonical (low-S) form")
         key = self._keys.verification_key(header["kid"])
         if key is None:
             raise Unauthorized(f"token signed by an unknown key (kid {header['kid']!r})")
@@ -161,9 +172,38 @@ class TokenService:
         if audience != self._audience and not (isinstance(audience, list) and self._audience in audience):
             raise Unauthorized(f"token audience {audience!r} is not accepted")
         principal = Principal(
-            subject=claims["sub"], scopes=frozenset(claims["scope"].split()), client_id=claims["client_id"]
+            subject=claims["sub"],
+            scopes=frozenset(claims["scope"].split()),
+            client_id=claims["client_id"],
+            issued_at=issued_at,
+            token_id=claims["jti"],
+            expires_at=expires_at,
         )
         return _Verified(principal, expires_at=expires_at, not_before=not_before)
+
+
+def _signature_s(token: str) -> tuple[bytes, int] | None:
+    """(r, s) of an ES256 token's signature (r as its 32 bytes), or None if it is not 64 bytes of base64url."""
+    try:
+        raw = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+    except (IndexError, ValueError):
+        return None
+    return (raw[:32], int.from_bytes(raw[32:], "big")) if len(raw) == 64 else None
+
+
+def _high_s(token: str) -> bool:
+    parts = _signature_s(token)
+    return parts is not None and parts[1] > _P256_ORDER // 2
+
+
+def _low_s(token: str) -> str:
+    """The same token with its signature normalised to low-S (what verification accepts)."""
+    parts = _signature_s(token)
+    if parts is None or parts[1] <= _P256_ORDER // 2:
+        return token
+    r, s = parts
+    signature = r + (_P256_ORDER - s).to_bytes(32, "big")
+    return token.rsplit(".", 1)[0] + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
 
 
 def _number(claims: dict[str, Any], name: str) -> float:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import tag
 
-from mom.api.context import ctx, principal
+from mom.api import answers
+from mom.api.context import ForwardRequired, ctx, principal
 from mom.api.errors import problem
+from mom.api.openapi import PUBLIC, contract
 from mom.api.views import json_response, rfc3339
-from mom.broker.commands import QueueRef, TopicRef
+from mom.errors import NotFound
 
 blueprint = Blueprint("ops", __name__)
 tag_ops = tag(["operations"])
@@ -19,6 +21,7 @@ tag_ops = tag(["operations"])
 
 @blueprint.get("/healthz")
 @tag_ops
+@contract(200, security=PUBLIC, body=answers.Status)
 async def healthz() -> Response:
     """The process is alive and serving HTTP."""
     return json_response({"status": "ok"})
@@ -26,16 +29,29 @@ async def healthz() -> Response:
 
 @blueprint.get("/readyz")
 @tag_ops
+@contract(200, 503, security=PUBLIC, body=answers.Status)
 async def readyz() -> Response:
-    """This node can serve writes now: the cluster metadata has a leader it can reach."""
+    """This node can serve requests now.
+
+    The cluster metadata has a leader, and the admin account exists here and can log in (with
+    MOM_ADMIN_PASSWORD, if the node was given one): a script that waits for 200 can fetch a token next.
+    """
     if not ctx().is_ready():
-        return problem(503, "Not ready", "the node is starting or the cluster has no quorum", slug="not-ready")
+        return problem(
+            503,
+            "Not ready",
+            "the node is starting, the admin account is not yet created, or the cluster has no quorum",
+            slug="not-ready",
+            headers={"Retry-After": "1"},
+        )
     return json_response({"status": "ok"})
 
 
 @blueprint.get("/metrics")
 @tag_ops
+@contract(200, security=PUBLIC, content_type="text/plain", body={"type": "string"})
 async def metrics() -> Response:
+    """Prometheus metrics of this node (text format 0.0.4)."""
     return Response(ctx().metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -58,39 +74,39 @@ def _nodes() -> list[dict[str, Any]]:
 
 @blueprint.get("/v1/cluster")
 @tag_ops
+@contract(200, 401, body=answers.Cluster)
 async def cluster() -> Response:
     """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
 
     Leader, commit index and lag are as this node sees them: exact for the groups it replicates, null otherwise.
+    `?node=ID` answers with that node's view instead (forwarded to it; 503 when it cannot be reached). Only the
+    destinations the caller may read or configure are listed.
     """
-    await principal()
+    caller = await principal()
+    wanted = request.args.get("node")
+    if wanted is not None and wanted != ctx().settings.node_id:
+        if wanted not in ctx().peer_urls:
+            raise NotFound(f"node {wanted!r} is not in this cluster ({', '.join(ctx().peer_urls)})")
+        raise ForwardRequired(wanted, ctx().peer_urls[wanted])
     service = ctx().service
-    now = service.now_ms()
-    refs: list[tuple[str, QueueRef | TopicRef]] = [
-        ("queue", QueueRef(q.name)) for q in service.catalog.list_queues(now)
+    destinations = [
+        {
+            "kind": d.kind,
+            "name": d.name,
+            "group": d.group,
+            "leader": d.leader,
+            "replicas": d.replicas,
+            "commit_index": d.commit_index,
+            "replica_lag": d.replica_lag,
+        }
+        for d in service.cluster_view()
+        if caller.can("read", d.name) or caller.can("configure", d.name)
     ]
-    refs += [("topic", TopicRef(t.name)) for t in service.catalog.list_topics(now)]
-    destinations = []
-    for kind, ref in refs:
-        placement = service.manager.placement(ref)
-        group = service.manager.group(placement.group_id)
-        destinations.append(
-            {
-                "kind": kind,
-                "name": ref.name,
-                "group": placement.group_id,
-                "leader": group.leader_id if group else None,
-                "replicas": list(placement.replicas),
-                "commit_index": group.commit_index if group else None,
-                "replica_lag": group.replica_lag() if group and group.is_leader else None,
-            }
-        )
-    meta = service.manager.meta
     return json_response(
         {
             "node_id": ctx().settings.node_id,
             "transport": ctx().settings.cluster.transport,
-            "metadata_leader": meta.leader_id,
+            "metadata_leader": service.metadata_leader,
             "nodes": _nodes(),
             "destinations": destinations,
         }

@@ -30,7 +30,7 @@ from quart import Blueprint, websocket
 from mom.api import stream_frames as frames
 from mom.api.auth import Principal, require
 from mom.api.context import ApiContext, ForwardRequired, ctx, leader_of
-from mom.api.forward import HOPS_HEADER
+from mom.api.forward import HOPS_HEADER, call_leader
 from mom.api.messages import parse_publish
 from mom.api.stream_frames import AckFrame, ClientFrame, NackFrame, PublishFrame, SubscribeFrame
 from mom.api.views import delivery_view
@@ -47,7 +47,7 @@ from mom.broker.commands import (
     TopicRef,
     check_name,
 )
-from mom.errors import BY_STATUS, Conflict, InvalidInput, MomError, NotFound, Overloaded, Unauthorized, Unavailable
+from mom.errors import Conflict, InvalidInput, MomError, NotFound, Overloaded, Unauthorized, Unavailable, class_for
 
 log = logging.getLogger("mom.api.stream")
 
@@ -92,8 +92,9 @@ async def _credentials() -> tuple[Principal, str]:
 @blueprint.websocket("/stream")
 async def stream() -> None:
     caller, bearer = await _credentials()  # raised before accepting: answered as a 401 problem
-    await websocket.accept()
-    await Connection(ctx(), caller, bearer).run()
+    with ctx().guard.quotas.hold("streams", caller):  # 429 before accepting, like the 401
+        await websocket.accept()
+        await Connection(ctx(), caller, bearer).run()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,11 +167,16 @@ class Connection:
             await websocket.send(item)
 
     async def _expire(self) -> None:
-        """A connection lives no longer than the token it was opened with."""
-        if self._expires_at is not None:
-            await trio.sleep(max(0.0, self._expires_at - time.time()))
-            await self._outbox.send(frames.error(None, None, Unauthorized("the token expired; reconnect")))
-            await self._outbox.send(_Close(1008, "token expired"))
+        """A connection lives no longer than the token it was opened with, nor past its revocation."""
+        guard = self._context.guard
+        with trio.move_on_after(max(0.0, (self._expires_at or float("inf")) - time.time())):
+            while (reason := guard.accounts.refusal(self._caller)) is None:
+                await guard.changes.wait()
+            await self._outbox.send(frames.error(None, None, Unauthorized(reason)))
+            await self._outbox.send(_Close(1008, "token revoked"))
+            return
+        await self._outbox.send(frames.error(None, None, Unauthorized("the token expired; reconnect")))
+        await self._outbox.send(_Close(1008, "token expired"))
 
     async def _read(self) -> None:
         bad = 0
@@ -242,13 +248,12 @@ class Connection:
         ref = _destination(frame.queue, frame.topic)
         require(self._caller, "write", _name(ref))
         try:
-            group = leader_of(ref)
+            here = leader_of(ref)
         except ForwardRequired as forward:
             answer = await self._leaders.post(forward, _path(ref) + "/messages", b'{"messages":%b}' % frame.messages)
             return frames.published(frame.id, msgspec.json.decode(answer, type=_Answer).messages)
         messages = parse_publish(b'{"messages":%b}' % frame.messages, self._context.settings.limits)
-        result = await self._context.service.submit(group, Publish(ref, messages))
-        assert isinstance(result, Published)
+        result = await self._context.service.submit(here, Publish(ref, messages), Published)
         self._context.metrics.published.labels("queue" if isinstance(ref, QueueRef) else "topic").inc(len(messages))
         return frames.published(frame.id, result.messages)
 
@@ -263,7 +268,7 @@ class Connection:
         verb = "nack" if isinstance(frame, NackFrame) else "ack"
         delay_s = frame.delay_s if isinstance(frame, NackFrame) else 0.0
         try:
-            group = leader_of(source)
+            here = leader_of(source)
         except ForwardRequired as forward:
             body: dict[str, Any] = {"receipts": frame.receipts}
             if verb == "nack":
@@ -272,8 +277,7 @@ class Connection:
             done = msgspec.json.decode(answer, type=dict[str, list[str]])
             return frames.settled(verb + "ed", frame.id, done.get(verb + "ed", []), done.get("unknown", []))
         command = Nack(source, frame.receipts, round(delay_s * 1000)) if verb == "nack" else Ack(source, frame.receipts)
-        result = await self._context.service.submit(group, command)
-        assert isinstance(result, Settled)
+        result = await self._context.service.submit(here, command, Settled)
         if verb == "ack":
             self._context.metrics.acked.inc(len(result.settled))
         return frames.settled(verb + "ed", frame.id, result.settled, result.unknown)
@@ -332,16 +336,16 @@ class Connection:
     async def _check(self, source: Source) -> None:
         """NotFound (or the leader's error) unless `source` exists: answered before `subscribed`."""
         try:
-            group = leader_of(source)
+            here = leader_of(source)
         except ForwardRequired as forward:
             await self._leaders.get(forward, _path(source))
             return
-        group.broker.ready_at(source, self._context.service.now_ms())
+        here.state.ready_at(source, self._context.service.now_ms())
 
     async def _pull(self, sub: _Subscription, most: int) -> list[Any]:
         vt = sub.visibility_timeout_s
         try:
-            group = leader_of(sub.source)
+            here = leader_of(sub.source)
         except ForwardRequired as forward:
             body: dict[str, Any] = {"max_messages": most, "wait_s": REMOTE_WAIT_S}
             if vt is not None:
@@ -350,7 +354,7 @@ class Connection:
             answer = await self._leaders.post(forward, path, msgspec.json.encode(body), wait_s=REMOTE_WAIT_S)
             return msgspec.json.decode(answer, type=_Received).messages
         deliveries = await self._context.service.receive(
-            group,
+            here,
             sub.source,
             max_messages=most,
             wait_s=LOCAL_WAIT_S,
@@ -399,10 +403,9 @@ class _Leaders:
         self, method: str, forward: ForwardRequired, path: str, body: bytes, wait_s: float = 0.0
     ) -> bytes:
         url = forward.url.rstrip("/") + path
-        try:
-            answer = await self._http.request(method, url, content=body, headers=self._headers, timeout=30.0 + wait_s)
-        except httpx.TransportError as exc:
-            raise Unavailable(f"the leader {forward.node_id} cannot be reached ({type(exc).__name__})") from exc
+        answer = await call_leader(
+            self._http, method, url, forward.node_id, content=body, headers=self._headers, wait_s=wait_s
+        )
         if answer.is_success:
             return answer.content
         raise _error_from(answer)
@@ -414,7 +417,7 @@ def _error_from(answer: httpx.Response) -> MomError:
         problem = msgspec.json.decode(answer.content, type=_Problem)
     except msgspec.MsgspecError:
         problem = _Problem(detail=answer.text[:200])
-    error = BY_STATUS.get(answer.status_code, MomError)(problem.detail or answer.reason_phrase)
+    error = class_for(answer.status_code, problem.type)(problem.detail or answer.reason_phrase)
     error.status = answer.status_code
     error.title = problem.title or answer.reason_phrase
     error.slug = problem.type.rsplit("/", 1)[-1] or error.slug

@@ -1,0 +1,1 @@
+"""Applications built on mom, to show how it is used (run them from the repository root)."""

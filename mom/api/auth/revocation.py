@@ -1,0 +1,84 @@
+"""Which tokens still count: a valid signature is not enough once an account is deleted or a token revoked.
+
+Revocations are replicated state (the metadata group's accounts, see `mom.broker.accounts`), so every node
+refuses a revoked token as soon as it has applied the entry, without a lookup elsewhere. Long-lived requests
+(SSE, the WebSocket) hold a token past the moment they checked it: `AccountChanges` wakes them whenever an entry
+that changes accounts is applied, so they can check again and close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from mom.api.auth.scopes import Principal
+from mom.broker.accounts import Accounts
+from mom.broker.commands import (
+    ClientRecord,
+    Command,
+    DeleteAccount,
+    RevokeScopes,
+    RevokeToken,
+    UserRecord,
+)
+from mom.errors import Unauthorized
+
+_ACCOUNT_CHANGES = (DeleteAccount, RevokeScopes, RevokeToken)
+
+
+class LiveAccounts:
+    """The accounts of the current catalog (the metadata group's state, which a snapshot restore replaces)."""
+
+    def __init__(self, current: Callable[[], Accounts]) -> None:
+        self._current = current
+
+    def user(self, username: str) -> UserRecord | None:
+        return self._current().user(username)
+
+    def client(self, client_id: str) -> ClientRecord | None:
+        return self._current().client(client_id)
+
+    def tokens_valid_from_ms(self, subject: str) -> int | None:
+        return self._current().tokens_valid_from_ms(subject)
+
+    def refusal(self, principal: Principal) -> str | None:
+        """Why a verified token no longer counts (revoked, its account deleted), or None if it does."""
+        accounts = self._current()
+        if accounts.is_revoked(principal.subject, round(principal.issued_at * 1000), principal.token_id):
+            return "the token was revoked"
+        if principal.subject.startswith("node:"):
+            return None  # the cluster's own nodes (dead-letter forwarding); only they hold the signing keys
+        if accounts.account(principal.subject) is None:
+            return "the token's account no longer exists"
+        return None
+
+
+class AccountChanges:
+    """An event that fires (and is renewed) each time a revocation or an account deletion is applied here."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def on_applied(self, group_id: str, command: Command) -> None:
+        if isinstance(command, _ACCOUNT_CHANGES):
+            self._event.set()
+            self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class CheckedVerifier:
+    """Token verification (signature, claims: `verify`) followed by the revocation check."""
+
+    def __init__(self, verify: Callable[[str], Awaitable[Principal]], accounts: LiveAccounts) -> None:
+        self._verify = verify
+        self._accounts = accounts
+
+    async def __call__(self, token: str) -> Principal:
+        principal = await self._verify(token)
+        reason = self._accounts.refusal(principal)
+        if reason is not None:
+            raise Unauthorized(reason)
+        return principal
