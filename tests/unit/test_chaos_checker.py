@@ -125,13 +125,14 @@ def test_stored_twice_is_a_duplicate_by_mode_and_delivered_twice_is_a_redelivery
     assert sample["ids"] == sorted([first, "m-other"]) and len(sample["calls"]) == 2
 
 
-def test_duplicates_under_client_defaults_alone_do_not_fail_the_run() -> None:
+def test_duplicates_under_client_defaults_fail_the_run() -> None:
+    """The client gives every message a dedup id by default, so its own retries must never store one twice."""
     run = Run()
     [one] = run.publish(QUEUE, ["c1"])
     run.deliver(QUEUE, one, "c1")
     run.deliver(QUEUE, "m-again", "c1")
     verdict = check(run.inputs())
-    assert verdict.duplicates_default == 1 and verdict.passed
+    assert verdict.duplicates_default == 1 and verdict.duplicates_dedup == 0 and not verdict.passed
 
 
 def test_a_slow_round_is_not_recovered_but_only_an_operator_or_the_end_makes_it_stuck() -> None:
