@@ -11,24 +11,34 @@ import httpx
 import trio
 
 from mom.chaos.replicas import ReplicaLog
-from mom.chaos.workload import QUEUE_REST, QUEUE_STREAM, SUBSCRIPTIONS, TOPIC, VISIBILITY_TIMEOUT_S
+from mom.chaos.workload import QUEUE_REST, QUEUE_STREAM, SUBSCRIPTIONS, TOPIC, USER, VISIBILITY_TIMEOUT_S
 from mom.client import AsyncClient
-from mom.errors import MomError
+from mom.errors import Conflict, MomError
 
 REPLAY_PAGE = 1000
 
 
-async def declare(url: str, password: str, timeout_s: float) -> None:
-    """The queues, the topic and its subscriptions (from the earliest offset), retried through start-up 503s."""
-    async with AsyncClient(url, username="admin", password=password) as admin:
-        with trio.fail_after(timeout_s):
+async def declare(url: str, password: str, user_password: str, timeout_s: float) -> None:
+    """The workload's user (by the admin), then as that user the queues, the topic and its subscriptions (from the
+    earliest offset); retried through start-up 503s (a user created by an attempt whose answer was lost is there)."""
+    with trio.fail_after(timeout_s):
+        async with AsyncClient(url, username="admin", password=password) as admin:
+            while True:
+                try:
+                    await admin.create_user(USER, user_password)
+                    break
+                except Conflict:
+                    break
+                except (MomError, httpx.HTTPError):
+                    await trio.sleep(0.5)
+        async with AsyncClient(url, username=USER, password=user_password) as user:
             while True:
                 try:
                     for queue in (QUEUE_REST, QUEUE_STREAM):
-                        await admin.create_queue(queue, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
-                    await admin.create_topic(TOPIC)
+                        await user.create_queue(queue, visibility_timeout_s=VISIBILITY_TIMEOUT_S)
+                    await user.create_topic(TOPIC)
                     for sub in SUBSCRIPTIONS:
-                        await admin.create_subscription(
+                        await user.create_subscription(
                             TOPIC, sub, start="earliest", visibility_timeout_s=VISIBILITY_TIMEOUT_S
                         )
                     return

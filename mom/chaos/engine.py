@@ -33,6 +33,7 @@ from mom.chaos.observe import Observer, Role, Unsettled
 from mom.chaos.replicas import replica_logs
 from mom.chaos.workload import (
     TOPIC,
+    USER,
     Workload,
     WorkloadSettings,
     destinations,
@@ -173,7 +174,8 @@ class _Run:
         if problem is not None:
             raise RuntimeError(f"the cluster did not come up within {START_TIMEOUT_S:.0f} s: {problem}")
         urls = {node_id: node.url for node_id, node in cluster.nodes.items()}
-        await admin.declare(urls["mom1"], cluster.admin_password, SETUP_TIMEOUT_S)
+        user_password = secrets.token_urlsafe(16)
+        await admin.declare(urls["mom1"], cluster.admin_password, user_password, SETUP_TIMEOUT_S)
         problem = await self._settle(None, SETUP_TIMEOUT_S)
         if problem is not None:
             raise RuntimeError(f"the destinations got no leaders within {SETUP_TIMEOUT_S:.0f} s: {problem}")
@@ -182,8 +184,8 @@ class _Run:
             history,
             options.workload,
             random.Random(self.seed ^ 0x5EED),
-            username="admin",
-            password=cluster.admin_password,
+            username=USER,
+            password=user_password,
         )
         names = [d.split(":", 1)[1] for d in destinations()]
         nemesis = Nemesis(cluster, self.observer, history, names, bursts=workload)

@@ -31,9 +31,12 @@ from mom.errors import MomError
 
 log = logging.getLogger("mom.chaos.workload")
 
-QUEUE_REST = "chaos-q-rest"
-QUEUE_STREAM = "chaos-q-stream"
-TOPIC = "chaos-t"
+USER = "chaos"
+"""The workload runs as this user, created by the admin: like any tenant it may use only `chaos.*` and is held to
+the quotas (destinations, streams, long-polls), unlike the admin, who is exempt from both."""
+QUEUE_REST = f"{USER}.q-rest"
+QUEUE_STREAM = f"{USER}.q-stream"
+TOPIC = f"{USER}.t"
 SUBSCRIPTIONS = {"sse": "sse", "rest": "rest", "stream": "stream"}
 """Subscription name → how it is consumed."""
 VISIBILITY_TIMEOUT_S = 5
