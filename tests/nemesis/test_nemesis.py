@@ -18,8 +18,9 @@ import pytest
 import trio
 
 from mom.chaos import KINDS, ChaosOptions, ChaosResult, run_chaos
+from mom.chaos.workload import TOPIC
 
-pytestmark = [pytest.mark.transport, pytest.mark.slow]
+pytestmark = pytest.mark.transport
 
 SEED = int(os.environ.get("MOM_NEMESIS_SEED", "46"))
 """Seed 46 plans every kind once; its one-way round cuts a queue leader off from hearing its followers."""
@@ -63,17 +64,11 @@ def test_nothing_is_delivered_that_was_not_sent(run: ChaosResult) -> None:
 
 def test_every_replica_holds_the_topic_in_the_same_order(run: ChaosResult) -> None:
     assert not run.verdict.replica_errors, run.verdict.replica_errors
-    lengths = run.verdict.replica_lengths["chaos-t"]
+    lengths = run.verdict.replica_lengths[TOPIC]
     assert len(lengths) == 3, f"each node's copy of the topic was read: {lengths}"
     assert run.verdict.divergent_replicas == 0, explain(run, "divergent")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 (store, repl): a follower that lost acknowledged entries (wiped disk, flipped bit, torn tail) "
-    "is never sent them again by the same leader, which ignores its rejections below the match index it "
-    "remembers (raft.py _on_append_response, Progress.become_probe); only a new leader unsticks it",
-)
 def test_no_node_is_stuck(run: ChaosResult) -> None:
     stuck = {f.round: (f.kind, f.targets, f.details.get("operator")) for f in run.faults if "operator" in f.details}
     assert run.verdict.final_problem is None, f"{run.verdict.final_problem}; see {run.results_path.parent}"
@@ -84,10 +79,5 @@ def test_a_dedup_id_keeps_every_retried_publish_single(run: ChaosResult) -> None
     assert run.verdict.duplicates_dedup == 0, explain(run, "duplicates_dedup")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 (edge): a 503 after the leader may have committed says 'not written', and the client retries "
-    "without a dedup id, so the write is stored twice; fixed once the client gives every message a dedup id",
-)
 def test_the_clients_default_retries_store_nothing_twice(run: ChaosResult) -> None:
     assert run.verdict.duplicates_default == 0, explain(run, "duplicates_default")
