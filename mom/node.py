@@ -197,7 +197,7 @@ async def serve_node(
             others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
             forwarder = Forwarder(http)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, urls, http, settings.node_id))
-            accounts = LiveAccounts(lambda: service.catalog.accounts)
+            accounts = LiveAccounts(lambda: service.catalog.accounts, service.metadata_current)
             guard = Guard.build(settings, accounts, metrics)
             manager.add_listener(guard.changes.on_applied)
             bootstrap = AdminBootstrap(service, settings.auth, announce)

@@ -36,7 +36,7 @@ from mom.errors import MomError, NotFound, Unavailable
 from mom.replication.manager import GroupManager, Placement, Ref
 from mom.service.coalesce import CoalescerLimits, PublishCoalescer
 from mom.service.housekeeping import HeldCounter, Housekeepers, Housekeeping, SendDeadLetters
-from mom.service.locator import Handle, Located, Locator, group_of, is_ready_leader
+from mom.service.locator import Handle, Located, Locator, group_of, is_current, is_ready_leader
 from mom.service.wakeups import WakeUps
 
 R = TypeVar("R", bound=Result)
@@ -137,6 +137,11 @@ class BrokerService:
 
     def is_ready(self) -> bool:
         return self._manager.meta.leader_id is not None
+
+    def metadata_current(self) -> bool:
+        """This node's catalog (destinations, accounts) holds everything committed before the metadata group's
+        current term: what it lacks then is only what its leader committed a moment ago (see `is_current`)."""
+        return is_current(self._manager.meta)
 
     @property
     def metadata_leader(self) -> str | None:

@@ -26,7 +26,7 @@ from mom.errors import NotFound, Unavailable
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager, Placement, Ref
 
-__all__ = ["Handle", "Located", "Locator", "MetadataBehind", "Ref", "group_of", "is_ready_leader"]
+__all__ = ["Handle", "Located", "Locator", "MetadataBehind", "Ref", "group_of", "is_current", "is_ready_leader"]
 
 
 class Handle:
@@ -72,7 +72,15 @@ class MetadataBehind(Unavailable):
 def is_ready_leader(group: RaftGroup) -> bool:
     """Leading, and applied up to an entry of its own term: its state holds everything committed so far."""
     core = group.core
-    return core is not None and core.role == "leader" and core.log.term_at(group.applied_index) == core.term
+    return core is not None and core.role == "leader" and is_current(group)
+
+
+def is_current(group: RaftGroup) -> bool:
+    """Applied an entry of the term this replica is in (leader or not): everything committed before that term's
+    leader took over is in its state. A replica that restarts, or rejoins empty, is not, until it has caught up
+    with the current leader's first entry."""
+    core = group.core
+    return core is not None and core.log.term_at(group.applied_index) == core.term
 
 
 def destination_of(ref: Ref) -> Destination:

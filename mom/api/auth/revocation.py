@@ -22,16 +22,23 @@ from mom.broker.commands import (
     RevokeToken,
     UserRecord,
 )
-from mom.errors import Unauthorized
+from mom.errors import Unauthorized, Unavailable
 
 _ACCOUNT_CHANGES = (DeleteAccount, RevokeScopes, RevokeToken)
+ACCOUNT_GONE = "the token's account no longer exists"
 
 
 class LiveAccounts:
-    """The accounts of the current catalog (the metadata group's state, which a snapshot restore replaces)."""
+    """The accounts of the current catalog (the metadata group's state, which a snapshot restore replaces).
 
-    def __init__(self, current: Callable[[], Accounts]) -> None:
+    `is_current` says whether that catalog is caught up (`BrokerService.metadata_current`): a node that restarts or
+    rejoins with an empty disk replays or receives it for a moment, and an account it does not know then may well
+    exist, so "no such account" is not said from it (503, which clients retry, instead of 401 or invalid_grant).
+    """
+
+    def __init__(self, current: Callable[[], Accounts], is_current: Callable[[], bool] = lambda: True) -> None:
         self._current = current
+        self.is_current = is_current
 
     def user(self, username: str) -> UserRecord | None:
         return self._current().user(username)
@@ -50,7 +57,7 @@ class LiveAccounts:
         if principal.subject.startswith("node:"):
             return None  # the cluster's own nodes (dead-letter forwarding); only they hold the signing keys
         if accounts.account(principal.subject) is None:
-            return "the token's account no longer exists"
+            return ACCOUNT_GONE
         return None
 
 
@@ -79,6 +86,8 @@ class CheckedVerifier:
     async def __call__(self, token: str) -> Principal:
         principal = await self._verify(token)
         reason = self._accounts.refusal(principal)
+        if reason == ACCOUNT_GONE and not self._accounts.is_current():
+            raise Unavailable("this node is catching up with the cluster's accounts; retry shortly")
         if reason is not None:
             raise Unauthorized(reason)
         return principal
