@@ -78,9 +78,9 @@ def is_ready_leader(group: RaftGroup) -> bool:
 def is_current(group: RaftGroup) -> bool:
     """Applied an entry of the term this replica is in (leader or not): everything committed before that term's
     leader took over is in its state. A replica that restarts, or rejoins empty, is not, until it has caught up
-    with the current leader's first entry."""
+    with the current leader's first entry (an empty one, in term 0 before it hears of any leader, is not either)."""
     core = group.core
-    return core is not None and core.log.term_at(group.applied_index) == core.term
+    return core is not None and group.applied_index > 0 and core.log.term_at(group.applied_index) == core.term
 
 
 def destination_of(ref: Ref) -> Destination:
