@@ -100,9 +100,10 @@ def chaos(
     follower, two nodes), SIGSTOP, partitions and one-way loss, slow disk, a torn tail or flipped bit in a
     stopped node's newest segment, a wiped data directory. Ctrl-C (or SIGTERM) ends the rounds early and still
     heals, drains and checks. Prints a line per round and the summary; exits 1 if anything acknowledged was
-    lost, a phantom or corrupt message was delivered, a publish with a dedup id was stored twice, replicas of
-    the topic diverge or lag, or a round was stuck (it settled only after the leaders that did not move were
-    restarted, as an operator would, or not at all). docs/reliability.md explains the checks.
+    lost, a phantom or corrupt message was delivered, a publish was stored twice (with the producer's dedup
+    ids or the client's own), replicas of the topic diverge or lag, or a round was stuck (it settled only after
+    the leaders that did not move were restarted, as an operator would, or not at all). docs/reliability.md
+    explains the checks.
 
     \b
     Examples:
