@@ -107,11 +107,21 @@ def is_ready_leader(group: RaftGroup) -> bool:
 
 
 def is_current(group: RaftGroup) -> bool:
-    """Applied an entry of the term this replica is in (leader or not): everything committed before that term's
-    leader took over is in its state. A replica that restarts, or rejoins empty, is not, until it has caught up
-    with the current leader's first entry (an empty one, in term 0 before it hears of any leader, is not either)."""
+    """Knows the leader of the term it is in, applied an entry of that term and all it knows to be committed (for a
+    leader its own entry is enough: it follows all it committed): then everything committed before that term's
+    leader took over is in its state. A replica that restarts, or rejoins empty, is not, until it has heard from
+    the current leader (or become it) and caught up with that leader's first entry: replaying its own log of the
+    term it was in before the restart is not enough, since the commit index it persisted may lag what was
+    committed (an empty replica in term 0 is not either).
+    """
     core = group.core
-    return core is not None and group.applied_index > 0 and core.log.term_at(group.applied_index) == core.term
+    return (
+        core is not None
+        and core.leader_id is not None
+        and group.applied_index > 0
+        and (core.role == "leader" or group.applied_index >= core.commit_index)
+        and core.log.term_at(group.applied_index) == core.term
+    )
 
 
 def destination_of(ref: Ref) -> Destination:

@@ -133,8 +133,11 @@ async def token() -> Response:
     except LoginThrottled:
         context.metrics.logins.labels("throttled").inc()
         raise
+    # Whether the accounts were caught up is taken before the lookup: checking the password takes a while (in a
+    # thread), and a node that caught up meanwhile must not turn a lookup made before into "no such account".
+    knew_the_accounts = context.guard.accounts.is_current()
     status, body, headers = await context.token_endpoint.handle(params, request.headers.get("Authorization"))
-    if body.get("error") in ("invalid_grant", "invalid_client") and not context.guard.accounts.is_current():
+    if body.get("error") in ("invalid_grant", "invalid_client") and not knew_the_accounts:
         raise Unavailable("this node is catching up with the cluster's accounts; retry shortly")
     if status == 200:
         context.guard.logins.succeeded(name)
