@@ -93,6 +93,9 @@ class ReplicationSection(Struct, frozen=True, forbid_unknown_fields=True):
     """A snapshot is streamed to a follower in chunks of this size, ..."""
     snapshot_window: Annotated[int, Meta(ge=1, le=64)] = 4
     """... at most this many ahead of the follower's acknowledgements."""
+    quiesce: bool = True
+    """Idle groups stop heartbeating and ticking; one node-level heartbeat per pair of nodes stands in for them
+    (docs/cluster.md, "Thousands of destinations"). Off: every group heartbeats all the time."""
 
     def __post_init__(self) -> None:
         if self.max_append_bytes > self.max_frame_bytes or self.snapshot_chunk_bytes > self.max_frame_bytes:

@@ -178,6 +178,8 @@ async def serve_node(
                 transport,
                 max_frame_bytes=settings.replication.max_frame_bytes,
                 on_tick_lag=metrics.observe_loop_lag,
+                peers=[node.id for node in settings.cluster.nodes],
+                incarnation=random.getrandbits(62) + 1,
             )
             await nursery.start(router.run)
             manager = GroupManager(

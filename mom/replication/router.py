@@ -14,6 +14,11 @@ since a burst of ticks would expire every election timer at once. How late each 
 lag, reported to `on_tick_lag`.
 
 The router knows groups only as `Routed` (a group id, `step`, `tick`); whoever owns the groups registers them.
+
+Only awake groups are ticked: a quiesced group (idle, see `mom.replication.raft`) costs nothing per tick. A group
+is awake again as soon as it sends or is sent a message that wakes it, or when the node liveness
+(`mom.replication.liveness`, ticked here, fed by every frame) reports a peer's node down or up, which every group
+hears.
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ import msgspec
 import trio
 
 from mom.config import WIRE_FRAME_LIMIT
-from mom.replication.messages import FRAME_HEADER_BYTES, Message, decode_messages, encode_message, frame_of
+from mom.replication.liveness import Liveness
+from mom.replication.messages import (
+    FRAME_HEADER_BYTES,
+    Message,
+    NodeHeartbeat,
+    decode_messages,
+    encode_message,
+    frame_of,
+)
 from mom.transports.base import Transport
 
 log = logging.getLogger("mom.replication")
@@ -45,6 +58,15 @@ class Routed(Protocol):
     def step(self, message: Message) -> None: ...
 
     def tick(self) -> None: ...
+
+    @property
+    def quiesced(self) -> bool:
+        """Idle: needs no tick until a message or news of a peer wakes it."""
+        ...
+
+    def peer_down(self, peer: str) -> None: ...
+
+    def peer_up(self, peer: str) -> None: ...
 
 
 TickLagObserver = Callable[[float, int], None]
@@ -71,6 +93,8 @@ class Router:
         tick_interval_s: float = 0.05,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_tick_lag: TickLagObserver | None = None,
+        peers: Sequence[str] = (),
+        incarnation: int = 0,
     ) -> None:
         self.node_id = node_id
         self._transport = transport
@@ -78,6 +102,9 @@ class Router:
         self._max_frame_bytes = max_frame_bytes
         self._on_tick_lag = on_tick_lag
         self._groups: dict[str, Routed] = {}
+        self._awake: dict[str, Routed] = {}
+        """The groups ticked: all but the quiesced ones."""
+        self.liveness = Liveness(node_id, peers, incarnation=incarnation, on_change=self._peer_changed)
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
         self.frames_sent = 0
@@ -106,14 +133,35 @@ class Router:
         if group.group_id in self._groups:
             raise ValueError(f"group {group.group_id!r} is already routed on {self.node_id}")
         self._groups[group.group_id] = group
+        self._awake[group.group_id] = group
 
     def remove_group(self, group_id: str) -> None:
         self._groups.pop(group_id, None)
+        self._awake.pop(group_id, None)
+
+    @property
+    def awake(self) -> int:
+        """How many groups are ticked now (the others are quiesced)."""
+        return len(self._awake)
+
+    def _peer_changed(self, peer: str, alive: bool) -> None:
+        log.info("node %s is %s", peer, "up" if alive else "down (no word from it)")
+        for gid, group in self._groups.items():
+            if alive:
+                group.peer_up(peer)
+            else:
+                group.peer_down(peer)
+            if not group.quiesced:
+                self._awake[gid] = group
 
     def send(self, messages: Sequence[Message]) -> None:
         """Buffer `messages` for their receivers; they leave with the next flush, batched per peer."""
+        groups, awake = self._groups, self._awake
         for message in messages:
             self._outbox.setdefault(message.receiver, []).append(message)
+            group = groups.get(message.group)
+            if group is not None:
+                awake[message.group] = group  # ticked at least once more: quiesced then, it drops out
         if messages:
             self._queued.set()
 
@@ -146,12 +194,18 @@ class Router:
             self.malformed_frames += 1
             log.warning("dropped a malformed frame from %s", sender)
             return
+        self.liveness.heard(sender)
         for message in messages:
+            if isinstance(message, NodeHeartbeat):
+                self.liveness.heartbeat_from(message)
+                continue
             group = self._groups.get(message.group)
             if group is None:
                 self.unknown_group_messages += 1
                 continue
             group.step(message)
+            if not group.quiesced:
+                self._awake[message.group] = group
 
     async def _tick(self) -> None:
         interval = self._tick_interval_s
@@ -165,8 +219,12 @@ class Router:
             self.ticks_skipped += skipped
             if self._on_tick_lag is not None:
                 self._on_tick_lag(lag, skipped)
-            for group in list(self._groups.values()):
+            self.send(self.liveness.tick())
+            awake = self._awake
+            for gid, group in list(awake.items()):
                 group.tick()
+                if group.quiesced:
+                    del awake[gid]
 
     async def _flush_loop(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from mom.replication.messages import (
     AppendResponse,
     LogEntry,
     Message,
+    NodeHeartbeat,
     decode_messages,
     encode_messages,
 )
@@ -54,6 +55,14 @@ class FakeGroup:
         self.ticks = 0
         self._router = router
         self._peers = peers
+        self.quiesced = False
+        self.news: list[tuple[str, bool]] = []
+
+    def peer_down(self, peer: str) -> None:
+        self.news.append((peer, False))
+
+    def peer_up(self, peer: str) -> None:
+        self.news.append((peer, True))
 
     def step(self, message: Message) -> None:
         self.stepped.append(message)
@@ -198,4 +207,62 @@ async def test_after_a_stall_the_groups_get_one_tick_not_every_missed_one(
         await trio.sleep(0.5)
         assert group.ticks == 16, "then every 50 ms again, on the grid"
         assert all(lag < 0.05 and skipped == 0 for lag, skipped in lags[-10:])
+        nursery.cancel_scope.cancel()
+
+
+async def test_quiesced_groups_are_not_ticked_until_a_message_or_a_send_wakes_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport = RecordingTransport()
+    router = Router("n2", transport, tick_interval_s=0.1)
+    quiet, busy = FakeGroup("quiet"), FakeGroup("busy")
+    for group in (quiet, busy):
+        router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        await trio.sleep(0.25)
+        quiet.quiesced = True
+        await trio.sleep(1.0)
+        assert quiet.ticks == 3 and busy.ticks == 12, "ticked once more, found quiet, then left alone"
+        assert router.awake == 1
+        transport.deliver("n1", encode_messages([response("quiet", "n1", "n2")]))  # stepped, stays quiet
+        await trio.sleep(0.5)
+        assert quiet.ticks == 3 and quiet.stepped
+        quiet.quiesced = False  # a message woke it
+        transport.deliver("n1", encode_messages([response("quiet", "n1", "n2")]))
+        await trio.sleep(0.5)
+        assert quiet.ticks == 8
+        quiet.quiesced = True
+        await trio.sleep(0.5)
+        ticks = quiet.ticks
+        router.send([response("quiet", "n2", "n1")])  # its proposal went out: it is awake again
+        await trio.sleep(0.5)
+        assert quiet.ticks == ticks + 1, "ticked again once, found quiet"
+        nursery.cancel_scope.cancel()
+
+
+async def test_node_liveness_heartbeats_each_peer_and_tells_every_group_of_deaths_and_returns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport = RecordingTransport()
+    router = Router("n1", transport, tick_interval_s=0.05, peers=["n1", "n2", "n3"], incarnation=7)
+    groups = [FakeGroup("a"), FakeGroup("b")]
+    for group in groups:
+        group.quiesced = True
+        router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        for _ in range(6):  # n2 speaks every 100 ms, n3 never
+            transport.deliver("n2", encode_messages([NodeHeartbeat("", 3, "n2", "n1")]))
+            await trio.sleep(0.1)
+        assert all(g.news == [("n3", False)] for g in groups), "n3 silent for 10 ticks: down, for every group"
+        heartbeats = [m for _, frame in transport.sent for m in decode_messages(frame)]
+        assert {(m.receiver, m.term) for m in heartbeats} == {("n2", 7), ("n3", 7)}
+        assert 5 <= sum(m.receiver == "n2" for m in heartbeats) <= 7, "one per 2 ticks per peer, for all groups"
+        transport.deliver("n3", encode_messages([response("a", "n3", "n1")]))
+        await trio.testing.wait_all_tasks_blocked()
+        assert all(g.news == [("n3", False), ("n3", True)] for g in groups)
+        transport.deliver("n2", encode_messages([NodeHeartbeat("", 4, "n2", "n1")]))  # n2 restarted meanwhile
+        await trio.testing.wait_all_tasks_blocked()
+        assert groups[1].news[-2:] == [("n2", False), ("n2", True)]
         nursery.cancel_scope.cancel()
