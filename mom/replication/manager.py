@@ -158,6 +158,11 @@ class GroupManager:
         """Every group running on this node, the metadata group first."""
         return [self.meta, *(r.group for r in self._running.values())]
 
+    def changing_groups(self) -> list[RaftGroup]:
+        """The groups whose leadership may have changed since the last call (the router's awake ones and those
+        that fell quiet since): what a watcher of leadership checks instead of every group."""
+        return [g for g in self._router.changing_groups() if isinstance(g, RaftGroup)]
+
     def _wanted(self) -> dict[str, Placement]:
         catalog, now = self.meta.broker, self._clock_ms()
         refs: list[Ref] = [QueueRef(q.name) for q in catalog.list_queues(now)]

@@ -104,6 +104,8 @@ class Router:
         self._groups: dict[str, Routed] = {}
         self._awake: dict[str, Routed] = {}
         """The groups ticked: all but the quiesced ones."""
+        self._fell_quiet: dict[str, Routed] = {}
+        """Groups that went quiet since `changing_groups` last looked."""
         self.liveness = Liveness(node_id, peers, incarnation=incarnation, on_change=self._peer_changed)
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
@@ -143,6 +145,12 @@ class Router:
     def awake(self) -> int:
         """How many groups are ticked now (the others are quiesced)."""
         return len(self._awake)
+
+    def changing_groups(self) -> list[Routed]:
+        """The groups whose state may have changed since the last call: the awake ones, and those that fell
+        quiet meanwhile (a quiesced group changes nothing until it wakes)."""
+        fell, self._fell_quiet = self._fell_quiet, {}
+        return [*self._awake.values(), *(g for gid, g in fell.items() if gid not in self._awake)]
 
     def _peer_changed(self, peer: str, alive: bool) -> None:
         log.info("node %s is %s", peer, "up" if alive else "down (no word from it)")
@@ -225,6 +233,7 @@ class Router:
                 group.tick()
                 if group.quiesced:
                     del awake[gid]
+                    self._fell_quiet[gid] = group
 
     async def _flush_loop(self) -> None:
         while True:
