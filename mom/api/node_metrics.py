@@ -253,6 +253,15 @@ class NodeCollector(Collector):
             for field, family in families.items():
                 family.add_metric([peer], getattr(counts, field) if counts is not None else 0)
         yield from (up, seen, *families.values())
+        router = self._parts.router
+        alive = _gauge("mom_peer_alive", "1 while the node liveness hears from a peer's node", ["peer"])
+        for peer in self._parts.peers:
+            alive.add_metric([peer], 1 if router.liveness.alive(peer) else 0)
+        groups = _gauge("mom_raft_groups", "Raft groups on this node: awake (ticked) or quiesced (idle)", ["state"])
+        total = len(router.groups)
+        groups.add_metric(["awake"], router.awake)
+        groups.add_metric(["quiesced"], total - router.awake)
+        yield from (alive, groups)
 
     # -- storage ---------------------------------------------------------------------------------------------
 

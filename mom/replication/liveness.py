@@ -1,14 +1,17 @@
 """Node liveness: one heartbeat per pair of nodes for all their groups, so idle groups need none of their own.
 
 A quiesced Raft group (see `mom.replication.raft`) sends nothing, and its followers run no election timer: they
-trust their leader for as long as the leader's *node* is alive. Whether it is, this module says, for all groups
-at once, as CockroachDB's node liveness and TiKV's hibernated regions do. Every frame from a peer counts as a
-sign of life, and every peer gets a `NodeHeartbeat` each `heartbeat_ticks` (in the frame that leaves anyway
-after the tick: a few bytes per pair of nodes, whatever the number of groups). A peer not
-heard from for `dead_after_ticks` is declared dead (its groups' followers campaign, their leaders here wake);
-heard from again, it is declared up (leaders here heartbeat their groups at once, so it catches up). A
-`NodeHeartbeat` names the sender's incarnation (new at each start): a peer that restarted faster than it could
-be declared dead is reported down and up, since its groups forgot whom they followed.
+trust their leader for as long as the leader's *node* is alive. Whether it is, this module says, for all groups at
+once, as CockroachDB's node liveness and TiKV's hibernated regions do. Every frame from a peer counts as a sign of
+life, and every peer gets a `NodeHeartbeat` each `heartbeat_ticks` (in the frame that leaves anyway after the tick:
+a few bytes per pair of nodes, whatever the number of groups). A peer is declared dead (its groups' followers
+campaign, their leaders here wake) when it was not heard from for `dead_after_ticks` (an election timeout) while the
+transport's link to it is down (a killed process's connections are reset at once), or for `silent_after_ticks`
+whatever the link says (a hung process or a cut network keeps a connection open). A live node whose event loop
+stalls for a moment (a busy machine) is thus not declared dead, which would wake every group it leads or follows for
+nothing. Heard from again, it is declared up (leaders here heartbeat their groups at once, so it catches up). A
+`NodeHeartbeat` names the sender's incarnation (new at each start): a peer that restarted faster than it could be
+declared dead is reported down and up, since its groups forgot whom they followed.
 
 Pure and clocked by `tick` like the Raft cores: the router ticks it and feeds it what arrives.
 """
@@ -31,14 +34,18 @@ class Liveness:
         *,
         incarnation: int,
         on_change: PeerNews,
+        link_up: Callable[[str], bool] = lambda peer: True,
         heartbeat_ticks: int = 2,
         dead_after_ticks: int = 10,
+        silent_after_ticks: int = 40,
     ) -> None:
         self.node_id = node_id
         self._incarnation = incarnation
         self._on_change = on_change
         self._heartbeat_ticks = heartbeat_ticks
         self._dead_after = dead_after_ticks
+        self._silent_after = silent_after_ticks
+        self._link_up = link_up
         self._now = 0
         self._heard: dict[str, int] = {}
         """Tick at which each peer was last heard from (peers start alive: a new node gives them time to speak)."""
@@ -77,7 +84,10 @@ class Liveness:
         """Advance one tick: declare silent peers dead; returns the heartbeats due now."""
         self._now += 1
         for peer, heard in self._heard.items():
-            if self._alive[peer] and self._now - heard >= self._dead_after:
+            silent = self._now - heard
+            if not self._alive[peer] or silent < self._dead_after:
+                continue
+            if silent >= self._silent_after or not self._link_up(peer):
                 self._alive[peer] = False
                 self._on_change(peer, False)
         if self._now % self._heartbeat_ticks:

@@ -106,7 +106,13 @@ class Router:
         """The groups ticked: all but the quiesced ones."""
         self._fell_quiet: dict[str, Routed] = {}
         """Groups that went quiet since `changing_groups` last looked."""
-        self.liveness = Liveness(node_id, peers, incarnation=incarnation, on_change=self._peer_changed)
+        self.liveness = Liveness(
+            node_id,
+            peers,
+            incarnation=incarnation,
+            on_change=self._peer_changed,
+            link_up=lambda peer: transport.status(peer).connected,
+        )
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
         self.frames_sent = 0

@@ -10,6 +10,7 @@ import trio.testing
 
 from mom.config import Address
 from mom.replication import router as router_module
+from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
@@ -245,6 +246,7 @@ async def test_node_liveness_heartbeats_each_peer_and_tells_every_group_of_death
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     transport = RecordingTransport()
+    transport.status = lambda peer: PeerStatus(connected=peer != "n3", last_seen=None)  # type: ignore[method-assign]
     router = Router("n1", transport, tick_interval_s=0.05, peers=["n1", "n2", "n3"], incarnation=7)
     groups = [FakeGroup("a"), FakeGroup("b")]
     for group in groups:
@@ -255,7 +257,7 @@ async def test_node_liveness_heartbeats_each_peer_and_tells_every_group_of_death
         for _ in range(6):  # n2 speaks every 100 ms, n3 never
             transport.deliver("n2", encode_messages([NodeHeartbeat("", 3, "n2", "n1")]))
             await trio.sleep(0.1)
-        assert all(g.news == [("n3", False)] for g in groups), "n3 silent for 10 ticks: down, for every group"
+        assert all(g.news == [("n3", False)] for g in groups), "n3 silent for 10 ticks, link down: down for all"
         heartbeats = [m for _, frame in transport.sent for m in decode_messages(frame)]
         assert {(m.receiver, m.term) for m in heartbeats} == {("n2", 7), ("n3", 7)}
         assert 5 <= sum(m.receiver == "n2" for m in heartbeats) <= 7, "one per 2 ticks per peer, for all groups"
@@ -266,3 +268,21 @@ async def test_node_liveness_heartbeats_each_peer_and_tells_every_group_of_death
         await trio.testing.wait_all_tasks_blocked()
         assert groups[1].news[-2:] == [("n2", False), ("n2", True)]
         nursery.cancel_scope.cancel()
+
+
+def test_a_peer_whose_link_stays_up_is_declared_dead_only_after_a_longer_silence() -> None:
+    news: list[tuple[str, bool]] = []
+    links = {"n2": True}
+    liveness = Liveness(
+        "n1", ["n1", "n2"], incarnation=1, on_change=lambda p, a: news.append((p, a)), link_up=lambda p: links[p]
+    )
+    for _ in range(39):
+        liveness.tick()
+    assert news == [], "a stalled but connected node is not dead after an election timeout"
+    liveness.tick()
+    assert news == [("n2", False)], "silent for 40 ticks: hung, or cut off with the connection still open"
+    liveness.heard("n2")
+    links["n2"] = False
+    for _ in range(10):
+        liveness.tick()
+    assert news == [("n2", False), ("n2", True), ("n2", False)], "link down and 10 ticks silent: dead"
