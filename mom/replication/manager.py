@@ -87,6 +87,8 @@ class GroupManager:
         self.node_ids = [n.id for n in settings.cluster.nodes] or [settings.node_id]
         self._directory = settings.data_dir / "groups"
         self._running: dict[str, _Running] = {}
+        self._by_base: dict[str, set[str]] = {}
+        """The running group ids of each destination, by the id's part before the '@' (its kind and name)."""
         self._nursery: trio.Nursery | None = None
         self._listeners: list[GroupListener] = []
         self.meta = self._new_group(METADATA_GROUP, self.node_ids, external_dead_letters=False)
@@ -178,24 +180,52 @@ class GroupManager:
         return wanted
 
     def _on_catalog_change(self, command: Command) -> None:
+        """Start or stop the one group a declare or delete concerns: a full `_reconcile` per catalog entry would
+        be quadratic in the destinations (a restarted node replays thousands of declares)."""
         if isinstance(command, DeclareQueue | DeclareTopic | DeleteQueue | DeleteTopic):
-            self._reconcile()
+            ref: Ref = (
+                QueueRef(command.name) if isinstance(command, DeclareQueue | DeleteQueue) else TopicRef(command.name)
+            )
+            base = group_id(ref)
+            stale = [gid for gid in self._by_base.get(base, ()) if gid in self._running]
+            try:
+                placed: Placement | None = self.placement(ref)
+            except NotFound:
+                placed = None
+            for gid in stale:
+                if placed is None or gid != placed.group_id or self.node_id not in placed.replicas:
+                    self._stop(gid)
+            if placed is not None and self.node_id in placed.replicas:
+                self._start(placed)
 
     def _reconcile(self) -> None:
         """Start the groups placement gives this node and stop (and erase) the ones it no longer does."""
         if self._nursery is None:
             return
         wanted = self._wanted()
-        for gid, placed in wanted.items():
-            if gid not in self._running:
-                group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
-                running = self._running[gid] = _Running(group, placed, trio.CancelScope())
-                self._nursery.start_soon(self._run_group, gid, running)
+        for placed in wanted.values():
+            self._start(placed)
         for gid in [gid for gid in self._running if gid not in wanted]:
-            running = self._running.pop(gid)
-            running.erase = True
-            running.scope.cancel()
-            log.info("group %s is no longer placed here: stopping it and removing its data", gid)
+            self._stop(gid)
+
+    def _start(self, placed: Placement) -> None:
+        gid = placed.group_id
+        if self._nursery is None or gid in self._running:
+            return
+        group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
+        running = self._running[gid] = _Running(group, placed, trio.CancelScope())
+        self._by_base.setdefault(gid.rpartition("@")[0], set()).add(gid)
+        self._nursery.start_soon(self._run_group, gid, running)
+
+    def _stop(self, gid: str) -> None:
+        running = self._running.pop(gid)
+        base = gid.rpartition("@")[0]
+        self._by_base.get(base, set()).discard(gid)
+        if not self._by_base.get(base):
+            self._by_base.pop(base, None)
+        running.erase = True
+        running.scope.cancel()
+        log.info("group %s is no longer placed here: stopping it and removing its data", gid)
 
     async def _routed(self, group: RaftGroup, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run `group`, routed to from the moment it has recovered until it stops."""
