@@ -33,7 +33,7 @@ from bench.rate import one_message
 from bench.results import Result
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-CREATE_THREADS = 16
+CREATE_THREADS = 32
 PUBLISH_THREADS = 32
 ACTIVE_QUEUES = 1000
 
