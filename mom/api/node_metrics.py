@@ -257,11 +257,11 @@ class NodeCollector(Collector):
         alive = _gauge("mom_peer_alive", "1 while the node liveness hears from a peer's node", ["peer"])
         for peer in self._parts.peers:
             alive.add_metric([peer], 1 if router.liveness.alive(peer) else 0)
-        groups = _gauge("mom_raft_groups", "Raft groups on this node: awake (ticked) or quiesced (idle)", ["state"])
-        total = len(router.groups)
-        groups.add_metric(["awake"], router.awake)
-        groups.add_metric(["quiesced"], total - router.awake)
-        yield from (alive, groups)
+        quiesced = _gauge("mom_raft_groups_quiesced", "Raft groups on this node that are idle: no ticks, no heartbeats")
+        quiesced.add_metric([], len(router.groups) - router.awake)
+        awake = _gauge("mom_raft_groups_awake", "Raft groups on this node that are ticked (not quiesced)")
+        awake.add_metric([], router.awake)
+        yield from (alive, quiesced, awake)
 
     # -- storage ---------------------------------------------------------------------------------------------
 

@@ -26,9 +26,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 def groups(url: str, state: str) -> float:
     for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(f'mom_raft_groups{{state="{state}"}}'):
+        if line.startswith(f"mom_raft_groups_{state} "):
             return float(line.split()[-1])
-    raise AssertionError(f"no mom_raft_groups{{state={state!r}}} in /metrics")
+    raise AssertionError(f"no mom_raft_groups_{state} in /metrics")
 
 
 def wait_for(what: str, predicate: object, timeout_s: float = 60.0) -> float:
