@@ -195,6 +195,9 @@ class RaftCore:
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
         self._quiesce = quiesce
+        self._heard_since_wake: set[str] = set()
+        """Followers that answered this leader since it last woke: it quiesces only once all of them did (a
+        follower that restarted answers only once its group runs again, so its leader heartbeats until then)."""
         self.quiesced = False
         """Idle: no timer runs (the driver need not tick) until something wakes the group (see the module)."""
         self._reset_timer()
@@ -381,6 +384,7 @@ class RaftCore:
             return
         self.quiesced = False
         self._election_elapsed = 0
+        self._heard_since_wake.clear()
         if self.role == "leader":
             self._heartbeat_elapsed = self._heartbeat_ticks - 1  # heartbeat at the next tick
             for pr in self._progress.values():
@@ -394,6 +398,8 @@ class RaftCore:
         if self._transferee is not None or self.commit_index != last or self.log.stable != last:
             return False
         if self._preferred is not None and self._preferred in self._progress:
+            return False
+        if len(self._heard_since_wake) < len(self._peers):
             return False
         return all(
             pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
@@ -433,6 +439,7 @@ class RaftCore:
             return
         if self.role == "leader" and m.sender in self._progress:
             self._progress[m.sender].recent_active = True
+            self._heard_since_wake.add(m.sender)
         if self.quiesced and not self._keeps_quiet(m):
             self._wake()
         match m:
@@ -663,6 +670,7 @@ class RaftCore:
         self.leader_id = self.node_id
         self._pre_vote = False
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
+        self._heard_since_wake.clear()
         self._uncommitted = 0
         self._progress = {
             p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
