@@ -8,14 +8,13 @@ after the dead-letter queue answered that it is durable.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import msgspec
 
 from mom.api.auth import TokenService
-from mom.api.forward import call_leader
+from mom.api.forward import HOPS_HEADER, Forwarder, ForwardRequired
 from mom.broker.commands import NewMessage, Publish, Published, QueueRef
 from mom.errors import MomError, Unavailable, class_for
 from mom.service import BrokerService, MetadataBehind
@@ -39,14 +38,12 @@ class DeadLetterSender:
         self,
         service: BrokerService,
         tokens: TokenService,
-        peer_urls: Mapping[str, str],
-        http: httpx.AsyncClient,
+        forwarder: Forwarder,
         node_id: str,
     ) -> None:
         self._service = service
         self._tokens = tokens
-        self._peer_urls = peer_urls
-        self._http = http
+        self._forwarder = forwarder
         self._node_id = node_id
         self._token: tuple[str, float] | None = None
 
@@ -63,23 +60,24 @@ class DeadLetterSender:
         try:
             located = self._service.locate(ref)
         except MetadataBehind as behind:  # the metadata leader knows whether the queue exists
-            target = behind.meta_leader
+            targets = [behind.meta_leader] if behind.meta_leader is not None else []
         else:
             if located.here is not None:
                 await self._service.submit(located.here, Publish(ref, messages), Published)
                 return
-            target = located.leader or next((n for n in located.placement.replicas if n != self._node_id), None)
-        if target is None:
+            replicas = [n for n in located.placement.replicas if n != self._node_id]
+            targets = [located.leader, *replicas] if located.leader is not None else replicas
+        if not targets:
             raise Unavailable(f"dead-letter queue {queue} has no leader yet")
-        answer = await call_leader(
-            self._http,
+        answer = await self._forwarder.call(
+            ForwardRequired(targets),
             "POST",
-            f"{self._peer_urls[target]}/v1/queues/{queue}/messages",
-            target,
+            f"/v1/queues/{queue}/messages",
             content=msgspec.json.encode({"messages": [_wire(m) for m in messages]}),
             headers={
                 "content-type": "application/json",
                 "authorization": f"Bearer {self._bearer(self._service.now_ms() / 1000)}",
+                HOPS_HEADER: "1",
             },
         )
         if answer.status_code != 201:

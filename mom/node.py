@@ -204,8 +204,10 @@ async def serve_node(
             tokens = TokenService(keys, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, ttl_s=settings.auth.token_ttl_s)
             urls = peer_urls(settings, tls=_rest_tls(security))
             others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
-            forwarder = Forwarder(http)
-            service.set_dead_letter_sender(DeadLetterSender(service, tokens, urls, http, settings.node_id))
+            forwarder = Forwarder(
+                http, urls, link_up=lambda node: transport.status(node).connected, on_leader=service.note_leader
+            )
+            service.set_dead_letter_sender(DeadLetterSender(service, tokens, forwarder, settings.node_id))
             accounts = LiveAccounts(lambda: service.catalog.accounts)
             guard = Guard.build(settings, accounts, metrics)
             manager.add_listener(guard.changes.on_applied)
@@ -220,7 +222,11 @@ async def serve_node(
                 is_ready=lambda: service.is_ready() and bootstrap.done,
                 forwarder=forwarder,
                 peer_urls=urls,
-                verify_token=CheckedVerifier(PeerKeys(keys, tokens, others, http).verify, accounts),
+                verify_token=CheckedVerifier(
+                    PeerKeys(keys, tokens, others, http).verify,
+                    accounts,
+                    catalog_current=lambda: isinstance(service.locate_meta(), Handle),
+                ),
                 transport_status=transport.status,
                 guard=guard,
             )

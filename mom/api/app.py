@@ -7,13 +7,12 @@ from quart import Response, g, request
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from quart_trio import QuartTrio
 
-from mom.api import sqs
-from mom.api.context import ApiContext, ForwardRequired
-from mom.api.errors import problem, problem_from, register_error_handlers
+from mom.api import following, sqs
+from mom.api.context import ApiContext
+from mom.api.errors import problem, register_error_handlers
 from mom.api.metrics import InFlight
 from mom.api.openapi import BEARER, Provider
 from mom.api.routes import accounts, auth, ops, queue_ops, queues, stream, topics, ui
-from mom.errors import MomError
 
 BODY_OVERHEAD = 2.0
 """A batch's request may exceed its body bytes (JSON framing, base64); werkzeug refuses beyond this factor."""
@@ -67,12 +66,7 @@ def create_app(context: ApiContext) -> QuartTrio:
     sqs.install(app)
     register_error_handlers(app)
 
-    @app.errorhandler(ForwardRequired)
-    async def _forward(exc: ForwardRequired) -> Response:
-        try:
-            return await context.forwarder.forward(exc.url, exc.node_id, wait_s=exc.wait_s)
-        except MomError as error:  # raised inside an error handler: no other handler would see it
-            return problem_from(error)
+    following.install(app, context)
 
     @app.before_request
     async def _read_body_first() -> Response | None:

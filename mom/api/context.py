@@ -6,17 +6,33 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from quart import current_app, request
+from quart import current_app, g, request
 
 from mom.api.auth import Principal, SigningKeys, TokenEndpoint, TokenService, require
 from mom.api.auth.scopes import Action
-from mom.api.forward import Forwarder
+from mom.api.forward import Forwarder, ForwardRequired, hops
 from mom.api.guard import Guard
 from mom.api.metrics import Metrics
 from mom.config import Settings
 from mom.errors import Forbidden, InvalidInput, Unauthorized, Unavailable
 from mom.service import BrokerService, Handle, MetadataBehind, Ref
 from mom.transports.base import PeerStatus
+
+__all__ = [
+    "ApiContext",
+    "ForwardRequired",
+    "LeaderPending",
+    "Served",
+    "authorize",
+    "ctx",
+    "leader_of",
+    "meta_leader",
+    "principal",
+    "query_int",
+    "request_body",
+    "require_owner",
+    "served",
+]
 
 
 @dataclass(frozen=True)
@@ -80,50 +96,71 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-class ForwardRequired(Exception):
-    """Raised by a handler on a node that does not lead what the request is about; answered by forwarding.
-
-    `wait_s` is how long the leader's handler may legitimately take beyond an ordinary request (a long-poll's
-    wait, a declare waiting for its group): the forwarding bound grows by that much.
-    """
-
-    def __init__(self, node_id: str, url: str, wait_s: float = 0.0) -> None:
-        super().__init__(node_id)
-        self.node_id, self.url, self.wait_s = node_id, url, wait_s
+class LeaderPending(Unavailable):
+    """No node is known to serve the request's group right now (an election, a new leader catching up): the node
+    waits a moment for one before it answers 503 (`mom.api.following`)."""
 
 
-def _forward_to(leader: str | None, candidates: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
-    context = ctx()
-    me = context.settings.node_id
+@dataclass(frozen=True)
+class Served:
+    """What this request is about, once known (in quart's `g`): the destination and its group (None: the cluster
+    metadata), who serves it here and in which term (for the `X-Mom-Leader` answer header), and how long its
+    handler may wait (for following a leader that moves)."""
+
+    ref: Ref | None
+    group: str | None
+    leader: str | None
+    term: int
+    wait_s: float
+
+
+def served() -> Served | None:
+    found = g.get("mom_served")
+    return found if isinstance(found, Served) else None
+
+
+def _forward_to(leader: str | None, replicas: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
+    """Where to send a request this node cannot serve: the leader it knows first, then (unless it replicates the
+    destination itself and the request was forwarded here already: those replicas know no more than it does)
+    the replicas, which know the leader from Raft and serve or forward."""
+    me = ctx().settings.node_id
     if leader == me:
-        raise Unavailable(f"{what} has a new leader here that is catching up; retry shortly")
-    target = leader if leader is not None else next((n for n in candidates if n != me), None)
-    if leader is None and me in candidates:
-        target = None  # we replicate it and know no leader: an election is under way
-    if target is None:
-        raise Unavailable(f"{what} has no leader at the moment (an election is under way); retry shortly")
-    return ForwardRequired(target, context.peer_urls[target], wait_s)
+        raise LeaderPending(f"{what} has a new leader here that is catching up; retry shortly")
+    targets = [leader] if leader is not None else []
+    if me not in replicas or hops() == 0:
+        targets += [n for n in replicas if n != me and n != leader]
+    if not targets:
+        raise LeaderPending(f"{what} has no leader at the moment (an election is under way); retry shortly")
+    return ForwardRequired(targets, wait_s=wait_s)
 
 
 def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
-    """The handle of `ref`'s group if this node serves it; otherwise ForwardRequired (to its leader, a replica,
-    or, when this node cannot yet tell whether `ref` exists, the metadata leader), or a 503."""
+    """The handle of `ref`'s group if this node serves it; otherwise ForwardRequired (to its leader and its
+    replicas, or, when this node cannot yet tell whether `ref` exists, the metadata leader), or a 503."""
     service = ctx().service
     try:
         located = service.locate(ref)
     except MetadataBehind as behind:
         if behind.meta_leader is None:
             raise
-        raise ForwardRequired(behind.meta_leader, ctx().peer_urls[behind.meta_leader], wait_s) from None
+        raise ForwardRequired([behind.meta_leader], wait_s=wait_s) from None
+    group = located.placement.group_id
     if located.here is not None:
+        g.mom_served = Served(ref, group, service.node_id, located.here.term, wait_s)
         return located.here
-    raise _forward_to(located.leader, located.placement.replicas, f"destination {located.placement.group_id}", wait_s)
+    g.mom_served = Served(ref, group, None, 0, wait_s)
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s)
 
 
 def meta_leader(*, wait_s: float = 0.0) -> Handle:
     """The metadata group if this node leads it (declares, deletes, accounts); otherwise ForwardRequired."""
     service = ctx().service
     meta = service.locate_meta()
+    g.mom_served = Served(None, None, None, 0, wait_s)
     if isinstance(meta, Handle):
         return meta
-    raise _forward_to(meta, service.node_ids, "the cluster metadata", wait_s)
+    if meta is None:
+        raise LeaderPending(
+            "the cluster metadata has no leader at the moment (an election is under way); retry shortly"
+        )
+    raise ForwardRequired([meta], wait_s=wait_s)

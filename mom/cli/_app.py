@@ -126,7 +126,13 @@ def _given(**attrs: Any) -> dict[str, Any]:
 
 
 @click.group(cls=_Main)
-@click.option("--url", envvar="MOM_URL", default="http://127.0.0.1:8080", show_default=True, help="REST URL.")
+@click.option(
+    "--url",
+    envvar="MOM_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="REST URL of a node, or of several separated by commas (the client moves on when one fails).",
+)
 @click.option("--token", envvar="MOM_TOKEN", help="Bearer token (else one is fetched with the credentials).")
 @click.option("--username", envvar="MOM_USERNAME", help="User for the password grant.")
 @click.option("--password", envvar="MOM_PASSWORD", help="Password for the password grant.")

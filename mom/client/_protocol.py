@@ -3,7 +3,8 @@
 An operation is an `Op`: the HTTP request it needs and how to read the answer. `Protocol.call` turns an
 `Op` into a `Flow`, a generator that yields the requests to send (a token request first when needed, the
 request again after a 401) and receives their responses, so both twins run the exact same logic and only
-differ in how they send a request and sleep between retries.
+differ in how they send a request and sleep between retries. `Nodes` is which node of a cluster they send
+to: the same one while it answers, the next one after a failure that is retried.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_any,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from mom import errors
@@ -54,11 +63,12 @@ class Request:
     repeatable: bool = False
     """Sending it again after an unknown outcome cannot duplicate anything (see `Op.repeatable`)."""
 
-    def httpx_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `httpx.Client.request` / `httpx.AsyncClient.request` (and `stream`)."""
+    def httpx_kwargs(self, base_url: str) -> dict[str, Any]:
+        """Keyword arguments for `httpx.Client.request` / `httpx.AsyncClient.request` (and `stream`), for the
+        node at `base_url`."""
         return {
             "method": self.method,
-            "url": self.path,
+            "url": base_url + self.path,
             "json": self.json,
             "data": self.form,
             "params": self.params,
@@ -167,6 +177,50 @@ class _WaitRetryAfter(wait_base):
         return min(RETRY_AFTER_CAP_S, max(retry_after, self._backoff(retry_state)))
 
 
+def parse_urls(url: str | Sequence[str]) -> list[str]:
+    """The node URLs of `url`: one URL, several separated by commas (as `MOM_URL` and `--url` take them), or a
+    list; each without a trailing slash."""
+    parts = url.split(",") if isinstance(url, str) else list(url)
+    urls = [part.strip().rstrip("/") for part in parts if part.strip()]
+    if not urls:
+        raise InvalidInput("give the URL of at least one node")
+    return urls
+
+
+class Nodes:
+    """The nodes a client may send to (any node of a cluster answers any request), and the one in use.
+
+    The client stays on a node while it answers. A failure that the retry policy retries (the node cannot be
+    reached, the connection broke, a 429 or 503) moves it to the next node in the list, round the list, so that
+    a retry goes where it may succeed; whether a retry is allowed at all does not depend on the node (see
+    `worth_retrying`).
+    """
+
+    def __init__(self, url: str | Sequence[str]) -> None:
+        self.urls = parse_urls(url)
+        self._current = 0
+
+    @property
+    def current(self) -> str:
+        return self.urls[self._current]
+
+    def from_current(self) -> list[str]:
+        """Every URL, the one in use first (then in list order, round the list): for a client that goes on from
+        where this one is."""
+        return [*self.urls[self._current :], *self.urls[: self._current]]
+
+    def failed(self, url: str, exc: BaseException) -> None:
+        """`url` failed with `exc`: move on from it if that failure is worth trying elsewhere (and it is still
+        the node in use: concurrent requests that fail on one node move the client once)."""
+        if url == self.current and moves_on(exc):
+            self._current = (self._current + 1) % len(self.urls)
+
+
+def moves_on(exc: BaseException) -> bool:
+    """A failure that another node may not have: unreachable, broken connection, timeout, 429, 503."""
+    return isinstance(exc, httpx.TransportError | Overloaded | Unavailable)
+
+
 def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:
     """Whether a failed attempt may be sent again without risk of applying it twice.
 
@@ -183,11 +237,30 @@ def worth_retrying(exc: BaseException, *, repeatable: bool) -> bool:
     return repeatable and isinstance(exc, httpx.TransportError)
 
 
-def retry_policy(retries: int, *, repeatable: bool = False) -> dict[str, Any]:
-    """Keyword arguments for tenacity's `Retrying` / `AsyncRetrying`: `retries` attempts after the first,
-    exponential back-off with full jitter, never shorter than the server's Retry-After (capped)."""
+@dataclass(frozen=True)
+class Retries:
+    """How far a client retries: at most `count` retries after the first attempt (None: no count), and none
+    once `for_s` seconds have passed since the first attempt (None: no time limit). One of them must be set."""
+
+    count: int | None = 5
+    for_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.count is None and self.for_s is None:
+            raise InvalidInput("retries=None retries without end: give retry_for_s too")
+
+
+def retry_policy(retries: int | Retries, *, repeatable: bool = False) -> dict[str, Any]:
+    """Keyword arguments for tenacity's `Retrying` / `AsyncRetrying`: retries within `retries` (a count, or
+    `Retries`), exponential back-off with full jitter, never shorter than the server's Retry-After (capped)."""
+    limits = retries if isinstance(retries, Retries) else Retries(retries)
+    stops: list[stop_base] = []
+    if limits.count is not None:
+        stops.append(stop_after_attempt(max(0, limits.count) + 1))
+    if limits.for_s is not None:
+        stops.append(stop_after_delay(limits.for_s))
     return {
-        "stop": stop_after_attempt(max(0, retries) + 1),
+        "stop": stop_any(*stops),
         "wait": _WaitRetryAfter(),
         "retry": retry_if_exception(
             lambda exc: worth_retrying(exc, repeatable=repeatable) and getattr(exc, "retryable", True)

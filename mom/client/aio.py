@@ -24,18 +24,24 @@ class AsyncClient:
 
     With credentials and no token, it gets a token on first use and renews it as needed.
 
-    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has
-    one (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A
-    request refused with 429 or 503, or that could not connect, is retried `retries` times with exponential
-    back-off and jitter, honouring Retry-After; a 503 `OutcomeUnknown` or a connection lost mid-request is
-    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
-    acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
-    exception. docs/api.md states the guarantee precisely.
+    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has one
+    (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A request
+    refused with 429 or 503, or that could not connect, is retried `retries` times with exponential back-off and
+    jitter, honouring Retry-After (with `retry_for_s`, only within that many seconds of the first attempt;
+    `retries=None` then retries until that time is up); a 503 `OutcomeUnknown` or a connection lost mid-request is
+    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes, acks,
+    nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors` exception.
+    docs/api.md states the guarantee precisely.
+
+    `url` is one node's URL, or several (a list, or separated by commas as `MOM_URL` takes them): any node of a
+    cluster answers any request, so the client stays on one node while it answers and moves to the next on a
+    failure it retries (the node cannot be reached, the connection broke, 429, 503). The retry rules above hold
+    whichever node a retry goes to.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         username: str | None = None,
@@ -43,14 +49,14 @@ class AsyncClient:
         client_id: str | None = None,
         client_secret: str | None = None,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int | None = 5,
+        retry_for_s: float | None = None,
         dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
-        self.url = url
-        self._retries = retries
-        self._ca_file = ca_file
+        self._nodes = p.Nodes(url)
+        self._retries = p.Retries(retries, retry_for_s)
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
@@ -60,7 +66,16 @@ class AsyncClient:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+
+    @property
+    def url(self) -> str:
+        """The node in use now."""
+        return self._nodes.current
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._nodes.urls)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -76,8 +91,13 @@ class AsyncClient:
     # -- running flows
 
     async def _send_once(self, request: p.Request) -> httpx.Response:
-        response = await self._http.request(**request.httpx_kwargs())
-        p.check_retryable(request, response)
+        node = self._nodes.current
+        try:
+            response = await self._http.request(**request.httpx_kwargs(node))
+            p.check_retryable(request, response)
+        except Exception as exc:
+            self._nodes.failed(node, exc)
+            raise
         return response
 
     async def _send(self, request: p.Request) -> httpx.Response:
@@ -248,7 +268,8 @@ class AsyncClient:
         return await self._run(p.settle_op("nack", queue, topic, subscription, receipts, delay_s))
 
     async def events(self, topic: str, subscription: str) -> AsyncGenerator[dict[str, Any], None]:
-        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating.
+        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating. A stream
+        that cannot be opened or breaks raises; the next call starts on the next node.
 
         Close it with `contextlib.aclosing` (or exhaust it) so the stream is released promptly.
         """
@@ -256,20 +277,25 @@ class AsyncClient:
         while True:
             headers = await self._drive(self._protocol.authorization(renew=renew))
             request = self._protocol.events_request(topic, subscription, headers)
-            async with self._http.stream(**request.httpx_kwargs()) as response:
-                if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
-                    renew = True
-                    continue
-                if response.is_error:
-                    await response.aread()
-                    raise p.error_from(response)
-                parser = p.SSEParser()
-                async for line in response.aiter_lines():
-                    event = parser.feed(line)
-                    delivery = p.delivery_from_event(event) if event else None
-                    if delivery is not None:
-                        yield delivery
-                return
+            node = self._nodes.current
+            try:
+                async with self._http.stream(**request.httpx_kwargs(node)) as response:
+                    if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
+                        renew = True
+                        continue
+                    if response.is_error:
+                        await response.aread()
+                        raise p.error_from(response)
+                    parser = p.SSEParser()
+                    async for line in response.aiter_lines():
+                        event = parser.feed(line)
+                        delivery = p.delivery_from_event(event) if event else None
+                        if delivery is not None:
+                            yield delivery
+                    return
+            except Exception as exc:
+                self._nodes.failed(node, exc)
+                raise
 
     @asynccontextmanager
     async def consume(
@@ -286,12 +312,18 @@ class AsyncClient:
         """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
 
         `async with client.consume(queue="orders") as sub: async for message in sub: sub.ack_nowait(...)`;
-        see `mom.client.subscription`. The socket uses the client's current token and lasts as long as it.
+        see `mom.client.subscription`. The socket uses the client's current token and lasts as long as it; when
+        its node goes away it reopens to another of the client's nodes and subscribes again there.
         """
         headers = await self._drive(self._protocol.authorization())
         bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
         stream = StreamClient(
-            self.url, token=bearer, timeout=self._protocol.timeout, retries=self._retries, http=self._http
+            self._nodes.from_current(),
+            token=bearer,
+            timeout=self._protocol.timeout,
+            retries=self._retries.count,
+            retry_for_s=self._retries.for_s,
+            http=self._http,
         )
         async with (
             stream,

@@ -20,9 +20,10 @@ Frames are JSON text, one object each; `op` names the kind and `id` correlates a
     server: {"op":"error","id":ID?,"sub":S?,"type","title","status","detail"}   (the REST problem's fields)
 
 Credit is the server's only flow control; `mom.client.subscription` builds a prefetch window (unacked messages,
-as AMQP's basic.qos) or a receive window (untaken messages) on it, and batches acks. The connection lasts as long
-as the token it was opened with (the server closes it with 1008 when the token expires); open a new
-StreamClient then.
+as AMQP's basic.qos) or a receive window (untaken messages) on it, and batches acks. A socket lasts as long as
+the token it was opened with (the server closes it with 1008 when the token expires): a client with credentials
+then opens a new one with a new token, as it does on another node when its node goes away, and subscribes again
+there.
 """
 
 from __future__ import annotations
@@ -34,15 +35,17 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import msgspec
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketUpgradeError, aconnect_ws
 from tenacity import AsyncRetrying, retry_if_exception
+from wsproto.utilities import LocalProtocolError
 
 from mom import errors
 from mom.client import _protocol as p
-from mom.client.subscription import Subscription
-from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unavailable
+from mom.client.subscription import Subscription, Waiter
+from mom.errors import InvalidInput, MomError, OutcomeUnknown, Overloaded, Unauthorized, Unavailable
 
 STREAM_PATH = "/v1/stream"
 _encoder = msgspec.json.Encoder()
@@ -59,39 +62,24 @@ def error_from_frame(frame: Mapping[str, Any]) -> MomError:
     return error
 
 
-class _Waiter:
-    """One request awaiting its answer frame."""
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.frame: dict[str, Any] = {}
-        self.error: MomError | None = None
-
-    def settle(self, frame: dict[str, Any] | None, error: MomError | None = None) -> None:
-        if not self.done.is_set():
-            self.frame, self.error = frame or {}, error
-            self.done.set()
-
-    async def result(self) -> dict[str, Any]:
-        await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.frame
-
-
 class StreamClient:
     """One WebSocket to a node; every method may be awaited from many tasks at once (pipelining).
 
     Publish, ack and nack answered 429/503 (no leader at the moment, overload) are retried `retries` times with
-    backoff, as `AsyncClient` does, and as there every published message gets a `dedup_id` unless it has one
-    (`dedup_ids=False` turns that off), so that a publish answered `OutcomeUnknown` is sent again only when
-    that cannot store it twice. A request in flight when the socket breaks raises `OutcomeUnknown`; every
-    other error frame raises the matching `mom.errors` exception.
+    backoff (and `retry_for_s`), as `AsyncClient` does, and as there every published message gets a `dedup_id`
+    unless it has one (`dedup_ids=False` turns that off), so that a publish answered `OutcomeUnknown` is sent
+    again only when that cannot store it twice. Every other error frame raises the matching `mom.errors`
+    exception.
+
+    `url` is one node's URL or several (a list, or separated by commas). When the socket breaks (its node
+    died, restarted, or closed it when its token expired), the client opens one to the next node (with the same
+    retry limits) and subscribes its subscriptions again there; a request in flight then raises
+    `OutcomeUnknown` and is sent again only under the rule above.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         username: str | None = None,
@@ -99,15 +87,17 @@ class StreamClient:
         client_id: str | None = None,
         client_secret: str | None = None,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int | None = 5,
+        retry_for_s: float | None = None,
         dedup_ids: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         ca_file: str | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         """`http`: an open client to share (an `AsyncClient`'s, with its TLS settings); it is left open."""
-        self.url = url.rstrip("/")
-        self._retries = retries
+        self._nodes = p.Nodes(url)
+        self._retries = p.Retries(retries, retry_for_s)
+        self._timeout = timeout
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
             timeout=timeout,
@@ -118,31 +108,36 @@ class StreamClient:
             client_secret=client_secret,
         )
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file)
-        )
+        self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
         self._stack = AsyncExitStack()
         self._ws: AsyncWebSocketSession | None = None
+        self._up = anyio.Event()
+        """Set while a socket is open; a new one while the client reconnects."""
+        self._sockets = 0
+        """How many sockets have been open (the current one's number)."""
         self._ids = itertools.count(1)
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, Waiter] = {}
         self._subs: dict[str, Subscription] = {}
         self._closed: MomError | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+
+    @property
+    def url(self) -> str:
+        """The node the stream is open to (or will reopen to)."""
+        return self._nodes.current
+
+    @property
+    def timeout(self) -> float:
+        """The base timeout of the client's operations, in seconds."""
+        return self._timeout
 
     async def __aenter__(self) -> StreamClient:
         await self._stack.__aenter__()
         try:
             if self._own_http:
                 await self._stack.enter_async_context(self._http)
-            headers = await self._authorization()
-            try:
-                self._ws = await self._stack.enter_async_context(
-                    aconnect_ws(self.url + STREAM_PATH, self._http, headers=headers)
-                )
-            except WebSocketUpgradeError as exc:
-                await exc.response.aread()
-                raise p.error_from(exc.response) from None
             self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
-            self._tasks.start_soon(self._read)
+            await self._tasks.start(self._keep)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -153,41 +148,118 @@ class StreamClient:
     ) -> None:
         await self.aclose()
 
-    @property
-    def timeout(self) -> float:
-        """The base timeout of the client's operations, in seconds."""
-        return self._protocol.timeout
-
     async def aclose(self) -> None:
         self._fail(Unavailable("the stream client is closed"))
-        if self._ws is not None:
+        if self._tasks is not None:
             self._tasks.cancel_scope.cancel()
         await self._stack.aclose()
 
-    async def _authorization(self) -> dict[str, str]:
+    # -- the socket, and another node's when it breaks
+
+    async def _authorization(self, node: str) -> dict[str, str]:
         flow = self._protocol.authorization()
         try:
             request = next(flow)
             while True:
-                request = flow.send(await self._http.request(**request.httpx_kwargs()))
+                request = flow.send(await self._http.request(**request.httpx_kwargs(node)))
         except StopIteration as done:
             headers: dict[str, str] = done.value
             return headers
 
+    async def _open(self, stack: AsyncExitStack) -> AsyncWebSocketSession:
+        """A socket (closed with `stack`) to the node in use or, if it cannot take one (unreachable, 429, 503),
+        the next ones in turn; the last failure when no node does."""
+        failure: MomError | None = None
+        for _ in self._nodes.urls:
+            node = self._nodes.current
+            try:
+                headers = await self._authorization(node)
+                ws: AsyncWebSocketSession = await stack.enter_async_context(
+                    aconnect_ws(node + STREAM_PATH, self._http, headers=headers)
+                )
+                return ws
+            except WebSocketUpgradeError as exc:
+                await exc.response.aread()
+                failure = p.error_from(exc.response)
+            except (httpx.TransportError, HTTPXWSException) as exc:
+                failure = Unavailable(f"{node} cannot take a stream ({type(exc).__name__}: {exc})")
+            self._nodes.failed(node, failure)
+            if not p.moves_on(failure):
+                raise failure
+        assert failure is not None
+        raise failure
+
+    async def _keep(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open a socket (started once one is open: the caller gets the failure if none can be), read its
+        frames, and when it breaks open one to another node (with back-off, `retries` rounds of the nodes) and
+        subscribe again there. Requests in flight meanwhile end as `OutcomeUnknown`. Every socket is opened
+        and closed in this task."""
+        started = False
+        while True:
+            async with AsyncExitStack() as stack:
+                ws: AsyncWebSocketSession
+                try:
+                    if started:
+                        ws = await AsyncRetrying(sleep=anyio.sleep, **p.retry_policy(self._retries))(self._open, stack)
+                    else:
+                        ws = await self._open(stack)
+                except MomError as exc:
+                    if not started:
+                        raise
+                    self._fail(exc)
+                    return
+                if not started:
+                    task_status.started()
+                    started = True
+                self._ws, self._sockets = ws, self._sockets + 1
+                broken: Unavailable
+                try:
+                    for sub in list(self._subs.values()):
+                        await sub.subscribe_on_socket(wait=False)
+                except Unavailable as exc:  # broken at once
+                    broken = exc
+                else:
+                    self._up.set()
+                    broken = await self._read(ws)
+                finally:
+                    self._ws, self._up = None, anyio.Event()
+            self._nodes.failed(self._nodes.current, broken)
+            self._lost(broken)
+
+    async def _read(self, ws: AsyncWebSocketSession) -> Unavailable:
+        """Dispatch frames until the socket breaks; the error that says so."""
+        try:
+            while True:
+                self._dispatch(msgspec.json.decode(await ws.receive_text()))
+        except (HTTPXWSException, msgspec.DecodeError) as exc:
+            return Unavailable(f"the stream closed ({type(exc).__name__}: {exc})")
+
     # -- frames out
 
-    async def _send(self, frame: Mapping[str, Any]) -> None:
+    async def _wait_up(self) -> None:
+        """Until a socket is open (bounded by the client's timeout), or the client closed."""
+        with anyio.move_on_after(self._timeout):
+            await self._up.wait()
+
+    async def _send(self, frame: Mapping[str, Any], *, wait: bool = True) -> None:
         if self._closed is not None:
             raise self._closed
-        assert self._ws is not None, "use StreamClient in 'async with'"
+        assert self._tasks is not None, "use StreamClient in 'async with'"
+        if wait:
+            await self._wait_up()
+        ws = self._ws
+        if self._closed is not None:
+            raise self._closed
+        if ws is None:
+            raise Unavailable("the stream is reconnecting; retry shortly")
         try:
-            await self._ws.send_text(_encoder.encode(frame).decode())
-        except HTTPXWSException as exc:
+            await ws.send_text(_encoder.encode(frame).decode())
+        except (HTTPXWSException, LocalProtocolError) as exc:  # the latter: the socket is closing
             raise Unavailable(f"the stream is broken ({type(exc).__name__})") from exc
 
     async def _request(self, frame: dict[str, Any], *, repeatable: bool) -> dict[str, Any]:
-        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, if still connected
-        (an `OutcomeUnknown` only if the frame is `repeatable`)."""
+        """Send `frame` and wait for its answer; a 429/503 is retried as the REST client does, on another node
+        if the socket broke meanwhile (an `OutcomeUnknown` only if the frame is `repeatable`)."""
         policy = p.retry_policy(self._retries)
 
         def worth_retrying(exc: BaseException) -> bool:
@@ -201,7 +273,7 @@ class StreamClient:
 
     async def _request_once(self, frame: dict[str, Any]) -> dict[str, Any]:
         ident = next(self._ids)
-        waiter = self._waiters[ident] = _Waiter()
+        waiter = self._waiters[ident] = Waiter()
         try:
             await self._send({**frame, "id": ident})
             return await waiter.result()
@@ -210,14 +282,6 @@ class StreamClient:
 
     # -- frames in
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        try:
-            while True:
-                self._dispatch(msgspec.json.decode(await self._ws.receive_text()))
-        except (HTTPXWSException, msgspec.DecodeError) as exc:
-            self._fail(Unavailable(f"the stream closed ({type(exc).__name__}: {exc})"))
-
     def _dispatch(self, frame: dict[str, Any]) -> None:
         op, ident, sub = frame.get("op"), frame.get("id"), frame.get("sub")
         error = error_from_frame(frame) if op == "error" else None
@@ -225,19 +289,26 @@ class StreamClient:
             self._waiters[ident].settle(frame, error)
         elif isinstance(sub, str) and sub in self._subs:
             self._subs[sub].on_frame(op, frame, error)
+        elif isinstance(error, Unauthorized) and self._protocol.can_fetch_token:
+            pass  # the token expired: the server closes the socket, and the next one gets a new token
         elif error is not None:
             self._fail(error)
 
-    def _fail(self, error: MomError) -> None:
-        """The connection is unusable: later calls raise `error`, and so do the subscriptions; a call waiting for
-        its answer raises `OutcomeUnknown` instead when `error` is a 503, since what it sent may have been
-        applied."""
-        self._closed = self._closed or error
+    def _lost(self, error: MomError) -> None:
+        """The socket broke: a call waiting for its answer raises `OutcomeUnknown` when `error` is a 503, since
+        what it sent may have been applied (its retry policy decides whether it is sent again)."""
         in_flight = error
         if isinstance(error, Unavailable) and not isinstance(error, OutcomeUnknown):
             in_flight = OutcomeUnknown(f"{error.detail}: a request in flight may or may not have been applied")
         for waiter in list(self._waiters.values()):
             waiter.settle(None, in_flight)
+
+    def _fail(self, error: MomError) -> None:
+        """The client is unusable (closed, or no node takes a stream): later calls raise `error`, and so do the
+        subscriptions."""
+        self._closed = self._closed or error
+        self._up.set()
+        self._lost(error)
         for sub in list(self._subs.values()):
             sub.on_frame("error", {}, error)
 

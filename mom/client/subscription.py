@@ -13,10 +13,16 @@ Acks and nacks are batched: `ack_nowait(receipt)` queues a receipt and returns a
 as one ack frame when `ack_batch` of them wait or `ack_linger_ms` after the first, and closing the subscription
 sends what is left and waits for the answers. A failed batch (after the client's retries) ends the iteration
 with its error. `await ack(...)` settles at once and returns the server's answer.
+
+When the client's socket breaks, the client opens one (maybe to another node) and each subscription subscribes
+again there with a whole window: what the old socket delivered and was not settled comes back after its
+visibility timeout, so it no longer counts against the prefetch window (acking it still works while its lease
+lasts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -30,12 +36,32 @@ from mom.client import _protocol as p
 from mom.errors import InvalidInput, MomError, Unavailable
 
 if TYPE_CHECKING:
-    from mom.client.stream import StreamClient, _Waiter
+    from mom.client.stream import StreamClient
 
 MAX_WINDOW = 10_000
 """The server's limit on the credit one subscription may be owed (`MAX_CREDIT` of the stream frames)."""
 ACKS_IN_FLIGHT = 8
 """Batched settle frames awaiting their answers at once per subscription."""
+
+
+class Waiter:
+    """One request awaiting its answer frame."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.frame: dict[str, Any] = {}
+        self.error: MomError | None = None
+
+    def settle(self, frame: dict[str, Any] | None, error: MomError | None = None) -> None:
+        if not self.done.is_set():
+            self.frame, self.error = frame or {}, error
+            self.done.set()
+
+    async def result(self) -> dict[str, Any]:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.frame
 
 
 class Subscription:
@@ -62,9 +88,12 @@ class Subscription:
         self._frame = {**frame, "sub": name}
         self._window = window
         self._taken = 0
-        self._outstanding = 0
-        """Messages delivered and not yet answered as settled: what the prefetch window counts."""
-        self._started: _Waiter | None = None
+        self._leased: set[str] = set()
+        """Receipts delivered on the current socket and not yet answered as settled: what the prefetch window
+        counts."""
+        self._started: Waiter | None = None
+        self._sent_on = 0
+        """The socket (by the client's count of sockets) the subscribe frame last went out on."""
         self._inbox: MemoryObjectSendStream[dict[str, Any] | MomError]
         self._outbox: MemoryObjectReceiveStream[dict[str, Any] | MomError]
         self._inbox, self._outbox = anyio.create_memory_object_stream[dict[str, Any] | MomError](math.inf)
@@ -83,14 +112,30 @@ class Subscription:
     async def start(self) -> Subscription:
         """Subscribe (once); raises the server's error (NotFound, Forbidden, ...) if it refuses."""
         if self._started is None:
-            from mom.client.stream import _Waiter
-
-            self._started = _Waiter()
+            tasks = self._client._tasks
+            assert tasks is not None, "use StreamClient in 'async with'"
+            self._started = Waiter()
             self._client._subs[self.name] = self
-            self._client._tasks.start_soon(self._flush_loop)
-            await self._client._send(self._frame)
+            tasks.start_soon(self._flush_loop)
+            await self.subscribe_on_socket()
         await self._started.result()
         return self
+
+    async def subscribe_on_socket(self, *, wait: bool = True) -> None:
+        """Send the subscribe frame on the current socket, unless it went out there already (after the socket
+        broke, the client sends it again on the new one, to whichever node that is, with a whole window of
+        credit; deliveries not settled on the old one come back after their visibility timeout)."""
+        if wait:
+            await self._client._wait_up()
+        if self._sent_on == self._client._sockets:
+            return
+        self._sent_on, self._taken = self._client._sockets, 0
+        self._leased.clear()
+        await self._client._send(self._frame, wait=wait)
+
+    @property
+    def _on_current_socket(self) -> bool:
+        return self._sent_on == self._client._sockets
 
     async def __aenter__(self) -> Subscription:
         return await self.start()
@@ -117,16 +162,17 @@ class Subscription:
             self._flusher.cancel()
             self._inbox.send_nowait(Unavailable("the subscription is closed"))
             if self._client._subs.pop(self.name, None) is not None and self._client._closed is None:
-                await self._client._send({"op": "unsubscribe", "sub": self.name})
+                with contextlib.suppress(Unavailable):  # the socket broke: the subscription ended with it
+                    await self._client._send({"op": "unsubscribe", "sub": self.name})
 
     # -- frames from the server
 
     def on_frame(self, op: Any, frame: dict[str, Any], error: MomError | None) -> None:
         if op == "deliver":
-            messages = frame.get("messages", [])
-            self._outstanding += len(messages)
-            for message in messages:
-                self._inbox.send_nowait(p.decode_message(message))
+            for message in frame.get("messages", []):
+                decoded = p.decode_message(message)
+                self._leased.add(str(decoded["receipt"]))
+                self._inbox.send_nowait(decoded)
         elif op == "subscribed" and self._started is not None:
             self._started.settle(frame)
         elif error is not None:
@@ -154,7 +200,7 @@ class Subscription:
         return item
 
     async def _grant(self, amount: int) -> None:
-        if amount > 0 and self.name in self._client._subs and self._client._closed is None:
+        if amount > 0 and self.name in self._client._subs and self._client._closed is None and self._on_current_socket:
             await self._client._send({"op": "credit", "sub": self.name, "add": amount})
 
     # -- settling
@@ -177,10 +223,10 @@ class Subscription:
     async def _settled(self, answer: dict[str, Any]) -> dict[str, Any]:
         """With a prefetch window, every receipt answered (settled, or unknown: no longer leased) frees a slot."""
         if self.prefetch is not None and not self._closing:
-            answered = sum(len(v) for k, v in answer.items() if k in ("acked", "nacked", "unknown"))
-            freed = min(answered, self._outstanding)  # a receipt settled twice frees its slot once
-            self._outstanding -= freed
-            await self._grant(freed)
+            answered = {r for k, v in answer.items() if k in ("acked", "nacked", "unknown") for r in v}
+            freed = answered & self._leased  # a receipt settled twice, or delivered on an old socket, frees none
+            self._leased -= freed
+            await self._grant(len(freed))
         return answer
 
     async def _flush_loop(self) -> None:

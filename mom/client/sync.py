@@ -21,18 +21,24 @@ T = TypeVar("T")
 class Client:
     """A mom client. With credentials and no token, it gets a token on first use and renews it as needed.
 
-    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has
-    one (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A
-    request refused with 429 or 503, or that could not connect, is retried `retries` times with exponential
-    back-off and jitter, honouring Retry-After; a 503 `OutcomeUnknown` or a connection lost mid-request is
-    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes,
-    acks, nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors`
-    exception. docs/api.md states the guarantee precisely.
+    Retries never duplicate a write. Every published message gets a `dedup_id` (a random UUID) unless it has one
+    (`dedup_ids=False` turns that off), so a publish may be sent again when its outcome is unknown. A request
+    refused with 429 or 503, or that could not connect, is retried `retries` times with exponential back-off and
+    jitter, honouring Retry-After (with `retry_for_s`, only within that many seconds of the first attempt;
+    `retries=None` then retries until that time is up); a 503 `OutcomeUnknown` or a connection lost mid-request is
+    retried only when sending it again is safe (`Op.repeatable`: reads, declares, deduplicated publishes, acks,
+    nacks, receives) and raised otherwise. Every other error answer raises the matching `mom.errors` exception.
+    docs/api.md states the guarantee precisely.
+
+    `url` is one node's URL, or several (a list, or separated by commas as `MOM_URL` takes them): any node of a
+    cluster answers any request, so the client stays on one node while it answers and moves to the next on a
+    failure it retries (the node cannot be reached, the connection broke, 429, 503). The retry rules above hold
+    whichever node a retry goes to.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         username: str | None = None,
@@ -40,13 +46,14 @@ class Client:
         client_id: str | None = None,
         client_secret: str | None = None,
         timeout: float = 30.0,
-        retries: int = 5,
+        retries: int | None = 5,
+        retry_for_s: float | None = None,
         dedup_ids: bool = True,
         transport: httpx.BaseTransport | None = None,
         ca_file: str | None = None,
     ) -> None:
-        self.url = url
-        self._retries = retries
+        self._nodes = p.Nodes(url)
+        self._retries = p.Retries(retries, retry_for_s)
         self._ca_file = ca_file
         self._dedup_ids = dedup_ids
         self._protocol = p.Protocol(
@@ -57,7 +64,16 @@ class Client:
             client_id=client_id,
             client_secret=client_secret,
         )
-        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=p.tls_verify(ca_file))
+
+    @property
+    def url(self) -> str:
+        """The node in use now."""
+        return self._nodes.current
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._nodes.urls)
 
     def __enter__(self) -> Client:
         return self
@@ -73,8 +89,13 @@ class Client:
     # -- running flows
 
     def _send_once(self, request: p.Request) -> httpx.Response:
-        response = self._http.request(**request.httpx_kwargs())
-        p.check_retryable(request, response)
+        node = self._nodes.current
+        try:
+            response = self._http.request(**request.httpx_kwargs(node))
+            p.check_retryable(request, response)
+        except Exception as exc:
+            self._nodes.failed(node, exc)
+            raise
         return response
 
     def _send(self, request: p.Request) -> httpx.Response:
@@ -242,25 +263,31 @@ class Client:
         return self._run(p.settle_op("nack", queue, topic, subscription, receipts, delay_s))
 
     def events(self, topic: str, subscription: str) -> Generator[dict[str, Any], None, None]:
-        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating."""
+        """Deliveries of a subscription pushed over Server-Sent Events, until the caller stops iterating. A stream
+        that cannot be opened or breaks raises; the next call starts on the next node."""
         renew = False
         while True:
             headers = self._drive(self._protocol.authorization(renew=renew))
             request = self._protocol.events_request(topic, subscription, headers)
-            with self._http.stream(**request.httpx_kwargs()) as response:
-                if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
-                    renew = True
-                    continue
-                if response.is_error:
-                    response.read()
-                    raise p.error_from(response)
-                parser = p.SSEParser()
-                for line in response.iter_lines():
-                    event = parser.feed(line)
-                    delivery = p.delivery_from_event(event) if event else None
-                    if delivery is not None:
-                        yield delivery
-                return
+            node = self._nodes.current
+            try:
+                with self._http.stream(**request.httpx_kwargs(node)) as response:
+                    if response.status_code == 401 and not renew and self._protocol.can_fetch_token:
+                        renew = True
+                        continue
+                    if response.is_error:
+                        response.read()
+                        raise p.error_from(response)
+                    parser = p.SSEParser()
+                    for line in response.iter_lines():
+                        event = parser.feed(line)
+                        delivery = p.delivery_from_event(event) if event else None
+                        if delivery is not None:
+                            yield delivery
+                    return
+            except Exception as exc:
+                self._nodes.failed(node, exc)
+                raise
 
     def consume(
         self,
@@ -276,16 +303,18 @@ class Client:
         """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
 
         Use it in `with`; ack with `sub.ack_nowait(receipt)` (batched) or `sub.ack([...])`. The socket uses
-        the client's current token and lasts as long as it (see `mom.client.consume`).
+        the client's current token and lasts as long as it (see `mom.client.consume`); when its node goes away
+        it reopens to another of the client's nodes and subscribes again there.
         """
         headers = self._drive(self._protocol.authorization())
         bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
         connect = partial(
             StreamClient,
-            self.url,
+            self._nodes.from_current(),
             token=bearer,
             timeout=self._protocol.timeout,
-            retries=self._retries,
+            retries=self._retries.count,
+            retry_for_s=self._retries.for_s,
             ca_file=self._ca_file,
         )
         return BlockingSubscription(

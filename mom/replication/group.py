@@ -56,6 +56,10 @@ Send = Callable[[Sequence[Message]], None]
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
 
+FIRST_ELECTION_TICKS = 3
+"""A new group's preferred leader stands this soon after its join probes found the group new (the others wait 10
+to 20 ticks): the replicas that answered them have started the group, so its votes are not lost."""
+
 
 class GroupObserver(Protocol):
     """Told what operators watch (the node's metrics implement it); called on the trio thread, must not block."""
@@ -212,6 +216,8 @@ class RaftGroup:
                 group=self.group_id,
                 quiesce=replication.quiesce,
             )
+            if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
+                self.core.stand_after(FIRST_ELECTION_TICKS)
             self._seen = (persisted.hard_state.term, None)
             log.info(
                 "group %s recovered: snapshot at %d, %d entries, term %d",

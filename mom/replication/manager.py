@@ -34,6 +34,7 @@ from mom.config import Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.replication.group import GroupObserver, RaftGroup
+from mom.replication.messages import LeaderNews
 from mom.replication.placement import METADATA_GROUP, group_id, replicas
 from mom.replication.router import Router
 
@@ -98,6 +99,14 @@ class GroupManager:
         self._listeners.append(listener)
         for group in self.groups():
             group.add_listener(functools.partial(listener, group.group_id))
+
+    def announce_leader(self, gid: str, term: int) -> None:
+        """Tell every other node that this node leads group `gid` in `term` (batched with the Raft traffic)."""
+        self._router.send([LeaderNews(gid, term, self.node_id, peer) for peer in self.node_ids if peer != self.node_id])
+
+    def add_news_listener(self, listener: Callable[[LeaderNews], None]) -> None:
+        """Told the `LeaderNews` other nodes send (the leaders of groups this node may not replicate)."""
+        self._router.add_news_listener(listener)
 
     def _new_group(self, gid: str, voters: list[str], *, external_dead_letters: bool) -> RaftGroup:
         group = RaftGroup(

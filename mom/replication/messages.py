@@ -134,8 +134,18 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
 
 
 class NodeHeartbeat(Struct, frozen=True, array_like=True, tag="nh"):
-    """Node liveness, not Raft: "this node is up", sent to a peer that heard nothing else from it lately. One per
+    """Node liveness, not Raft: "this node is up", sent to every peer every other tick. One per
     pair of nodes for all their groups (`mom.replication.liveness`); `group` is empty."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+
+
+class LeaderNews(Struct, frozen=True, array_like=True, tag="ln"):
+    """`sender` leads `group` in `term` and serves its destination: not Raft, but news for the nodes that route
+    requests to the group without replicating it. A hint only (see `mom.service.leaders`)."""
 
     group: str
     term: int
@@ -175,6 +185,7 @@ Message = (
     | JoinProbe
     | JoinReply
     | NodeHeartbeat
+    | LeaderNews
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -178,6 +178,8 @@ class RaftCore:
         self.incarnation = rng.getrandbits(62) + 1
         """This run of this replica, named in its responses."""
         self._join_answers: dict[str, bool] = {}
+        self._stand_after: int | None = None
+        """`stand_after` asked while joining: applied if the group turns out new."""
         self._persisted_hs = hs
         self._messages: list[Message] = []
         self._send_snapshots: list[tuple[str, SnapshotMeta]] = []
@@ -247,6 +249,17 @@ class RaftCore:
                 self._probe()
         elif self._election_elapsed >= self._timeout and not self.learner:
             self._campaign(pre_vote=True, transfer=False)
+
+    def stand_after(self, ticks: int) -> None:
+        """Time out after `ticks` instead of a random election timeout (once; the next timeouts are random
+        again). A new group's preferred leader does this, so it usually wins the first election and no
+        hand-over to it follows right after the group starts. A joining replica does it once it knows the group
+        is new (a replica that turns out to have lost its data is a learner and never stands)."""
+        if self.joining:
+            self._stand_after = ticks
+        elif self.role != "leader":
+            self._election_elapsed = 0
+            self._timeout = ticks
 
     def propose(self, payloads: Sequence[bytes]) -> tuple[int, int]:
         """Append commands; they commit once a majority persisted them. Returns their index range.
@@ -576,10 +589,14 @@ class RaftCore:
         if empty >= self._quorum:
             self.joining = False  # a new group: a majority never held anything, so nothing can be lost
             self._reset_timer()
+            if self._stand_after is not None:
+                self.stand_after(self._stand_after)
         elif holding > len(self.voters) - self._quorum:
             self.joining = False  # the group exists: whatever this disk held before is gone
             self.learner = True
             self._reset_timer()
+        if not self.joining:
+            self._stand_after = None
 
     # --------------------------------------------------------------------------------------------------------
     # Elections

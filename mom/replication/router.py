@@ -36,6 +36,7 @@ from mom.config import WIRE_FRAME_LIMIT
 from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     FRAME_HEADER_BYTES,
+    LeaderNews,
     Message,
     NodeHeartbeat,
     decode_messages,
@@ -126,6 +127,7 @@ class Router:
         self.ticks_skipped = 0
         """Ticks not delivered because the loop woke too late for them (see the module docstring)."""
         self.traffic: dict[str, PeerTraffic] = {}
+        self._news_listeners: list[Callable[[LeaderNews], None]] = []
 
     def _traffic(self, peer: str) -> PeerTraffic:
         traffic = self.traffic.get(peer)
@@ -167,6 +169,10 @@ class Router:
                 group.peer_down(peer)
             if not group.quiesced:
                 self._awake[gid] = group
+
+    def add_news_listener(self, listener: Callable[[LeaderNews], None]) -> None:
+        """Told every `LeaderNews` that arrives (they concern routing, not any group's Raft state)."""
+        self._news_listeners.append(listener)
 
     def send(self, messages: Sequence[Message]) -> None:
         """Buffer `messages` for their receivers; they leave with the next flush, batched per peer."""
@@ -212,6 +218,10 @@ class Router:
         for message in messages:
             if isinstance(message, NodeHeartbeat):
                 self.liveness.heartbeat_from(message)
+                continue
+            if isinstance(message, LeaderNews):
+                for listener in self._news_listeners:
+                    listener(message)
                 continue
             group = self._groups.get(message.group)
             if group is None:

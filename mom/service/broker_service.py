@@ -1,15 +1,16 @@
 """The broker as the REST layer sees it: find where a destination is served, submit commands, long-poll.
 
 Route handlers talk only to this object, and get from it a `Handle` for a group this node serves, never the
-Raft group. The rooms behind it: `locator` (who serves what, and when "does not exist" may be said),
-`wakeups` (long-polls sleep until the apply path wakes them), `housekeeping` (one task per led group for the
-work that time makes due) and `coalesce` (concurrent publishes to one destination share a log command).
+Raft group. The rooms behind it: `locator` (who serves what, and when "does not exist" may be said), `leaders`
+(who leads the groups this node does not replicate), `wakeups` (long-polls sleep until the apply path wakes
+them), `housekeeping` (one task per led group for the work that time makes due) and `coalesce` (concurrent
+publishes to one destination share a log command).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -19,6 +20,8 @@ from mom.broker import Broker
 from mom.broker.commands import (
     ClientRecord,
     Command,
+    DeleteQueue,
+    DeleteTopic,
     Delivery,
     Destination,
     NewMessage,
@@ -33,16 +36,25 @@ from mom.broker.commands import (
 )
 from mom.config import LimitsSection
 from mom.errors import MomError, NotFound, Unavailable
+from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager, Placement, Ref
+from mom.replication.messages import LeaderNews
+from mom.replication.placement import METADATA_GROUP, group_id
+from mom.replication.raft import NotLeader
 from mom.service.coalesce import CoalescerLimits, PublishCoalescer
 from mom.service.housekeeping import HeldCounter, Housekeepers, Housekeeping, SendDeadLetters
-from mom.service.locator import Handle, Located, Locator, group_of, is_ready_leader
+from mom.service.leaders import LeaderHints
+from mom.service.locator import Handle, LeadershipMoved, Located, Locator, group_of, is_ready_leader
 from mom.service.wakeups import WakeUps
 
 R = TypeVar("R", bound=Result)
 
 DECLARE_WAIT_S = 10.0
 """How long a declare waits for the new destination's group to serve before answering anyway."""
+
+HANDOVER_WAIT_S = 1.0
+"""How long a write refused by a leader that is handing over waits to learn who took over (a transfer completes
+within one round trip once the new leader is caught up, and is abandoned after an election timeout)."""
 
 
 def wall_clock_ms() -> int:
@@ -75,7 +87,8 @@ class BrokerService:
     ) -> None:
         self._manager = manager
         self._clock_ms = clock_ms
-        self._locator = Locator(manager)
+        self._hints = LeaderHints()
+        self._locator = Locator(manager, self._hints)
         self._wakeups = WakeUps()
         self._coalescers: dict[tuple[str, Destination], PublishCoalescer] = {}
         self._coalescer_limits = CoalescerLimits.from_settings(limits or LimitsSection())
@@ -86,6 +99,8 @@ class BrokerService:
         self.waiting_receives = 0
         """Receives (long-polls, SSE and stream consumers) waiting for a message now: for /metrics."""
         manager.add_listener(self._wakeups.on_applied)
+        manager.add_listener(self._forget_deleted)
+        manager.add_news_listener(self._on_news)
 
     def set_dead_letter_sender(self, sender: SendDeadLetters) -> None:
         self._housekeeping.send = sender
@@ -135,6 +150,20 @@ class BrokerService:
     def serving_replica(self, ref: Ref) -> Broker | None:
         return self._locator.serving_replica(ref)
 
+    def note_leader(self, gid: str, leader: str, term: int) -> None:
+        """Another node said (in an answer it relayed) that `leader` leads group `gid` in `term`: a hint."""
+        if gid != METADATA_GROUP and leader in self._manager.node_ids:
+            self._hints.note(gid, leader, term)
+
+    def _on_news(self, news: LeaderNews) -> None:
+        self.note_leader(news.group, news.sender, news.term)
+
+    def _forget_deleted(self, gid: str, command: Command) -> None:
+        if gid == METADATA_GROUP and isinstance(command, DeleteQueue):
+            self._hints.forget(group_id(QueueRef(command.name)))
+        elif gid == METADATA_GROUP and isinstance(command, DeleteTopic):
+            self._hints.forget(group_id(TopicRef(command.name)))
+
     def is_ready(self) -> bool:
         return self._manager.meta.leader_id is not None
 
@@ -157,7 +186,7 @@ class BrokerService:
                     kind=kind,
                     name=ref.name,
                     group=placement.group_id,
-                    leader=group.leader_id if group else None,
+                    leader=self._locator.leader_of_group(placement.group_id),
                     replicas=list(placement.replicas),
                     commit_index=group.commit_index if group else None,
                     replica_lag=group.replica_lag() if group and group.is_leader else None,
@@ -184,36 +213,71 @@ class BrokerService:
         `expect` is the result type the command gives; anything else is a bug, answered as one (500).
         """
         group = group_of(here)
-        if isinstance(command, Publish):
-            key = (group.group_id, command.destination)
-            # A publish counts against the group's write budget from arrival to answer, so a flood waiting in
-            # the coalescer is refused (429) like one waiting in the Raft log.
-            with group.admitted(sum(len(message.body) for message in command.messages)):
-                coalescer = self._coalescers.get(key)
-                if coalescer is None:
-                    coalescer = self._coalescers[key] = PublishCoalescer(group.submit, self._coalescer_limits)
-                try:
-                    result: Result = await coalescer.publish(command)
-                finally:
-                    if coalescer.idle:
-                        self._coalescers.pop(key, None)
-        else:
-            result = await group.submit(command)
+        try:
+            result = await self._submit(group, command)
+        except NotLeader:  # refused before anything was written: the leader is handing over, or stepped down
+            result = await self._after_hand_over(group, command)
         if expect is not None and not isinstance(result, expect):
             raise MomError(f"{type(command).__name__} answered {type(result).__name__}, not {expect.__name__}")
         return result
 
-    async def wait_serving(self, ref: Ref) -> None:
-        """After a declare: wait (bounded) until a replica here has the destination, so the next call finds it."""
-        with trio.move_on_after(DECLARE_WAIT_S):
-            while True:
+    async def _after_hand_over(self, group: RaftGroup, command: Command) -> Result:
+        """Once leadership settles (within `HANDOVER_WAIT_S`): LeadershipMoved if another node took over, the
+        command's result if this node kept the lead (a transfer that does not complete in time is abandoned)."""
+        deadline = trio.current_time() + HANDOVER_WAIT_S
+        pause = POLL_S[0]
+        while trio.current_time() < deadline:
+            await trio.sleep(pause)
+            pause = min(POLL_S[1], pause * 2)
+            leader = group.leader_id
+            if leader is not None and leader != self.node_id:
+                raise LeadershipMoved(group.group_id, leader)
+            if leader == self.node_id and is_ready_leader(group):
                 try:
-                    placement = self._manager.placement(ref)
-                except NotFound:
-                    return
-                if self.node_id not in placement.replicas or self.serving_replica(ref) is not None:
-                    return
-                await trio.sleep(0.02)
+                    return await self._submit(group, command)
+                except NotLeader:  # still handing over
+                    continue
+        raise LeadershipMoved(group.group_id, None)
+
+    async def _submit(self, group: RaftGroup, command: Command) -> Result:
+        if not isinstance(command, Publish):
+            return await group.submit(command)
+        key = (group.group_id, command.destination)
+        # A publish counts against the group's write budget from arrival to answer, so a flood waiting in the
+        # coalescer is refused (429) like one waiting in the Raft log.
+        with group.admitted(sum(len(message.body) for message in command.messages)):
+            coalescer = self._coalescers.get(key)
+            if coalescer is None:
+                coalescer = self._coalescers[key] = PublishCoalescer(group.submit, self._coalescer_limits)
+            try:
+                return await coalescer.publish(command)
+            finally:
+                if coalescer.idle:
+                    self._coalescers.pop(key, None)
+
+    async def wait_serving(self, ref: Ref) -> None:
+        """After a declare: wait (bounded by `DECLARE_WAIT_S`) until the destination has a leader that serves it
+        and this node knows which, so that a request right after the declare's answer, through any node, is
+        served (see `Locator.settled`)."""
+        await _until(lambda: self._locator.settled(ref), DECLARE_WAIT_S)
+
+    async def wait_for_leader(self, ref: Ref | None, *, timeout_s: float, unless: Collection[str] = ()) -> bool:
+        """Wait up to `timeout_s` until `ref`'s group (None: the metadata group) is served here or has a leader
+        known here that is not one of `unless`; False if none came. Anything else locating it says now (not
+        found, being created) ends the wait too: the request finds out."""
+        return await _until(lambda: self._has_leader(ref, unless), timeout_s)
+
+    def _has_leader(self, ref: Ref | None, unless: Collection[str]) -> bool:
+        if ref is None:
+            meta = self.locate_meta()
+            return isinstance(meta, Handle) or (meta is not None and meta not in unless)
+        try:
+            located = self.locate(ref)
+        except MomError:
+            return True
+        if located.here is not None:
+            return True
+        return located.leader is not None and located.leader != self.node_id and located.leader not in unless
 
     async def wait_attributes(self, name: str) -> None:
         """After an update: wait (bounded) until the queue's replica here has the catalog's attributes."""
@@ -243,7 +307,7 @@ class BrokerService:
         deadline = trio.current_time() + wait_s
         while True:
             if not group.is_leader:
-                raise Unavailable("leadership of this destination moved; retry")
+                raise LeadershipMoved(group.group_id, group.leader_id)
             now = self.now_ms()
             ready_at = group.broker.ready_at(source, now)
             if ready_at is not None and ready_at <= now:
@@ -261,3 +325,22 @@ class BrokerService:
                     await self._wakeups.event(group.group_id, source).wait()
             finally:
                 self.waiting_receives -= 1
+
+
+POLL_S = (0.02, 0.2)
+"""First and longest pause between two looks at a condition that `_until` waits for."""
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether `condition` became true within `timeout_s`. Polled, with a pause that doubles from 20 ms to 200 ms:
+    what it waits for (a leader elected, news of one, a declare applied) is told by Raft, other nodes and the apply
+    path alike, so there is no one event to wait on, and many requests waiting at once (an election under load)
+    must stay cheap."""
+    pause = POLL_S[0]
+    with trio.move_on_after(timeout_s):
+        while True:
+            if condition():
+                return True
+            await trio.sleep(pause)
+            pause = min(POLL_S[1], pause * 2)
+    return False

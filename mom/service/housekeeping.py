@@ -1,10 +1,11 @@
 """Housekeeping: the writes that time or other groups make due, one housekeeper per group this node leads.
 
 A housekeeper appends a Tick when leases, delays, TTLs or retention of its group expire, declares its
-destination in a new group from the catalog, and hands its dead letters to their dead-letter queue. Each group
-has its own task (started when this node becomes its ready leader, cancelled when it stops leading or the group
-stops) and every step is bounded by `STEP_TIMEOUT_S`, so one slow group (a dead-letter queue that takes
-30 s to answer) delays nobody else's lease expiry.
+destination in a new group from the catalog, tells the other nodes once per term that this node leads the group
+and serves its destination (`LeaderNews`: they route to it, see `mom.service.leaders`), and hands its dead
+letters to their dead-letter queue. Each group has its own task (started when this node becomes its ready
+leader, cancelled when it stops leading or the group stops) and every step is bounded by `STEP_TIMEOUT_S`, so
+one slow group (a dead-letter queue that takes 30 s to answer) delays nobody else's lease expiry.
 
 An idle group costs nothing here: a housekeeper sleeps until its group's next deadline (the state machine knows
 it), until a command is applied to its group or its destination's catalog entry changes, or until dead letters
@@ -146,6 +147,7 @@ class Housekeeper:
         self._shared = shared
         self._retry_at = 0.0
         self._pause = RETRY_S[0]
+        self._announced_term = 0
         self._nudged = trio.Event()
 
     def nudge(self) -> None:
@@ -166,7 +168,7 @@ class Housekeeper:
     async def run(self) -> None:
         while True:
             self._nudged = trio.Event()
-            for step in (self._declare_from_catalog, self._tick, self._forward_dead_letters):
+            for step in (self._declare_from_catalog, self._announce, self._tick, self._forward_dead_letters):
                 with trio.move_on_after(STEP_TIMEOUT_S) as bounded:
                     try:
                         await step()
@@ -198,6 +200,17 @@ class Housekeeper:
                 return
             if self._group.broker.queue_info(ref.name, 0).attrs != wanted:
                 await self._group.submit(UpdateQueue(ref.name, msgspec.to_builtins(wanted)))
+
+    async def _announce(self) -> None:
+        """Once per term this node leads the group in, as soon as the destination is served here."""
+        declared = self._manager.declared_in(self._group.group_id)
+        term = self._group.term
+        if term == self._announced_term or declared is None or not is_ready_leader(self._group):
+            return
+        ref = QueueRef(declared.name) if isinstance(declared, DeclareQueue) else TopicRef(declared.name)
+        if self._group.broker.declares(ref):
+            self._manager.announce_leader(self._group.group_id, term)
+            self._announced_term = term
 
     async def _tick(self) -> None:
         deadline = self._group.broker.next_deadline_ms()

@@ -12,6 +12,9 @@ has not yet applied what earlier leaders committed):
 - A destination the catalog has but whose group here has not declared it yet (a group just created) is
   `Unavailable` for a moment, not missing.
 
+Where a group is led: Raft knows for the groups this node replicates; for the others the locator falls back to the
+leader hints (`mom.service.leaders`), which may be stale and are only ever used to pick where to forward.
+
 What leaves this module for the REST layer is a `Handle`: an opaque token that this node serves a group, which
 routes hand back to the service, never the Raft group itself.
 """
@@ -25,8 +28,18 @@ from mom.broker.commands import Destination, QueueRef, SubscriptionRef, TopicRef
 from mom.errors import NotFound, Unavailable
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager, Placement, Ref
+from mom.service.leaders import LeaderHints
 
-__all__ = ["Handle", "Located", "Locator", "MetadataBehind", "Ref", "group_of", "is_ready_leader"]
+__all__ = [
+    "Handle",
+    "LeadershipMoved",
+    "Located",
+    "Locator",
+    "MetadataBehind",
+    "Ref",
+    "group_of",
+    "is_ready_leader",
+]
 
 
 class Handle:
@@ -46,6 +59,10 @@ class Handle:
     def group_id(self) -> str:
         return self._group.group_id
 
+    @property
+    def term(self) -> int:
+        return self._group.term
+
 
 def group_of(handle: Handle) -> RaftGroup:
     """The group behind a handle: for the service package only."""
@@ -54,7 +71,9 @@ def group_of(handle: Handle) -> RaftGroup:
 
 @dataclass(frozen=True)
 class Located:
-    """Where a request about a destination is handled: here (`here` set) or at `leader` (None: unknown yet)."""
+    """Where a request about a destination is handled: here (`here` set) or at `leader` (None: unknown yet).
+
+    `leader` is Raft's for a group this node replicates, else the last one heard of (a hint, maybe stale)."""
 
     placement: Placement
     here: Handle | None
@@ -67,6 +86,17 @@ class MetadataBehind(Unavailable):
     def __init__(self, detail: str, meta_leader: str | None) -> None:
         super().__init__(detail)
         self.meta_leader = meta_leader
+
+
+class LeadershipMoved(Unavailable):
+    """This node stopped leading the group before the request changed anything: `leader` leads it now (None:
+    nobody known yet). Safe to send on to that leader, since nothing was written here."""
+
+    def __init__(self, group_id: str, leader: str | None) -> None:
+        where = f"to {leader}" if leader is not None else "to a new leader"
+        super().__init__(f"leadership of {group_id} moved {where} before the request was written; retry shortly")
+        self.group_id = group_id
+        self.leader = leader
 
 
 def is_ready_leader(group: RaftGroup) -> bool:
@@ -86,8 +116,9 @@ def describe(ref: Ref) -> str:
 class Locator:
     """Answers "who serves this?" from the node's groups; holds no state of its own."""
 
-    def __init__(self, manager: GroupManager) -> None:
+    def __init__(self, manager: GroupManager, hints: LeaderHints) -> None:
         self._manager = manager
+        self._hints = hints
 
     @property
     def node_id(self) -> str:
@@ -108,13 +139,22 @@ class Locator:
                 leader,
             ) from None
 
+    def leader_of_group(self, gid: str) -> str | None:
+        """The group's leader as this node knows it: Raft's if it replicates the group and knows one, else the
+        latest hint (unless older than the term its replica is in, or naming this node, which does not lead)."""
+        group = self._manager.group(gid)
+        if group is not None and group.leader_id is not None:
+            return group.leader_id
+        hint = self._hints.get(gid)
+        if hint is None or hint.leader == self.node_id or (group is not None and hint.term < group.term):
+            return None
+        return hint.leader
+
     def locate(self, ref: Ref) -> Located:
         placement = self.placement(ref)
         group = self._manager.group(placement.group_id)
-        if group is None:
-            return Located(placement, None, None)
-        if not is_ready_leader(group):
-            return Located(placement, None, group.leader_id)
+        if group is None or not is_ready_leader(group):
+            return Located(placement, None, self.leader_of_group(placement.group_id))
         if not group.broker.declares(destination_of(ref)):
             raise Unavailable(f"{describe(ref)} is being created; retry shortly")
         return Located(placement, Handle(group), self.node_id)
@@ -122,8 +162,22 @@ class Locator:
     def whereabouts(self, ref: Ref) -> tuple[Placement, str | None]:
         """The destination's placement and its leader as this node knows it (for views: never "being created")."""
         placement = self.placement(ref)
+        return placement, self.leader_of_group(placement.group_id)
+
+    def settled(self, ref: Ref) -> bool:
+        """Whether the destination (declared a moment ago) has a leader that serves it, as far as this node can
+        tell: its replica here has the declare and knows the leader (this node: ready), or that leader's news
+        reached this node. True as well once it is deleted again: nothing more to wait for."""
+        try:
+            placement = self._manager.placement(ref)
+        except NotFound:
+            return True
         group = self._manager.group(placement.group_id)
-        return placement, group.leader_id if group is not None else None
+        if group is None:
+            return self._hints.get(placement.group_id) is not None
+        if not group.broker.declares(destination_of(ref)) or group.leader_id is None:
+            return False
+        return group.leader_id != self.node_id or is_ready_leader(group)
 
     def locate_meta(self) -> Handle | str | None:
         """The metadata group if this node is its ready leader, else its leader's id (None: none ready known)."""

@@ -287,12 +287,16 @@ class Cluster:
         config.write_text("\n".join(lines))
 
     def start(self) -> Cluster:
-        procs = []
-        for node in self.nodes.values():
-            node.start(wait=False)
-            procs.append(node)
-        for node in procs:
-            node.wait_healthy()
+        """Start every node and wait until each is ready; if one is not, kill them all before raising (a fixture
+        whose setup fails never reaches its teardown, and nodes left running load every later test)."""
+        try:
+            for node in self.nodes.values():
+                node.start(wait=False)
+            for node in self.nodes.values():
+                node.wait_healthy()
+        except BaseException:
+            self.kill_all()
+            raise
         return self
 
     def stop(self) -> None:

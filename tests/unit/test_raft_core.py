@@ -10,6 +10,8 @@ from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
     InstallSnapshot,
+    JoinProbe,
+    JoinReply,
     LogEntry,
     Message,
     RequestVote,
@@ -354,3 +356,46 @@ def test_leadership_transfer_sends_timeout_now_and_the_target_campaigns_at_once(
     sent(follower)
     follower.step(request)
     assert sent(follower) == [VoteResponse("g", raft.term + 1, "c", "b", True, False)]
+
+
+def test_stand_after_times_out_once_at_the_given_tick_then_randomly_again() -> None:
+    eager, patient = core("a"), core("b")
+    eager.stand_after(3)
+    for _ in range(3):
+        eager.tick()
+        patient.tick()
+    assert eager.role == "candidate" and patient.role == "follower"
+    assert [m for m in sent(eager) if isinstance(m, RequestVote) and m.pre_vote], "a pre-vote first"
+    for _ in range(9):
+        eager.tick()
+    assert not [m for m in sent(eager) if isinstance(m, RequestVote)], "the next timeout is a random one again"
+
+
+def empty_core(node: str) -> RaftCore:
+    """A replica that starts with nothing on disk: joining, as every replica of a brand-new group does."""
+    return RaftCore(
+        node, VOTERS, persisted=PersistedState(HardState(), Snapshot(), []), rng=random.Random(0), group="g"
+    )
+
+
+def test_stand_after_given_while_joining_holds_once_the_group_turns_out_new() -> None:
+    eager = empty_core("a")
+    eager.stand_after(3)
+    assert eager.joining
+    assert all(isinstance(m, JoinProbe) for m in sent(eager))
+    eager.step(JoinReply("g", 0, "b", "a", False))  # a majority (a and b) never held anything: a new group
+    assert eager.voting
+    for _ in range(3):
+        eager.tick()
+    assert eager.role == "candidate", "the preferred replica stands 3 ticks after it knows the group is new"
+
+
+def test_stand_after_given_while_joining_does_nothing_for_a_replica_that_turns_out_a_learner() -> None:
+    wiped = empty_core("a")
+    wiped.stand_after(3)
+    wiped.step(JoinReply("g", 0, "b", "a", True))
+    wiped.step(JoinReply("g", 0, "c", "a", True))
+    assert wiped.learner
+    for _ in range(30):
+        wiped.tick()
+    assert wiped.role == "follower" and not [m for m in sent(wiped) if isinstance(m, RequestVote)]

@@ -14,6 +14,7 @@ from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
+    LeaderNews,
     LogEntry,
     Message,
     NodeHeartbeat,
@@ -154,6 +155,21 @@ async def test_every_group_is_ticked_every_interval(autojump_clock: trio.testing
         await trio.sleep(1.05)
         nursery.cancel_scope.cancel()
     assert [g.ticks for g in groups] == [10, 10]
+
+
+async def test_leader_news_reaches_the_news_listeners_whatever_groups_run_here() -> None:
+    transport = RecordingTransport()
+    router = Router("n4", transport)
+    heard: list[LeaderNews] = []
+    router.add_news_listener(heard.append)
+    news = LeaderNews("q.orders@1", 3, "n1", "n4")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        transport.deliver("n1", encode_messages([news, response("q.orders@1", "n1", "n4")]))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert heard == [news]
+    assert router.unknown_group_messages == 1, "only the Raft message found no group"
 
 
 def append(group: str, receiver: str, payload_bytes: int, number: int = 0) -> AppendEntries:

@@ -60,7 +60,7 @@ class PeerKeys:
         async with self._lock:
             if trio.current_time() - self._last_refresh < REFRESH_INTERVAL_S:
                 return
-            self._last_refresh = trio.current_time()
+            started = trio.current_time()
             for node_id, url in self._peer_urls.items():
                 try:
                     answer = await self._http.get(url + "/.well-known/jwks.json", timeout=2.0)
@@ -70,3 +70,6 @@ class PeerKeys:
                             log.info("trusting signing key %s of node %s", jwk["kid"], node_id)
                 except (httpx.HTTPError, ValueError, KeyError, InvalidInput) as exc:
                     log.warning("could not fetch the signing keys of %s: %s", node_id, exc)
+            # Only a fetch that ran counts: one cut short (its request's client hung up) must not leave the
+            # next token of that peer refused for the whole interval.
+            self._last_refresh = started

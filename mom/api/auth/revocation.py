@@ -22,9 +22,10 @@ from mom.broker.commands import (
     RevokeToken,
     UserRecord,
 )
-from mom.errors import Unauthorized
+from mom.errors import Unauthorized, Unavailable
 
 _ACCOUNT_CHANGES = (DeleteAccount, RevokeScopes, RevokeToken)
+ACCOUNT_GONE = "the token's account no longer exists"
 
 
 class LiveAccounts:
@@ -50,7 +51,7 @@ class LiveAccounts:
         if principal.subject.startswith("node:"):
             return None  # the cluster's own nodes (dead-letter forwarding); only they hold the signing keys
         if accounts.account(principal.subject) is None:
-            return "the token's account no longer exists"
+            return ACCOUNT_GONE
         return None
 
 
@@ -70,15 +71,31 @@ class AccountChanges:
 
 
 class CheckedVerifier:
-    """Token verification (signature, claims: `verify`) followed by the revocation check."""
+    """Token verification (signature, claims: `verify`) followed by the revocation check.
 
-    def __init__(self, verify: Callable[[str], Awaitable[Principal]], accounts: LiveAccounts) -> None:
+    A deletion revokes the account's earlier tokens, so "the account does not exist" without a revocation means,
+    on a node whose catalog may lag (not the ready metadata leader: restarted and replaying, or not yet told of
+    an account created elsewhere, as when a client fails over to it), that the account is not known *yet*: 503,
+    retried, rather than a 401 that would end the client's session. `catalog_current` says whether this node's
+    catalog holds every committed account change.
+    """
+
+    def __init__(
+        self,
+        verify: Callable[[str], Awaitable[Principal]],
+        accounts: LiveAccounts,
+        *,
+        catalog_current: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._verify = verify
         self._accounts = accounts
+        self._catalog_current = catalog_current
 
     async def __call__(self, token: str) -> Principal:
         principal = await self._verify(token)
         reason = self._accounts.refusal(principal)
+        if reason == ACCOUNT_GONE and not self._catalog_current():
+            raise Unavailable("this node has not caught up with the token's account yet; retry shortly")
         if reason is not None:
             raise Unauthorized(reason)
         return principal

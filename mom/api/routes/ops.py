@@ -87,7 +87,7 @@ async def cluster() -> Response:
     if wanted is not None and wanted != ctx().settings.node_id:
         if wanted not in ctx().peer_urls:
             raise NotFound(f"node {wanted!r} is not in this cluster ({', '.join(ctx().peer_urls)})")
-        raise ForwardRequired(wanted, ctx().peer_urls[wanted])
+        raise ForwardRequired([wanted])
     service = ctx().service
     destinations = [
         {

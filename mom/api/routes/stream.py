@@ -30,7 +30,7 @@ from quart import Blueprint, websocket
 from mom.api import stream_frames as frames
 from mom.api.auth import Principal, require
 from mom.api.context import ApiContext, ForwardRequired, ctx, leader_of
-from mom.api.forward import HOPS_HEADER, call_leader
+from mom.api.forward import HOPS_HEADER
 from mom.api.messages import parse_publish
 from mom.api.stream_frames import AckFrame, ClientFrame, NackFrame, PublishFrame, SubscribeFrame
 from mom.api.views import delivery_view
@@ -386,7 +386,7 @@ class _Leaders:
     """Requests to the node that leads a destination, as the caller (its bearer token), over the node's client."""
 
     def __init__(self, context: ApiContext, bearer: str) -> None:
-        self._http: httpx.AsyncClient = context.forwarder.http
+        self._forwarder = context.forwarder
         self._headers = {
             "authorization": f"Bearer {bearer}",
             "content-type": "application/json",
@@ -402,10 +402,8 @@ class _Leaders:
     async def _request(
         self, method: str, forward: ForwardRequired, path: str, body: bytes, wait_s: float = 0.0
     ) -> bytes:
-        url = forward.url.rstrip("/") + path
-        answer = await call_leader(
-            self._http, method, url, forward.node_id, content=body, headers=self._headers, wait_s=wait_s
-        )
+        to = ForwardRequired(forward.targets, wait_s=wait_s)
+        answer = await self._forwarder.call(to, method, path, content=body, headers=self._headers)
         if answer.is_success:
             return answer.content
         raise _error_from(answer)

@@ -141,7 +141,7 @@ async def _forward(forward: ForwardRequired, principal: Principal, region: str) 
     }
     if "X-Amz-Target" in request.headers:
         headers["x-amz-target"] = request.headers["X-Amz-Target"]
-    return await ctx().forwarder.forward(forward.url, forward.node_id, wait_s=forward.wait_s, headers=headers)
+    return await ctx().forwarder.forward(forward, headers=headers)
 
 
 def _answer(json_mode: bool, action: str, result: dict[str, Any], request_id: str) -> Response:
