@@ -56,6 +56,10 @@ class Liveness:
                 self._heard[peer] = 0
                 self._alive[peer] = True
 
+    def watches(self, nodes: Iterable[str]) -> bool:
+        """Whether every one of `nodes` but this one is a peer whose liveness this module follows."""
+        return all(node == self.node_id or node in self._heard for node in nodes)
+
     def alive(self, peer: str) -> bool:
         return self._alive.get(peer, False)
 

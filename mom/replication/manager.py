@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 import trio
 
 from mom.broker.commands import (
@@ -30,7 +31,7 @@ from mom.broker.commands import (
     SubscriptionRef,
     TopicRef,
 )
-from mom.config import Settings
+from mom.config import ReplicationSection, Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.replication.group import GroupObserver, RaftGroup
@@ -108,6 +109,15 @@ class GroupManager:
         """Told the `LeaderNews` other nodes send (the leaders of groups this node may not replicate)."""
         self._router.add_news_listener(listener)
 
+    def _replication_for(self, voters: list[str]) -> ReplicationSection:
+        """The replication settings of a group of `voters`: quiescence only where the router's node liveness
+        watches every other voter (without it, the followers of a quiet group whose leader died would never
+        hear of it)."""
+        replication = self._settings.replication
+        if replication.quiesce and not self._router.liveness.watches(voters):
+            return msgspec.structs.replace(replication, quiesce=False)
+        return replication
+
     def _new_group(self, gid: str, voters: list[str], *, external_dead_letters: bool) -> RaftGroup:
         group = RaftGroup(
             gid,
@@ -117,7 +127,7 @@ class GroupManager:
             self._settings.storage,
             self._router.send,
             disk=self._disk,
-            replication=self._settings.replication,
+            replication=self._replication_for(voters),
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
