@@ -208,7 +208,7 @@ async def serve_node(
                 http, urls, link_up=lambda node: transport.status(node).connected, on_leader=service.note_leader
             )
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, forwarder, settings.node_id))
-            accounts = LiveAccounts(lambda: service.catalog.accounts)
+            accounts = LiveAccounts(lambda: service.catalog.accounts, service.metadata_current)
             guard = Guard.build(settings, accounts, metrics)
             manager.add_listener(guard.changes.on_applied)
             bootstrap = AdminBootstrap(service, settings.auth, announce)

@@ -170,6 +170,10 @@ class Forwarder:
         """The node's pooled client for calls to other nodes (it carries the cluster's TLS settings)."""
         return self._http
 
+    def url(self, node: str) -> str:
+        """The REST base URL of `node` (a stream relays frames to it over a socket of its own)."""
+        return self._urls[node]
+
     def order(self, targets: Sequence[str]) -> list[str]:
         """The targets, those that look up first (in their given order), then the others."""
         now = trio.current_time()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import binascii
-import uuid
+import os
 from base64 import b64decode
 
 from msgspec import UNSET
@@ -12,6 +12,18 @@ from mom.api.schemas import MessageIn, PublishRequest, decode_body
 from mom.broker.commands import NewMessage
 from mom.config import LimitsSection
 from mom.errors import InvalidInput, TooLarge
+
+_UUID4_CLEAR = 0xF000 << 64 | 0xC000 << 48
+_UUID4_SET = 0x4000 << 64 | 0x8000 << 48
+
+
+def new_message_id() -> str:
+    """A random (version 4) UUID in its usual text form, as `str(uuid.uuid4())` gives it.
+
+    Built from the 16 random bytes directly: every published message gets one, and `uuid.UUID`'s constructor
+    and its checks cost twice as much as the randomness and the formatting together."""
+    text = f"{int.from_bytes(os.urandom(16)) & ~_UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _one(message: MessageIn | PublishRequest, position: int, limits: LimitsSection) -> NewMessage:
@@ -30,7 +42,7 @@ def _one(message: MessageIn | PublishRequest, position: int, limits: LimitsSecti
     if len(body) > limits.max_message_bytes:
         raise TooLarge(f"{where} is {len(body)} bytes; the limit is {limits.max_message_bytes}")
     return NewMessage(
-        id=str(uuid.uuid4()),
+        id=new_message_id(),
         body=body,
         binary=binary,
         headers=message.headers,

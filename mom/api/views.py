@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+import functools
+import time
 from typing import Any
 
 import msgspec
@@ -24,8 +25,16 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(payload), status=status, content_type="application/json")
 
 
+@functools.lru_cache(maxsize=256)
+def _second(s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+
+
 def rfc3339(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """`2026-11-30T16:00:00.123Z` (UTC, milliseconds). Every delivery carries one, and deliveries come in
+    bursts of the same second: the second's text is cached, only the milliseconds are formatted each time."""
+    s, milli = divmod(ms, 1000)
+    return f"{_second(s)}.{milli:03d}Z"
 
 
 def _body(body: bytes, binary: bool) -> dict[str, Any]:

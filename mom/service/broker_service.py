@@ -44,7 +44,7 @@ from mom.replication.raft import NotLeader
 from mom.service.coalesce import CoalescerLimits, PublishCoalescer
 from mom.service.housekeeping import HeldCounter, Housekeepers, Housekeeping, SendDeadLetters
 from mom.service.leaders import LeaderHints
-from mom.service.locator import Handle, LeadershipMoved, Located, Locator, group_of, is_ready_leader
+from mom.service.locator import Handle, LeadershipMoved, Located, Locator, group_of, is_current, is_ready_leader
 from mom.service.wakeups import WakeUps
 
 R = TypeVar("R", bound=Result)
@@ -166,6 +166,11 @@ class BrokerService:
 
     def is_ready(self) -> bool:
         return self._manager.meta.leader_id is not None
+
+    def metadata_current(self) -> bool:
+        """This node's catalog (destinations, accounts) holds everything committed before the metadata group's
+        current term: what it lacks then is only what its leader committed a moment ago (see `is_current`)."""
+        return is_current(self._manager.meta)
 
     @property
     def metadata_leader(self) -> str | None:

@@ -38,6 +38,7 @@ __all__ = [
     "MetadataBehind",
     "Ref",
     "group_of",
+    "is_current",
     "is_ready_leader",
 ]
 
@@ -102,7 +103,15 @@ class LeadershipMoved(Unavailable):
 def is_ready_leader(group: RaftGroup) -> bool:
     """Leading, and applied up to an entry of its own term: its state holds everything committed so far."""
     core = group.core
-    return core is not None and core.role == "leader" and core.log.term_at(group.applied_index) == core.term
+    return core is not None and core.role == "leader" and is_current(group)
+
+
+def is_current(group: RaftGroup) -> bool:
+    """Applied an entry of the term this replica is in (leader or not): everything committed before that term's
+    leader took over is in its state. A replica that restarts, or rejoins empty, is not, until it has caught up
+    with the current leader's first entry (an empty one, in term 0 before it hears of any leader, is not either)."""
+    core = group.core
+    return core is not None and group.applied_index > 0 and core.log.term_at(group.applied_index) == core.term
 
 
 def destination_of(ref: Ref) -> Destination:

@@ -69,9 +69,14 @@ RECEIVE_PIPE_FRAMES: Final = 16
 """The ROUTER's receive high-water mark per peer: what waits there while the node reads slower than peers send."""
 RECONNECT_IVL_MS: Final = 100
 RECONNECT_IVL_MAX_MS: Final = 1000
-HEARTBEAT_IVL_MS: Final = 1000
-"""ZMTP heartbeats notice a peer that vanished without closing TCP (power loss, partition)."""
-HEARTBEAT_TIMEOUT_MS: Final = 3000
+KEEPALIVE_IDLE_S: Final = 1
+"""TCP keepalive (probes after 1 s idle, every 1 s, 3 unanswered: about 4 s) notices a peer that vanished without
+closing TCP (power loss, partition). Not ZMTP heartbeats: libzmq 4.3.5 aborts the receiving node (`Assertion
+failed: !_io_error (src/stream_engine_base.cpp:310)`) when it answers a PING it had buffered on a connection
+whose input it had stopped (receive pipe full) and that then hung up, which full `RECEIVE_PIPE_FRAMES` pipes and
+killed peers make common (docs/reliability.md). A DEALER that sends no PING never gets a ROUTER there."""
+KEEPALIVE_INTVL_S: Final = 1
+KEEPALIVE_CNT: Final = 3
 RECEIVE_BATCH: Final = 64
 """Messages taken from the ROUTER per trip through trio's scheduler."""
 ZAP_ENDPOINT: Final = "inproc://zeromq.zap.01"
@@ -248,6 +253,7 @@ class ZmqTransport:
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer's new connection replaces its stale one
         router.setsockopt(zmq.RCVHWM, RECEIVE_PIPE_FRAMES)
         router.setsockopt(zmq.MAXMSGSIZE, WIRE_FRAME_LIMIT)
+        _keepalive(router)
         monitor = sockets.monitor(router)
         try:
             router.bind(f"tcp://{listen}")
@@ -272,8 +278,7 @@ class ZmqTransport:
         dealer.setsockopt(zmq.SNDHWM, PIPE_FRAMES)
         dealer.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         dealer.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
-        dealer.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-        dealer.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        _keepalive(dealer)
         monitor = sockets.monitor(dealer)
         try:
             dealer.connect(f"tcp://{address}")
@@ -462,3 +467,11 @@ class ZmqTransport:
         if key not in self._warned and len(self._warned) < _MAX_WARNINGS:
             self._warned.add(key)
             log.warning(message, *args)
+
+
+def _keepalive(socket: zmq.Socket[bytes]) -> None:
+    """TCP keepalive on every connection of `socket` (see `KEEPALIVE_IDLE_S`: why not ZMTP heartbeats)."""
+    socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTVL_S)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_CNT)

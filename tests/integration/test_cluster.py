@@ -179,3 +179,44 @@ def test_unique_names_across_the_cluster(cluster: Cluster) -> None:
     assert cluster.api("mom3").retrying("PUT", f"/v1/queues/{name}", json={"max_length": 6}).status_code == 409
     assert cluster.api("mom2").retrying("DELETE", f"/v1/queues/{name}").status_code == 204
     assert cluster.api("mom3").retrying("GET", f"/v1/queues/{name}").status_code == 404
+
+
+def test_sse_ends_with_an_error_event_when_leadership_moves_away(cluster: Cluster) -> None:
+    """A stream served by a leader that loses the lead ends with `event: error` (503, reconnect), not broken."""
+    admin = cluster.api()
+    admin.retrying("PUT", "/v1/topics/feed")
+    admin.retrying("PUT", "/v1/topics/feed/subscriptions/s", json={"start": "earliest"})
+    wait_for(lambda: preferred_leader_leads(cluster, "feed"), 30, "preferred leader in charge")
+    preferred = cluster.leader_of("feed")
+    assert preferred is not None
+    survivor = next(n for n in cluster.nodes if n != preferred)
+    cluster.nodes[preferred].kill()
+    wait_for(lambda: cluster.leader_of("feed", via=survivor) not in (None, preferred), 30, "an interim leader")
+    interim = cluster.leader_of("feed", via=survivor)
+    assert interim is not None
+    api = cluster.api(interim)
+    received: list[bytes] = []
+    broken: list[str] = []
+
+    def listen() -> None:
+        url = f"{cluster.nodes[interim].url}/v1/topics/feed/subscriptions/s/events"
+        try:
+            with httpx.stream(
+                "GET", url, headers={"Authorization": api.http.headers["Authorization"]}, timeout=60
+            ) as s:
+                assert s.status_code == 200
+                for chunk in s.iter_raw():
+                    received.append(chunk)
+        except httpx.HTTPError as exc:
+            broken.append(repr(exc))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    wait_for(lambda: b"connected" in b"".join(received), 30, "the stream open")
+    cluster.nodes[preferred].start()
+    wait_for(lambda: cluster.leader_of("feed", via=interim) == preferred, 60, "the preferred leader back in charge")
+    listener.join(60)
+    assert not listener.is_alive(), "the stream did not end after the leadership moved away"
+    text = b"".join(received)
+    assert not broken, f"the stream broke instead of ending: {broken}; it carried {text[-300:]!r}"
+    assert b"event: error" in text and b'"status":503' in text, text[-300:]

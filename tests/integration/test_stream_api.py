@@ -20,9 +20,10 @@ from wsproto.utilities import LocalProtocolError
 from mom.api.routes.stream import MAX_BAD_FRAMES
 from mom.client import AsyncClient, Client
 from mom.client.stream import StreamClient
-from mom.errors import Forbidden, NotFound
+from mom.errors import Forbidden, NotFound, TooLarge
 from tests.integration.harness import Api, Cluster, NodeProcess, new_user, token
 from tests.integration.test_cluster import preferred_leader_leads, wait_for
+from tests.integration.test_metrics import scrape
 
 UPGRADE = {
     "connection": "upgrade",
@@ -51,6 +52,22 @@ async def send(ws: AsyncWebSocketSession, frame: dict[str, Any]) -> None:
 
 async def answer(ws: AsyncWebSocketSession) -> dict[str, Any]:
     return dict(json.loads(await ws.receive_text(timeout=10.0)))
+
+
+def rest_writes(url: str) -> float:
+    """The publish, ack and nack requests a node has answered over REST."""
+    samples = scrape(url)
+    return sum(
+        count
+        for (name, labels), count in samples.items()
+        if name == "mom_http_requests_total"
+        and dict(labels).get("method") == "POST"
+        and dict(labels).get("route", "").endswith(("/messages", "/ack", "/nack"))
+    )
+
+
+def open_sockets(url: str) -> float:
+    return scrape(url).get(("mom_streams_open", (("kind", "websocket"),)), 0.0)
 
 
 def new_queue(api: Api) -> str:
@@ -393,6 +410,9 @@ async def test_a_node_that_does_not_lead_serves_the_stream(cluster: Cluster) -> 
     leader = cluster.leader_of("work")
     follower = next(n for n in cluster.nodes if n != leader)
     url = cluster.nodes[follower].url
+    assert leader is not None
+    leader_url = cluster.nodes[leader].url
+    writes_before = rest_writes(leader_url)
     async with StreamClient(url, token=bearer_of(cluster.api(follower))) as stream:
         published: list[dict[str, Any]] = []
 
@@ -403,13 +423,20 @@ async def test_a_node_that_does_not_lead_serves_the_stream(cluster: Cluster) -> 
             for batch in range(5):
                 nursery.start_soon(publish, batch * 10)
         assert len({m["id"] for m in published}) == 50
+        with pytest.raises(TooLarge):  # the leader's own checks, its error relayed with its status and type
+            await stream.publish([{"body": "x" * (1024 * 1024 + 1)}], queue="work")
         got: list[dict[str, Any]] = []
         async with stream.subscribe(queue="work", credit=20) as sub:
             async for message in sub:
                 got.append(message)
                 if len(got) == 50:
                     break
-            assert len((await sub.ack([m["receipt"] for m in got]))["acked"]) == 50
+            assert len((await sub.ack([m["receipt"] for m in got[:25]]))["acked"]) == 25
+            answer = await sub.ack([m["receipt"] for m in got[25:]] + [got[0]["receipt"]])  # the first one again
+            assert (len(answer["acked"]), answer["unknown"]) == (25, [got[0]["receipt"]])
+        # the follower relays publishes and acks over one socket to the leader, not as REST requests
+        assert open_sockets(leader_url) == 1
+        assert rest_writes(leader_url) == writes_before
     assert sorted(m["body"] for m in got) == list(range(50))
     view = admin.get("/v1/queues/work").json()
     assert (view["ready"], view["in_flight"]) == (0, 0)
@@ -432,3 +459,30 @@ async def test_a_node_that_does_not_lead_serves_the_stream(cluster: Cluster) -> 
                 break
     assert sorted(more) == list(range(100, 130))
     assert counts(admin, "work") == (0, 0)
+
+
+@pytest.mark.transport
+async def test_frames_relayed_through_a_follower_survive_their_leader_being_killed(cluster: Cluster) -> None:
+    """The socket the follower relays over breaks with the leader: frames in flight are answered (503), the
+    client's own socket stays up, and its retries reach the new leader; dedup ids keep every message once."""
+    admin = cluster.api()
+    assert admin.retrying("PUT", "/v1/queues/relay").status_code == 201
+    wait_for(lambda: preferred_leader_leads(cluster, "relay"), what="preferred leader in charge")
+    leader = cluster.leader_of("relay")
+    assert leader is not None
+    follower = next(n for n in cluster.nodes if n != leader)
+    async with StreamClient(cluster.nodes[follower].url, token=bearer_of(cluster.api(follower)), retries=12) as s:
+        answered = list(await s.publish([{"body": 0}], queue="relay"))
+        cluster.nodes[leader].kill()
+
+        async def publish(body: int) -> None:
+            answered.extend(await s.publish([{"body": body}], queue="relay"))
+
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                for body in range(1, 21):
+                    nursery.start_soon(publish, body)
+    assert len({m["id"] for m in answered}) == 21
+    survivor = cluster.api(follower)
+    view = survivor.retrying("GET", "/v1/queues/relay").json()
+    assert view["ready"] == 21

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent import futures
@@ -229,3 +230,47 @@ async def test_a_grpc_client_at_the_zmq_port_is_told_http2_failed_and_the_node_c
 @pytest.fixture(autouse=True)
 def _capture_transport_warnings(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="mom.transports.zmq")
+
+
+async def test_dealers_send_no_zmtp_ping() -> None:
+    """libzmq 4.3.5 aborts a receiving node (`Assertion failed: !_io_error (src/stream_engine_base.cpp:310)`) that
+    answers a ZMTP PING it had buffered on a connection whose input it had stopped (its receive pipe full: the
+    node reads slower than the peer sends) after that connection hung up: in the nemesis runs over ZeroMQ, nodes
+    died with SIGABRT after a peer's kill -9 (docs/reliability.md). Senders therefore send no PING at all (TCP
+    keepalive notices vanished peers instead); checked on the wire, through a relay, over a few idle seconds in
+    which heartbeats every second would have sent some."""
+    sent: list[bytes] = []
+    a_address, b_address = address(), address()
+    relay = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    relay_port = relay[0].socket.getsockname()[1]
+
+    async def pipe(source: trio.SocketStream, sink: trio.SocketStream, record: bool) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await source.receive_some():
+                if record:
+                    sent.append(data)
+                await sink.send_all(data)
+
+    async def relay_one(downstream: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream(a_address.host, a_address.port)
+        async with trio.open_nursery() as both:
+            both.start_soon(pipe, downstream, upstream, True)
+            both.start_soon(pipe, upstream, downstream, False)
+
+    async with (
+        trio.open_nursery() as nursery,
+        running(settings("a", a_address, {"b": b_address})) as a,
+        running(settings("b", b_address, {"a": Address("127.0.0.1", relay_port)})) as b,
+    ):
+        nursery.start_soon(trio.serve_listeners, relay_one, relay)
+        assert b.send("a", b"before the silence")
+        with trio.fail_after(10):
+            assert await a.incoming.receive() == ("b", b"before the silence")
+        await trio.sleep(3.5)
+        assert b.send("a", b"after it")
+        with trio.fail_after(10):
+            assert await a.incoming.receive() == ("b", b"after it")
+        nursery.cancel_scope.cancel()
+    wire = b"".join(sent)
+    assert b"after it" in wire, "the frames went through the relay"
+    assert b"\x04PING" not in wire, "a DEALER sent a ZMTP heartbeat PING"

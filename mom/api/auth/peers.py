@@ -2,7 +2,9 @@
 
 A token signed by a key this node does not know (yet) makes it fetch the JWKS of its peers (the cluster file's
 REST addresses) and verify again: the usual OAuth resource-server behaviour, with no key material replicated.
-Fetches are rate-limited so that a stream of forged tokens cannot turn into a stream of requests.
+Fetches are rate-limited so that a stream of forged tokens cannot turn into a stream of requests. While a peer
+did not answer the last fetch, a key still unknown may be that peer's, so the token is answered 503 (retry), not
+401: a node that restarted (peers' keys are learnt, not stored) must not refuse valid tokens of a peer that is down.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import trio
 from mom.api.auth.keys import SigningKeys
 from mom.api.auth.scopes import Principal
 from mom.api.auth.tokens import TokenService
-from mom.errors import InvalidInput, Unauthorized
+from mom.errors import InvalidInput, Unauthorized, Unavailable
 
 log = logging.getLogger("mom.auth")
 
@@ -43,6 +45,8 @@ class PeerKeys:
         self._peer_urls = dict(peer_urls)
         self._http = http
         self._last_refresh = -REFRESH_INTERVAL_S
+        self._silent: set[str] = set()
+        """The peers whose keys the last fetch did not get."""
         self._lock = trio.Lock()
 
     async def verify(self, token: str) -> Principal:
@@ -54,20 +58,29 @@ class PeerKeys:
             if kid is None or not self._peer_urls or self._keys.verification_key(kid) is not None:
                 raise
         await self._refresh()
-        return self._tokens.verify(token)
+        try:
+            return self._tokens.verify(token)
+        except Unauthorized:
+            if self._silent and self._keys.verification_key(kid) is None:
+                silent = ", ".join(sorted(self._silent))
+                raise Unavailable(f"the token's signing key is not known here and {silent} did not answer") from None
+            raise
 
     async def _refresh(self) -> None:
         async with self._lock:
             if trio.current_time() - self._last_refresh < REFRESH_INTERVAL_S:
                 return
             started = trio.current_time()
+            self._silent = set(self._peer_urls)
             for node_id, url in self._peer_urls.items():
                 try:
                     answer = await self._http.get(url + "/.well-known/jwks.json", timeout=2.0)
+                    answer.raise_for_status()
                     for jwk in answer.json().get("keys", []):
                         if jwk.get("kid") != self._keys.kid and self._keys.verification_key(jwk["kid"]) is None:
                             self._keys.add_trusted(jwk)
                             log.info("trusting signing key %s of node %s", jwk["kid"], node_id)
+                    self._silent.discard(node_id)
                 except (httpx.HTTPError, ValueError, KeyError, InvalidInput) as exc:
                     log.warning("could not fetch the signing keys of %s: %s", node_id, exc)
             # Only a fetch that ran counts: one cut short (its request's client hung up) must not leave the

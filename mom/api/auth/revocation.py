@@ -29,10 +29,16 @@ ACCOUNT_GONE = "the token's account no longer exists"
 
 
 class LiveAccounts:
-    """The accounts of the current catalog (the metadata group's state, which a snapshot restore replaces)."""
+    """The accounts of the current catalog (the metadata group's state, which a snapshot restore replaces).
 
-    def __init__(self, current: Callable[[], Accounts]) -> None:
+    `is_current` says whether that catalog is caught up (`BrokerService.metadata_current`): a node that restarts or
+    rejoins with an empty disk replays or receives it for a moment, and an account it does not know then may well
+    exist, so "no such account" is not said from it (503, which clients retry, instead of 401 or invalid_grant).
+    """
+
+    def __init__(self, current: Callable[[], Accounts], is_current: Callable[[], bool] = lambda: True) -> None:
         self._current = current
+        self.is_current = is_current
 
     def user(self, username: str) -> UserRecord | None:
         return self._current().user(username)
@@ -94,7 +100,7 @@ class CheckedVerifier:
     async def __call__(self, token: str) -> Principal:
         principal = await self._verify(token)
         reason = self._accounts.refusal(principal)
-        if reason == ACCOUNT_GONE and not self._catalog_current():
+        if reason == ACCOUNT_GONE and not (self._catalog_current() and self._accounts.is_current()):
             raise Unavailable("this node has not caught up with the token's account yet; retry shortly")
         if reason is not None:
             raise Unauthorized(reason)

@@ -18,7 +18,7 @@ from mom.api.schemas import ClientRequest, RevokeRequest, TokenRequest, UserRequ
 from mom.api.views import json_response
 from mom.broker.accounts import client_subject, user_subject
 from mom.broker.commands import RegisterClient, RegisterUser, RevokeToken
-from mom.errors import Conflict, Forbidden, LoginThrottled, Unauthorized
+from mom.errors import Conflict, Forbidden, LoginThrottled, Unauthorized, Unavailable
 
 log = logging.getLogger("mom.auth")
 
@@ -117,7 +117,7 @@ def _login_name(params: dict[str, str]) -> str | None:
 @blueprint.post("/v1/auth/token")
 @tag_auth
 @document_request(TokenRequest)
-@contract(200, 400, 401, 413, 415, 429, security=PUBLIC, oauth_errors=(400, 401), form=True, body=answers.Token)
+@contract(200, 400, 401, 413, 415, 429, 503, security=PUBLIC, oauth_errors=(400, 401), form=True, body=answers.Token)
 async def token() -> Response:
     """The OAuth 2.0 token endpoint (RFC 6749): grant_type password or client_credentials.
 
@@ -134,6 +134,8 @@ async def token() -> Response:
         context.metrics.logins.labels("throttled").inc()
         raise
     status, body, headers = await context.token_endpoint.handle(params, request.headers.get("Authorization"))
+    if body.get("error") in ("invalid_grant", "invalid_client") and not context.guard.accounts.is_current():
+        raise Unavailable("this node is catching up with the cluster's accounts; retry shortly")
     if status == 200:
         context.guard.logins.succeeded(name)
         context.metrics.logins.labels("ok").inc()

@@ -18,10 +18,11 @@ from quart import Response, request
 
 from mom.api.auth import Principal
 from mom.api.context import ApiContext, ctx, leader_of, principal, request_body
+from mom.api.errors import PROBLEM_TYPE_BASE
 from mom.api.schemas import AckRequest, NackRequest, ReceiveRequest, decode_body
 from mom.api.views import delivery_view, json_response
 from mom.broker.commands import Ack, Delivery, Nack, QueueRef, Settled, Source
-from mom.errors import InvalidInput
+from mom.errors import InvalidInput, MomError
 from mom.service import Handle
 
 SSE_BATCH = 10
@@ -104,7 +105,11 @@ async def events(source: Source) -> Response:
                 if ended is not None:
                     yield b"event: error\ndata: " + msgspec.json.encode({"status": 401, "detail": ended}) + b"\n\n"
                     return
-                deliveries = await _until_token_ends(context, caller, lease)
+                try:
+                    deliveries = await _until_token_ends(context, caller, lease)
+                except MomError as exc:  # the answer has started: end the stream saying why (not a broken one)
+                    yield b"event: error\ndata: " + _problem(exc) + b"\n\n"
+                    return
                 if not deliveries:
                     yield b": keep-alive\n\n"
                     continue
@@ -124,6 +129,13 @@ async def events(source: Source) -> Response:
     return response
 
 
+def _problem(exc: MomError) -> bytes:
+    """The error as the problem+json an answer that had not started would have carried."""
+    return msgspec.json.encode(
+        {"type": PROBLEM_TYPE_BASE + exc.slug, "title": exc.title, "status": exc.status, "detail": exc.detail}
+    )
+
+
 def _ended(context: ApiContext, caller: Principal) -> str | None:
     """Why the caller's token no longer counts (expired, revoked), or None while it does."""
     if time.time() >= caller.expires_at:
@@ -134,12 +146,17 @@ def _ended(context: ApiContext, caller: Principal) -> str | None:
 async def _until_token_ends(
     context: ApiContext, caller: Principal, lease: Callable[[], Awaitable[list[Delivery]]]
 ) -> list[Delivery]:
-    """`lease()`, cut short (answering []) when the token expires or an account change may have revoked it."""
+    """`lease()`, cut short (answering []) when the token expires or an account change may have revoked it; what
+    `lease()` raised (leadership moved: 503) is raised as it is, not inside an exception group."""
     result: list[Delivery] = []
+    failed: list[MomError] = []
     async with trio.open_nursery() as nursery:
 
         async def run() -> None:
-            result.extend(await lease())
+            try:
+                result.extend(await lease())
+            except MomError as exc:
+                failed.append(exc)
             nursery.cancel_scope.cancel()
 
         async def watch() -> None:
@@ -149,4 +166,6 @@ async def _until_token_ends(
 
         nursery.start_soon(run)
         nursery.start_soon(watch)
+    if failed:
+        raise failed[0]
     return result

@@ -6,9 +6,10 @@ reading beyond that, so TCP pushes back on the client) and is answered in comple
 id. A subscription leases messages only while the client has credit for them, and every answer leaves through
 one bounded outbox, so a slow client makes the server stop pulling, never buffer without bound.
 
-The socket is served by whichever node the client reached. For a destination another node leads, each publish,
-ack or nack is one internal HTTP request to that leader carrying the caller's own bearer token (authorization
-stays the caller's), and a subscription long-polls the leader's REST receive; the socket itself is not proxied.
+The socket is served by whichever node the client reached. For a destination another node leads, publish, ack
+and nack frames are relayed to that leader over one upstream socket per leader, opened as the caller (its own
+bearer token: authorization stays the caller's; `mom.api.stream_relay`), or as one HTTP request each where that
+leader refuses the socket; a subscription long-polls the leader's REST receive.
 Frames are documented in `mom.api.stream_frames` and docs/streaming.md.
 """
 
@@ -30,9 +31,10 @@ from quart import Blueprint, websocket
 from mom.api import stream_frames as frames
 from mom.api.auth import Principal, require
 from mom.api.context import ApiContext, ForwardRequired, ctx, leader_of
-from mom.api.forward import HOPS_HEADER
+from mom.api.forward import HOPS_HEADER, MAX_HOPS
 from mom.api.messages import parse_publish
 from mom.api.stream_frames import AckFrame, ClientFrame, NackFrame, PublishFrame, SubscribeFrame
+from mom.api.stream_relay import Relay
 from mom.api.views import delivery_view
 from mom.broker.commands import (
     Ack,
@@ -92,9 +94,10 @@ async def _credentials() -> tuple[Principal, str]:
 @blueprint.websocket("/stream")
 async def stream() -> None:
     caller, bearer = await _credentials()  # raised before accepting: answered as a 401 problem
+    hops = websocket.headers.get(HOPS_HEADER, "0")
     with ctx().guard.quotas.hold("streams", caller):  # 429 before accepting, like the 401
         await websocket.accept()
-        await Connection(ctx(), caller, bearer).run()
+        await Connection(ctx(), caller, bearer, int(hops) if hops.isdigit() else MAX_HOPS).run()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -142,10 +145,14 @@ class _Subscription:
 
 
 class Connection:
-    def __init__(self, context: ApiContext, caller: Principal, bearer: str) -> None:
+    def __init__(self, context: ApiContext, caller: Principal, bearer: str, hops: int = 0) -> None:
         self._context = context
         self._caller = caller
-        self._leaders = _Leaders(context, bearer)
+        self._bearer = bearer
+        self._hops = hops
+        """How many nodes relayed this socket here: one that was relayed relays on over HTTP only."""
+        self._leaders = _Leaders(context, bearer, hops + 1)
+        self._relay: Relay | None = None
         self._expires_at = _expiry(bearer)
         self._outbox, self._pending = trio.open_memory_channel[str | _Close](OUTBOX_FRAMES)
         self._slots = trio.Semaphore(MAX_IN_FLIGHT)
@@ -154,6 +161,8 @@ class Connection:
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self._hops == 0:
+                self._relay = Relay(self._context.forwarder, self._bearer, nursery)
             nursery.start_soon(self._write)
             nursery.start_soon(self._expire)
             await self._read()
@@ -250,8 +259,11 @@ class Connection:
         try:
             here = leader_of(ref)
         except ForwardRequired as forward:
-            answer = await self._leaders.post(forward, _path(ref) + "/messages", b'{"messages":%b}' % frame.messages)
-            return frames.published(frame.id, msgspec.json.decode(answer, type=_Answer).messages)
+            upstream = {"op": "publish", **_fields(ref), "messages": frame.messages}
+            if (relayed := await self._relayed(forward, upstream)) is None:
+                path = _path(ref) + "/messages"
+                relayed = await self._leaders.post(forward, path, b'{"messages":%b}' % frame.messages)
+            return frames.published(frame.id, msgspec.json.decode(relayed, type=_Answer).messages)
         messages = parse_publish(b'{"messages":%b}' % frame.messages, self._context.settings.limits)
         result = await self._context.service.submit(here, Publish(ref, messages), Published)
         self._context.metrics.published.labels("queue" if isinstance(ref, QueueRef) else "topic").inc(len(messages))
@@ -273,14 +285,22 @@ class Connection:
             body: dict[str, Any] = {"receipts": frame.receipts}
             if verb == "nack":
                 body["delay_s"] = delay_s
-            answer = await self._leaders.post(forward, f"{_path(source)}/{verb}", msgspec.json.encode(body))
-            done = msgspec.json.decode(answer, type=dict[str, list[str]])
+            answer = await self._relayed(forward, {"op": verb, **_fields(source), **body})
+            if answer is None:
+                answer = await self._leaders.post(forward, f"{_path(source)}/{verb}", msgspec.json.encode(body))
+            done = msgspec.json.decode(answer, type=_Settled).done
             return frames.settled(verb + "ed", frame.id, done.get(verb + "ed", []), done.get("unknown", []))
         command = Nack(source, frame.receipts, round(delay_s * 1000)) if verb == "nack" else Ack(source, frame.receipts)
         result = await self._context.service.submit(here, command, Settled)
         if verb == "ack":
             self._context.metrics.acked.inc(len(result.settled))
         return frames.settled(verb + "ed", frame.id, result.settled, result.unknown)
+
+    async def _relayed(self, forward: ForwardRequired, frame: dict[str, Any]) -> bytes | None:
+        """The leader's answer to `frame` over the upstream socket to it, or None: relay over HTTP instead."""
+        if self._relay is None:
+            return None
+        return await self._relay.call(forward.targets, frame)
 
     # -- subscriptions
 
@@ -372,6 +392,18 @@ class _Answer(msgspec.Struct):
     messages: msgspec.Raw
 
 
+class _Settled(msgspec.Struct):
+    """A leader's answer to an ack or nack, over REST (`acked`/`nacked`, `unknown`) or as an answer frame."""
+
+    acked: list[str] | None = None
+    nacked: list[str] | None = None
+    unknown: list[str] = []
+
+    @property
+    def done(self) -> dict[str, list[str]]:
+        return {"acked": self.acked or [], "nacked": self.nacked or [], "unknown": self.unknown}
+
+
 class _Received(msgspec.Struct):
     messages: list[msgspec.Raw]
 
@@ -385,12 +417,12 @@ class _Problem(msgspec.Struct):
 class _Leaders:
     """Requests to the node that leads a destination, as the caller (its bearer token), over the node's client."""
 
-    def __init__(self, context: ApiContext, bearer: str) -> None:
+    def __init__(self, context: ApiContext, bearer: str, hops: int) -> None:
         self._forwarder = context.forwarder
         self._headers = {
             "authorization": f"Bearer {bearer}",
             "content-type": "application/json",
-            HOPS_HEADER: "1",
+            HOPS_HEADER: str(hops),
         }
 
     async def get(self, forward: ForwardRequired, path: str) -> bytes:
@@ -453,6 +485,15 @@ def _source(queue: str | None, topic: str | None, subscription: str | None) -> S
 def _name(ref: Destination | Source) -> str:
     """The name scopes are checked against: the queue, or the topic (a subscription's included)."""
     return ref.topic if isinstance(ref, SubscriptionRef) else ref.name
+
+
+def _fields(ref: Destination | Source) -> dict[str, str]:
+    """The destination fields of a frame about `ref`."""
+    if isinstance(ref, QueueRef):
+        return {"queue": ref.name}
+    if isinstance(ref, TopicRef):
+        return {"topic": ref.name}
+    return {"topic": ref.topic, "subscription": ref.name}
 
 
 def _path(ref: Destination | Source) -> str:
