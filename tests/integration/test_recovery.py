@@ -70,6 +70,14 @@ def groups_still_learning(log_text: str) -> set[str]:
     return set(LEARNER.findall(log_text)) - set(VOTER_AGAIN.findall(log_text))
 
 
+def ask_the_amnesiac(node: NodeProcess, tokens: dict[str, str], answers: dict[str, set[int]]) -> None:
+    """Ask the replica that lost its data about the queue with each signer's token; note what it answers."""
+    for signer, authorization in tokens.items():
+        with contextlib.suppress(httpx.TransportError):  # not listening yet
+            asked = httpx.get(node.url + "/v1/queues/q", headers={"Authorization": authorization}, timeout=30)
+            answers[signer].add(asked.status_code)
+
+
 @pytest.mark.parametrize("loss", ["flipped-bit", "wiped"])
 def test_a_replica_that_lost_its_data_never_helps_lose_acknowledged_messages(cluster: Cluster, loss: str) -> None:
     api = cluster.api("mom1")
@@ -103,15 +111,16 @@ def test_a_replica_that_lost_its_data_never_helps_lose_acknowledged_messages(clu
         answers.add(response.status_code)
         if response.status_code == 200:
             assert response.json()["messages"] == MESSAGES, "served without acknowledged messages"
-        for signer, authorization in tokens.items():
-            with contextlib.suppress(httpx.TransportError):  # not listening yet
-                asked = httpx.get(
-                    cluster.nodes[follower].url + "/v1/queues/q", headers={"Authorization": authorization}, timeout=30
-                )
-                amnesiac[signer].add(asked.status_code)
+        ask_the_amnesiac(cluster.nodes[follower], tokens, amnesiac)
         time.sleep(0.1)
+    # A loaded machine may take longer than the window to start it: keep asking (still with only the amnesiac
+    # and the third up) until it has answered each token once.
+    deadline = time.monotonic() + 30
+    while not all(amnesiac.values()):
+        assert time.monotonic() < deadline, f"{follower} answered nothing: {amnesiac}"
+        ask_the_amnesiac(cluster.nodes[follower], {s: a for s, a in tokens.items() if not amnesiac[s]}, amnesiac)
+        time.sleep(0.2)
     assert all(seen <= {503} for seen in amnesiac.values()), f"a valid token refused by {follower}: {amnesiac}"
-    assert all(amnesiac.values()), f"{follower} answered nothing in {REFUSAL_WINDOW_S} s"
     # 503: no leader for the queue. 404 happens too, for now, when the third replica has not applied the
     # declaration yet and no metadata leader can tell it (issue 8 makes that a 503 as well): either way, refused.
     assert answers <= {404, 503}, f"the queue must be refused while only the amnesiac and the third are up: {answers}"

@@ -303,9 +303,9 @@ async def test_acks_queued_with_ack_nowait_leave_in_batches_and_settle(node: Nod
         sent: list[dict[str, Any]] = []
         send = stream._send
 
-        async def spy(frame: Any) -> None:
+        async def spy(frame: Any, *, wait: bool = True) -> None:
             sent.append(dict(frame))
-            await send(frame)
+            await send(frame, wait=wait)
 
         stream._send = spy  # type: ignore[method-assign]
         async with stream.subscribe(queue=queue, prefetch=200, ack_batch=100, ack_linger_ms=20) as sub:
