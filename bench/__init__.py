@@ -7,5 +7,6 @@ plot. `run_bench` is the entry point; `BenchOptions` says what to run.
 """
 
 from bench.runner import BenchOptions, run_bench
+from bench.scale import ScaleOptions
 
-__all__ = ["BenchOptions", "run_bench"]
+__all__ = ["BenchOptions", "ScaleOptions", "run_bench"]

@@ -43,6 +43,9 @@ class MomDeployment:
     urls: list[str] = field(default_factory=list)
     sessions: list[int] = field(default_factory=list)
     """Session ids of the nodes (each runs in a session of its own): whose CPU is the broker's."""
+    extra_config: str = ""
+    """TOML appended to the cluster file (the scale scenario raises a quota so)."""
+    nodes: list[Managed] = field(default_factory=list)
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def __enter__(self) -> MomDeployment:
@@ -57,6 +60,7 @@ class MomDeployment:
                 command += ["--config", str(config), "--node-id", f"mom{i}"]
             node = Managed(f"mom{i}", command, self.directory / f"mom{i}.log", {"MOM_ADMIN_PASSWORD": ADMIN_PASSWORD})
             procs.append(self._stack.enter_context(node))
+            self.nodes.append(node)
             assert node.proc is not None
             self.sessions.append(node.proc.pid)
             self.urls.append(f"http://127.0.0.1:{port}")
@@ -68,7 +72,13 @@ class MomDeployment:
         self._stack.close()
 
     def _write_config(self, ports: list[int]) -> Path:
-        lines = ["[cluster]", f'transport = "{self.topology.transport}"', "replication_factor = 3", ""]
+        lines = [
+            self.extra_config,
+            "[cluster]",
+            f'transport = "{self.topology.transport}"',
+            "replication_factor = 3",
+            "",
+        ]
         for i, port in enumerate(ports, start=1):
             lines += ["[[cluster.nodes]]", f'id = "mom{i}"', f'rest = "127.0.0.1:{port}"']
             lines += [f'replication = "127.0.0.1:{free_port()}"', ""]

@@ -16,11 +16,14 @@ from bench.install import ensure_binary, which
 from bench.mom_nodes import MomDeployment, Topology
 from bench.plot import write_plot
 from bench.results import Result
+from bench.scale import ScaleOptions, run_scale
 from bench.scenarios import RUNNERS, SCENARIOS
 from bench.targets import judge
 
 PEERS = ("ceiling", "rabbitmq", "nats", "unary-grpc")
 SMOKE_PEERS = ("ceiling",)
+SCALE = "scale"
+"""Thousands of idle destinations on a 3-node cluster of its own (bench/scale.py): not in the default run."""
 """The smoke run's only peer: our own process, nothing to install."""
 
 
@@ -39,6 +42,8 @@ class BenchOptions:
     )
     peer_nodes: tuple[int, ...] = (1, 3)
     """Sizes RabbitMQ and NATS run at: one node, and a 3-node cluster with 3 replicas of the queue/stream."""
+    scale: ScaleOptions = field(default_factory=ScaleOptions)
+    """The `scale` scenario's size (it runs only when asked for, on a 3-node cluster of its own)."""
 
 
 def _peer_runner(name: str, nodes: tuple[int, ...]) -> Callable[[RunContext], None]:
@@ -93,8 +98,16 @@ def run_bench(options: BenchOptions) -> list[Result]:
             if peer == "ceiling":
                 _peer_runner(peer, options.peer_nodes)(ctx)
         topologies = options.topologies[:1] if options.smoke else options.topologies
+        shared = tuple(s for s in options.scenarios if s != SCALE)
         for topology in topologies:
-            _run_mom(ctx, topology, options.scenarios)
+            if shared:
+                _run_mom(ctx, topology, shared)
+        if SCALE in options.scenarios:
+            for topology in [t for t in options.topologies if t.nodes == 3]:
+                try:
+                    ctx.add(run_scale(ctx, topology, options.scale))
+                except Exception as exc:  # report it beside the other results, as for every scenario
+                    ctx.add(Result("mom", SCALE, topology.label, skipped=f"failed: {type(exc).__name__}: {exc}"))
         for peer in options.peers:
             if peer != "ceiling":
                 _peer_runner(peer, options.peer_nodes)(ctx)

@@ -63,6 +63,9 @@ class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):
     segment_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     snapshot_bytes: Annotated[int, Meta(ge=4096)] = 64 * MiB
     """Take a snapshot (and free old segments) once this much log has been written since the last one."""
+    max_open_segments: Annotated[int, Meta(ge=1)] = 256
+    """Log segment files open at once on this node, all groups together: the least recently used are closed
+    (fsynced first if written) and opened again when used, so descriptors do not grow with the destinations."""
     fault_delay_ms: Annotated[int, Meta(ge=0)] = 0
     """For fault testing only: every log sync, snapshot save and log truncation sleeps this long first (in the
     worker thread that does it), as on a disk that stalls. 0 (the default) is off."""
@@ -93,6 +96,9 @@ class ReplicationSection(Struct, frozen=True, forbid_unknown_fields=True):
     """A snapshot is streamed to a follower in chunks of this size, ..."""
     snapshot_window: Annotated[int, Meta(ge=1, le=64)] = 4
     """... at most this many ahead of the follower's acknowledgements."""
+    quiesce: bool = True
+    """Idle groups stop heartbeating and ticking; one node-level heartbeat per pair of nodes stands in for them
+    (docs/cluster.md, "Thousands of destinations"). Off: every group heartbeats all the time."""
 
     def __post_init__(self) -> None:
         if self.max_append_bytes > self.max_frame_bytes or self.snapshot_chunk_bytes > self.max_frame_bytes:

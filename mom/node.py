@@ -44,6 +44,8 @@ from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
 from mom.errors import Conflict, InvalidInput, Unavailable
 from mom.log.disk import Disk
+from mom.log.filecache import CachedFiles
+from mom.log.fs import OS_FILES
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.security import NodeSecurity, load_node_security
@@ -178,10 +180,17 @@ async def serve_node(
                 transport,
                 max_frame_bytes=settings.replication.max_frame_bytes,
                 on_tick_lag=metrics.observe_loop_lag,
+                peers=[node.id for node in settings.cluster.nodes],
+                incarnation=random.getrandbits(62) + 1,
             )
             await nursery.start(router.run)
             manager = GroupManager(
-                settings, router, disk=Disk(), clock_ms=wall_clock_ms, rng=random.Random(), observer=metrics
+                settings,
+                router,
+                disk=Disk(CachedFiles(OS_FILES, settings.storage.max_open_segments)),
+                clock_ms=wall_clock_ms,
+                rng=random.Random(),
+                observer=metrics,
             )
             await nursery.start(manager.run)
             service = BrokerService(

@@ -253,6 +253,15 @@ class NodeCollector(Collector):
             for field, family in families.items():
                 family.add_metric([peer], getattr(counts, field) if counts is not None else 0)
         yield from (up, seen, *families.values())
+        router = self._parts.router
+        alive = _gauge("mom_peer_alive", "1 while the node liveness hears from a peer's node", ["peer"])
+        for peer in self._parts.peers:
+            alive.add_metric([peer], 1 if router.liveness.alive(peer) else 0)
+        quiesced = _gauge("mom_raft_groups_quiesced", "Raft groups on this node that are idle: no ticks, no heartbeats")
+        quiesced.add_metric([], len(router.groups) - router.awake)
+        awake = _gauge("mom_raft_groups_awake", "Raft groups on this node that are ticked (not quiesced)")
+        awake.add_metric([], router.awake)
+        yield from (alive, quiesced, awake)
 
     # -- storage ---------------------------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ SCENARIO_NAMES = (
     "latency-stream",
 )
 """The harness's scenarios (bench.scenarios.SCENARIOS), listed here so `mom --help` does not import the harness."""
+SCALE = "scale"
+"""Thousands of idle destinations on a 3-node cluster (run only when named in --scenarios)."""
 PEER_NAMES = ("ceiling", "rabbitmq", "nats", "unary-grpc")
 
 
@@ -36,7 +38,26 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
 
 
 @main.command()
-@click.option("--scenarios", help=f"Comma-separated, default all: {','.join(SCENARIO_NAMES)}.")
+@click.option(
+    "--scenarios",
+    help=f"Comma-separated, default all: {','.join(SCENARIO_NAMES)}. Also '{SCALE}' (only when named): a 3-node "
+    "cluster holding --destinations idle queues and topics; reports idle CPU, RSS and fds per node, restart-to-ready "
+    "time of a node killed with SIGKILL, and the publish rate spread over 1,000 of the queues.",
+)
+@click.option(
+    "--destinations",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(2, 100_000),
+    help="How many destinations (half queues, half topics) the scale scenario creates.",
+)
+@click.option(
+    "--idle-window",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(1, 600),
+    help="Seconds over which the scale scenario measures idle CPU.",
+)
 @click.option("--peers", help=f"Comma-separated, default all: {','.join(PEER_NAMES)} ('' for none).")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="Seconds per step.")
 @click.option(
@@ -44,6 +65,12 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
     default="1,3",
     show_default=True,
     help="Cluster sizes to run, comma-separated: 1 (single node) and/or 3 (mom over gRPC and ZeroMQ, and the peers).",
+)
+@click.option(
+    "--transports",
+    default="grpc,zmq",
+    show_default=True,
+    help="Transports of the 3-node clusters, comma-separated.",
 )
 @click.option("--smoke", is_flag=True, help="Tiny run (1 s steps, 1 node, no external peers) that checks the harness.")
 @click.option("--out", default="bench/out", show_default=True, type=click.Path(file_okay=False, path_type=Path))
@@ -55,7 +82,16 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
     help="Report file whose generated section is replaced (not touched with --smoke).",
 )
 def bench(
-    scenarios: str | None, peers: str | None, duration: float, nodes: str, smoke: bool, out: Path, docs: Path
+    scenarios: str | None,
+    destinations: int,
+    idle_window: float,
+    peers: str | None,
+    duration: float,
+    nodes: str,
+    transports: str,
+    smoke: bool,
+    out: Path,
+    docs: Path,
 ) -> None:
     """Measure mom (1 node, 3 nodes over gRPC and ZeroMQ) beside RabbitMQ and NATS (1 node and 3-node clusters).
 
@@ -71,9 +107,10 @@ def bench(
       mom bench --duration 10 --out bench/out
       mom bench --scenarios publish-1,publish-100 --peers ceiling
       mom bench --scenarios consume-stream --peers rabbitmq --nodes 3 --duration 2
+      mom bench --scenarios scale --destinations 2000 --nodes 3 --peers '' --out /tmp/scale
     """
     try:
-        from bench import BenchOptions, run_bench
+        from bench import BenchOptions, ScaleOptions, run_bench
     except ImportError as exc:
         _fail(f"the benchmark harness needs the repository checkout and `pip install 'mom[bench]'` ({exc})")
     options = BenchOptions(
@@ -82,16 +119,22 @@ def bench(
         smoke=smoke,
         docs=None if smoke else docs,
         command=shlex.join(["mom", *sys.argv[1:]]),
+        scale=ScaleOptions(destinations=destinations, idle_window_s=idle_window, publish_s=duration),
     )
     sizes = tuple(int(n) for n in _names(nodes, ("1", "3"), "cluster size") or ())
     if not sizes:
         raise click.BadParameter("give at least one cluster size", param_hint="--nodes")
     options.peer_nodes = sizes
-    options.topologies = tuple(t for t in options.topologies if t.nodes in sizes)
-    chosen_scenarios = _names(scenarios, SCENARIO_NAMES, "scenario")
+    wires = _names(transports, ("grpc", "zmq"), "transport") or ()
+    options.topologies = tuple(
+        t for t in options.topologies if t.nodes in sizes and (t.nodes == 1 or t.transport in wires)
+    )
+    chosen_scenarios = _names(scenarios, (*SCENARIO_NAMES, SCALE), "scenario")
     chosen_peers = _names(peers, PEER_NAMES, "peer")
     if chosen_scenarios is not None:
         options.scenarios = chosen_scenarios
+        if chosen_scenarios == (SCALE,):
+            options.docs = None  # the report's section lists the rate scenarios; a scale run alone keeps it
     if chosen_peers is not None:
         options.peers = chosen_peers
     elif smoke:

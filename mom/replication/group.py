@@ -214,6 +214,7 @@ class RaftGroup:
                 max_inflight_bytes=replication.max_inflight_bytes,
                 max_uncommitted_bytes=replication.max_uncommitted_bytes,
                 group=self.group_id,
+                quiesce=replication.quiesce,
             )
             if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
                 self.core.stand_after(FIRST_ELECTION_TICKS)
@@ -340,6 +341,22 @@ class RaftGroup:
         if self.core is not None:
             self.core.tick()
             self._sender.tick()
+            self._changed.set()
+
+    @property
+    def quiesced(self) -> bool:
+        """Idle, with no timer running: the router stops ticking it until something wakes it."""
+        return self.core is not None and self.core.quiesced
+
+    def peer_down(self, peer: str) -> None:
+        """The node liveness declared `peer`'s node dead (see `RaftCore.peer_down`)."""
+        if self.core is not None:
+            self.core.peer_down(peer)
+            self._changed.set()
+
+    def peer_up(self, peer: str) -> None:
+        if self.core is not None:
+            self.core.peer_up(peer)
             self._changed.set()
 
     def _wants_snapshot(self, peer: str, term: int) -> bool:

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 import trio
 
 from mom.broker.commands import (
@@ -30,7 +31,7 @@ from mom.broker.commands import (
     SubscriptionRef,
     TopicRef,
 )
-from mom.config import Settings
+from mom.config import ReplicationSection, Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.replication.group import GroupObserver, RaftGroup
@@ -88,6 +89,8 @@ class GroupManager:
         self.node_ids = [n.id for n in settings.cluster.nodes] or [settings.node_id]
         self._directory = settings.data_dir / "groups"
         self._running: dict[str, _Running] = {}
+        self._by_base: dict[str, set[str]] = {}
+        """The running group ids of each destination, by the id's part before the '@' (its kind and name)."""
         self._nursery: trio.Nursery | None = None
         self._listeners: list[GroupListener] = []
         self.meta = self._new_group(METADATA_GROUP, self.node_ids, external_dead_letters=False)
@@ -106,6 +109,15 @@ class GroupManager:
         """Told the `LeaderNews` other nodes send (the leaders of groups this node may not replicate)."""
         self._router.add_news_listener(listener)
 
+    def _replication_for(self, voters: list[str]) -> ReplicationSection:
+        """The replication settings of a group of `voters`: quiescence only where the router's node liveness
+        watches every other voter (without it, the followers of a quiet group whose leader died would never
+        hear of it)."""
+        replication = self._settings.replication
+        if replication.quiesce and not self._router.liveness.watches(voters):
+            return msgspec.structs.replace(replication, quiesce=False)
+        return replication
+
     def _new_group(self, gid: str, voters: list[str], *, external_dead_letters: bool) -> RaftGroup:
         group = RaftGroup(
             gid,
@@ -115,7 +127,7 @@ class GroupManager:
             self._settings.storage,
             self._router.send,
             disk=self._disk,
-            replication=self._settings.replication,
+            replication=self._replication_for(voters),
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
@@ -167,6 +179,11 @@ class GroupManager:
         """Every group running on this node, the metadata group first."""
         return [self.meta, *(r.group for r in self._running.values())]
 
+    def changing_groups(self) -> list[RaftGroup]:
+        """The groups whose leadership may have changed since the last call (the router's awake ones and those
+        that fell quiet since): what a watcher of leadership checks instead of every group."""
+        return [g for g in self._router.changing_groups() if isinstance(g, RaftGroup)]
+
     def _wanted(self) -> dict[str, Placement]:
         catalog, now = self.meta.broker, self._clock_ms()
         refs: list[Ref] = [QueueRef(q.name) for q in catalog.list_queues(now)]
@@ -182,24 +199,52 @@ class GroupManager:
         return wanted
 
     def _on_catalog_change(self, command: Command) -> None:
+        """Start or stop the one group a declare or delete concerns: a full `_reconcile` per catalog entry would
+        be quadratic in the destinations (a restarted node replays thousands of declares)."""
         if isinstance(command, DeclareQueue | DeclareTopic | DeleteQueue | DeleteTopic):
-            self._reconcile()
+            ref: Ref = (
+                QueueRef(command.name) if isinstance(command, DeclareQueue | DeleteQueue) else TopicRef(command.name)
+            )
+            base = group_id(ref)
+            stale = [gid for gid in self._by_base.get(base, ()) if gid in self._running]
+            try:
+                placed: Placement | None = self.placement(ref)
+            except NotFound:
+                placed = None
+            for gid in stale:
+                if placed is None or gid != placed.group_id or self.node_id not in placed.replicas:
+                    self._stop(gid)
+            if placed is not None and self.node_id in placed.replicas:
+                self._start(placed)
 
     def _reconcile(self) -> None:
         """Start the groups placement gives this node and stop (and erase) the ones it no longer does."""
         if self._nursery is None:
             return
         wanted = self._wanted()
-        for gid, placed in wanted.items():
-            if gid not in self._running:
-                group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
-                running = self._running[gid] = _Running(group, placed, trio.CancelScope())
-                self._nursery.start_soon(self._run_group, gid, running)
+        for placed in wanted.values():
+            self._start(placed)
         for gid in [gid for gid in self._running if gid not in wanted]:
-            running = self._running.pop(gid)
-            running.erase = True
-            running.scope.cancel()
-            log.info("group %s is no longer placed here: stopping it and removing its data", gid)
+            self._stop(gid)
+
+    def _start(self, placed: Placement) -> None:
+        gid = placed.group_id
+        if self._nursery is None or gid in self._running:
+            return
+        group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
+        running = self._running[gid] = _Running(group, placed, trio.CancelScope())
+        self._by_base.setdefault(gid.rpartition("@")[0], set()).add(gid)
+        self._nursery.start_soon(self._run_group, gid, running)
+
+    def _stop(self, gid: str) -> None:
+        running = self._running.pop(gid)
+        base = gid.rpartition("@")[0]
+        self._by_base.get(base, set()).discard(gid)
+        if not self._by_base.get(base):
+            self._by_base.pop(base, None)
+        running.erase = True
+        running.scope.cancel()
+        log.info("group %s is no longer placed here: stopping it and removing its data", gid)
 
     async def _routed(self, group: RaftGroup, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run `group`, routed to from the moment it has recovered until it stops."""

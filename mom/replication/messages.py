@@ -22,7 +22,8 @@ class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
     """Entries after (prev_index, prev_term); no entries is a heartbeat. `commit` is the leader's.
 
     `promote` is the incarnation of a recovering receiver (a learner) that the leader found caught up: that
-    incarnation may vote again (0: nothing to say)."""
+    incarnation may vote again (0: nothing to say). `quiesce`: the leader's last heartbeat of an idle group; a
+    follower whose log it matches whole stops its election timer (see `mom.replication.raft`)."""
 
     group: str
     term: int
@@ -33,6 +34,7 @@ class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
     entries: list[LogEntry]
     commit: int
     promote: int = 0
+    quiesce: bool = False
 
 
 class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
@@ -131,6 +133,16 @@ class TimeoutNow(Struct, frozen=True, array_like=True, tag="tn"):
     receiver: str
 
 
+class NodeHeartbeat(Struct, frozen=True, array_like=True, tag="nh"):
+    """Node liveness, not Raft: "this node is up", sent to every peer every other tick. One per
+    pair of nodes for all their groups (`mom.replication.liveness`); `group` is empty."""
+
+    group: str
+    term: int
+    sender: str
+    receiver: str
+
+
 class LeaderNews(Struct, frozen=True, array_like=True, tag="ln"):
     """`sender` leads `group` in `term` and serves its destination: not Raft, but news for the nodes that route
     requests to the group without replicating it. A hint only (see `mom.service.leaders`)."""
@@ -172,6 +184,7 @@ Message = (
     | TimeoutNow
     | JoinProbe
     | JoinReply
+    | NodeHeartbeat
     | LeaderNews
 )
 

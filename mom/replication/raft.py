@@ -36,6 +36,17 @@ its vote could elect a leader that lacks entries it had acknowledged, and a comm
   restart, as the catch-up target. Once the learner's log matches up to it, which covers every entry committed
   before then (and any a stale `match` helped commit), the leader's AppendEntries say `promote`, and the
   learner votes again (after persisting that).
+
+Quiescence (`quiesce=True`), for thousands of idle groups on a node: a leader whose group has nothing left to do
+(every entry committed and acknowledged by every follower, all of them heard from lately, no transfer, no
+snapshot, no hand-back to a preferred leader pending) sends one last heartbeat marked `quiesce` and stops
+ticking; a follower that gets it with its log matching whole stops its election timer too. A quiesced group
+does nothing until something happens to it: a proposal or a leadership transfer (the leader wakes and
+replicates), any Raft message other than that heartbeat and its answers, or the driver's news about a node
+(`peer_down`: the node-level liveness, one heartbeat per pair of nodes for all groups, declared the leader's
+node dead, so the followers campaign; or a follower's node dead or back, so the leader heartbeats again). Timers
+only ever decide *when* to campaign or step down, never what is committed, so quiescence cannot break safety;
+the simulation runs with it on, with false suspicions of live nodes too.
 """
 
 from __future__ import annotations
@@ -131,6 +142,7 @@ class RaftCore:
         max_uncommitted_bytes: int = 32 << 20,
         group: str = "",
         join_when_empty: bool = True,
+        quiesce: bool = False,
     ) -> None:
         if node_id not in voters:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)}")
@@ -184,6 +196,12 @@ class RaftCore:
         self._transferee: str | None = None
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
+        self._quiesce = quiesce
+        self._heard_since_wake: set[str] = set()
+        """Followers that answered this leader since it last woke: it quiesces only once all of them did (a
+        follower that restarted answers only once its group runs again, so its leader heartbeats until then)."""
+        self.quiesced = False
+        """Idle: no timer runs (the driver need not tick) until something wakes the group (see the module)."""
         self._reset_timer()
         if self.joining:
             self._probe()
@@ -220,6 +238,8 @@ class RaftCore:
         return {peer: progress.view() for peer, progress in self._progress.items()}
 
     def tick(self) -> None:
+        if self.quiesced:
+            return
         if self.role == "leader":
             self._tick_leader()
             return
@@ -252,6 +272,7 @@ class RaftCore:
             raise NotLeader(self.leader_id)
         if self._transferee is not None:
             raise NotLeader(self._transferee)
+        self._wake()
         size = sum(len(p) for p in payloads)
         if self._uncommitted and self._uncommitted + size > self._max_uncommitted:
             raise Overloaded(
@@ -342,6 +363,7 @@ class RaftCore:
             raise NotLeader(self.leader_id)
         if to not in self._progress:
             raise ValueError(f"{to!r} is not a follower of this group")
+        self._wake()
         if self._transferee == to:
             return
         self._transferee = to
@@ -350,6 +372,52 @@ class RaftCore:
             self._send(TimeoutNow(self.group, self.term, self.node_id, to))
         else:
             self._send_append(to)
+
+    def peer_down(self, peer: str) -> None:
+        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease and campaigns
+        after a random part of an election timeout (so the followers do not all stand at once); a leader wakes to
+        heartbeat (and to step down under CheckQuorum if too few are left). Wrong news is harmless: timers decide
+        when elections happen, never what commits."""
+        if self.role == "leader":
+            if peer in self._progress:
+                self._wake()
+        elif self.leader_id == peer:
+            self._wake()
+            self.leader_id = None
+            self._election_elapsed = self._election_ticks
+
+    def peer_up(self, peer: str) -> None:
+        """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
+        follower learns who leads and catches up without waiting for an election timeout of its own."""
+        if self.role == "leader" and peer in self._progress:
+            self._wake()
+
+    def _wake(self) -> None:
+        if not self.quiesced:
+            return
+        self.quiesced = False
+        self._election_elapsed = 0
+        self._heard_since_wake.clear()
+        if self.role == "leader":
+            self._heartbeat_elapsed = self._heartbeat_ticks - 1  # heartbeat at the next tick
+            for pr in self._progress.values():
+                pr.recent_active = True  # heard from before quiescing; CheckQuorum judges from the next period on
+
+    def _can_quiesce(self) -> bool:
+        """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
+        them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
+        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back)."""
+        last = self.log.last_index
+        if self._transferee is not None or self.commit_index != last or self.log.stable != last:
+            return False
+        if self._preferred is not None and self._preferred in self._progress:
+            return False
+        if len(self._heard_since_wake) < len(self._peers):
+            return False
+        return all(
+            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
+            for pr in self._progress.values()
+        )
 
     # --------------------------------------------------------------------------------------------------------
     # Receiving
@@ -363,9 +431,13 @@ class RaftCore:
             return
         if self.joining:
             return  # not a member yet: whoever sent this retries
+        if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":
+            self.leader_id = None  # our leader stands for election: it restarted, it leads no more
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 if not m.transfer and self._in_lease():
+                    if self.role == "leader":
+                        self._wake()  # a node that lost touch (or restarted): our heartbeats bring it back
                     return  # a leader is alive: a node that lost touch must not depose it
                 if not m.pre_vote:
                     self._become_follower(m.term, None)
@@ -380,6 +452,9 @@ class RaftCore:
             return
         if self.role == "leader" and m.sender in self._progress:
             self._progress[m.sender].recent_active = True
+            self._heard_since_wake.add(m.sender)
+        if self.quiesced and not self._keeps_quiet(m):
+            self._wake()
         match m:
             case AppendEntries():
                 self._on_append(m)
@@ -400,6 +475,19 @@ class RaftCore:
             case TimeoutNow():
                 if self.role != "leader" and not self.learner:
                     self._campaign(pre_vote=False, transfer=True)
+
+    def _keeps_quiet(self, m: Message) -> bool:
+        """Whether a quiesced group stays so on `m` (of our term): a follower on its leader's quiesce heartbeat,
+        or on a vote request its lease refuses anyway; a leader on the followers' answers to its heartbeats. A
+        candidate that missed the quiesce heartbeat (lost, or it restarted) wakes the leader, whose heartbeats
+        then bring it back."""
+        if self.role == "leader":
+            return isinstance(m, AppendResponse) and m.success
+        if isinstance(m, AppendEntries):
+            return m.quiesce and m.sender == self.leader_id
+        if isinstance(m, RequestVote):
+            return not m.transfer
+        return isinstance(m, VoteResponse)
 
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
@@ -434,6 +522,8 @@ class RaftCore:
                 break
         last_new = prev + len(entries)
         self.commit_index = max(self.commit_index, min(m.commit, last_new))
+        if m.quiesce and self._quiesce and self.commit_index == last_new == self.log.last_index:
+            self.quiesced = True  # the leader stopped heartbeating: so does our election timer
         self._respond(m.sender, True, last_new, 0)
 
     def _respond(self, to: str, success: bool, match_index: int, reject_hint: int) -> None:
@@ -525,6 +615,7 @@ class RaftCore:
             self.voted_for = None
         self.role = "follower"
         self.leader_id = leader
+        self.quiesced = False
         self._pre_vote = False
         self._transferee = None
         self._progress = {}
@@ -535,6 +626,7 @@ class RaftCore:
         """Ask for votes; a pre-vote asks "would you vote for me?" without bumping anyone's term."""
         self.role = "candidate"
         self.leader_id = None
+        self.quiesced = False
         self._pre_vote = pre_vote
         self._transferee = None
         self._progress = {}
@@ -595,6 +687,7 @@ class RaftCore:
         self.leader_id = self.node_id
         self._pre_vote = False
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
+        self._heard_since_wake.clear()
         self._uncommitted = 0
         self._progress = {
             p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
@@ -623,12 +716,17 @@ class RaftCore:
         self._heartbeat_elapsed += 1
         if self._heartbeat_elapsed >= self._heartbeat_ticks:
             self._heartbeat_elapsed = 0
+            quiesce = self._quiesce and self._can_quiesce()
             for peer in self._peers:
-                self._heartbeat(peer)
+                self._heartbeat(peer, quiesce=quiesce)
+            if quiesce:
+                self.quiesced = True
+                return
         self._maybe_return_leadership()
 
-    def _heartbeat(self, peer: str) -> None:
-        """One message per follower per heartbeat, which also retries whatever got lost."""
+    def _heartbeat(self, peer: str, *, quiesce: bool = False) -> None:
+        """One message per follower per heartbeat, which also retries whatever got lost (`quiesce`: the last one
+        before the group goes quiet; the follower is known to be caught up, so it is a plain heartbeat)."""
         pr = self._progress[peer]
         if pr.state != "probe" and pr.match < self.log.last_index:
             pr.stalled_heartbeats += 1
@@ -641,13 +739,15 @@ class RaftCore:
         prev, prev_term = pr.match, self.log.term_at(pr.match)
         if prev_term is None:
             prev, prev_term = 0, 0  # below the follower's commit: it answers with what it has committed
-        self._send_entries(peer, prev, prev_term, [])
+        self._send_entries(peer, prev, prev_term, [], quiesce=quiesce)
 
-    def _send_entries(self, peer: str, prev: int, prev_term: int, entries: list[LogEntry]) -> None:
+    def _send_entries(
+        self, peer: str, prev: int, prev_term: int, entries: list[LogEntry], *, quiesce: bool = False
+    ) -> None:
         pr = self._progress[peer]
         promote = pr.incarnation if pr.learner and pr.match >= pr.catch_up_to else 0
         message = AppendEntries(
-            self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index, promote
+            self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index, promote, quiesce
         )
         self._send(message)
 

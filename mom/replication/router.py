@@ -14,6 +14,11 @@ since a burst of ticks would expire every election timer at once. How late each 
 lag, reported to `on_tick_lag`.
 
 The router knows groups only as `Routed` (a group id, `step`, `tick`); whoever owns the groups registers them.
+
+Only awake groups are ticked: a quiesced group (idle, see `mom.replication.raft`) costs nothing per tick. A group
+is awake again as soon as it sends or is sent a message that wakes it, or when the node liveness
+(`mom.replication.liveness`, ticked here, fed by every frame) reports a peer's node down or up, which every group
+hears.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import msgspec
 import trio
 
 from mom.config import WIRE_FRAME_LIMIT
+from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     FRAME_HEADER_BYTES,
     LeaderNews,
     Message,
+    NodeHeartbeat,
     decode_messages,
     encode_message,
     frame_of,
@@ -52,6 +59,15 @@ class Routed(Protocol):
     def step(self, message: Message) -> None: ...
 
     def tick(self) -> None: ...
+
+    @property
+    def quiesced(self) -> bool:
+        """Idle: needs no tick until a message or news of a peer wakes it."""
+        ...
+
+    def peer_down(self, peer: str) -> None: ...
+
+    def peer_up(self, peer: str) -> None: ...
 
 
 TickLagObserver = Callable[[float, int], None]
@@ -78,6 +94,8 @@ class Router:
         tick_interval_s: float = 0.05,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         on_tick_lag: TickLagObserver | None = None,
+        peers: Sequence[str] = (),
+        incarnation: int = 0,
     ) -> None:
         self.node_id = node_id
         self._transport = transport
@@ -85,6 +103,17 @@ class Router:
         self._max_frame_bytes = max_frame_bytes
         self._on_tick_lag = on_tick_lag
         self._groups: dict[str, Routed] = {}
+        self._awake: dict[str, Routed] = {}
+        """The groups ticked: all but the quiesced ones."""
+        self._fell_quiet: dict[str, Routed] = {}
+        """Groups that went quiet since `changing_groups` last looked."""
+        self.liveness = Liveness(
+            node_id,
+            peers,
+            incarnation=incarnation,
+            on_change=self._peer_changed,
+            link_up=lambda peer: transport.status(peer).connected,
+        )
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
         self.frames_sent = 0
@@ -114,9 +143,32 @@ class Router:
         if group.group_id in self._groups:
             raise ValueError(f"group {group.group_id!r} is already routed on {self.node_id}")
         self._groups[group.group_id] = group
+        self._awake[group.group_id] = group
 
     def remove_group(self, group_id: str) -> None:
         self._groups.pop(group_id, None)
+        self._awake.pop(group_id, None)
+
+    @property
+    def awake(self) -> int:
+        """How many groups are ticked now (the others are quiesced)."""
+        return len(self._awake)
+
+    def changing_groups(self) -> list[Routed]:
+        """The groups whose state may have changed since the last call: the awake ones, and those that fell
+        quiet meanwhile (a quiesced group changes nothing until it wakes)."""
+        fell, self._fell_quiet = self._fell_quiet, {}
+        return [*self._awake.values(), *(g for gid, g in fell.items() if gid not in self._awake)]
+
+    def _peer_changed(self, peer: str, alive: bool) -> None:
+        log.info("node %s is %s", peer, "up" if alive else "down (no word from it)")
+        for gid, group in self._groups.items():
+            if alive:
+                group.peer_up(peer)
+            else:
+                group.peer_down(peer)
+            if not group.quiesced:
+                self._awake[gid] = group
 
     def add_news_listener(self, listener: Callable[[LeaderNews], None]) -> None:
         """Told every `LeaderNews` that arrives (they concern routing, not any group's Raft state)."""
@@ -124,8 +176,12 @@ class Router:
 
     def send(self, messages: Sequence[Message]) -> None:
         """Buffer `messages` for their receivers; they leave with the next flush, batched per peer."""
+        groups, awake = self._groups, self._awake
         for message in messages:
             self._outbox.setdefault(message.receiver, []).append(message)
+            group = groups.get(message.group)
+            if group is not None:
+                awake[message.group] = group  # ticked at least once more: quiesced then, it drops out
         if messages:
             self._queued.set()
 
@@ -158,7 +214,11 @@ class Router:
             self.malformed_frames += 1
             log.warning("dropped a malformed frame from %s", sender)
             return
+        self.liveness.heard(sender)
         for message in messages:
+            if isinstance(message, NodeHeartbeat):
+                self.liveness.heartbeat_from(message)
+                continue
             if isinstance(message, LeaderNews):
                 for listener in self._news_listeners:
                     listener(message)
@@ -168,6 +228,8 @@ class Router:
                 self.unknown_group_messages += 1
                 continue
             group.step(message)
+            if not group.quiesced:
+                self._awake[message.group] = group
 
     async def _tick(self) -> None:
         interval = self._tick_interval_s
@@ -181,8 +243,13 @@ class Router:
             self.ticks_skipped += skipped
             if self._on_tick_lag is not None:
                 self._on_tick_lag(lag, skipped)
-            for group in list(self._groups.values()):
+            self.send(self.liveness.tick())
+            awake = self._awake
+            for gid, group in list(awake.items()):
                 group.tick()
+                if group.quiesced:
+                    del awake[gid]
+                    self._fell_quiet[gid] = group
 
     async def _flush_loop(self) -> None:
         while True:

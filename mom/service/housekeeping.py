@@ -7,6 +7,11 @@ letters to their dead-letter queue. Each group has its own task (started when th
 leader, cancelled when it stops leading or the group stops) and every step is bounded by `STEP_TIMEOUT_S`, so
 one slow group (a dead-letter queue that takes 30 s to answer) delays nobody else's lease expiry.
 
+An idle group costs nothing here: a housekeeper sleeps until its group's next deadline (the state machine knows
+it), until a command is applied to its group or its destination's catalog entry changes, or until dead letters
+are due for another offer; and the set of housekeepers is reconciled only over the groups that are awake (a
+quiesced group's leadership cannot change without waking it) and those that just went quiet.
+
 Dead letters leave a source's outbox in order and only once their dead-letter queue has taken them: a full or
 missing dead-letter queue keeps them (and every later letter of that source) in the outbox, to be offered again
 after a back-off; `on_held` counts them (a metric). Each letter carries a dedup id derived from its place in the
@@ -16,14 +21,16 @@ outbox, so offering it again never stores it twice within the dedup window.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
 import trio
 
 from mom.broker.commands import (
+    Command,
     DeclareQueue,
     ForwardedDeadLetters,
     NewMessage,
@@ -36,12 +43,14 @@ from mom.broker.commands import (
 from mom.errors import MomError, NotFound, QueueFull
 from mom.replication.group import RaftGroup
 from mom.replication.manager import GroupManager
+from mom.replication.placement import METADATA_GROUP, group_id
 from mom.service.locator import is_ready_leader
 
 log = logging.getLogger("mom.service")
 
 INTERVAL_S = 0.25
-"""How often a housekeeper looks for due work (only due work is written), and how often leadership is checked."""
+"""The shortest pause between two rounds of one housekeeper (under load, a round per applied command would be
+waste), and how often leadership is checked."""
 STEP_TIMEOUT_S = 5.0
 """The longest one step of one group may take (a Tick, a declare, one batch of dead letters)."""
 RETRY_S = (1.0, 30.0)
@@ -68,34 +77,65 @@ class Housekeepers:
     def __init__(self, manager: GroupManager, shared: Housekeeping) -> None:
         self._manager = manager
         self._shared = shared
-        self._running: dict[str, tuple[RaftGroup, trio.CancelScope]] = {}
+        self._running: dict[str, tuple[RaftGroup, trio.CancelScope, Housekeeper]] = {}
+        self._by_base: dict[str, str] = {}
+        """The group id of each destination with a housekeeper here, by the id's part before the '@'."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._manager.add_listener(self._on_applied)
         async with trio.open_nursery() as nursery:
             task_status.started()
+            self._reconcile(nursery, self._manager.groups())
             while True:
-                self._reconcile(nursery)
                 await trio.sleep(INTERVAL_S)
+                self._reconcile(nursery, self._manager.changing_groups())
+
+    def _on_applied(self, gid: str, command: Command) -> None:
+        """Nudge the housekeeper of the group that applied `command` (for the metadata group: the one whose
+        destination's catalog entry it changed)."""
+        if gid == METADATA_GROUP:
+            name = getattr(command, "name", None)
+            if not isinstance(name, str):
+                return
+            for base in (group_id(QueueRef(name)), group_id(TopicRef(name))):
+                running = self._running.get(self._by_base.get(base, ""))
+                if running is not None:
+                    running[2].nudge()
+            return
+        running = self._running.get(gid)
+        if running is not None:
+            running[2].nudge()
 
     def leading(self) -> list[str]:
         """The groups that have a housekeeper now."""
         return list(self._running)
 
-    def _reconcile(self, nursery: trio.Nursery) -> None:
-        led = {g.group_id: g for g in self._manager.groups() if is_ready_leader(g)}
-        for gid, (group, scope) in list(self._running.items()):
-            if led.get(gid) is not group:
+    def _reconcile(self, nursery: trio.Nursery, groups: Iterable[RaftGroup]) -> None:
+        """Start a housekeeper for each of `groups` this node is the ready leader of, stop those of the others
+        and of the groups that stopped running here."""
+        for gid, (group, scope, _) in list(self._running.items()):
+            if self._manager.group(gid) is not group:
                 scope.cancel()
                 del self._running[gid]
-        for gid, group in led.items():
-            if gid not in self._running:
+        for group in groups:
+            gid = group.group_id
+            running = self._running.get(gid)
+            if not is_ready_leader(group):
+                if running is not None:
+                    running[1].cancel()
+                    del self._running[gid]
+            elif running is None or running[0] is not group:
+                if running is not None:
+                    running[1].cancel()
                 scope = trio.CancelScope()
-                self._running[gid] = (group, scope)
-                nursery.start_soon(self._keep, group, scope)
+                keeper = Housekeeper(group, self._manager, self._shared)
+                self._running[gid] = (group, scope, keeper)
+                self._by_base[gid.rpartition("@")[0]] = gid
+                nursery.start_soon(self._keep, keeper, scope)
 
-    async def _keep(self, group: RaftGroup, scope: trio.CancelScope) -> None:
+    async def _keep(self, keeper: Housekeeper, scope: trio.CancelScope) -> None:
         with scope:
-            await Housekeeper(group, self._manager, self._shared).run()
+            await keeper.run()
 
 
 class Housekeeper:
@@ -108,9 +148,26 @@ class Housekeeper:
         self._retry_at = 0.0
         self._pause = RETRY_S[0]
         self._announced_term = 0
+        self._nudged = trio.Event()
+
+    def nudge(self) -> None:
+        """Something happened to the group (or its catalog entry): look again soon."""
+        self._nudged.set()
+
+    async def _until_due(self) -> None:
+        """Sleep until the group's next deadline, a nudge, or the next offer of waiting dead letters."""
+        wake_at = math.inf
+        deadline = self._group.broker.next_deadline_ms()
+        if deadline is not None:
+            wake_at = trio.current_time() + max(0, deadline - self._shared.clock_ms()) / 1000
+        if self._group.broker.outbox():
+            wake_at = min(wake_at, max(self._retry_at, trio.current_time()))
+        with trio.move_on_at(wake_at):
+            await self._nudged.wait()
 
     async def run(self) -> None:
         while True:
+            self._nudged = trio.Event()
             for step in (self._declare_from_catalog, self._announce, self._tick, self._forward_dead_letters):
                 with trio.move_on_after(STEP_TIMEOUT_S) as bounded:
                     try:
@@ -122,6 +179,7 @@ class Housekeeper:
                         "housekeeping of %s: %s took over %ss", self._group.group_id, step.__name__, STEP_TIMEOUT_S
                     )
             await trio.sleep(INTERVAL_S)
+            await self._until_due()
 
     async def _declare_from_catalog(self) -> None:
         """A new destination group starts empty: its first leader declares the destination as the catalog has it.

@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.grpc")
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
 rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote). 4: leaders announce
-themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames."""
+themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames. 5: idle
+groups quiesce (AppendEntries.quiesce) and nodes send NodeHeartbeat: an older node would drop the frames holding
+them, and would keep campaigning against groups whose leaders went quiet."""
 MAX_FRAME_BYTES = WIRE_FRAME_LIMIT
 """grpc's own default receive limit is 4 MiB; set explicitly on both ends, far above the router's frames."""
 SHUTDOWN_GRACE_S = 0.5

@@ -57,10 +57,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.zmq")
 
-PROTOCOL_VERSION: Final = 4
+PROTOCOL_VERSION: Final = 5
 """2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
 rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote). 4: leaders announce
-themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames."""
+themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames. 5: idle
+groups quiesce (AppendEntries.quiesce) and nodes send NodeHeartbeat: an older node would drop the frames holding
+them, and would keep campaigning against groups whose leaders went quiet."""
 PIPE_FRAMES: Final = 4
 """Frames a DEALER holds beyond our byte-bounded queue (its SNDHWM): enough to keep the wire busy."""
 RECEIVE_PIPE_FRAMES: Final = 16

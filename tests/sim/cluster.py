@@ -49,6 +49,11 @@ class SimConfig:
     faults: Faults = field(default_factory=lambda: Faults(drop=0.05, duplicate=0.05, max_delay=3))
     data_loss: bool = True
     """Let faults include restarts after a damaged log or a wiped disk (see the module docstring)."""
+    quiesce: bool = False
+    """Idle groups quiesce (`RaftCore(quiesce=True)`); the cluster then plays the node liveness: each node hears
+    at once when a peer crashes, restarts, or is cut off or reachable again (`peer_down`, `peer_up`)."""
+    false_suspicion: float = 0.0
+    """With quiesce: the chance per step that some node wrongly hears a live peer declared dead."""
 
 
 @dataclass
@@ -97,7 +102,10 @@ class SimNode:
             preferred_leader=config.preferred_leader,
             max_entries_per_message=config.max_entries_per_message,
             max_inflight=4,
+            quiesce=config.quiesce,
         )
+        self.views: dict[str, bool] = {}
+        """With quiesce: whether this node believes each peer's node alive (its liveness)."""
         self.applied: list[bytes] = _decode_state(disk.snapshot)
         self.writing: Ready | None = None
         self.durable_at = 0
@@ -221,7 +229,34 @@ class SimCluster:
             self.propose_random()
         if chaos and self.rng.random() < self.config.fault_probability:
             self.inject_fault()
+        if self.config.quiesce:
+            self._liveness(chaos)
         self.checker.check(self)
+
+    def _liveness(self, chaos: bool) -> None:
+        """The node liveness as every node sees it: a crashed or cut-off peer is down, a reachable one up (and,
+        with chaos, now and then a live peer wrongly suspected)."""
+        for node in self.live():
+            for peer in self.ids:
+                if peer == node.node_id:
+                    continue
+                alive = self.nodes[peer] is not None and self.net.connected(node.node_id, peer)
+                if node.views.get(peer, True) != alive:
+                    node.views[peer] = alive
+                    if alive:
+                        node.core.peer_up(peer)
+                    else:
+                        node.core.peer_down(peer)
+                    self.process(node)
+        if chaos and self.config.false_suspicion and self.rng.random() < self.config.false_suspicion:
+            live = self.live()
+            if live:
+                node = self.rng.choice(live)
+                node.core.peer_down(self.rng.choice([p for p in self.ids if p != node.node_id]))
+                self.process(node)
+
+    def quiesced(self) -> list[str]:
+        return [node.node_id for node in self.live() if node.core.quiesced]
 
     def propose_random(self) -> None:
         """A client writes to whichever node believes it leads (a stale leader too: its writes must not

@@ -159,7 +159,14 @@ class Cluster:
         rng = random.Random(seed)
         peers = {peer: Address("127.0.0.1", 0) for peer in self.ids if peer != node_id}
         transport = MemoryTransport(TransportSettings(node_id, Address("127.0.0.1", 0), peers), self.hub)
-        router = Router(node_id, transport, tick_interval_s=TICK_S, max_frame_bytes=REPLICATION.max_frame_bytes)
+        router = Router(
+            node_id,
+            transport,
+            tick_interval_s=TICK_S,
+            max_frame_bytes=REPLICATION.max_frame_bytes,
+            peers=self.ids,
+            incarnation=rng.getrandbits(62) + 1,
+        )
         disk = Disk.inline(self.disks[node_id])
         groups = {
             gid: RaftGroup(

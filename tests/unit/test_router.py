@@ -10,12 +10,14 @@ import trio.testing
 
 from mom.config import Address
 from mom.replication import router as router_module
+from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
     LeaderNews,
     LogEntry,
     Message,
+    NodeHeartbeat,
     decode_messages,
     encode_messages,
 )
@@ -55,6 +57,14 @@ class FakeGroup:
         self.ticks = 0
         self._router = router
         self._peers = peers
+        self.quiesced = False
+        self.news: list[tuple[str, bool]] = []
+
+    def peer_down(self, peer: str) -> None:
+        self.news.append((peer, False))
+
+    def peer_up(self, peer: str) -> None:
+        self.news.append((peer, True))
 
     def step(self, message: Message) -> None:
         self.stepped.append(message)
@@ -215,3 +225,80 @@ async def test_after_a_stall_the_groups_get_one_tick_not_every_missed_one(
         assert group.ticks == 16, "then every 50 ms again, on the grid"
         assert all(lag < 0.05 and skipped == 0 for lag, skipped in lags[-10:])
         nursery.cancel_scope.cancel()
+
+
+async def test_quiesced_groups_are_not_ticked_until_a_message_or_a_send_wakes_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport = RecordingTransport()
+    router = Router("n2", transport, tick_interval_s=0.1)
+    quiet, busy = FakeGroup("quiet"), FakeGroup("busy")
+    for group in (quiet, busy):
+        router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        await trio.sleep(0.25)
+        quiet.quiesced = True
+        await trio.sleep(1.0)
+        assert quiet.ticks == 3 and busy.ticks == 12, "ticked once more, found quiet, then left alone"
+        assert router.awake == 1
+        transport.deliver("n1", encode_messages([response("quiet", "n1", "n2")]))  # stepped, stays quiet
+        await trio.sleep(0.5)
+        assert quiet.ticks == 3 and quiet.stepped
+        quiet.quiesced = False  # a message woke it
+        transport.deliver("n1", encode_messages([response("quiet", "n1", "n2")]))
+        await trio.sleep(0.5)
+        assert quiet.ticks == 8
+        quiet.quiesced = True
+        await trio.sleep(0.5)
+        ticks = quiet.ticks
+        router.send([response("quiet", "n2", "n1")])  # its proposal went out: it is awake again
+        await trio.sleep(0.5)
+        assert quiet.ticks == ticks + 1, "ticked again once, found quiet"
+        nursery.cancel_scope.cancel()
+
+
+async def test_node_liveness_heartbeats_each_peer_and_tells_every_group_of_deaths_and_returns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    transport = RecordingTransport()
+    transport.status = lambda peer: PeerStatus(connected=peer != "n3", last_seen=None)  # type: ignore[method-assign]
+    router = Router("n1", transport, tick_interval_s=0.05, peers=["n1", "n2", "n3"], incarnation=7)
+    groups = [FakeGroup("a"), FakeGroup("b")]
+    for group in groups:
+        group.quiesced = True
+        router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        for _ in range(6):  # n2 speaks every 100 ms, n3 never
+            transport.deliver("n2", encode_messages([NodeHeartbeat("", 3, "n2", "n1")]))
+            await trio.sleep(0.1)
+        assert all(g.news == [("n3", False)] for g in groups), "n3 silent for 10 ticks, link down: down for all"
+        heartbeats = [m for _, frame in transport.sent for m in decode_messages(frame)]
+        assert {(m.receiver, m.term) for m in heartbeats} == {("n2", 7), ("n3", 7)}
+        assert 5 <= sum(m.receiver == "n2" for m in heartbeats) <= 7, "one per 2 ticks per peer, for all groups"
+        transport.deliver("n3", encode_messages([response("a", "n3", "n1")]))
+        await trio.testing.wait_all_tasks_blocked()
+        assert all(g.news == [("n3", False), ("n3", True)] for g in groups)
+        transport.deliver("n2", encode_messages([NodeHeartbeat("", 4, "n2", "n1")]))  # n2 restarted meanwhile
+        await trio.testing.wait_all_tasks_blocked()
+        assert groups[1].news[-2:] == [("n2", False), ("n2", True)]
+        nursery.cancel_scope.cancel()
+
+
+def test_a_peer_whose_link_stays_up_is_declared_dead_only_after_a_longer_silence() -> None:
+    news: list[tuple[str, bool]] = []
+    links = {"n2": True}
+    liveness = Liveness(
+        "n1", ["n1", "n2"], incarnation=1, on_change=lambda p, a: news.append((p, a)), link_up=lambda p: links[p]
+    )
+    for _ in range(39):
+        liveness.tick()
+    assert news == [], "a stalled but connected node is not dead after an election timeout"
+    liveness.tick()
+    assert news == [("n2", False)], "silent for 40 ticks: hung, or cut off with the connection still open"
+    liveness.heard("n2")
+    links["n2"] = False
+    for _ in range(10):
+        liveness.tick()
+    assert news == [("n2", False), ("n2", True), ("n2", False)], "link down and 10 ticks silent: dead"

@@ -1,0 +1,243 @@
+"""The `scale` scenario: what thousands of idle destinations cost a 3-node cluster, and how fast it restarts.
+
+A cluster of many queues and topics that nobody uses must cost (nearly) nothing: the scenario creates N
+destinations (half queues, half topics; the admin token, with the per-principal quota raised in the cluster file
+as an operator would), then measures, per node, from /proc: the CPU it burns over an idle window (in % of one
+core), its resident memory and what each idle destination adds to it, and its open file descriptors. Then it kills
+one node (SIGKILL) and starts it again: restart-to-ready is the time until its /readyz answers 200, and
+restart-to-served the time until a publish through it to the last queue created is answered. Last, the publish
+rate spread over (up to) 1,000 of the queues at once, one message per request through every node.
+
+Creating the destinations is bounded by `create_budget_s`: what could not be created in that time is reported,
+and the rest is measured with what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.context import RunContext
+from bench.mom_nodes import MomDeployment, Topology
+from bench.rate import one_message
+from bench.results import Result
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+CREATE_THREADS = 32
+PUBLISH_THREADS = 32
+ACTIVE_QUEUES = 1000
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    destinations: int = 10_000
+    idle_window_s: float = 20.0
+    create_budget_s: float = 900.0
+    publish_s: float = 10.0
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def idle_cpu_pct(pids: list[int], window_s: float) -> list[float]:
+    """% of one core each process used over `window_s` of doing nothing asked of it."""
+    before = [process_cpu_s(pid) for pid in pids]
+    started = time.monotonic()
+    time.sleep(window_s)
+    elapsed = time.monotonic() - started
+    return [100.0 * (process_cpu_s(pid) - b) / elapsed for pid, b in zip(pids, before, strict=True)]
+
+
+def _create_all(
+    ctx: RunContext, mom: MomDeployment, token: str, count: int, budget_s: float
+) -> tuple[list[str], int, float]:
+    """Create `count` destinations (even: queue, odd: topic) from a few threads through every node; returns the
+    queues' names, how many destinations exist, and the seconds it took."""
+    deadline = time.monotonic() + budget_s
+    done = 0
+    lock = threading.Lock()
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def create(i: int) -> str | None:
+        nonlocal done
+        if time.monotonic() > deadline:
+            return None
+        kind = "queues" if i % 2 == 0 else "topics"
+        name = f"scale-{i:05d}"
+        url = mom.urls[i % len(mom.urls)]
+        with httpx.Client(timeout=60, headers=headers) as http:
+            while time.monotonic() < deadline + 60:
+                answer = http.put(f"{url}/v1/{kind}/{name}", json={})
+                if answer.status_code in (200, 201):
+                    break
+                if answer.status_code not in (429, 503):
+                    answer.raise_for_status()
+                time.sleep(0.2)
+            else:
+                return None
+        with lock:
+            done += 1
+            if done % 500 == 0:
+                ctx.progress(f"  scale: {done} of {count} destinations created ({time.monotonic() - started:.0f}s)")
+        return name if kind == "queues" else ""
+
+    with ThreadPoolExecutor(CREATE_THREADS) as pool:
+        names = list(pool.map(create, range(count)))
+    queues = [n for n in names if n]
+    return queues, sum(n is not None for n in names), time.monotonic() - started
+
+
+def _until(check: Callable[[], bool], timeout_s: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            if check():
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def _restart(
+    ctx: RunContext, mom: MomDeployment, token: str, index: int, queue: str
+) -> tuple[float | None, float | None]:
+    """SIGKILL node `index` and start it again: (seconds to /readyz 200, seconds to a publish through it)."""
+    node = mom.nodes[index]
+    assert node.proc is not None
+    os.killpg(node.proc.pid, signal.SIGKILL)
+    node.proc.wait(10)
+    node.start()
+    assert node.proc is not None
+    mom.sessions[index] = node.proc.pid
+    url = mom.urls[index]
+    started = time.monotonic()
+    ready = _until(lambda: httpx.get(url + "/readyz", timeout=1).status_code == 200, 120)
+    body = json.dumps(one_message()).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def published() -> bool:
+        answer = httpx.post(f"{url}/v1/queues/{queue}/messages", content=body, headers=headers, timeout=5)
+        return answer.status_code == 201
+
+    served = None if _until(published, 120) is None else time.monotonic() - started
+    ctx.progress(f"  scale: restart of mom{index + 1}: ready after {ready}s, served after {served}s")
+    return ready, served
+
+
+def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: float) -> tuple[int, int, float]:
+    """One message per request to random queues of `queues`, through every node, from many threads: (ok, errors,
+    elapsed)."""
+    body = json.dumps(one_message()).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + seconds
+    counts = [0, 0]
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        ok = errors = 0
+        with httpx.Client(timeout=30, headers=headers) as http:
+            while time.monotonic() < deadline:
+                url = mom.urls[rng.randrange(len(mom.urls))]
+                try:
+                    answer = http.post(f"{url}/v1/queues/{rng.choice(queues)}/messages", content=body)
+                    ok, errors = (ok + 1, errors) if answer.status_code == 201 else (ok, errors + 1)
+                except httpx.HTTPError:
+                    errors += 1
+        with lock:
+            counts[0] += ok
+            counts[1] += errors
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(PUBLISH_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return counts[0], counts[1], time.monotonic() - started
+
+
+def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Result:
+    count = 20 if ctx.smoke else options.destinations
+    window = 2.0 if ctx.smoke else options.idle_window_s
+    extra_config = f"[quotas]\ndestinations = {count + 100}\n"
+    ctx.progress(f"mom [{topology.label}]: scale with {count} destinations")
+    with MomDeployment(topology, ctx.workdir / f"mom-scale-{topology.transport}", extra_config=extra_config) as mom:
+        token = mom.token()
+        pids = list(mom.sessions)
+        empty_rss = [rss_bytes(pid) for pid in pids]
+        empty_cpu = idle_cpu_pct(pids, window)
+        queues, created, create_s = _create_all(ctx, mom, token, count, options.create_budget_s)
+        ctx.progress(f"  scale: {created} destinations in {create_s:.0f}s; idle for {window:g}s")
+        time.sleep(min(5.0, window))  # let the last groups settle (hand-overs to preferred leaders)
+        cpu = idle_cpu_pct(pids, window)
+        rss = [rss_bytes(pid) for pid in pids]
+        fds = [open_fds(pid) for pid in pids]
+        per_destination = [(after - before) / max(1, created) for after, before in zip(rss, empty_rss, strict=True)]
+        ctx.progress(
+            "  scale: idle CPU "
+            + ", ".join(f"{c:.1f}%" for c in cpu)
+            + f" (empty {', '.join(f'{c:.1f}%' for c in empty_cpu)}); RSS "
+            + ", ".join(f"{r / 2**20:.0f} MiB" for r in rss)
+            + f"; {', '.join(f'{p / 1024:.1f}' for p in per_destination)} KiB per destination; fds {fds}"
+        )
+        last = queues[-1] if queues else "scale-00000"
+        ready_s, served_s = _restart(ctx, mom, token, len(pids) - 1, last)
+        active = queues[:ACTIVE_QUEUES]
+        ok, errors, elapsed = _publish_spread(mom, token, active, 1.0 if ctx.smoke else options.publish_s)
+        ctx.progress(f"  scale: {ok / elapsed:,.0f} msg/s over {len(active)} queues ({errors} errors)")
+    return Result(
+        "mom",
+        "scale",
+        topology.label,
+        msgs_per_s=ok / elapsed,
+        requests_per_s=(ok + errors) / elapsed,
+        errors=errors,
+        duration_s=elapsed,
+        client_procs=1,
+        client=f"1 proc x {PUBLISH_THREADS} threads httpx, 1 message per request to random queues of {len(active)}",
+        messages=ok,
+        notes=(
+            f"{created} destinations; idle CPU {', '.join(f'{c:.1f}' for c in cpu)} % of a core per node; "
+            f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s"
+        ),
+        extra={
+            "destinations": created,
+            "create_s": round(create_s, 1),
+            "idle_cpu_pct": [round(c, 2) for c in cpu],
+            "empty_idle_cpu_pct": [round(c, 2) for c in empty_cpu],
+            "rss_mib": [round(r / 2**20, 1) for r in rss],
+            "rss_kib_per_destination": [round(p / 1024, 2) for p in per_destination],
+            "open_fds": fds,
+            "restart_to_ready_s": ready_s,
+            "restart_to_served_s": served_s,
+            "active_queues": len(active),
+        },
+    )
