@@ -62,12 +62,20 @@ def flip_a_bit_mid_log(node: NodeProcess) -> Path:
 
 
 LEARNER = re.compile(r"group (\S+) on \S+ is a learner")
-VOTER_AGAIN = re.compile(r"group (\S+) on \S+ caught up with the leader: it votes again")
+JOINING = re.compile(r"group (\S+) on \S+ starts with nothing on disk")
+VOTER = re.compile(r"group (\S+) on \S+ (?:caught up with the leader: it votes again|is a new group: it votes)")
 
 
-def groups_still_learning(log_text: str) -> set[str]:
-    """The groups a node's log says turned learner and have not said since that they vote again."""
-    return set(LEARNER.findall(log_text)) - set(VOTER_AGAIN.findall(log_text))
+def groups_still_learning(log_text: str, group_prefix: str | None) -> set[str]:
+    """The groups a node's log says started empty or turned learner and have not said since that they vote, and
+    `group_prefix` itself until a group of that prefix votes there (it appears only once the catalog is back).
+    Only the node's last start counts: the harness marks each start in the log with `=== start`."""
+    log_text = log_text.rsplit("=== start ", 1)[-1]
+    voting = set(VOTER.findall(log_text))
+    waiting = (set(LEARNER.findall(log_text)) | set(JOINING.findall(log_text))) - voting
+    if group_prefix is not None and not any(group.startswith(group_prefix) for group in voting):
+        waiting.add(group_prefix)
+    return waiting
 
 
 def ask_the_amnesiac(node: NodeProcess, tokens: dict[str, str], answers: dict[str, set[int]]) -> None:
@@ -138,10 +146,11 @@ def test_a_replica_that_lost_its_data_never_helps_lose_acknowledged_messages(clu
 
     # The replica that lost its data has caught up and votes again: without the old leader, it and the third
     # replica elect a leader between them, which has every message. Catching up is the leader's to tell, so wait
-    # until every group that turned learner there says it votes again (killing the leader earlier leaves a group
-    # with one voter, rightly without a leader).
+    # until every group that started empty or turned learner there, the queue's included, says it votes (killing
+    # the leader earlier leaves a group with one voter, rightly without a leader).
     deadline = time.monotonic() + 60
-    while groups_still_learning(cluster.nodes[follower].log_path.read_text(errors="replace")):
+    recovering = "q.q@" if loss == "wiped" else None  # a wiped replica learns of the queue again; the other knew it
+    while groups_still_learning(cluster.nodes[follower].log_path.read_text(errors="replace"), recovering):
         assert time.monotonic() < deadline, cluster.nodes[follower].log_tail()
         time.sleep(0.2)
     cluster.nodes[leader].kill()
