@@ -136,6 +136,19 @@ class ClientRequest(Struct, forbid_unknown_fields=True):
     """Also keep the secret itself, so the client can sign SQS requests (AWS SigV4): see docs/sqs.md."""
 
 
+NodeId = Annotated[str, Meta(pattern=PATH_PATTERNS["node_id"])]
+HostPort = Annotated[str, Meta(min_length=3, max_length=300)]
+
+
+class AddNodeRequest(Struct, forbid_unknown_fields=True):
+    """A node to add to the cluster: its id and where it answers REST (`http://host:port` or `host:port`) and
+    replication (`host:port`)."""
+
+    id: NodeId
+    rest: HostPort
+    replication: HostPort
+
+
 class ScopesRequest(Struct, forbid_unknown_fields=True):
     """Scopes to grant to, or revoke from, a user or client."""
 
