@@ -137,7 +137,10 @@ class ClientRequest(Struct, forbid_unknown_fields=True):
 
 
 NodeId = Annotated[str, Meta(pattern=PATH_PATTERNS["node_id"])]
-HostPort = Annotated[str, Meta(min_length=3, max_length=300)]
+_PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_HOST = r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})"
+HostPort = Annotated[str, Meta(pattern=f"^{_HOST}:{_PORT}$")]
+RestAddress = Annotated[str, Meta(pattern=f"^(https?://)?{_HOST}:{_PORT}/?$")]
 
 
 class AddNodeRequest(Struct, forbid_unknown_fields=True):
@@ -145,7 +148,7 @@ class AddNodeRequest(Struct, forbid_unknown_fields=True):
     replication (`host:port`)."""
 
     id: NodeId
-    rest: HostPort
+    rest: RestAddress
     replication: HostPort
 
 
