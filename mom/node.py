@@ -46,11 +46,13 @@ from mom.errors import Conflict, InvalidInput, Unavailable
 from mom.log.disk import Disk
 from mom.log.filecache import CachedFiles
 from mom.log.fs import OS_FILES
+from mom.move_recorder import MoveRecorder
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.security import NodeSecurity, load_node_security
 from mom.service import BrokerService, Handle, wall_clock_ms
 from mom.service.membership import MemberWatch, seed_members, seed_once
+from mom.service.mover import Mover, Rebalancer
 from mom.transports import Transport, TransportSettings, open_transport
 
 log = logging.getLogger("mom.node")
@@ -253,6 +255,14 @@ async def serve_node(
             _follow_members(settings, manager, router, transport, forwarder, peer_keys, urls, tls=tls)
             nursery.start_soon(seed_once, service, settings)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, forwarder, settings.node_id))
+            nursery.start_soon(Mover(manager, MoveRecorder(service, tokens, forwarder, settings.node_id)).run)
+            rebalancer = Rebalancer(
+                manager,
+                service.submit_to_meta,
+                max_moves=settings.cluster.max_moves,
+                replication_factor=settings.cluster.replication_factor,
+            )
+            nursery.start_soon(rebalancer.run)
             accounts = LiveAccounts(lambda: service.catalog.accounts, service.metadata_current)
             guard = Guard.build(settings, accounts, metrics)
             manager.add_listener(guard.changes.on_applied)

@@ -191,6 +191,10 @@ class Member(Struct):
     replicas: int
 
 
+class MoveDone(Struct):
+    recorded: bool
+
+
 class Members(Struct):
     nodes: list[Member]
     moves: list[MoveState]

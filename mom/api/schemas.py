@@ -152,6 +152,15 @@ class AddNodeRequest(Struct, forbid_unknown_fields=True):
     replication: HostPort
 
 
+class MoveDoneRequest(Struct, forbid_unknown_fields=True):
+    """A replica move carried out by its group's leader (nodes send it to the metadata leader)."""
+
+    group: Annotated[str, Meta(pattern=r"^[qt]\.[A-Za-z0-9._-]{1,200}$")]
+    source: NodeId | None
+    target: NodeId
+    replicas: Annotated[list[NodeId], Meta(min_length=1, max_length=7)]
+
+
 class ScopesRequest(Struct, forbid_unknown_fields=True):
     """Scopes to grant to, or revoke from, a user or client."""
 

@@ -6,9 +6,9 @@ of moves, in this order:
 1. off a node that is not active (draining, or no longer a member): every replica it holds goes to the active
    node holding fewest replicas (ties by id), taking its place in the ordered set, so a preferred leader that
    leaves hands its preference to its replacement;
-2. onto an underloaded node (a newly added one): while the most loaded active node holds more than one replica
-   more than the least loaded, one of its replicas (a group the least loaded does not hold; preferred-leader
-   replicas first, so leadership spreads too) moves over.
+2. once the members differ from the seed (a node was added): while the most loaded active node holds more than
+   one replica more than the least loaded, one of its replicas (a group the least loaded does not hold;
+   preferred-leader replicas first, so leadership spreads too) moves over.
 
 At most `max_in_flight` moves run at once in the whole cluster (those already recorded count), and a group never
 has two at once: moving a replica copies the group's whole log to the target, which is what the throttle bounds.
@@ -35,8 +35,13 @@ def plan(
     members: Sequence[MemberRecord],
     in_flight: Sequence[Move],
     max_in_flight: int,
+    *,
+    balance: bool = True,
 ) -> list[Move]:
-    """The moves to start now. `placements` maps each group base id to its current ordered replica set."""
+    """The moves to start now. `placements` maps each group base id to its current ordered replica set.
+
+    `balance` false plans only the moves off inactive nodes: rendezvous hashing over an unchanged cluster of more
+    nodes than replicas is not perfectly even, and such a cluster must not start moving replicas by itself."""
     budget = max_in_flight - len(in_flight)
     active = sorted(m.id for m in members if m.state == ACTIVE)
     if budget <= 0 or not active:
@@ -72,7 +77,7 @@ def plan(
         if candidates:
             take(Move(group, leaving, min(candidates, key=lambda node: (load[node], node))))
 
-    while len(moves) < budget:
+    while balance and len(moves) < budget:
         most = max(active, key=lambda node: (load[node], node))
         least = min(active, key=lambda node: (load[node], node))
         if load[most] - load[least] <= 1:

@@ -79,3 +79,12 @@ def test_the_throttle_counts_moves_in_flight_and_skips_their_groups() -> None:
 def test_moved_keeps_the_leavers_rank() -> None:
     assert moved(["a", "b", "c"], Move("g", "a", "d")) == ["d", "b", "c"]
     assert moved(["a", "b"], Move("g", None, "d")) == ["a", "b", "d"]
+
+
+def test_an_uneven_unchanged_cluster_is_not_balanced_unless_asked() -> None:
+    nodes = ["mom1", "mom2", "mom3", "mom4", "mom5"]
+    current = placements(40, nodes)
+    load = Counter(node for replicas in current.values() for node in replicas)
+    assert max(load.values()) - min(load.values()) > 1, "rendezvous is uneven on this sample"
+    assert plan(current, members(*nodes), [], 4, balance=False) == []
+    assert plan(current, members(*nodes), [], 4) != []

@@ -15,9 +15,17 @@ from quart_schema import document_request, tag
 from mom.api import answers
 from mom.api.context import ctx, meta_leader, principal, request_body
 from mom.api.openapi import contract
-from mom.api.schemas import AddNodeRequest, decode_body
+from mom.api.schemas import AddNodeRequest, MoveDoneRequest, decode_body
 from mom.api.views import json_response
-from mom.broker.commands import AddNode, DrainNode, MemberRecord, MembersChanged, Move, RemoveNode
+from mom.broker.commands import (
+    AddNode,
+    DrainNode,
+    FinishMove,
+    MemberRecord,
+    MembersChanged,
+    Move,
+    RemoveNode,
+)
 from mom.broker.state import Broker
 from mom.config import parse_address
 from mom.errors import Conflict, Forbidden, NotFound
@@ -149,3 +157,20 @@ async def remove_node(node_id: str) -> Response:
     meta = meta_leader()
     await ctx().service.submit(meta, RemoveNode(node_id))
     return Response(b"", status=204)
+
+
+@blueprint.post("/moves")
+@tag_cluster
+@document_request(MoveDoneRequest)
+@contract(200, 400, 401, 403, 413, 415, 503, body=answers.MoveDone)
+async def move_done() -> Response:
+    """Record a replica move as done (admin; the group's leader that carried it out sends it): the catalog's
+    replica set of the group becomes `replicas`. A move that is not in progress changes nothing (`recorded`
+    false)."""
+    await _admin()
+    body = decode_body(await request_body(), MoveDoneRequest)
+    meta = meta_leader()
+    move = Move(body.group, body.source, body.target)
+    result = await ctx().service.submit(meta, FinishMove(move, list(body.replicas)))
+    assert isinstance(result, MembersChanged)
+    return json_response({"recorded": result.changed})
