@@ -56,9 +56,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mom.errors import Overloaded, Unavailable
+from mom.errors import MembershipChangeRefused, Overloaded, Unavailable
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
+from mom.replication.membership import Membership, config_entry, planned
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
@@ -87,6 +88,7 @@ __all__ = [
 ]
 
 Role = Literal["follower", "candidate", "leader"]
+Change = Literal["add_learner", "promote", "remove"]
 
 
 class NotLeader(Unavailable):
@@ -130,6 +132,8 @@ class RaftCore:
         node_id: str,
         voters: Sequence[str],
         *,
+        learners: Sequence[str] = (),
+        joining_as_learner: bool = False,
         persisted: PersistedState,
         rng: random.Random,
         election_ticks: int = 10,
@@ -144,13 +148,15 @@ class RaftCore:
         join_when_empty: bool = True,
         quiesce: bool = False,
     ) -> None:
-        if node_id not in voters:
-            raise ValueError(f"{node_id!r} is not one of the voters {list(voters)}")
+        if node_id not in voters and node_id not in learners and not joining_as_learner:
+            raise ValueError(f"{node_id!r} is neither a voter {list(voters)} nor a learner {list(learners)}")
         self.node_id = node_id
         self.group = group
-        self.voters = tuple(voters)
-        self._peers = tuple(v for v in self.voters if v != node_id)
-        self._quorum = len(self.voters) // 2 + 1
+        self.voters: tuple[str, ...] = ()
+        """The voters of the latest configuration in the log (see `mom.replication.membership`)."""
+        self._peers: tuple[str, ...] = ()
+        """Every other member of that configuration, voters and learners: whom a leader replicates to."""
+        self._quorum = 1
         self._rng = rng
         self._election_ticks = election_ticks
         self._heartbeat_ticks = heartbeat_ticks
@@ -164,7 +170,11 @@ class RaftCore:
         """Payload bytes proposed in this leadership and not yet committed."""
 
         hs = persisted.hard_state
-        self.log = RaftLog(persisted.snapshot.meta, persisted.entries)
+        self.log = RaftLog(persisted.snapshot.meta, persisted.entries, Membership(tuple(voters), tuple(learners)))
+        self._config: tuple[int, Membership] = (-1, Membership(()))
+        """The configuration last put in force (its index and itself)."""
+        self._departing: dict[str, int] = {}
+        """Leading: followers a configuration at the given index removed; they hear of its commit, then go."""
         self.term = hs.term
         self.voted_for = hs.voted_for
         self.commit_index = max(persisted.snapshot.index, min(hs.commit, self.log.last_index))
@@ -173,7 +183,17 @@ class RaftCore:
         self.leader_id: str | None = None
         self.learner = hs.learner
         """Lost entries it may have acknowledged: replicates, but neither votes nor campaigns (see the module)."""
-        self.joining = join_when_empty and bool(self._peers) and persisted.empty
+        self._was_member = not joining_as_learner or any(node_id in c for _, c in self.log.configs())
+        """A member once (by its log, or by the configuration it was constructed with unless it joins): a
+        committed configuration without it then means it was removed (`removed`)."""
+        self._config_changed()
+        self.joining = (
+            join_when_empty
+            and not joining_as_learner
+            and persisted.empty
+            and node_id in self.voters
+            and len(self.voters) > 1
+        )
         """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
         self.incarnation = rng.getrandbits(62) + 1
         """This run of this replica, named in its responses."""
@@ -215,8 +235,16 @@ class RaftCore:
 
     @property
     def voting(self) -> bool:
-        """Neither joining nor a learner: this replica votes and may stand for election."""
-        return not self.joining and not self.learner
+        """Neither joining nor recovering, and a voter of the configuration: it may stand for election.
+
+        Also a voter of the previous configuration while the latest one, which removes it, is uncommitted: a
+        leader that appended its own removal and lost leadership may hold the only complete log, and the others
+        still count it as a voter (its own vote does not count, only theirs, by the latest configuration)."""
+        if self.joining or self.learner:
+            return False
+        if self.node_id in self.voters:
+            return True
+        return self.log.config_index > self.commit_index and self.node_id in self.log.previous_config.voters
 
     @property
     def snapshot(self) -> SnapshotMeta:
@@ -247,7 +275,7 @@ class RaftCore:
         if self.joining:
             if self._election_elapsed % self._heartbeat_ticks == 0:
                 self._probe()
-        elif self._election_elapsed >= self._timeout and not self.learner:
+        elif self._election_elapsed >= self._timeout and self.voting:
             self._campaign(pre_vote=True, transfer=False)
 
     def stand_after(self, ticks: int) -> None:
@@ -282,7 +310,7 @@ class RaftCore:
         self._uncommitted += size
         first = self.log.last_index + 1
         self.log.append([LogEntry(self.term, bytes(p)) for p in payloads])
-        for peer in self._peers:
+        for peer in list(self._progress):
             self._send_append(peer)
         return first, self.log.last_index
 
@@ -349,6 +377,7 @@ class RaftCore:
         if snapshot.index > self.commit_index:
             if self.log.term_at(snapshot.index) != snapshot.term:
                 self.log.restore(snapshot)
+                self._config_changed()
                 self._incoming_snapshot = snapshot
                 self.applied_index = snapshot.index
                 installed = True
@@ -361,8 +390,8 @@ class RaftCore:
         expires)."""
         if self.role != "leader":
             raise NotLeader(self.leader_id)
-        if to not in self._progress:
-            raise ValueError(f"{to!r} is not a follower of this group")
+        if to not in self._progress or to not in self.voters:
+            raise ValueError(f"{to!r} is not a voting follower of this group")
         self._wake()
         if self._transferee == to:
             return
@@ -410,14 +439,112 @@ class RaftCore:
         last = self.log.last_index
         if self._transferee is not None or self.commit_index != last or self.log.stable != last:
             return False
-        if self._preferred is not None and self._preferred in self._progress:
+        if self._preferred is not None and self._preferred in self._progress and self._preferred in self.voters:
             return False
-        if len(self._heard_since_wake) < len(self._peers):
+        if self._departing or not self._heard_since_wake.issuperset(self._progress):
             return False
         return all(
             pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
             for pr in self._progress.values()
         )
+
+    # --------------------------------------------------------------------------------------------------------
+    # Membership (single-server changes, see `mom.replication.membership`)
+
+    @property
+    def membership(self) -> Membership:
+        """The latest configuration in this replica's log (appended or committed), which is the one in force."""
+        return self.log.config
+
+    @property
+    def removed(self) -> bool:
+        """This replica was a member and a committed configuration no longer lists it: it takes no part any
+        more (the driver stops the group and erases its data)."""
+        return self._was_member and self.node_id not in self.log.config and self.commit_index >= self.log.config_index
+
+    def caught_up(self, node: str) -> bool:
+        """Leading: `node`'s log matches ours up to our commit index (a learner may then be promoted)."""
+        pr = self._progress.get(node) if self.role == "leader" else None
+        return pr is not None and pr.incarnation != 0 and not pr.learner and pr.match >= self.commit_index
+
+    def change_membership(self, change: Change, node: str) -> int:
+        """Propose a configuration entry that adds `node` as a learner, promotes it to voter, or removes it.
+
+        Returns the index of the entry that puts the change in effect (an earlier one when it is in effect
+        already: the caller waits for that index to commit). Raises NotLeader, or MembershipChangeRefused when
+        the change cannot be made now: another is not committed yet (one at a time keeps any two consecutive
+        configurations sharing a majority), this leader has not committed an entry of its own term yet (the
+        previous leader may have left a change this one's log lacks), or the learner has not caught up.
+        """
+        if self.role != "leader":
+            raise NotLeader(self.leader_id)
+        if self._transferee is not None:
+            raise NotLeader(self._transferee)
+        config = planned(self.log.config, change, node)
+        if config is None:
+            return self.log.config_index
+        if self.log.config_index > self.commit_index:
+            raise MembershipChangeRefused(
+                f"group {self.group or '?'} is still committing its previous membership change; retry once it is done"
+            )
+        if self.log.term_at(self.commit_index) != self.term:
+            raise MembershipChangeRefused(
+                f"group {self.group or '?'} has a new leader that has not committed its first entry; retry shortly"
+            )
+        if change == "promote" and not self.caught_up(node):
+            raise MembershipChangeRefused(
+                f"the learner {node!r} of group {self.group or '?'} has not caught up with the leader yet; retry later"
+            )
+        self._wake()
+        self.log.append([config_entry(self.term, config)])
+        self._config_changed()
+        for peer in list(self._progress):
+            self._send_append(peer)
+        return self.log.last_index
+
+    def _config_changed(self) -> None:
+        """Put the log's latest configuration in force (it changed when an entry appended, a conflict truncated,
+        or a snapshot installed one): who votes, who counts in a quorum, whom a leader replicates to."""
+        current = (self.log.config_index, self.log.config)
+        if current == self._config:
+            return
+        self._config = current
+        config = current[1]
+        self.voters = config.voters
+        self._peers = tuple(p for p in config.members if p != self.node_id)
+        self._quorum = len(config.voters) // 2 + 1
+        if self.node_id in config and self.log.config_is_explicit:
+            self._was_member = True
+        if self.role != "leader":
+            return
+        for peer in self._peers:
+            self._departing.pop(peer, None)
+            if peer not in self._progress:
+                self._progress[peer] = Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes)
+        for peer in self._progress:
+            if peer not in config:
+                self._departing.setdefault(peer, current[0])
+        self._maybe_commit()  # a smaller quorum may commit at once
+
+    def _maybe_let_go(self, peer: str) -> None:
+        """A follower a committed configuration removed has it now: tell it the commit, then stop replicating."""
+        index = self._departing.get(peer)
+        pr = self._progress.get(peer)
+        if index is None or pr is None or self.commit_index < index or pr.match < index:
+            return
+        self._send_entries(peer, pr.match, self.log.term_at(pr.match) or 0, [])
+        del self._departing[peer], self._progress[peer]
+        self._heard_since_wake.discard(peer)
+
+    def _step_down_if_removed(self) -> None:
+        """A leader a committed configuration removed hands over to its most up-to-date voter, and steps down."""
+        if self.role != "leader" or self.node_id in self.voters or self.commit_index < self.log.config_index:
+            return
+        voters = [p for p in self.voters if p in self._progress]
+        best = max(voters, key=lambda p: self._progress[p].match, default=None)
+        if best is not None and self._progress[best].match == self.log.last_index:
+            self._send(TimeoutNow(self.group, self.term, self.node_id, best))
+        self._become_follower(self.term, None)
 
     # --------------------------------------------------------------------------------------------------------
     # Receiving
@@ -473,7 +600,7 @@ class RaftCore:
                 if progress is not None and progress.state == "snapshot":
                     progress.stalled_heartbeats = 0  # a long transfer is progress, not a stall
             case TimeoutNow():
-                if self.role != "leader" and not self.learner:
+                if self.role != "leader" and self.voting:
                     self._campaign(pre_vote=False, transfer=True)
 
     def _keeps_quiet(self, m: Message) -> bool:
@@ -521,6 +648,7 @@ class RaftCore:
                 self.log.append(entries[offset:])
                 break
         last_new = prev + len(entries)
+        self._config_changed()
         self.commit_index = max(self.commit_index, min(m.commit, last_new))
         if m.quiesce and self._quiesce and self.commit_index == last_new == self.log.last_index:
             self.quiesced = True  # the leader stopped heartbeating: so does our election timer
@@ -570,7 +698,9 @@ class RaftCore:
     # Joining: a replica with an empty disk finds out whether the group is new
 
     def _probe(self) -> None:
-        for peer in self._peers:
+        for peer in self.voters:
+            if peer == self.node_id:
+                continue
             if peer not in self._join_answers:
                 self._send(JoinProbe(self.group, self.term, self.node_id, peer))
 
@@ -581,7 +711,7 @@ class RaftCore:
         return self._persisted_hs != HardState() or self.log.stable > 0
 
     def _on_join_reply(self, m: JoinReply) -> None:
-        if not self.joining or m.sender not in self._peers:
+        if not self.joining or m.sender not in self.voters or m.sender == self.node_id:
             return
         self._join_answers[m.sender] = m.exists
         holding = sum(self._join_answers.values())
@@ -636,11 +766,13 @@ class RaftCore:
             self.term += 1
             self.voted_for = self.node_id
         self._votes = {self.node_id: True}
-        if self._quorum == 1:
+        if self._granted() >= self._quorum:
             self._won()
             return
         term = self.term + 1 if pre_vote else self.term
-        for peer in self._peers:
+        for peer in self.voters:
+            if peer == self.node_id:
+                continue
             self._send(
                 RequestVote(
                     self.group,
@@ -668,16 +800,20 @@ class RaftCore:
         self._send(VoteResponse(self.group, term, self.node_id, m.sender, granted, m.pre_vote))
 
     def _on_vote_response(self, m: VoteResponse) -> None:
-        if self.role != "candidate" or m.pre_vote != self._pre_vote:
+        if self.role != "candidate" or m.pre_vote != self._pre_vote or m.sender not in self.voters:
             return
         if m.pre_vote and m.granted and m.term != self.term + 1:
             return
         self._votes[m.sender] = m.granted
-        granted = sum(self._votes.values())
+        granted = self._granted()
         if granted >= self._quorum:
             self._won()
-        elif len(self._votes) - granted >= self._quorum:
+        elif sum(not vote for vote in self._votes.values()) >= self._quorum:
             self._become_follower(self.term, None)
+
+    def _granted(self) -> int:
+        """Votes granted by voters of the configuration (ours counts only if we are one)."""
+        return sum(vote for voter, vote in self._votes.items() if voter in self.voters)
 
     def _won(self) -> None:
         if self._pre_vote:
@@ -689,6 +825,7 @@ class RaftCore:
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
         self._heard_since_wake.clear()
         self._uncommitted = 0
+        self._departing = {}
         self._progress = {
             p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
         }
@@ -703,7 +840,10 @@ class RaftCore:
         self._election_elapsed += 1
         if self._election_elapsed >= self._election_ticks:
             self._election_elapsed = 0
-            active = 1 + sum(pr.recent_active for pr in self._progress.values())
+            voters = self.voters
+            active = (self.node_id in voters) + sum(
+                pr.recent_active for peer, pr in self._progress.items() if peer in voters
+            )
             for pr in self._progress.values():
                 pr.recent_active = False
             if active < self._quorum:
@@ -717,7 +857,7 @@ class RaftCore:
         if self._heartbeat_elapsed >= self._heartbeat_ticks:
             self._heartbeat_elapsed = 0
             quiesce = self._quiesce and self._can_quiesce()
-            for peer in self._peers:
+            for peer in list(self._progress):
                 self._heartbeat(peer, quiesce=quiesce)
             if quiesce:
                 self.quiesced = True
@@ -797,6 +937,7 @@ class RaftCore:
             return
         if pr.acknowledged(m.match_index):
             self._progressed(m.sender)
+        self._maybe_let_go(m.sender)
 
     def _heard_from(self, pr: Progress, incarnation: int, learner: bool) -> None:
         """A follower's new incarnation may have lost what the previous one acknowledged: forget its `match` and
@@ -829,21 +970,28 @@ class RaftCore:
     def _maybe_commit(self) -> bool:
         """Advance the commit index to what a majority has durably, if that entry is of our term (Figure 8);
         tells every follower at once when it moved."""
-        matches = sorted([self.log.stable, *(pr.match for pr in self._progress.values())], reverse=True)
+        voters = self.voters
+        matches = [pr.match for peer, pr in self._progress.items() if peer in voters]
+        if self.node_id in voters:  # a leader a pending change removes leads on, without counting itself
+            matches.append(self.log.stable)
+        matches.sort(reverse=True)
+        if len(matches) < self._quorum:
+            return False
         candidate = matches[self._quorum - 1]
         if candidate <= self.commit_index or self.log.term_at(candidate) != self.term:
             return False
         committed = self.log.bytes_between(self.commit_index + 1, candidate)
         self._uncommitted = max(0, self._uncommitted - committed)
         self.commit_index = candidate
-        for peer in self._peers:
+        for peer in list(self._progress):
             self._send_append(peer, allow_empty=True)
+        self._step_down_if_removed()
         return True
 
     def _maybe_return_leadership(self) -> None:
         """Hand leadership back to the preferred node once it has kept up for an election timeout."""
         pr = self._progress.get(self._preferred) if self._preferred is not None else None
-        if pr is None or self._transferee is not None or pr.learner:
+        if pr is None or self._transferee is not None or pr.learner or self._preferred not in self.voters:
             return
         if pr.state == "replicate" and pr.match >= self.commit_index:
             self._preferred_ticks += 1
