@@ -106,7 +106,12 @@ class GroupManager:
         self._nursery: trio.Nursery | None = None
         self._listeners: list[GroupListener] = []
         self._members_listeners: list[MembersListener] = []
-        self.meta = self._new_group(METADATA_GROUP, self.seed_ids, external_dead_letters=False)
+        joining = settings.cluster.join and len(self.seed_ids) > 1
+        if joining:  # the cluster it joins was seeded without it
+            self.seed_ids = [n for n in self.seed_ids if n != self.node_id]
+        self.meta = self._new_group(METADATA_GROUP, self.seed_ids, external_dead_letters=False, learner=joining)
+        """A node that joins a running cluster starts its metadata group as a learner of the others: empty and
+        silent until the metadata leader adds it (after `mom cluster add-node`), then catching up."""
 
     @property
     def node_ids(self) -> list[str]:
@@ -145,7 +150,9 @@ class GroupManager:
             return msgspec.structs.replace(replication, quiesce=False)
         return replication
 
-    def _new_group(self, gid: str, voters: list[str], *, external_dead_letters: bool) -> RaftGroup:
+    def _new_group(
+        self, gid: str, voters: list[str], *, external_dead_letters: bool, learner: bool = False
+    ) -> RaftGroup:
         group = RaftGroup(
             gid,
             self.node_id,
@@ -159,6 +166,7 @@ class GroupManager:
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
             preferred_leader=voters[0],
+            joining_as_learner=learner,
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
             observer=self._observer,
@@ -222,7 +230,7 @@ class GroupManager:
                 placed = self.placement(ref)
             except NotFound:  # pragma: no cover - listed a moment ago, on the same thread
                 continue
-            if self.node_id in placed.replicas:
+            if self._hosts(placed):
                 wanted[placed.group_id] = placed
         return wanted
 
@@ -231,6 +239,8 @@ class GroupManager:
         would be quadratic in the destinations (a restarted node replays thousands of declares). A membership
         change goes to the members listeners (transport, liveness, forwarding)."""
         if isinstance(command, MEMBER_COMMANDS):
+            if isinstance(command, SeedMembers):
+                self._reconcile()  # placement's node set is the recorded seed from now on
             members = self.members()
             for listener in self._members_listeners:
                 listener(members)
@@ -252,10 +262,18 @@ class GroupManager:
         except NotFound:
             placed = None
         for gid in stale:
-            if placed is None or gid != placed.group_id or self.node_id not in placed.replicas:
+            if placed is None or gid != placed.group_id or not self._hosts(placed):
                 self._stop(gid)
-        if placed is not None and self.node_id in placed.replicas:
+        if placed is not None and self._hosts(placed):
             self._start(placed)
+
+    def _hosts(self, placed: Placement) -> bool:
+        """This node runs the group: it is a replica, or the target of a move into it (joining as a learner)."""
+        return self.node_id in placed.replicas or self._move_target(placed)
+
+    def _move_target(self, placed: Placement) -> bool:
+        move = self.meta.broker.members.move_of(placed.group_id.rpartition("@")[0])
+        return move is not None and move.target == self.node_id and self.node_id not in placed.replicas
 
     def _reconcile(self) -> None:
         """Start the groups placement gives this node and stop (and erase) the ones it no longer does."""
@@ -271,7 +289,8 @@ class GroupManager:
         gid = placed.group_id
         if self._nursery is None or gid in self._running:
             return
-        group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
+        learner = self._move_target(placed)
+        group = self._new_group(gid, list(placed.replicas), external_dead_letters=True, learner=learner)
         running = self._running[gid] = _Running(group, placed, trio.CancelScope())
         self._by_base.setdefault(gid.rpartition("@")[0], set()).add(gid)
         self._nursery.start_soon(self._run_group, gid, running)

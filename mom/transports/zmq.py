@@ -190,6 +190,10 @@ class ZmqTransport:
         }
         self._dealers: dict[str, zmq.Socket[bytes]] = {}
         self._links: dict[str, trio.CancelScope] = {}
+        self._refused_by: set[str] = set()
+        """Peers that refused our hello (we were not their peer yet): relinked once they speak to us, since a
+        node added to the cluster at run time is refused until the others learn of it, and libzmq does not
+        try again after a refused handshake."""
         self._run: tuple[_Sockets, trio.Nursery] | None = None
         self._connected: set[str] = set()
         self._last_seen: dict[str, float] = {}
@@ -436,6 +440,10 @@ class ZmqTransport:
                         identity,
                     )
                     continue
+                if sender in self._refused_by:
+                    self._refused_by.discard(sender)
+                    log.info("zmq: peer %s speaks to this node now: connecting to it again", sender)
+                    self.add_peer(sender, self._settings.peers[sender])
                 admitted_as = parts[1].get("User-Id")
                 if admitted_as != sender:
                     self._warn_once(
@@ -465,6 +473,8 @@ class ZmqTransport:
                 self._connected.add(peer)
             else:
                 self._connected.discard(peer)
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._refused_by.add(peer)
             if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self._curve is not None:
                 self._warn_once(
                     f"refused:{peer}",

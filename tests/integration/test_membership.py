@@ -7,14 +7,17 @@ go below the replication factor is refused with 409 and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.integration.harness import Cluster, free_port
+from tests.integration.harness import Api, Cluster, NodeProcess, free_port
 
 pytestmark = pytest.mark.transport
 
@@ -91,3 +94,139 @@ def test_members_are_added_checked_drained_and_removed_on_every_node(three: Clus
     eventually(everyone_forgot_mom4)
     api = three.api("mom3")
     assert api.retrying("POST", "/v1/queues/held/messages", json={"messages": [{"body": "still here"}]}).is_success
+
+
+QUEUES = [f"moving{i}" for i in range(6)]
+
+
+class Workload:
+    """Producers (with dedup ids, retrying what was not answered) and a consumer that acks, through the nodes
+    that stay, until stopped: what was acknowledged and what was delivered, by body."""
+
+    def __init__(self, cluster: Cluster, via: list[str]) -> None:
+        self._apis = [cluster.api(node) for node in via]
+        self.acknowledged: list[str] = []
+        self.delivered: dict[str, set[str]] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._produce), threading.Thread(target=self._consume)]
+
+    def __enter__(self) -> Workload:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def _produce(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            queue, body = QUEUES[i % len(QUEUES)], f"m{i}"
+            api = self._apis[i % len(self._apis)]
+            message = {"messages": [{"body": body, "dedup_id": body}]}
+            for _ in range(200):  # the same dedup id again until answered: never stored twice
+                try:
+                    answer = api.post(f"/v1/queues/{queue}/messages", json=message)
+                except httpx.TransportError:
+                    continue
+                if answer.status_code == 201:
+                    self.acknowledged.append(body)
+                    break
+                if answer.status_code not in (429, 503):
+                    self.errors.append(answer.text)
+                    break
+                time.sleep(0.05)
+            i += 1
+            time.sleep(0.01)
+
+    def _consume(self) -> None:
+        api = self._apis[-1]
+        while not self._stop.is_set():
+            for queue in QUEUES:
+                try:
+                    answer = api.post(f"/v1/queues/{queue}/receive", json={"max_messages": 50, "wait_s": 0})
+                except httpx.TransportError:
+                    continue
+                if answer.status_code != 200:
+                    continue
+                batch = answer.json()["messages"]
+                for message in batch:
+                    self.delivered.setdefault(message["body"], set()).add(message["id"])
+                if batch:
+                    with contextlib.suppress(httpx.TransportError):
+                        api.post(f"/v1/queues/{queue}/ack", json={"receipts": [m["receipt"] for m in batch]})
+
+
+def joining_node(cluster: Cluster) -> tuple[NodeProcess, str, str]:
+    """A 4th node whose config names the cluster's nodes and itself, with `join = true`."""
+    config = cluster.directory / "cluster.toml"
+    node = NodeProcess(cluster.directory / "mom4", env={"MOM_NODE_ID": "mom4"})
+    replication = f"127.0.0.1:{free_port()}"
+    text = config.read_text().replace("replication_factor = 3", "replication_factor = 3\njoin = true", 1)
+    text += f'\n[[cluster.nodes]]\nid = "mom4"\nrest = "127.0.0.1:{node.port}"\nreplication = "{replication}"\n'
+    joined = cluster.directory / "join.toml"
+    joined.write_text(text)
+    node.config = joined
+    return node, f"http://127.0.0.1:{node.port}", replication
+
+
+def replicas_held(admin: Api) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    listed = admin.get("/v1/cluster/nodes").json()
+    return {n["id"]: n["replicas"] for n in listed["nodes"]}, listed["moves"]
+
+
+def test_a_node_is_added_then_one_drained_and_removed_while_a_workload_runs(three: Cluster) -> None:
+    admin = three.api("mom2")
+    for queue in QUEUES:
+        assert admin.retrying("PUT", f"/v1/queues/{queue}").status_code == 201
+    mom4, rest, replication = joining_node(three)
+    three.nodes["mom4"] = mom4
+    mom4.start(wait=False)
+    with Workload(three, ["mom2", "mom3"]) as workload:
+        time.sleep(1)
+        added = admin.post("/v1/cluster/nodes", json={"id": "mom4", "rest": rest, "replication": replication})
+        assert added.status_code == 201, added.text
+        mom4.wait_healthy()
+
+        def mom4_has_its_share() -> None:
+            held, moves = replicas_held(admin)
+            assert held["mom4"] >= 4 and not moves, (held, moves)
+
+        eventually(mom4_has_its_share, timeout_s=60)
+        assert admin.post("/v1/cluster/nodes/mom1/drain").status_code == 200
+
+        def mom1_is_empty() -> None:
+            held, moves = replicas_held(admin)
+            assert held["mom1"] == 0 and not moves, (held, moves)
+
+        eventually(mom1_is_empty, timeout_s=60)
+        assert admin.delete("/v1/cluster/nodes/mom1").status_code == 204
+        time.sleep(1)
+    three.nodes["mom1"].stop()
+    assert not workload.errors, workload.errors[:3]
+    assert len(workload.acknowledged) > 50
+
+    def settled() -> None:
+        view = three.cluster_view("mom2")
+        assert [n["id"] for n in view["nodes"]] == ["mom2", "mom3", "mom4"]
+        for entry in view["destinations"]:
+            assert len(entry["replicas"]) == 3 and "mom1" not in entry["replicas"], entry
+            assert entry["leader"] in ("mom2", "mom3", "mom4"), entry
+
+    eventually(settled)
+    for node_id in ("mom2", "mom3", "mom4"):  # no 503 once mom1 is gone: raw requests, no retries
+        api = three.api(node_id)
+        for queue in QUEUES:
+            answer = api.post(f"/v1/queues/{queue}/messages", json={"messages": [{"body": f"after-{node_id}-{queue}"}]})
+            assert answer.status_code == 201, (node_id, queue, answer.text)
+    ids = dict(workload.delivered)
+    for queue in QUEUES:
+        for body, got in admin.drain(queue, []).ids.items():
+            ids.setdefault(body, set()).update(got)
+    missing = sorted(set(workload.acknowledged) - ids.keys())
+    assert not missing, f"{len(missing)} acknowledged messages lost: {missing[:10]}"
+    twice = {body: got for body, got in ids.items() if len(got) > 1}
+    assert not twice, f"stored twice: {list(twice.items())[:5]}"
