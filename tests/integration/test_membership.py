@@ -230,3 +230,32 @@ def test_a_node_is_added_then_one_drained_and_removed_while_a_workload_runs(thre
     assert not missing, f"{len(missing)} acknowledged messages lost: {missing[:10]}"
     twice = {body: got for body, got in ids.items() if len(got) > 1}
     assert not twice, f"stored twice: {list(twice.items())[:5]}"
+
+
+def test_a_dead_machine_is_replaced_by_a_new_node(three: Cluster) -> None:
+    admin = three.api("mom1")
+    for queue in QUEUES[:3]:
+        assert admin.retrying("PUT", f"/v1/queues/{queue}").status_code == 201
+        admin.publish(queue, f"before-{queue}")
+    three.nodes["mom3"].kill()
+    mom4, rest, replication = joining_node(three)
+    three.nodes["mom4"] = mom4
+    mom4.start(wait=False)
+    assert admin.post("/v1/cluster/nodes", json={"id": "mom4", "rest": rest, "replication": replication}).is_success
+    mom4.wait_healthy()
+    assert admin.post("/v1/cluster/nodes/mom3/drain").status_code == 200
+
+    def mom3_is_empty() -> None:
+        held, moves = replicas_held(admin)
+        assert held["mom3"] == 0 and held["mom4"] == 3 and not moves, (held, moves)
+
+    eventually(mom3_is_empty, timeout_s=60)
+    assert admin.delete("/v1/cluster/nodes/mom3").status_code == 204
+    api = three.api("mom4")
+    for queue in QUEUES[:3]:
+        answer = api.post(f"/v1/queues/{queue}/messages", json={"messages": [{"body": f"after-{queue}"}]})
+        assert answer.status_code == 201, answer.text
+        assert sorted(api.drain(queue, [f"before-{queue}", f"after-{queue}"]).ids) == [
+            f"after-{queue}",
+            f"before-{queue}",
+        ]
