@@ -348,6 +348,13 @@ class RaftGroup:
         """Follower -> (snapshot index, bytes acknowledged, size or -1) of the snapshots this leader streams."""
         return self._sender.transfers()
 
+    def prefer(self, node: str | None) -> None:
+        """Make `node` this group's preferred leader from now on (see `RaftCore.prefer`)."""
+        self._preferred = node
+        if self.core is not None:
+            self.core.prefer(node)
+            self._changed.set()
+
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to `to` once it has caught up; raises NotLeader unless leading."""
         if self.core is None:

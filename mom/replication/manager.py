@@ -266,6 +266,10 @@ class GroupManager:
                 self._stop(gid)
         if placed is not None and self._hosts(placed):
             self._start(placed)
+            running = self._running.get(placed.group_id)
+            if running is not None and running.placement.replicas != placed.replicas:
+                running.placement = placed  # a move finished: its replica set, and maybe its preferred leader
+                running.group.prefer(placed.replicas[0])
 
     def _hosts(self, placed: Placement) -> bool:
         """This node runs the group: it is a replica, or the target of a move into it (joining as a learner)."""

@@ -988,6 +988,12 @@ class RaftCore:
         self._step_down_if_removed()
         return True
 
+    def prefer(self, node: str | None) -> None:
+        """Make `node` the preferred leader (a replica moved in took the leaver's rank): leadership goes to it
+        once it has kept up for an election timeout."""
+        self._preferred = node
+        self._preferred_ticks = 0
+
     def _maybe_return_leadership(self) -> None:
         """Hand leadership back to the preferred node once it has kept up for an election timeout."""
         pr = self._progress.get(self._preferred) if self._preferred is not None else None
