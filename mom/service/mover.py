@@ -183,6 +183,10 @@ class Rebalancer:
             if node != self._manager.node_id:
                 await meta.remove_member(node)
                 return True
+            successor = next((v for v in sorted(config.voters) if v in members), None)
+            if successor is not None:  # this leader was removed: the next one takes it out of the group
+                meta.transfer_leadership(successor)
+                return True
         return False
 
     def planned(self) -> list[Move]:

@@ -42,3 +42,12 @@ def test_a_node_alone_lists_itself_and_refuses_changes(admin: Api) -> None:
     assert admin.delete("/v1/cluster/nodes/ghost").status_code == 404
     assert admin.delete("/v1/cluster/nodes/mom1").status_code == 409
     assert [n["id"] for n in admin.get("/v1/cluster/nodes").json()["nodes"]] == ["mom1"]
+
+
+def test_move_reports_are_checked_and_change_nothing_unless_a_move_is_in_progress(admin: Api, api: Api) -> None:
+    body = {"group": "q.none", "source": "mom1", "target": "mom2", "replicas": ["mom2"]}
+    assert api.post("/v1/cluster/moves", json=body).status_code == 403
+    for bad in [{}, {**body, "group": "x.none"}, {**body, "replicas": []}, {**body, "target": "bad id"}]:
+        assert admin.post("/v1/cluster/moves", json=bad).status_code == 400, bad
+    answer = admin.post("/v1/cluster/moves", json=body)
+    assert answer.status_code == 200 and answer.json() == {"recorded": False}
