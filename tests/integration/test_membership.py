@@ -105,6 +105,10 @@ class Workload:
                         api.post(f"/v1/queues/{queue}/ack", json={"receipts": [m["receipt"] for m in batch]})
 
 
+def _assert(condition: bool) -> None:
+    assert condition
+
+
 def joining_node(cluster: Cluster) -> tuple[NodeProcess, str, str]:
     """A 4th node whose config names the cluster's nodes and itself, with `join = true`."""
     config = cluster.directory / "cluster.toml"
@@ -229,6 +233,19 @@ def test_a_dead_machine_is_replaced_by_a_new_node(three: Cluster) -> None:
             f"after-{queue}",
             f"before-{queue}",
         ]
+
+    # A node added but never started: the moves planned onto it are abandoned once it is drained, then it goes.
+    ghost = {"id": "mom5", "rest": f"127.0.0.1:{free_port()}", "replication": f"127.0.0.1:{free_port()}"}
+    assert admin.post("/v1/cluster/nodes", json=ghost).status_code == 201
+    eventually(lambda: _assert(any(m["target"] == "mom5" for m in replicas_held(admin)[1])), timeout_s=30)
+    assert admin.post("/v1/cluster/nodes/mom5/drain").status_code == 200
+
+    def ghost_gone() -> None:
+        held, moves = replicas_held(admin)
+        assert held["mom5"] == 0 and not moves, (held, moves)
+
+    eventually(ghost_gone, timeout_s=30)
+    assert admin.delete("/v1/cluster/nodes/mom5").status_code == 204
 
 
 def test_moves_cut_by_a_restart_of_every_node_resume(three: Cluster) -> None:

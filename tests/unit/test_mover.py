@@ -39,7 +39,9 @@ class FakeGroup:
 
     async def remove_member(self, node: str) -> None:
         self.changes.append(f"remove {node}")
-        self.membership.voters.remove(node)
+        for members in (self.membership.voters, self.membership.learners):
+            if node in members:
+                members.remove(node)
 
     def transfer_leadership(self, to: str) -> None:
         self.changes.append(f"transfer {to}")
@@ -67,3 +69,20 @@ async def test_resuming_a_finished_change_changes_nothing() -> None:
     group = FakeGroup(Config(["a", "b", "d"]))
     assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01)
     assert group.changes == []
+
+
+async def test_an_abandoned_move_takes_its_learner_out_again() -> None:
+    group = FakeGroup(Config(["a", "b", "c"]), ready_after=10**9)  # the target never catches up
+    wanted = True
+
+    async def abandon_soon() -> None:
+        nonlocal wanted
+        await trio.sleep(0.05)
+        wanted = False
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(abandon_soon)
+            done = await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: wanted)
+    assert not done
+    assert group.changes == ["learner d", "remove d"]
