@@ -4,11 +4,12 @@ group's leader carries out the moves of its group.
 `Rebalancer` runs on every node and acts while the node leads the metadata group: it keeps the metadata group's
 Raft configuration in step with the catalog's member list (a new member joins as a learner, becomes a voter once
 caught up; a removed one leaves), one change at a time, and records the moves `mom.replication.rebalance.plan`
-returns (`StartMove`), at most `max_moves` in flight. A move whose target stops being an active member before it
-is done is abandoned (`FinishMove` with the replica set unchanged). `Mover` runs on every node too and carries out
-each recorded move of a group this node leads: add the target as a learner, wait until it has caught up, promote
-it, remove the source (a leader that is the source hands leadership to the target first, and the new leader
-finishes), then record the new replica set (`FinishMove`) on the metadata leader, here or over its REST API.
+returns (`StartMove`), at most `max_moves` in flight. `Mover` runs on every node too and carries out each recorded
+move of a group this node leads: add the target as a learner, wait until it has caught up, promote it, remove the
+source (a leader that is the source hands leadership to the target first, and the new leader finishes), then
+record the new replica set (`FinishMove`) on the metadata leader, here or over its REST API. A move whose target
+stops being an active member before it is promoted is abandoned: the learner leaves, and the unchanged replica set
+is recorded. Only the group's leader records an outcome, so the catalog always holds the group's real members.
 Every step is idempotent, so a leader that changes or restarts in the middle resumes from the catalog's intent.
 
 Both need Raft configuration changes of the groups (`Reconfigurable`); a group without them is left alone.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import trio
 
@@ -59,6 +60,7 @@ class Reconfigurable(Protocol):
     def transfer_leadership(self, to: str) -> None: ...
 
 
+Outcome = Literal["done", "handed_over", "abandoned"]
 FinishSender = Callable[[FinishMove], Awaitable[None]]
 """Records a finished move on the metadata leader (locally, or over its REST API)."""
 
@@ -70,10 +72,11 @@ async def reconfigure(
     *,
     poll_s: float = POLL_S,
     wanted: Callable[[], bool] = lambda: True,
-) -> bool:
-    """Carry out `move` in `group`, led here. True once the target votes and the source is gone; False when this
-    leader handed leadership to the target (it was the source), so the new leader finishes the move, or when the
-    move was abandoned (`wanted` turned false while the target caught up: it left the group again)."""
+) -> Outcome:
+    """Carry out `move` in `group`, led here: `done` once the target votes and the source is gone; `handed_over`
+    when this leader was the source and handed leadership to the target (the new leader finishes the move);
+    `abandoned` when `wanted` turned false before the target was promoted (it left the group again). Once
+    promoted, a move is finished whatever happens: the catalog must record the group's real members."""
     config = group.membership
     if move.target not in config.voters:
         if move.target not in config.learners:
@@ -81,15 +84,15 @@ async def reconfigure(
         await _until(lambda: group.caught_up(move.target) or not wanted(), poll_s)
         if not wanted():
             await group.remove_member(move.target)
-            return False
+            return "abandoned"
         await group.promote(move.target)
     config = group.membership
     if move.source is not None and move.source in (*config.voters, *config.learners):
         if move.source == node_id:
             group.transfer_leadership(move.target)
-            return False
+            return "handed_over"
         await group.remove_member(move.source)
-    return True
+    return "done"
 
 
 async def _until(condition: Callable[[], bool], poll_s: float) -> None:
@@ -129,13 +132,27 @@ class Mover:
         self._running.add(move.group)
         nursery.start_soon(self._carry_out, group, move, list(placement.replicas))
 
+    def _wanted(self, move: Move) -> Callable[[], bool]:
+        """Whether `move` is still worth doing: still recorded, its target still an active member."""
+        members = self._manager.meta.broker.members
+
+        def wanted() -> bool:
+            target = members.member(move.target)
+            return members.move_of(move.group) == move and target is not None and target.state == "active"
+
+        return wanted
+
     async def _carry_out(self, group: Reconfigurable, move: Move, replicas: list[str]) -> None:
         try:
-            members = self._manager.meta.broker.members
-            wanted = lambda: members.move_of(move.group) == move  # noqa: E731 - abandoned when it is gone
-            if await reconfigure(group, self._manager.node_id, move, poll_s=self._poll_s, wanted=wanted):
+            outcome = await reconfigure(
+                group, self._manager.node_id, move, poll_s=self._poll_s, wanted=self._wanted(move)
+            )
+            if outcome == "done":
                 await self._finish(FinishMove(move, moved(replicas, move)))
                 log.info("moved the replica of %s from %s to %s", move.group, move.source, move.target)
+            elif outcome == "abandoned":
+                await self._finish(FinishMove(move, replicas, done=False))
+                log.info("abandoned the move of %s to %s: no longer an active member", move.group, move.target)
         except (NotLeader, MomError) as exc:
             log.info(
                 "move of %s from %s to %s paused (%s); it resumes on its leader",
@@ -154,7 +171,7 @@ class Rebalancer:
     def __init__(
         self,
         manager: GroupManager,
-        submit: Callable[[StartMove | FinishMove], Awaitable[object]],
+        submit: Callable[[StartMove], Awaitable[object]],
         *,
         max_moves: int,
         replication_factor: int,
@@ -175,9 +192,6 @@ class Rebalancer:
             try:
                 if await self.step_metadata(meta):
                     continue
-                for move, replicas in self.abandoned():
-                    await self._submit(FinishMove(move, replicas, done=False))
-                    log.info("abandoned: move of %s to %s, no longer an active member", move.group, move.target)
                 for move in self.planned():
                     await self._submit(StartMove(move))
                     log.info("planned: move the replica of %s from %s to %s", move.group, move.source, move.target)
@@ -205,19 +219,6 @@ class Rebalancer:
                 meta.transfer_leadership(successor)
                 return True
         return False
-
-    def abandoned(self) -> list[tuple[Move, list[str]]]:
-        """The moves in progress whose target is no longer an active member (drained or removed before it caught
-        up, or never started), with the replica sets they leave unchanged."""
-        members = self._manager.meta.broker.members
-        catalog = self._manager.meta.broker
-        factors = dict(catalog.placed())
-        active = {m.id for m in members.members() if m.state == "active"}
-        return [
-            (move, members.replicas(move.group, factors.get(move.group) or self._factor, seed=self._manager.seed_ids))
-            for move in members.moves()
-            if move.target not in active
-        ]
 
     def planned(self) -> list[Move]:
         catalog = self._manager.meta.broker

@@ -50,7 +50,7 @@ class FakeGroup:
 async def test_a_move_adds_a_learner_waits_promotes_then_removes() -> None:
     group = FakeGroup(Config(["a", "b", "c"]))
     assert isinstance(group, Reconfigurable)
-    assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01)
+    assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01) == "done"
     assert group.changes == ["learner d", "promote d", "remove c"]
     assert group.asked == 3, "promoted only once caught up"
     assert sorted(group.membership.voters) == ["a", "b", "d"]
@@ -58,16 +58,16 @@ async def test_a_move_adds_a_learner_waits_promotes_then_removes() -> None:
 
 async def test_a_leader_that_leaves_hands_over_and_the_next_one_resumes() -> None:
     group = FakeGroup(Config(["a", "b", "c"]), ready_after=1)
-    assert not await reconfigure(group, "a", Move("q.x", "a", "d"), poll_s=0.01)
+    assert await reconfigure(group, "a", Move("q.x", "a", "d"), poll_s=0.01) == "handed_over"
     assert group.changes == ["learner d", "promote d", "transfer d"]
     with trio.fail_after(5):
-        assert await reconfigure(group, "d", Move("q.x", "a", "d"), poll_s=0.01)
+        assert await reconfigure(group, "d", Move("q.x", "a", "d"), poll_s=0.01) == "done"
     assert group.changes[-1] == "remove a" and sorted(group.membership.voters) == ["b", "c", "d"]
 
 
 async def test_resuming_a_finished_change_changes_nothing() -> None:
     group = FakeGroup(Config(["a", "b", "d"]))
-    assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01)
+    assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01) == "done"
     assert group.changes == []
 
 
@@ -84,5 +84,13 @@ async def test_an_abandoned_move_takes_its_learner_out_again() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(abandon_soon)
             done = await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: wanted)
-    assert not done
+    assert done == "abandoned"
     assert group.changes == ["learner d", "remove d"]
+
+
+async def test_a_promoted_target_is_kept_whatever_happens_next() -> None:
+    group = FakeGroup(Config(["a", "b", "c"]), ready_after=1)
+    outcome = await reconfigure(
+        group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: "promote d" not in group.changes
+    )
+    assert outcome == "done" and group.changes == ["learner d", "promote d", "remove c"]
