@@ -117,12 +117,25 @@ class MembershipMixin(QuiesceMixin):
             raise MembershipChangeRefused(
                 f"the learner {node!r} of group {self.group or '?'} has not caught up with the leader yet; retry later"
             )
+        healthy = [v for v in config.voters if self._healthy(v)]
+        if len(healthy) < len(config.voters) // 2 + 1:
+            raise MembershipChangeRefused(
+                f"group {self.group or '?'} would be left with {len(healthy)} of {len(config.voters)} voters up "
+                f"and voting ({', '.join(healthy)}), too few to elect a leader; retry once the others are back"
+            )
         self._wake()
         self.log.append([config_entry(self.term, config)])
         self._config_changed()
         for peer in list(self._progress):
             self._send_append(peer)
         return self.log.last_index
+
+    def _healthy(self, voter: str) -> bool:
+        """Leading: `voter` is this node, or was heard from lately and is not a recovering replica."""
+        if voter == self.node_id:
+            return True
+        pr = self._progress.get(voter)
+        return pr is not None and (pr.recent_active or pr.was_active) and pr.incarnation != 0 and not pr.learner
 
     def _config_changed(self) -> None:
         """Put the log's latest configuration in force (it changed when an entry appended, a conflict truncated,
@@ -157,6 +170,26 @@ class MembershipMixin(QuiesceMixin):
         self._send_entries(peer, pr.match, self.log.term_at(pr.match) or 0, [])
         del self._departing[peer], self._progress[peer]
         self._heard_since_wake.discard(peer)
+
+    def _reach_removed(self, peer: str) -> None:
+        """A node our committed configuration removed asks for votes (its removal is not committed in its log,
+        or not there at all after a conflict, so it may stand): replicate to it again until its log holds the
+        removal and it knows that committed; it stands no more and knows it is `removed`. Its leader's last
+        message may have been lost, or it restarted since. A departing node that goes silent is dropped at the
+        next CheckQuorum period."""
+        index = self.log.config_index
+        if peer in self._progress or self.commit_index < index:
+            return
+        self._progress[peer] = Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes)
+        self._progress[peer].recent_active = True
+        self._departing[peer] = index
+        self._send_append(peer, allow_empty=True)
+
+    def _drop_silent_departing(self) -> None:
+        """Stop replicating to removed nodes not heard from in a CheckQuorum period (stopped, or cut off)."""
+        for peer in [p for p in self._departing if not self._progress[p].recent_active]:
+            del self._departing[peer], self._progress[peer]
+            self._heard_since_wake.discard(peer)
 
     def _step_down_if_removed(self) -> None:
         """A leader a committed configuration removed hands over to its most up-to-date voter, and steps down."""

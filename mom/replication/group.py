@@ -505,6 +505,8 @@ class RaftGroup:
         where = f"group {self.group_id} on {self.node_id}"
         if standing == "joining":
             log.info("%s starts with nothing on disk: asking the other replicas whether the group is new", where)
+        elif standing == "learner" and before is None and self._joining_as_learner:
+            log.info("%s starts empty to be added to the group: it catches up before it votes", where)
         elif standing == "learner":
             log.warning(
                 "%s is a learner: it lost entries it may have acknowledged (a damaged log or a replaced disk), so "

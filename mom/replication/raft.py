@@ -161,6 +161,11 @@ class RaftCore(MembershipMixin):
             and len(self.voters) > 1
         )
         """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
+        if persisted.empty and not self.joining and (joining_as_learner or node_id not in self.voters):
+            # Started empty as a learner (to be added, or listed as one after losing its disk): like a replica
+            # that lost data, it votes for no one until it has caught up with a leader, since a promotion it has
+            # not seen may already count its acknowledgements (and a wiped one has forgotten them).
+            self.learner = True
         self.incarnation = rng.getrandbits(62) + 1
         """This run of this replica, named in its responses."""
         self._join_answers: dict[str, bool] = {}
@@ -380,6 +385,8 @@ class RaftCore(MembershipMixin):
             return
         if self.joining:
             return  # not a member yet: whoever sent this retries
+        if isinstance(m, RequestVote) and self.role == "leader" and m.sender not in self.log.config:
+            self._reach_removed(m.sender)
         if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":
             self.leader_id = None  # our leader stands for election: it restarted, it leads no more
         if m.term > self.term:
@@ -562,7 +569,7 @@ class RaftCore(MembershipMixin):
             )
 
     def _on_request_vote(self, m: RequestVote) -> None:
-        can_vote = not self.learner and (
+        can_vote = self._may_vote() and (
             self.voted_for == m.sender
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
@@ -573,6 +580,14 @@ class RaftCore(MembershipMixin):
             self._reset_timer()
         term = m.term if granted else self.term
         self._send(VoteResponse(self.group, term, self.node_id, m.sender, granted, m.pre_vote))
+
+    def _may_vote(self) -> bool:
+        """A member of its configuration that lost nothing. A learner of the configuration answers too: only a
+        candidate that counts it as a voter asks, and a promotion that committed may not have reached it yet
+        (refusing, it could leave the group without a quorum). A node the configuration does not list never
+        votes: a removed node, or one started empty to be added (a wiped node added back under the same name
+        would otherwise vote for a stale candidate, its memory of the entries it had acknowledged gone)."""
+        return not self.learner and not self.joining and (self.node_id in self.log.config or self.voting)
 
     def _on_vote_response(self, m: VoteResponse) -> None:
         if self.role != "candidate" or m.pre_vote != self._pre_vote or m.sender not in self.voters:
@@ -615,12 +630,13 @@ class RaftCore(MembershipMixin):
         self._election_elapsed += 1
         if self._election_elapsed >= self._election_ticks:
             self._election_elapsed = 0
+            self._drop_silent_departing()
             voters = self.voters
             active = (self.node_id in voters) + sum(
                 pr.recent_active for peer, pr in self._progress.items() if peer in voters
             )
             for pr in self._progress.values():
-                pr.recent_active = False
+                pr.was_active, pr.recent_active = pr.recent_active, False
             if active < self._quorum:
                 self._become_follower(self.term, None)  # cut off from a majority: stop taking writes
                 return
