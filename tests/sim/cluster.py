@@ -227,9 +227,10 @@ class SimCluster:
             node.applied = _decode_state(installed)
             self.checker.installed(node.node_id, node.applied)
         for message in ready.messages:
-            if isinstance(message, VoteResponse) and message.granted and node.node_id not in core.membership:
-                if not core.voting:  # a voter whose removal is not committed yet may still vote
-                    raise SafetyViolation(f"{node.node_id} votes although {core.membership} does not list it")
+            # A voter whose removal is not committed yet may still vote (`voting`); no other non-member.
+            granted = isinstance(message, VoteResponse) and message.granted
+            if granted and node.node_id not in core.membership and not core.voting:
+                raise SafetyViolation(f"{node.node_id} votes although {core.membership} does not list it")
         self.net.send(ready.messages)
         self._stream_snapshots(node, ready)
         for offset, entry in enumerate(ready.committed):
