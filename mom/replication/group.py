@@ -513,6 +513,8 @@ class RaftGroup:
                 "it does not vote until it has caught up with the leader",
                 where,
             )
+        elif before == "learner" and self._joining_as_learner:
+            log.info("%s caught up with the leader (a learner until promoted)", where)
         elif before == "learner":
             log.warning("%s caught up with the leader: it votes again", where)
         else:
