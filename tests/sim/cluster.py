@@ -242,6 +242,7 @@ class SimCluster:
         core.advance(ready)
         if (
             len(node.applied) == core.applied_index
+            and core.applied_index <= core.log.stable  # as the real driver: only what is durable here
             and core.applied_index - core.snapshot.index >= self.config.compact_every
         ):
             data = msgspec.msgpack.encode(node.applied[: core.applied_index])
