@@ -512,12 +512,16 @@ class RaftGroup:
         where = f"group {self.group_id} on {self.node_id}"
         if standing == "joining":
             log.info("%s starts with nothing on disk: asking the other replicas whether the group is new", where)
+        elif standing == "learner" and before is None and self._joining_as_learner:
+            log.info("%s starts empty to be added to the group: it catches up before it votes", where)
         elif standing == "learner":
             log.warning(
                 "%s is a learner: it lost entries it may have acknowledged (a damaged log or a replaced disk), so "
                 "it does not vote until it has caught up with the leader",
                 where,
             )
+        elif before == "learner" and self._joining_as_learner:
+            log.info("%s caught up with the leader (a learner until promoted)", where)
         elif before == "learner":
             log.warning("%s caught up with the leader: it votes again", where)
         else:

@@ -19,34 +19,10 @@ bounded in messages and bytes per follower, a bound on the leader's uncommitted 
 refused with `Overloaded`, like etcd's MaxUncommittedSize), snapshots for followers that fell behind the
 compacted log, and leadership transfer (used to hand leadership back to a preferred node).
 
-Raft assumes a node never forgets what it persisted. When it does (a damaged log cut short, a replaced disk),
-its vote could elect a leader that lacks entries it had acknowledged, and a committed write would be lost. So:
+Membership (single-server changes with learners) and the recovery of replicas that lost data or start empty
+live in `mom.replication._membership`, and quiescence (idle groups that stop ticking) in
+`mom.replication._quiesce`: parts of the core split off for size.
 
-- A replica whose storage lost entries starts as a *learner* (`HardState.learner`, persisted): it replicates
-  and acknowledges like any follower, but never votes or stands for election.
-- A replica that starts with nothing at all is *joining*: it cannot tell a brand-new group from a wiped disk,
-  so it asks the other replicas (`JoinProbe`) whether they hold anything durable of the group, a persisted
-  membership included (`HardState.member`, written as soon as a replica has decided). If a majority of the group
-  (itself included) is empty too, the group is new and it starts as a voter; if so many hold state that no
-  majority can be empty, it becomes a learner. Until then it takes part in nothing. In a new group the first
-  replicas to decide, a majority of them, are voters: each saw a majority empty.
-- Every response names the follower's *incarnation* (random, new at each start). A leader that sees a new one
-  forgets what the previous one acknowledged (its `match`: the follower may have lost those entries) and probes
-  again from the follower's real log; for a learner it notes its own last index at that moment, after the
-  restart, as the catch-up target. Once the learner's log matches up to it, which covers every entry committed
-  before then (and any a stale `match` helped commit), the leader's AppendEntries say `promote`, and the
-  learner votes again (after persisting that).
-
-Quiescence (`quiesce=True`), for thousands of idle groups on a node: a leader whose group has nothing left to do
-(every entry committed and acknowledged by every follower, all of them heard from lately, no transfer, no
-snapshot, no hand-back to a preferred leader pending) sends one last heartbeat marked `quiesce` and stops
-ticking; a follower that gets it with its log matching whole stops its election timer too. A quiesced group
-does nothing until something happens to it: a proposal or a leadership transfer (the leader wakes and
-replicates), any Raft message other than that heartbeat and its answers, or the driver's news about a node
-(`peer_down`: the node-level liveness, one heartbeat per pair of nodes for all groups, declared the leader's
-node dead, so the followers campaign; or a follower's node dead or back, so the leader heartbeats again). Timers
-only ever decide *when* to campaign or step down, never what is committed, so quiescence cannot break safety;
-the simulation runs with it on, with false suspicions of live nodes too.
 """
 
 from __future__ import annotations
@@ -54,12 +30,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from mom.errors import MembershipChangeRefused, Overloaded, Unavailable
+from mom.errors import Overloaded
+from mom.replication._membership import Change, MembershipMixin, NotLeader, Role
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
-from mom.replication.membership import Membership, config_entry, planned
+from mom.replication.membership import Membership
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
@@ -76,6 +52,7 @@ from mom.replication.messages import (
 )
 
 __all__ = [
+    "Change",
     "FollowerView",
     "HardState",
     "NotLeader",
@@ -86,17 +63,6 @@ __all__ = [
     "Snapshot",
     "SnapshotMeta",
 ]
-
-Role = Literal["follower", "candidate", "leader"]
-Change = Literal["add_learner", "promote", "remove"]
-
-
-class NotLeader(Unavailable):
-    """This node cannot accept writes for the group; `leader_id` is where to go instead, when known."""
-
-    def __init__(self, leader_id: str | None) -> None:
-        super().__init__(f"not the leader; try {leader_id}" if leader_id else "no leader is known right now")
-        self.leader_id = leader_id
 
 
 @dataclass(eq=False)
@@ -126,7 +92,7 @@ class Ready:
     """Chunks of a leader's snapshot that this follower accepted: the driver stores and acknowledges them."""
 
 
-class RaftCore:
+class RaftCore(MembershipMixin):
     def __init__(
         self,
         node_id: str,
@@ -195,6 +161,11 @@ class RaftCore:
             and len(self.voters) > 1
         )
         """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
+        if persisted.empty and not self.joining and (joining_as_learner or node_id not in self.voters):
+            # Started empty as a learner (to be added, or listed as one after losing its disk): like a replica
+            # that lost data, it votes for no one until it has caught up with a leader, since a promotion it has
+            # not seen may already count its acknowledgements (and a wiped one has forgotten them).
+            self.learner = True
         self.incarnation = rng.getrandbits(62) + 1
         """This run of this replica, named in its responses."""
         self._join_answers: dict[str, bool] = {}
@@ -402,150 +373,6 @@ class RaftCore:
         else:
             self._send_append(to)
 
-    def peer_down(self, peer: str) -> None:
-        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease and campaigns
-        after a random part of an election timeout (so the followers do not all stand at once); a leader wakes to
-        heartbeat (and to step down under CheckQuorum if too few are left). Wrong news is harmless: timers decide
-        when elections happen, never what commits."""
-        if self.role == "leader":
-            if peer in self._progress:
-                self._wake()
-        elif self.leader_id == peer:
-            self._wake()
-            self.leader_id = None
-            self._election_elapsed = self._election_ticks
-
-    def peer_up(self, peer: str) -> None:
-        """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
-        follower learns who leads and catches up without waiting for an election timeout of its own."""
-        if self.role == "leader" and peer in self._progress:
-            self._wake()
-
-    def _wake(self) -> None:
-        if not self.quiesced:
-            return
-        self.quiesced = False
-        self._election_elapsed = 0
-        self._heard_since_wake.clear()
-        if self.role == "leader":
-            self._heartbeat_elapsed = self._heartbeat_ticks - 1  # heartbeat at the next tick
-            for pr in self._progress.values():
-                pr.recent_active = True  # heard from before quiescing; CheckQuorum judges from the next period on
-
-    def _can_quiesce(self) -> bool:
-        """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
-        them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
-        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back)."""
-        last = self.log.last_index
-        if self._transferee is not None or self.commit_index != last or self.log.stable != last:
-            return False
-        if self._preferred is not None and self._preferred in self._progress and self._preferred in self.voters:
-            return False
-        if self._departing or not self._heard_since_wake.issuperset(self._progress):
-            return False
-        return all(
-            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
-            for pr in self._progress.values()
-        )
-
-    # --------------------------------------------------------------------------------------------------------
-    # Membership (single-server changes, see `mom.replication.membership`)
-
-    @property
-    def membership(self) -> Membership:
-        """The latest configuration in this replica's log (appended or committed), which is the one in force."""
-        return self.log.config
-
-    @property
-    def removed(self) -> bool:
-        """This replica was a member and a committed configuration no longer lists it: it takes no part any
-        more (the driver stops the group and erases its data)."""
-        return self._was_member and self.node_id not in self.log.config and self.commit_index >= self.log.config_index
-
-    def caught_up(self, node: str) -> bool:
-        """Leading: `node`'s log matches ours up to our commit index (a learner may then be promoted)."""
-        pr = self._progress.get(node) if self.role == "leader" else None
-        return pr is not None and pr.incarnation != 0 and not pr.learner and pr.match >= self.commit_index
-
-    def change_membership(self, change: Change, node: str) -> int:
-        """Propose a configuration entry that adds `node` as a learner, promotes it to voter, or removes it.
-
-        Returns the index of the entry that puts the change in effect (an earlier one when it is in effect
-        already: the caller waits for that index to commit). Raises NotLeader, or MembershipChangeRefused when
-        the change cannot be made now: another is not committed yet (one at a time keeps any two consecutive
-        configurations sharing a majority), this leader has not committed an entry of its own term yet (the
-        previous leader may have left a change this one's log lacks), or the learner has not caught up.
-        """
-        if self.role != "leader":
-            raise NotLeader(self.leader_id)
-        if self._transferee is not None:
-            raise NotLeader(self._transferee)
-        config = planned(self.log.config, change, node)
-        if config is None:
-            return self.log.config_index
-        if self.log.config_index > self.commit_index:
-            raise MembershipChangeRefused(
-                f"group {self.group or '?'} is still committing its previous membership change; retry once it is done"
-            )
-        if self.log.term_at(self.commit_index) != self.term:
-            raise MembershipChangeRefused(
-                f"group {self.group or '?'} has a new leader that has not committed its first entry; retry shortly"
-            )
-        if change == "promote" and not self.caught_up(node):
-            raise MembershipChangeRefused(
-                f"the learner {node!r} of group {self.group or '?'} has not caught up with the leader yet; retry later"
-            )
-        self._wake()
-        self.log.append([config_entry(self.term, config)])
-        self._config_changed()
-        for peer in list(self._progress):
-            self._send_append(peer)
-        return self.log.last_index
-
-    def _config_changed(self) -> None:
-        """Put the log's latest configuration in force (it changed when an entry appended, a conflict truncated,
-        or a snapshot installed one): who votes, who counts in a quorum, whom a leader replicates to."""
-        current = (self.log.config_index, self.log.config)
-        if current == self._config:
-            return
-        self._config = current
-        config = current[1]
-        self.voters = config.voters
-        self._peers = tuple(p for p in config.members if p != self.node_id)
-        self._quorum = len(config.voters) // 2 + 1
-        if self.node_id in config and self.log.config_is_explicit:
-            self._was_member = True
-        if self.role != "leader":
-            return
-        for peer in self._peers:
-            self._departing.pop(peer, None)
-            if peer not in self._progress:
-                self._progress[peer] = Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes)
-        for peer in self._progress:
-            if peer not in config:
-                self._departing.setdefault(peer, current[0])
-        self._maybe_commit()  # a smaller quorum may commit at once
-
-    def _maybe_let_go(self, peer: str) -> None:
-        """A follower a committed configuration removed has it now: tell it the commit, then stop replicating."""
-        index = self._departing.get(peer)
-        pr = self._progress.get(peer)
-        if index is None or pr is None or self.commit_index < index or pr.match < index:
-            return
-        self._send_entries(peer, pr.match, self.log.term_at(pr.match) or 0, [])
-        del self._departing[peer], self._progress[peer]
-        self._heard_since_wake.discard(peer)
-
-    def _step_down_if_removed(self) -> None:
-        """A leader a committed configuration removed hands over to its most up-to-date voter, and steps down."""
-        if self.role != "leader" or self.node_id in self.voters or self.commit_index < self.log.config_index:
-            return
-        voters = [p for p in self.voters if p in self._progress]
-        best = max(voters, key=lambda p: self._progress[p].match, default=None)
-        if best is not None and self._progress[best].match == self.log.last_index:
-            self._send(TimeoutNow(self.group, self.term, self.node_id, best))
-        self._become_follower(self.term, None)
-
     # --------------------------------------------------------------------------------------------------------
     # Receiving
 
@@ -558,6 +385,8 @@ class RaftCore:
             return
         if self.joining:
             return  # not a member yet: whoever sent this retries
+        if isinstance(m, RequestVote) and self.role == "leader" and m.sender not in self.log.config:
+            self._reach_removed(m.sender)
         if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":
             self.leader_id = None  # our leader stands for election: it restarted, it leads no more
         if m.term > self.term:
@@ -602,19 +431,6 @@ class RaftCore:
             case TimeoutNow():
                 if self.role != "leader" and self.voting:
                     self._campaign(pre_vote=False, transfer=True)
-
-    def _keeps_quiet(self, m: Message) -> bool:
-        """Whether a quiesced group stays so on `m` (of our term): a follower on its leader's quiesce heartbeat,
-        or on a vote request its lease refuses anyway; a leader on the followers' answers to its heartbeats. A
-        candidate that missed the quiesce heartbeat (lost, or it restarted) wakes the leader, whose heartbeats
-        then bring it back."""
-        if self.role == "leader":
-            return isinstance(m, AppendResponse) and m.success
-        if isinstance(m, AppendEntries):
-            return m.quiesce and m.sender == self.leader_id
-        if isinstance(m, RequestVote):
-            return not m.transfer
-        return isinstance(m, VoteResponse)
 
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
@@ -695,40 +511,6 @@ class RaftCore:
         )
 
     # --------------------------------------------------------------------------------------------------------
-    # Joining: a replica with an empty disk finds out whether the group is new
-
-    def _probe(self) -> None:
-        for peer in self.voters:
-            if peer == self.node_id:
-                continue
-            if peer not in self._join_answers:
-                self._send(JoinProbe(self.group, self.term, self.node_id, peer))
-
-    def _exists(self) -> bool:
-        """Whether this replica's disk holds state of the group (what a joining replica asks). Only what is
-        durable counts: a replica that crashes before persisting its membership comes back empty, and must then
-        have been counted as empty."""
-        return self._persisted_hs != HardState() or self.log.stable > 0
-
-    def _on_join_reply(self, m: JoinReply) -> None:
-        if not self.joining or m.sender not in self.voters or m.sender == self.node_id:
-            return
-        self._join_answers[m.sender] = m.exists
-        holding = sum(self._join_answers.values())
-        empty = 1 + len(self._join_answers) - holding
-        if empty >= self._quorum:
-            self.joining = False  # a new group: a majority never held anything, so nothing can be lost
-            self._reset_timer()
-            if self._stand_after is not None:
-                self.stand_after(self._stand_after)
-        elif holding > len(self.voters) - self._quorum:
-            self.joining = False  # the group exists: whatever this disk held before is gone
-            self.learner = True
-            self._reset_timer()
-        if not self.joining:
-            self._stand_after = None
-
-    # --------------------------------------------------------------------------------------------------------
     # Elections
 
     def _reset_timer(self) -> None:
@@ -787,7 +569,7 @@ class RaftCore:
             )
 
     def _on_request_vote(self, m: RequestVote) -> None:
-        can_vote = not self.learner and (
+        can_vote = self._may_vote() and (
             self.voted_for == m.sender
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
@@ -798,6 +580,14 @@ class RaftCore:
             self._reset_timer()
         term = m.term if granted else self.term
         self._send(VoteResponse(self.group, term, self.node_id, m.sender, granted, m.pre_vote))
+
+    def _may_vote(self) -> bool:
+        """A member of its configuration that lost nothing. A learner of the configuration answers too: only a
+        candidate that counts it as a voter asks, and a promotion that committed may not have reached it yet
+        (refusing, it could leave the group without a quorum). A node the configuration does not list never
+        votes: a removed node, or one started empty to be added (a wiped node added back under the same name
+        would otherwise vote for a stale candidate, its memory of the entries it had acknowledged gone)."""
+        return not self.learner and not self.joining and (self.node_id in self.log.config or self.voting)
 
     def _on_vote_response(self, m: VoteResponse) -> None:
         if self.role != "candidate" or m.pre_vote != self._pre_vote or m.sender not in self.voters:
@@ -840,12 +630,13 @@ class RaftCore:
         self._election_elapsed += 1
         if self._election_elapsed >= self._election_ticks:
             self._election_elapsed = 0
+            self._drop_silent_departing()
             voters = self.voters
             active = (self.node_id in voters) + sum(
                 pr.recent_active for peer, pr in self._progress.items() if peer in voters
             )
             for pr in self._progress.values():
-                pr.recent_active = False
+                pr.was_active, pr.recent_active = pr.recent_active, False
             if active < self._quorum:
                 self._become_follower(self.term, None)  # cut off from a majority: stop taking writes
                 return

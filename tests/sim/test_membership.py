@@ -2,7 +2,8 @@
 network, then random changes mixed with every fault the simulation has (crashes, partitions, loss, duplication,
 reordering, power loss with damaged or wiped disks), the checker of `cluster.py` running after every step.
 
-MOM_SIM_MEMBERSHIP_SEEDS=N runs N seeds per cluster size (default 150); a failure prints its replay command.
+MOM_SIM_MEMBERSHIP_SEEDS=N runs N seeds per cluster size (default 150), from MOM_SIM_MEMBERSHIP_FIRST (default 0);
+odd seeds run with quiescence and the node liveness. A failure prints its replay command.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from tests.sim.cluster import SimCluster, SimConfig, SimNode
 from tests.sim.network import Faults
 
 SEEDS = int(os.environ.get("MOM_SIM_MEMBERSHIP_SEEDS", "150"))
+FIRST = int(os.environ.get("MOM_SIM_MEMBERSHIP_FIRST", "0"))
+"""The first seed (to run other seeds than the default ones)."""
 STEPS = 600
 
 
@@ -173,7 +176,14 @@ def test_refusals() -> None:
 
 
 def run_schedule(seed: int, nodes: int, spares: int, steps: int = STEPS) -> SimCluster:
-    config = SimConfig(nodes=nodes, spares=spares, membership_probability=0.03)
+    quiesce = seed % 2 == 1  # half the schedules with quiescence and the node liveness (false suspicions too)
+    config = SimConfig(
+        nodes=nodes,
+        spares=spares,
+        membership_probability=0.03,
+        quiesce=quiesce,
+        false_suspicion=0.01 if quiesce else 0.0,
+    )
     cluster = SimCluster(seed, config)
     try:
         cluster.run(steps)
@@ -189,7 +199,7 @@ def run_schedule(seed: int, nodes: int, spares: int, steps: int = STEPS) -> SimC
 
 
 @pytest.mark.parametrize(("nodes", "spares"), [(3, 2), (5, 1)])
-@pytest.mark.parametrize("seed", range(SEEDS))
+@pytest.mark.parametrize("seed", range(FIRST, FIRST + SEEDS))
 def test_random_changes_with_faults_are_safe_and_complete(seed: int, nodes: int, spares: int) -> None:
     run_schedule(seed, nodes, spares)
 
