@@ -125,14 +125,51 @@ def _until(check: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
+FAILOVER_SAMPLE = 200
+"""How many of the killed node's queues the failover step publishes to (all of them up to this many)."""
+
+
+def _led_queues(mom: MomDeployment, token: str, node_id: str) -> list[str]:
+    view = httpx.get(f"{mom.urls[0]}/v1/cluster", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    return [d["name"] for d in view["destinations"] if d.get("kind") == "queue" and d.get("leader") == node_id]
+
+
+def _failover(ctx: RunContext, mom: MomDeployment, token: str, queues: list[str]) -> tuple[float | None, int]:
+    """Publish through node 1 to each of `queues` (led by a node just killed) until every one took a message:
+    (seconds until the last did, or None after 120 s; how many never did)."""
+    body = json.dumps(one_message()).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    waiting = set(queues)
+    started = time.monotonic()
+
+    def publish(queue: str) -> str | None:
+        try:
+            answer = httpx.post(f"{mom.urls[0]}/v1/queues/{queue}/messages", content=body, headers=headers, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return queue if answer.status_code == 201 else None
+
+    with ThreadPoolExecutor(16) as pool:
+        while waiting and time.monotonic() - started < 120:
+            waiting -= {done for done in pool.map(publish, sorted(waiting)) if done is not None}
+            if waiting:
+                time.sleep(0.1)
+    took = None if waiting else time.monotonic() - started
+    ctx.progress(f"  scale: failover of {len(queues)} queues after a kill: {took}s ({len(waiting)} never took a write)")
+    return took, len(waiting)
+
+
 def _restart(
     ctx: RunContext, mom: MomDeployment, token: str, index: int, queue: str
-) -> tuple[float | None, float | None]:
-    """SIGKILL node `index` and start it again: (seconds to /readyz 200, seconds to a publish through it)."""
+) -> tuple[float | None, float | None, float | None, int]:
+    """SIGKILL node `index`, measure the failover of the queues it led (through node 1), and start it again:
+    (seconds to /readyz 200, seconds to a publish through it, failover seconds, queues that never failed over)."""
     node = mom.nodes[index]
     assert node.proc is not None
+    led = _led_queues(mom, token, f"mom{index + 1}")[:FAILOVER_SAMPLE]
     os.killpg(node.proc.pid, signal.SIGKILL)
     node.proc.wait(10)
+    failover_s, stuck = _failover(ctx, mom, token, led)
     node.start()
     assert node.proc is not None
     mom.sessions[index] = node.proc.pid
@@ -148,7 +185,7 @@ def _restart(
 
     served = None if _until(published, 120) is None else time.monotonic() - started
     ctx.progress(f"  scale: restart of mom{index + 1}: ready after {ready}s, served after {served}s")
-    return ready, served
+    return ready, served, failover_s, stuck
 
 
 def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: float) -> tuple[int, int, float]:
@@ -209,7 +246,7 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             + f"; {', '.join(f'{p / 1024:.1f}' for p in per_destination)} KiB per destination; fds {fds}"
         )
         last = queues[-1] if queues else "scale-00000"
-        ready_s, served_s = _restart(ctx, mom, token, len(pids) - 1, last)
+        ready_s, served_s, failover_s, stuck = _restart(ctx, mom, token, len(pids) - 1, last)
         active = queues[:ACTIVE_QUEUES]
         ok, errors, elapsed = _publish_spread(mom, token, active, 1.0 if ctx.smoke else options.publish_s)
         ctx.progress(f"  scale: {ok / elapsed:,.0f} msg/s over {len(active)} queues ({errors} errors)")
@@ -226,7 +263,8 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
         messages=ok,
         notes=(
             f"{created} destinations; idle CPU {', '.join(f'{c:.1f}' for c in cpu)} % of a core per node; "
-            f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s"
+            f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s; "
+            f"failover {failover_s if failover_s is None else round(failover_s, 2)} s ({stuck} queues stuck)"
         ),
         extra={
             "destinations": created,
@@ -238,6 +276,8 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             "open_fds": fds,
             "restart_to_ready_s": ready_s,
             "restart_to_served_s": served_s,
+            "failover_s": failover_s,
+            "failover_stuck_queues": stuck,
             "active_queues": len(active),
         },
     )
