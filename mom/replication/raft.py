@@ -385,7 +385,7 @@ class RaftCore:
     def peer_down(self, peer: str) -> None:
         """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease; the first
         of the live voters in the group's failover order campaigns after a random part of an election timeout,
-        the next a whole timeout later, and so on (`_elections.failover_rank`: many groups failing over at once
+        the next 1.5 timeouts later, and so on (`_elections.failover_rank`: many groups failing over at once
         must not split their votes); a leader wakes to heartbeat (and to step down under CheckQuorum if too few
         are left). Wrong news is harmless: timers decide when elections happen, never what commits."""
         if self.role == "leader":
