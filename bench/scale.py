@@ -20,6 +20,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,28 +136,44 @@ def _led_queues(mom: MomDeployment, token: str, node_id: str) -> list[str]:
 
 
 def _failover(ctx: RunContext, mom: MomDeployment, token: str, queues: list[str]) -> tuple[float | None, int]:
-    """Publish through node 1 to each of `queues` (led by a node just killed) until every one took a message:
-    (seconds until the last did, or None after 120 s; how many never did)."""
+    """Publish through node 1 to each of `queues` (led by a node just killed), one thread per queue retrying until
+    its queue took a message: (seconds until the last one did, or None after 120 s; how many never did)."""
     body = json.dumps(one_message()).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    waiting = set(queues)
     started = time.monotonic()
+    took: dict[str, float] = {}
+    last: dict[str, str] = {}
 
-    def publish(queue: str) -> str | None:
-        try:
-            answer = httpx.post(f"{mom.urls[0]}/v1/queues/{queue}/messages", content=body, headers=headers, timeout=5)
-        except httpx.HTTPError:
-            return None
-        return queue if answer.status_code == 201 else None
-
-    with ThreadPoolExecutor(16) as pool:
-        while waiting and time.monotonic() - started < 120:
-            waiting -= {done for done in pool.map(publish, sorted(waiting)) if done is not None}
-            if waiting:
+    def until_published(queue: str) -> None:
+        with httpx.Client(timeout=2, headers=headers) as http:
+            while time.monotonic() - started < 120:
+                try:
+                    answer = http.post(f"{mom.urls[0]}/v1/queues/{queue}/messages", content=body)
+                except httpx.HTTPError as exc:
+                    last[queue] = type(exc).__name__
+                    continue
+                if answer.status_code == 201:
+                    took[queue] = time.monotonic() - started
+                    return
+                last[queue] = f"{answer.status_code} {answer.text[:160]}"
                 time.sleep(0.1)
-    took = None if waiting else time.monotonic() - started
-    ctx.progress(f"  scale: failover of {len(queues)} queues after a kill: {took}s ({len(waiting)} never took a write)")
-    return took, len(waiting)
+
+    threads = [threading.Thread(target=until_published, args=(queue,)) for queue in queues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stuck = [q for q in queues if q not in took]
+    times = sorted(took.values())
+    slowest = None if stuck or not times else times[-1]
+    median = times[len(times) // 2] if times else None
+    ctx.progress(
+        f"  scale: failover of {len(queues)} queues after a kill: all by {slowest}s, half by {median}s "
+        f"({len(stuck)} never took a write)"
+    )
+    for answer, count in Counter(last[q] for q in stuck if q in last).most_common(4):
+        ctx.progress(f"  scale: {count} queues still answered {answer}")
+    return slowest, len(stuck)
 
 
 def _restart(

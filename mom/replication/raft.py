@@ -195,6 +195,9 @@ class RaftCore:
         self._heartbeat_elapsed = 0
         self._timeout = election_ticks
         self._quorum_missed = 0
+        self._down: set[str] = set()
+        """Peers whose node the liveness declared dead (`peer_down`) and not back since: a leader quiesces
+        without them."""
         """CheckQuorum periods in a row in which this leader heard from too few followers."""
         self._failed_elections = 0
         """Real elections of ours that timed out in a row: each doubles the next timeout's range (`_elections`)."""
@@ -388,6 +391,7 @@ class RaftCore:
         the next 1.5 timeouts later, and so on (`_elections.failover_rank`: many groups failing over at once
         must not split their votes); a leader wakes to heartbeat (and to step down under CheckQuorum if too few
         are left). Wrong news is harmless: timers decide when elections happen, never what commits."""
+        self._down.add(peer)
         if self.role == "leader":
             if peer in self._progress:
                 self._wake()
@@ -400,6 +404,7 @@ class RaftCore:
     def peer_up(self, peer: str) -> None:
         """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
         follower learns who leads and catches up without waiting for an election timeout of its own."""
+        self._down.discard(peer)
         if self.role == "leader" and peer in self._progress:
             self._wake()
 
@@ -417,17 +422,24 @@ class RaftCore:
     def _can_quiesce(self) -> bool:
         """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
         them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
-        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back)."""
+        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back).
+
+        Followers on nodes the liveness declared dead do not count (a majority must still be live and caught up):
+        otherwise every group with a replica on a dead node, thousands of them, would heartbeat until it came back,
+        and the load of that on the survivors is what turned one node's death into an election storm. The dead
+        node's return (`peer_up`) wakes the leader, which then catches it up."""
         last = self.log.last_index
         if self._transferee is not None or self.commit_index != last or self.log.stable != last:
             return False
-        if self._preferred is not None and self._preferred in self._progress:
+        live = {peer: pr for peer, pr in self._progress.items() if peer not in self._down}
+        if len(live) + 1 < self._quorum:
             return False
-        if len(self._heard_since_wake) < len(self._peers):
+        if self._preferred is not None and self._preferred in live:
+            return False
+        if any(peer not in self._heard_since_wake for peer in live):
             return False
         return all(
-            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
-            for pr in self._progress.values()
+            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner for pr in live.values()
         )
 
     # --------------------------------------------------------------------------------------------------------
