@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from mom.replication._elections import failover_rank
 from mom.replication._progress import Progress
 from mom.replication._raftlog import RaftLog
 from mom.replication.messages import AppendEntries, AppendResponse, Message, RequestVote, VoteResponse
@@ -25,6 +26,8 @@ from mom.replication.messages import AppendEntries, AppendResponse, Message, Req
 class QuiesceMixin:
     """Waking and quiescing, for `RaftCore` (which defines the state declared here)."""
 
+    group: str
+    node_id: str
     role: Literal["follower", "candidate", "leader"]
     leader_id: str | None
     commit_index: int
@@ -36,27 +39,33 @@ class QuiesceMixin:
     _preferred: str | None
     _departing: dict[str, int]
     _heard_since_wake: set[str]
+    _down: set[str]
+    _quorum: int
     _election_elapsed: int
     _election_ticks: int
     _heartbeat_elapsed: int
     _heartbeat_ticks: int
 
     def peer_down(self, peer: str) -> None:
-        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease and campaigns
-        after a random part of an election timeout (so the followers do not all stand at once); a leader wakes to
-        heartbeat (and to step down under CheckQuorum if too few are left). Wrong news is harmless: timers decide
-        when elections happen, never what commits."""
+        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease; the first
+        of the live voters in the group's failover order campaigns after a random part of an election timeout,
+        the next 1.5 timeouts later, and so on (`_elections.failover_rank`: many groups failing over at once
+        must not split their votes); a leader wakes to heartbeat (and to step down under CheckQuorum if too few
+        are left). Wrong news is harmless: timers decide when elections happen, never what commits."""
+        self._down.add(peer)
         if self.role == "leader":
             if peer in self._progress:
                 self._wake()
         elif self.leader_id == peer:
             self._wake()
             self.leader_id = None
-            self._election_elapsed = self._election_ticks
+            rank = failover_rank(self.group, self.voters, peer, self.node_id)
+            self._election_elapsed = self._election_ticks if rank == 0 else -rank * self._election_ticks // 2
 
     def peer_up(self, peer: str) -> None:
         """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
         follower learns who leads and catches up without waiting for an election timeout of its own."""
+        self._down.discard(peer)
         if self.role == "leader" and peer in self._progress:
             self._wake()
 
@@ -74,17 +83,24 @@ class QuiesceMixin:
     def _can_quiesce(self) -> bool:
         """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
         them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
-        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back)."""
+        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back).
+
+        Followers on nodes the liveness declared dead do not count (a majority of voters must still be live and
+        caught up): otherwise every group with a replica on a dead node, thousands of them, would heartbeat until it
+        came back, and the load of that on the survivors is what turned one node's death into an election storm.
+        The dead node's return (`peer_up`) wakes the leader, which then catches it up."""
         last = self.log.last_index
         if self._transferee is not None or self.commit_index != last or self.log.stable != last:
             return False
-        if self._preferred is not None and self._preferred in self._progress and self._preferred in self.voters:
+        live = {peer: pr for peer, pr in self._progress.items() if peer not in self._down}
+        if sum(peer in self.voters for peer in live) + 1 < self._quorum:
             return False
-        if self._departing or not self._heard_since_wake.issuperset(self._progress):
+        if self._preferred is not None and self._preferred in live and self._preferred in self.voters:
+            return False
+        if self._departing or any(peer not in self._heard_since_wake for peer in live):
             return False
         return all(
-            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
-            for pr in self._progress.values()
+            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner for pr in live.values()
         )
 
     def _keeps_quiet(self, m: Message) -> bool:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mom.errors import Overloaded
+from mom.replication._elections import CHECK_QUORUM_PERIODS, election_timeout
 from mom.replication._membership import Change, MembershipMixin, NotLeader, Role
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
@@ -184,6 +185,13 @@ class RaftCore(MembershipMixin):
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._timeout = election_ticks
+        self._quorum_missed = 0
+        self._down: set[str] = set()
+        """Peers whose node the liveness declared dead (`peer_down`) and not back since: a leader quiesces
+        without them."""
+        """CheckQuorum periods in a row in which this leader heard from too few followers."""
+        self._failed_elections = 0
+        """Real elections of ours that timed out in a row: each doubles the next timeout's range (`_elections`)."""
         self._transferee: str | None = None
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
@@ -242,11 +250,15 @@ class RaftCore(MembershipMixin):
         if self.role == "leader":
             self._tick_leader()
             return
+        if self.role == "candidate" and not self._pre_vote and self._persisted_hs.term != self.term:
+            return  # our own vote is not durable yet, so no request has left: the election has not begun
         self._election_elapsed += 1
         if self.joining:
             if self._election_elapsed % self._heartbeat_ticks == 0:
                 self._probe()
         elif self._election_elapsed >= self._timeout and self.voting:
+            if self.role == "candidate" and not self._pre_vote:
+                self._failed_elections += 1
             self._campaign(pre_vote=True, transfer=False)
 
     def stand_after(self, ticks: int) -> None:
@@ -434,6 +446,7 @@ class RaftCore(MembershipMixin):
 
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
+        self._failed_elections = 0
         if self.role != "follower" or self.leader_id != leader:
             self._become_follower(self.term, leader)
         self._election_elapsed = 0
@@ -515,7 +528,7 @@ class RaftCore(MembershipMixin):
 
     def _reset_timer(self) -> None:
         self._election_elapsed = 0
-        self._timeout = self._rng.randrange(self._election_ticks, 2 * self._election_ticks)
+        self._timeout = election_timeout(self._rng, self._election_ticks, self._failed_elections)
 
     def _in_lease(self) -> bool:
         """CheckQuorum's lease: we heard from a live leader less than an election timeout ago."""
@@ -612,6 +625,7 @@ class RaftCore(MembershipMixin):
         self.role = "leader"
         self.leader_id = self.node_id
         self._pre_vote = False
+        self._failed_elections = self._quorum_missed = 0
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
         self._heard_since_wake.clear()
         self._uncommitted = 0
@@ -619,6 +633,9 @@ class RaftCore(MembershipMixin):
         self._progress = {
             p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
         }
+        for peer, granted in self._votes.items():
+            if granted and peer in self._progress:
+                self._progress[peer].recent_active = True  # it just voted: CheckQuorum counts it in the first period
         self.log.append([LogEntry(self.term, b"")])  # entries of earlier terms commit only under one of ours
         for peer in self._peers:
             self._send_append(peer)
@@ -637,7 +654,8 @@ class RaftCore(MembershipMixin):
             )
             for pr in self._progress.values():
                 pr.was_active, pr.recent_active = pr.recent_active, False
-            if active < self._quorum:
+            self._quorum_missed = self._quorum_missed + 1 if active < self._quorum else 0
+            if self._quorum_missed >= CHECK_QUORUM_PERIODS:
                 self._become_follower(self.term, None)  # cut off from a majority: stop taking writes
                 return
         if self._transferee is not None:
