@@ -54,6 +54,13 @@ class ClusterSection(Struct, frozen=True, forbid_unknown_fields=True):
     transport: Transport = "grpc"
     replication_factor: Annotated[int, Meta(ge=1, le=7)] = 3
     nodes: list[NodeEntry] = []
+    """The seed members: on a cluster's first start the metadata leader records them; from then on the catalog's
+    member list (changed with `mom cluster add-node/drain/remove-node`) is the cluster's."""
+    max_moves: Annotated[int, Meta(ge=1, le=64)] = 2
+    """Replica moves in flight at once in the whole cluster while rebalancing (each copies a group's log)."""
+    join: bool = False
+    """This node is being added to a running cluster named by `nodes` (itself included): it starts empty and
+    waits until an admin adds it (`mom cluster add-node`), then catches up."""
 
 
 class StorageSection(Struct, frozen=True, forbid_unknown_fields=True):

@@ -40,6 +40,13 @@ class Conflict(MomError):
     status, title, slug = 409, "Conflict", "conflict"
 
 
+class MembershipChangeRefused(Conflict):
+    """A Raft membership change its group's leader cannot make now: another one is in progress, the learner has
+    not caught up yet, it would remove the last voter, or the node is not a member (nothing was changed)."""
+
+    title, slug = "Membership change refused", "membership-change-refused"
+
+
 class TooLarge(MomError):
     status, title, slug = 413, "Payload too large", "too-large"
 

@@ -39,17 +39,20 @@ from mom.api.forward import Forwarder
 from mom.api.guard import Guard
 from mom.api.metrics import Metrics
 from mom.api.node_metrics import NodeCollector, NodeParts
-from mom.broker.commands import RegisterUser
+from mom.broker.commands import MemberRecord, RegisterUser
 from mom.config import AuthSection, Settings, parse_address
 from mom.dead_letters import DeadLetterSender
 from mom.errors import Conflict, InvalidInput, Unavailable
 from mom.log.disk import Disk
 from mom.log.filecache import CachedFiles
 from mom.log.fs import OS_FILES
+from mom.move_recorder import MoveRecorder
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.security import NodeSecurity, load_node_security
 from mom.service import BrokerService, Handle, wall_clock_ms
+from mom.service.membership import MemberWatch, seed_members, seed_once
+from mom.service.mover import Mover, Rebalancer
 from mom.transports import Transport, TransportSettings, open_transport
 
 log = logging.getLogger("mom.node")
@@ -157,6 +160,46 @@ def _transport(settings: Settings, security: NodeSecurity | None) -> Transport:
     )
 
 
+def _follow_members(
+    settings: Settings,
+    manager: GroupManager,
+    router: Router,
+    transport: Transport,
+    forwarder: Forwarder,
+    peer_keys: PeerKeys,
+    urls: dict[str, str],
+    *,
+    tls: bool,
+) -> None:
+    """Connect to the nodes the catalog adds and drop those it removes: the transport, the router's liveness,
+    forwarding, token keys and the cluster view (`urls`, shared with the API context) all follow it."""
+    scheme = "https" if tls else "http"
+
+    def url_of(member: MemberRecord) -> str:
+        return f"{scheme}://{member.rest}"
+
+    def added(member: MemberRecord) -> None:
+        url = url_of(member)
+        urls[member.id] = url
+        transport.add_peer(member.id, parse_address(member.replication))
+        router.add_peer(member.id)
+        forwarder.add_peer(member.id, url)
+        peer_keys.add_peer(member.id, url)
+
+    def removed(peer: str) -> None:
+        urls.pop(peer, None)
+        transport.remove_peer(peer)
+        router.remove_peer(peer)
+        forwarder.remove_peer(peer)
+        peer_keys.remove_peer(peer)
+
+    watch = MemberWatch(settings.node_id, [added], [removed])
+    watch.start(seed_members(settings))
+    if manager.meta.broker.members.seeded:
+        watch.update(manager.members())
+    manager.add_members_listener(watch.update)
+
+
 async def serve_node(
     settings: Settings,
     *,
@@ -202,12 +245,24 @@ async def serve_node(
             await nursery.start(service.run)
             keys = SigningKeys.load_or_create(data_dir / "keys")
             tokens = TokenService(keys, issuer=TOKEN_ISSUER, audience=TOKEN_AUDIENCE, ttl_s=settings.auth.token_ttl_s)
-            urls = peer_urls(settings, tls=_rest_tls(security))
+            tls = _rest_tls(security)
+            urls = peer_urls(settings, tls=tls)
             others = {node_id: url for node_id, url in urls.items() if node_id != settings.node_id}
             forwarder = Forwarder(
                 http, urls, link_up=lambda node: transport.status(node).connected, on_leader=service.note_leader
             )
+            peer_keys = PeerKeys(keys, tokens, others, http)
+            _follow_members(settings, manager, router, transport, forwarder, peer_keys, urls, tls=tls)
+            nursery.start_soon(seed_once, service, settings)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, forwarder, settings.node_id))
+            nursery.start_soon(Mover(manager, MoveRecorder(service, tokens, forwarder, settings.node_id)).run)
+            rebalancer = Rebalancer(
+                manager,
+                service.submit_to_meta,
+                max_moves=settings.cluster.max_moves,
+                replication_factor=settings.cluster.replication_factor,
+            )
+            nursery.start_soon(rebalancer.run)
             accounts = LiveAccounts(lambda: service.catalog.accounts, service.metadata_current)
             guard = Guard.build(settings, accounts, metrics)
             manager.add_listener(guard.changes.on_applied)
@@ -223,7 +278,7 @@ async def serve_node(
                 forwarder=forwarder,
                 peer_urls=urls,
                 verify_token=CheckedVerifier(
-                    PeerKeys(keys, tokens, others, http).verify,
+                    peer_keys.verify,
                     accounts,
                     catalog_current=lambda: isinstance(service.locate_meta(), Handle),
                 ),

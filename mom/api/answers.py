@@ -155,6 +155,7 @@ class Node(Struct):
     rest_url: str
     state: Literal["up", "unreachable"]
     last_seen: str | None
+    member: Literal["active", "draining"]
 
 
 class DestinationState(Struct):
@@ -167,12 +168,36 @@ class DestinationState(Struct):
     replica_lag: dict[str, int] | None
 
 
+class MoveState(Struct):
+    group: str
+    source: str | None
+    target: str
+
+
 class Cluster(Struct):
     node_id: str
     transport: str
     metadata_leader: str | None
     nodes: list[Node]
     destinations: list[DestinationState]
+    moves: list[MoveState]
+
+
+class Member(Struct):
+    id: str
+    rest_url: str
+    replication: str
+    state: Literal["active", "draining"]
+    replicas: int
+
+
+class MoveDone(Struct):
+    recorded: bool
+
+
+class Members(Struct):
+    nodes: list[Member]
+    moves: list[MoveState]
 
 
 class Token(Struct):

@@ -12,7 +12,7 @@ from mom.api.context import ApiContext
 from mom.api.errors import problem, register_error_handlers
 from mom.api.metrics import InFlight
 from mom.api.openapi import BEARER, Provider
-from mom.api.routes import accounts, auth, ops, queue_ops, queues, stream, topics, ui
+from mom.api.routes import accounts, auth, cluster, ops, queue_ops, queues, stream, topics, ui
 
 BODY_OVERHEAD = 2.0
 """A batch's request may exceed its body bytes (JSON framing, base64); werkzeug refuses beyond this factor."""
@@ -59,6 +59,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         queue_ops.blueprint,
         topics.blueprint,
         ops.blueprint,
+        cluster.blueprint,
         stream.blueprint,
         ui.blueprint,
     ):

@@ -170,6 +170,14 @@ class Forwarder:
         """The node's pooled client for calls to other nodes (it carries the cluster's TLS settings)."""
         return self._http
 
+    def add_peer(self, node: str, url: str) -> None:
+        """A node added to the cluster (or moved): requests can be forwarded to it from now on."""
+        self._urls[node] = url
+
+    def remove_peer(self, node: str) -> None:
+        self._urls.pop(node, None)
+        self._refused_until.pop(node, None)
+
     def url(self, node: str) -> str:
         """The REST base URL of `node` (a stream relays frames to it over a socket of its own)."""
         return self._urls[node]

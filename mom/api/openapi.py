@@ -26,6 +26,7 @@ from mom.broker.commands import NAME_PATTERN
 PATH_PATTERNS = {
     "username": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
     "client_id": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+    "node_id": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
 }
 """Path parameters that are not destination names (those follow NAME_PATTERN)."""
 

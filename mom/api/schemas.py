@@ -136,6 +136,31 @@ class ClientRequest(Struct, forbid_unknown_fields=True):
     """Also keep the secret itself, so the client can sign SQS requests (AWS SigV4): see docs/sqs.md."""
 
 
+NodeId = Annotated[str, Meta(pattern=PATH_PATTERNS["node_id"])]
+_PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_HOST = r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})"
+HostPort = Annotated[str, Meta(pattern=f"^{_HOST}:{_PORT}$")]
+RestAddress = Annotated[str, Meta(pattern=f"^(https?://)?{_HOST}:{_PORT}/?$")]
+
+
+class AddNodeRequest(Struct, forbid_unknown_fields=True):
+    """A node to add to the cluster: its id and where it answers REST (`http://host:port` or `host:port`) and
+    replication (`host:port`)."""
+
+    id: NodeId
+    rest: RestAddress
+    replication: HostPort
+
+
+class MoveDoneRequest(Struct, forbid_unknown_fields=True):
+    """A replica move carried out by its group's leader (nodes send it to the metadata leader)."""
+
+    group: Annotated[str, Meta(pattern=r"^[qt]\.[A-Za-z0-9._-]{1,200}$")]
+    source: NodeId | None
+    target: NodeId
+    replicas: Annotated[list[NodeId], Meta(min_length=1, max_length=7)]
+
+
 class ScopesRequest(Struct, forbid_unknown_fields=True):
     """Scopes to grant to, or revoke from, a user or client."""
 

@@ -13,6 +13,7 @@ from msgspec import Struct, field
 
 from mom.broker._dead import OutboxState
 from mom.broker.accounts import AccountsState
+from mom.broker.members import MembersState
 from mom.broker.queue import QueueState
 from mom.broker.topic import TopicState
 from mom.errors import StorageError
@@ -30,6 +31,8 @@ class BrokerState(Struct, array_like=True):
     accounts: AccountsState
     outbox: OutboxState = field(default_factory=lambda: OutboxState(0, []))
     """Last and defaulted, like every later addition, so that older snapshots still restore."""
+    members: MembersState = field(default_factory=MembersState)
+    """The cluster's members, explicit replica sets and moves (the metadata group's; empty elsewhere)."""
 
 
 _encoder = msgspec.msgpack.Encoder()

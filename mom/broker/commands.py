@@ -304,6 +304,61 @@ class ForwardedDeadLetters(Struct, frozen=True, tag="forwarded_dead_letters"):
     upto_seq: int
 
 
+class MemberRecord(Struct, frozen=True, array_like=True):
+    """A node of the cluster as the catalog knows it: where it answers REST and replication, and whether it is
+    `active` (it takes replicas) or `draining` (its replicas are being moved off, before it is removed)."""
+
+    id: str
+    rest: str
+    replication: str
+    state: str = "active"
+
+
+class Move(Struct, frozen=True, array_like=True):
+    """A replica moving from `source` to `target` in the group of destination `group` (its base id, `q.name`).
+
+    `source` None only adds a replica (a group below its replication factor). The move is the intent: the group's
+    leader carries it out with Raft membership changes, then `FinishMove` records the new replica set."""
+
+    group: str
+    source: str | None
+    target: str
+
+
+class SeedMembers(Struct, frozen=True, tag="seed_members"):
+    """Record the cluster's first member list (from `[[cluster.nodes]]`); ignored once members are recorded.
+
+    The seed ids stay the node set of rendezvous placement for every destination with no explicit replica set,
+    so a cluster whose membership never changed places everything where it always did."""
+
+    nodes: list[MemberRecord]
+    replication_factor: int
+
+
+class AddNode(Struct, frozen=True, tag="add_node"):
+    node: MemberRecord
+
+
+class DrainNode(Struct, frozen=True, tag="drain_node"):
+    node_id: str
+
+
+class RemoveNode(Struct, frozen=True, tag="remove_node"):
+    node_id: str
+
+
+class StartMove(Struct, frozen=True, tag="start_move"):
+    move: Move
+
+
+class FinishMove(Struct, frozen=True, tag="finish_move"):
+    """The move is done (or abandoned, `done` false): record the group's replica set as it now stands."""
+
+    move: Move
+    replicas: list[str]
+    done: bool = True
+
+
 Command = (
     DeclareQueue
     | DeleteQueue
@@ -327,6 +382,12 @@ Command = (
     | DeleteAccount
     | RevokeToken
     | ForwardedDeadLetters
+    | SeedMembers
+    | AddNode
+    | DrainNode
+    | RemoveNode
+    | StartMove
+    | FinishMove
 )
 
 
@@ -399,6 +460,11 @@ class Purged(Struct, frozen=True):
     purged: int
 
 
+class MembersChanged(Struct, frozen=True):
+    changed: bool
+    """False when the command named what the catalog already held (a repeated drain, a seed after the first)."""
+
+
 Result = (
     Declared
     | Deleted
@@ -411,6 +477,7 @@ Result = (
     | ScopesChanged
     | Updated
     | Purged
+    | MembersChanged
 )
 
 

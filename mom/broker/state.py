@@ -30,6 +30,7 @@ from mom.broker.accounts import Accounts, AccountsState
 from mom.broker.commands import (
     IMMUTABLE_QUEUE_ATTRS,
     Ack,
+    AddNode,
     ChangeVisibility,
     ClientRecord,
     Declared,
@@ -42,10 +43,13 @@ from mom.broker.commands import (
     DeleteSubscription,
     DeleteTopic,
     Destination,
+    DrainNode,
     Entry,
+    FinishMove,
     Forwarded,
     ForwardedDeadLetters,
     GrantScopes,
+    MembersChanged,
     Nack,
     OutboxLetter,
     PeekedMessage,
@@ -61,12 +65,15 @@ from mom.broker.commands import (
     RegisterClient,
     Registered,
     RegisterUser,
+    RemoveNode,
     Result,
     RevokeScopes,
     RevokeToken,
     ScopesChanged,
+    SeedMembers,
     Settled,
     Source,
+    StartMove,
     StoredMessage,
     SubscriptionAttrs,
     SubscriptionInfo,
@@ -80,6 +87,7 @@ from mom.broker.commands import (
     UserRecord,
     check_name,
 )
+from mom.broker.members import Members, MembersState, Placed
 from mom.broker.queue import Queue
 from mom.broker.topic import Topic
 from mom.errors import Conflict, DestinationQuota, InvalidInput, NotFound
@@ -129,7 +137,9 @@ class Broker:
     """
 
     def __init__(self, *, dedup_window_ms: int = 300_000, external_dead_letters: bool = False) -> None:
-        empty = _snapshot.BrokerState(_snapshot.VERSION, 0, 0, [], [], AccountsState([], []), OutboxState(0, []))
+        empty = _snapshot.BrokerState(
+            _snapshot.VERSION, 0, 0, [], [], AccountsState([], []), OutboxState(0, []), MembersState()
+        )
         self._load(empty, dedup_window_ms, external_dead_letters)
 
     def _load(self, state: _snapshot.BrokerState, dedup_window_ms: int, external_dead_letters: bool) -> None:
@@ -141,6 +151,7 @@ class Broker:
         self._topics = {topic.name: Topic(topic, dedup_window_ms) for topic in state.topics}
         self._accounts = Accounts(state.accounts)
         self._outbox = Outbox(state.outbox)
+        self._members = Members(state.members)
         self._deadlines: dict[_Key, int] = {}
         self._deadline_heap: list[tuple[int, int, str]] = []
         self._touched = {(_QUEUE, name) for name in self._queues} | {(_TOPIC, name) for name in self._topics}
@@ -168,12 +179,14 @@ class Broker:
         self._check_quota(command.owner, command.quota)
         self._incarnations += 1
         self._queues[name] = Queue.new(name, attrs, command.owner, now, self._incarnations, self._window)
+        self._members.declared(f"q.{name}", attrs.replication_factor)
         return Declared(created=True)
 
     def _delete_queue(self, command: DeleteQueue, now: int) -> Deleted:
         self._queue(command.name)
         del self._queues[command.name]
         self._deadlines.pop((_QUEUE, command.name), None)
+        self._members.deleted(f"q.{command.name}")
         return Deleted()
 
     def _declare_topic(self, command: DeclareTopic, now: int) -> Declared:
@@ -184,12 +197,14 @@ class Broker:
             return _redeclared(f"topic {name!r}", existing.attrs, attrs)
         self._check_quota(command.owner, command.quota)
         self._topics[name] = Topic.new(name, attrs, command.owner, now, self._window)
+        self._members.declared(f"t.{name}", attrs.replication_factor)
         return Declared(created=True)
 
     def _delete_topic(self, command: DeleteTopic, now: int) -> Deleted:
         self._topic(command.name)
         del self._topics[command.name]
         self._deadlines.pop((_TOPIC, command.name), None)
+        self._members.deleted(f"t.{command.name}")
         return Deleted()
 
     def _declare_subscription(self, command: DeclareSubscription, now: int) -> Declared:
@@ -400,6 +415,24 @@ class Broker:
         self._outbox.forwarded(command.upto_seq)
         return Forwarded()
 
+    def _seed_members(self, command: SeedMembers, now: int) -> MembersChanged:
+        return self._members.seed(command)
+
+    def _add_node(self, command: AddNode, now: int) -> MembersChanged:
+        return self._members.add(command)
+
+    def _drain_node(self, command: DrainNode, now: int) -> MembersChanged:
+        return self._members.drain(command)
+
+    def _remove_node(self, command: RemoveNode, now: int) -> MembersChanged:
+        return self._members.remove(command, self.placed())
+
+    def _start_move(self, command: StartMove, now: int) -> MembersChanged:
+        return self._members.start_move(command, dict(self.placed()).get(command.move.group))
+
+    def _finish_move(self, command: FinishMove, now: int) -> MembersChanged:
+        return self._members.finish_move(command)
+
     def _route(self, dead: list[DeadLetter], now: int) -> None:
         """Publish dead letters to their queues; a letter whose queue is gone or full is dropped.
 
@@ -522,6 +555,16 @@ class Broker:
             raise InvalidInput("limit must not be negative")
         return self._outbox.letters(limit)
 
+    @property
+    def members(self) -> Members:
+        """The cluster's members, explicit replica sets and moves, for read-only queries."""
+        return self._members
+
+    def placed(self) -> list[Placed]:
+        """(group base id, own replication factor) of every declared destination, queues first, by name."""
+        queues = [(f"q.{name}", self._queues[name].attrs.replication_factor) for name in sorted(self._queues)]
+        return queues + [(f"t.{name}", self._topics[name].attrs.replication_factor) for name in sorted(self._topics)]
+
     def outbox_size(self) -> int:
         return len(self._outbox)
 
@@ -537,6 +580,7 @@ class Broker:
                 [topic.state() for topic in self._topics.values()],
                 self._accounts.state(),
                 self._outbox.state(),
+                self._members.state(),
             )
         )
 
@@ -580,4 +624,10 @@ _HANDLERS: dict[type, Callable[[Broker, Any, int], Result]] = {
     DeleteAccount: Broker._delete_account,
     RevokeToken: Broker._revoke_token,
     ForwardedDeadLetters: Broker._forwarded_dead_letters,
+    SeedMembers: Broker._seed_members,
+    AddNode: Broker._add_node,
+    DrainNode: Broker._drain_node,
+    RemoveNode: Broker._remove_node,
+    StartMove: Broker._start_move,
+    FinishMove: Broker._finish_move,
 }

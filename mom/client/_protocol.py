@@ -600,6 +600,20 @@ def create_client_op(scopes: Sequence[str], client_id: str | None) -> Op[dict[st
     return Op("POST", "/v1/auth/clients", as_dict, json=body)
 
 
+def add_node_op(node_id: str, rest: str, replication: str) -> Op[dict[str, Any]]:
+    """Adding the same node with the same addresses again answers 200: safe to repeat."""
+    body = {"id": node_id, "rest": rest, "replication": replication}
+    return Op("POST", "/v1/cluster/nodes", as_dict, json=body, repeatable=True)
+
+
+def drain_node_op(node_id: str) -> Op[dict[str, Any]]:
+    return Op("POST", f"/v1/cluster/nodes/{quote(node_id, safe='')}/drain", as_dict, repeatable=True)
+
+
+def remove_node_op(node_id: str) -> Op[None]:
+    return Op("DELETE", f"/v1/cluster/nodes/{quote(node_id, safe='')}", as_none)
+
+
 def declare_op(path: str, attrs: Mapping[str, Any]) -> Op[dict[str, Any]]:
     """PUT of a queue, topic or subscription: 201 created, 200 already the same, Conflict otherwise."""
     return Op("PUT", path, as_dict, json=dict(attrs), repeatable=True)

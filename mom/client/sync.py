@@ -337,6 +337,22 @@ class Client:
     def cluster(self) -> dict[str, Any]:
         return self._run(p.get_op("/v1/cluster"))
 
+    def cluster_nodes(self) -> dict[str, Any]:
+        """The members (admin): addresses, active or draining, replicas held; and the moves in progress."""
+        return self._run(p.get_op("/v1/cluster/nodes"))
+
+    def add_node(self, node_id: str, rest: str, replication: str) -> dict[str, Any]:
+        """Add a node to the cluster (admin); the rebalancer then moves replicas onto it."""
+        return self._run(p.add_node_op(node_id, rest, replication))
+
+    def drain_node(self, node_id: str) -> dict[str, Any]:
+        """Start moving every replica off a node (admin)."""
+        return self._run(p.drain_node_op(node_id))
+
+    def remove_node(self, node_id: str) -> None:
+        """Remove a node that holds no replicas any more (admin)."""
+        self._run(p.remove_node_op(node_id))
+
     def health(self) -> bool:
         """Whether the node process answers (GET /healthz)."""
         return self._run(p.probe_op("/healthz"))

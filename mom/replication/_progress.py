@@ -39,6 +39,8 @@ class Progress:
         """In probe: one AppendEntries is out, wait for its answer (or the next heartbeat) before another."""
         self.recent_active = False
         """Heard from within the current CheckQuorum period."""
+        self.was_active = True
+        """Heard from within the previous CheckQuorum period (a new leader assumes so)."""
         self.stalled_heartbeats = 0
         """Heartbeats since the follower last made progress while behind: lost messages are retried after two.
         """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from mom.replication.membership import Membership, decode_config, is_config
 from mom.replication.messages import LogEntry
 
 
@@ -36,10 +37,13 @@ class Snapshot(Struct, frozen=True):
     index: int = 0
     term: int = 0
     data: bytes = b""
+    membership: Membership | None = None
+    """The group's configuration at `index` (None: no configuration entry ever reached the log, so the replicas
+    use the one they are constructed with)."""
 
     @property
     def meta(self) -> SnapshotMeta:
-        return SnapshotMeta(self.index, self.term)
+        return SnapshotMeta(self.index, self.term, self.membership)
 
 
 class SnapshotMeta(Struct, frozen=True):
@@ -47,6 +51,8 @@ class SnapshotMeta(Struct, frozen=True):
 
     index: int = 0
     term: int = 0
+    membership: Membership | None = None
+    """The configuration at `index`, as in `Snapshot`."""
 
 
 class PersistedState(Struct, frozen=True):
@@ -64,15 +70,22 @@ class PersistedState(Struct, frozen=True):
 
 
 class RaftLog:
-    """Entries `snapshot.index + 1 .. last_index`, with the snapshot they follow."""
+    """Entries `snapshot.index + 1 .. last_index`, with the snapshot they follow, and the configurations they
+    hold (the latest one, appended or committed, is the group's: see `mom.replication.membership`)."""
 
-    def __init__(self, snapshot: SnapshotMeta, entries: list[LogEntry]) -> None:
+    def __init__(self, snapshot: SnapshotMeta, entries: list[LogEntry], fallback: Membership) -> None:
         self.snapshot = snapshot
-        self._entries = list(entries)
-        self.stable = self.last_index
-        self.disk_last = self.last_index
+        self._entries: list[LogEntry] = []
+        self._fallback = fallback
+        """The configuration the replica was constructed with: used while neither snapshot nor log holds one."""
+        self._configs: list[tuple[int, Membership]] = []
+        """(index, configuration) of every configuration entry in the log, in order."""
         self.version = 0
         """Bumped on every change, so observers (the simulation's checkers) can skip unchanged logs."""
+        self.append(list(entries))
+        self.version = 0
+        self.stable = self.last_index
+        self.disk_last = self.last_index
 
     @property
     def first_index(self) -> int:
@@ -85,6 +98,45 @@ class RaftLog:
     @property
     def last_term(self) -> int:
         return self._entries[-1].term if self._entries else self.snapshot.term
+
+    @property
+    def config(self) -> Membership:
+        """The group's configuration: the latest in the log, else the snapshot's, else the fallback."""
+        if self._configs:
+            return self._configs[-1][1]
+        return self.snapshot.membership or self._fallback
+
+    @property
+    def previous_config(self) -> Membership:
+        """The configuration the latest configuration entry replaced (`config` itself when there is none)."""
+        if len(self._configs) >= 2:
+            return self._configs[-2][1]
+        return self.snapshot.membership or self._fallback
+
+    @property
+    def config_is_explicit(self) -> bool:
+        """The configuration comes from a configuration entry or a snapshot, not from the fallback."""
+        return bool(self._configs) or self.snapshot.membership is not None
+
+    @property
+    def config_index(self) -> int:
+        """The index of the entry that made `config` the configuration (the snapshot's index when the snapshot
+        or the fallback did: committed either way)."""
+        return self._configs[-1][0] if self._configs else self.snapshot.index
+
+    def explicit_config_at(self, index: int) -> Membership | None:
+        """The configuration in force at `index` (>= the snapshot's), or None when it is the fallback (what a
+        snapshot at `index` records)."""
+        found = self.snapshot.membership
+        for at, config in self._configs:
+            if at > index:
+                break
+            found = config
+        return found
+
+    def configs(self) -> list[tuple[int, Membership]]:
+        """(index, configuration) of the configuration entries in the log."""
+        return list(self._configs)
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at `index`, or None when it was compacted away or does not exist yet."""
@@ -107,12 +159,16 @@ class RaftLog:
         return (last_term, last_index) >= (self.last_term, self.last_index)
 
     def append(self, entries: list[LogEntry]) -> None:
+        first = self.last_index + 1
         self._entries.extend(entries)
+        self._configs.extend((first + i, decode_config(e)) for i, e in enumerate(entries) if is_config(e))
         self.version += 1
 
     def truncate_after(self, index: int) -> None:
         """Drop entries after `index` (a conflict with the leader); the disk must drop them too."""
         del self._entries[index - self.snapshot.index :]
+        while self._configs and self._configs[-1][0] > index:
+            self._configs.pop()  # the previous configuration is back in force
         self.stable = min(self.stable, index)
         self.version += 1
 
@@ -120,8 +176,10 @@ class RaftLog:
         """The state machine saved itself at `index`: forget the entries it covers."""
         term = self.term_at(index)
         assert term is not None and index <= self.stable, "compacting past the durable log"
+        membership = self.explicit_config_at(index)
         del self._entries[: index - self.snapshot.index]
-        self.snapshot = SnapshotMeta(index, term)
+        self._configs = [(at, config) for at, config in self._configs if at > index]
+        self.snapshot = SnapshotMeta(index, term, membership)
         self.version += 1
 
     def bytes_between(self, first: int, last: int) -> int:
@@ -134,6 +192,7 @@ class RaftLog:
         way)."""
         self.snapshot = snapshot
         self._entries = []
+        self._configs = []
         self.stable = self.disk_last = snapshot.index
         self.version += 1
 

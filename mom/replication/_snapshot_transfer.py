@@ -213,7 +213,16 @@ class SnapshotSender:
         self._send(
             [
                 InstallSnapshot(
-                    self._group, current.term, self._node_id, current.peer, meta.index, meta.term, offset, data, done
+                    self._group,
+                    current.term,
+                    self._node_id,
+                    current.peer,
+                    meta.index,
+                    meta.term,
+                    offset,
+                    data,
+                    done,
+                    meta.membership,
                 )
             ]
         )
@@ -254,7 +263,7 @@ class SnapshotReceiver:
     async def store(self, chunk: InstallSnapshot, offer: Callable[[str, SnapshotMeta], bool]) -> None:
         """Store a chunk the core accepted and acknowledge it; offer the snapshot to the core (`offer`, its
         `snapshot_received`) once the last chunk is in and the file checks out."""
-        snapshot = SnapshotMeta(chunk.index, chunk.snapshot_term)
+        snapshot = SnapshotMeta(chunk.index, chunk.snapshot_term, chunk.membership)
         current = self._current
         same = current is not None and (current.leader, current.term, current.snapshot) == (
             chunk.sender,

@@ -44,8 +44,9 @@ from mom.errors import MomError, OutcomeUnknown, Overloaded
 from mom.log.disk import Disk
 from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage, fault_delay_s
+from mom.replication.membership import Membership, decode_config, is_config
 from mom.replication.messages import LogEntry, Message, SnapshotChunkAck
-from mom.replication.raft import NotLeader, PersistedState, RaftCore, Ready, Snapshot
+from mom.replication.raft import Change, NotLeader, PersistedState, RaftCore, Ready, Snapshot
 
 log = logging.getLogger("mom.replication")
 _T = TypeVar("_T")
@@ -55,6 +56,10 @@ Send = Callable[[Sequence[Message]], None]
 
 Listener = Callable[[Command], None]
 """Told of every applied command (also the failed ones), on the trio thread: wakes long-polls."""
+
+MembershipListener = Callable[[Membership, bool], None]
+"""Told (configuration, removed) whenever a configuration entry is applied here (committed), on the trio thread;
+`removed`: this node is no member of it any more (see `RaftGroup.removed`). Must not block."""
 
 FIRST_ELECTION_TICKS = 3
 """A new group's preferred leader stands this soon after its join probes found the group new (the others wait 10
@@ -101,6 +106,14 @@ class _Pending:
         self.done.set()
 
 
+@dataclass(eq=False)
+class _ConfigWaiter:
+    index: int
+    term: int
+    committed: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+
+
 class RaftGroup:
     """The log, snapshots and broker state machine of one group, kept in agreement with the other voters."""
 
@@ -123,12 +136,18 @@ class RaftGroup:
         heartbeat_ticks: int = 2,
         external_dead_letters: bool = False,
         observer: GroupObserver | None = None,
+        learners: Sequence[str] = (),
+        joining_as_learner: bool = False,
     ) -> None:
-        if node_id not in voters:
+        if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
         self.group_id = group_id
         self.node_id = node_id
         self.voters = tuple(voters)
+        """The configuration this group was constructed with (used until its log or snapshot holds one; the one in
+        force is `membership`)."""
+        self.learners = tuple(learners)
+        self._joining_as_learner = joining_as_learner
         self._directory = directory
         self._settings = storage
         self._replication = replication if replication is not None else ReplicationSection()
@@ -167,6 +186,9 @@ class RaftGroup:
             run_blocking=self._run_blocking,
         )
         self._listeners: list[Listener] = []
+        self._membership_listeners: list[MembershipListener] = []
+        self._config_waiters: list[_ConfigWaiter] = []
+        """The configuration entries membership changes wait for."""
         self._pending: dict[int, _Pending] = {}
         self._changed = trio.Event()
         self._applied_index = 0
@@ -205,6 +227,8 @@ class RaftGroup:
             self.core = RaftCore(
                 self.node_id,
                 self.voters,
+                learners=self.learners,
+                joining_as_learner=self._joining_as_learner,
                 persisted=persisted,
                 rng=self._rng,
                 election_ticks=self._election_ticks,
@@ -234,13 +258,14 @@ class RaftGroup:
         finally:
             self.core = None
             self._fail_pending(OutcomeUnknown(_STOPPED))
+            self._settle_config_waiters(None)
             with trio.CancelScope(shield=True):
                 await self._receiver.close()
             self._storage.close()
 
     def _recover(self) -> tuple[PersistedState, Broker]:
         """What the disk holds, and the state machine restored from its snapshot (in a worker thread)."""
-        persisted = self._storage.load(alone=len(self.voters) == 1)
+        persisted = self._storage.load(alone=len(self.voters) == 1 and not self.learners)
         broker = self._restore(persisted.snapshot.data) if persisted.snapshot.index else self.broker
         return persisted, broker
 
@@ -313,7 +338,7 @@ class RaftGroup:
         if core is None or core.role != "leader":
             return {}
         matches = {peer: follower.match for peer, follower in core.followers().items()}
-        return {voter: core.last_index - matches.get(voter, core.last_index) for voter in self.voters}
+        return {member: core.last_index - matches.get(member, core.last_index) for member in core.membership.members}
 
     @property
     def snapshot_chunks_sent(self) -> int:
@@ -323,12 +348,87 @@ class RaftGroup:
         """Follower -> (snapshot index, bytes acknowledged, size or -1) of the snapshots this leader streams."""
         return self._sender.transfers()
 
+    def prefer(self, node: str | None) -> None:
+        """Make `node` this group's preferred leader from now on (see `RaftCore.prefer`)."""
+        self._preferred = node
+        if self.core is not None:
+            self.core.prefer(node)
+            self._changed.set()
+
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to `to` once it has caught up; raises NotLeader unless leading."""
         if self.core is None:
             raise NotLeader(None)
         self.core.transfer_leadership(to)
         self._changed.set()
+
+    # --------------------------------------------------------------------------------------------------------
+    # Membership changes (Raft's single-server changes: see `mom.replication.membership`)
+
+    @property
+    def membership(self) -> Membership:
+        """The latest configuration this replica knows (appended or committed; the one in force here)."""
+        if self.core is not None:
+            return self.core.membership
+        return Membership(self.voters, self.learners)
+
+    @property
+    def removed(self) -> bool:
+        """This replica was a member and a committed configuration removed it: the group goes on without it (the
+        manager stops it and erases its data). Membership listeners hear it too. A removed follower learns it
+        from the leader's last message to it; should that be lost, the cluster's own record says so."""
+        return self.core is not None and self.core.removed
+
+    def caught_up(self, node: str) -> bool:
+        """Leader only: `node` (a learner) holds every entry this leader has committed, so it can be promoted."""
+        return self.core is not None and self.core.caught_up(node)
+
+    def add_membership_listener(self, listener: MembershipListener) -> None:
+        self._membership_listeners.append(listener)
+
+    async def add_learner(self, node: str) -> None:
+        """Add `node` as a learner (it replicates, votes in nothing); returns once the change committed."""
+        await self._change_membership("add_learner", node)
+
+    async def promote(self, node: str) -> None:
+        """Make the learner `node` a voter, once it has caught up (else MembershipChangeRefused)."""
+        await self._change_membership("promote", node)
+
+    async def remove_member(self, node: str) -> None:
+        """Remove the voter or learner `node`; removing the leader makes it step down once the change commits."""
+        await self._change_membership("remove", node)
+
+    async def _change_membership(self, change: Change, node: str) -> None:
+        """Leader only (NotLeader otherwise); idempotent (a change in effect already waits only for its entry to
+        commit); MembershipChangeRefused when it cannot be made now; OutcomeUnknown when leadership changed
+        before it committed (it may still take effect: ask again, the retry is idempotent)."""
+        core = self.core
+        if core is None:
+            raise NotLeader(None)
+        index = core.change_membership(change, node)
+        if index <= core.commit_index:
+            return
+        waiter = _ConfigWaiter(index, core.log.term_at(index) or 0)
+        self._config_waiters.append(waiter)
+        self._changed.set()
+        await waiter.done.wait()
+        if not waiter.committed:
+            raise OutcomeUnknown(_LOST)
+
+    def _settle_config_waiters(self, core: RaftCore | None) -> None:
+        """Wake the membership changes whose entry committed, or can no longer commit as proposed (None: the
+        group stopped)."""
+        waiting = []
+        for waiter in self._config_waiters:
+            term = core.log.term_at(waiter.index) if core is not None else -1
+            if core is not None and core.commit_index >= waiter.index:
+                waiter.committed = term in (waiter.term, None)  # None: compacted since, so applied
+                waiter.done.set()
+            elif core is None or core.role != "leader" or term != waiter.term:
+                waiter.done.set()
+            else:
+                waiting.append(waiter)
+        self._config_waiters = waiting
 
     def step(self, message: Message) -> None:
         if self.core is not None:
@@ -381,6 +481,8 @@ class RaftGroup:
                 self._led_term = core.term
                 log.info("group %s: %s leads (term %d)", self.group_id, self.node_id, core.term)
             self._fail_lost(core)
+            if self._config_waiters:
+                self._settle_config_waiters(core)
             if self._bytes_since_snapshot >= self._settings.snapshot_bytes:
                 await self._snapshot(core)
 
@@ -412,12 +514,16 @@ class RaftGroup:
         where = f"group {self.group_id} on {self.node_id}"
         if standing == "joining":
             log.info("%s starts with nothing on disk: asking the other replicas whether the group is new", where)
+        elif standing == "learner" and before is None and self._joining_as_learner:
+            log.info("%s starts empty to be added to the group: it catches up before it votes", where)
         elif standing == "learner":
             log.warning(
                 "%s is a learner: it lost entries it may have acknowledged (a damaged log or a replaced disk), so "
                 "it does not vote until it has caught up with the leader",
                 where,
             )
+        elif before == "learner" and self._joining_as_learner:
+            log.info("%s caught up with the leader (a learner until promoted)", where)
         elif before == "learner":
             log.warning("%s caught up with the leader: it votes again", where)
         else:
@@ -473,6 +579,9 @@ class RaftGroup:
             pending = None
         if not entry.payload:  # the no-op a new leader commits its term with
             return
+        if is_config(entry):
+            self._config_applied(decode_config(entry))
+            return
         self._bytes_since_snapshot += len(entry.payload)
         decoded = decode_entry(entry.payload)
         result: Result | None = None
@@ -497,6 +606,19 @@ class RaftGroup:
         if pending is not None:
             pending.result, pending.error = result, error
             pending.done.set()
+
+    def _config_applied(self, membership: Membership) -> None:
+        removed = self.removed
+        log.info(
+            "group %s on %s: configuration voters %s, learners %s%s",
+            self.group_id,
+            self.node_id,
+            list(membership.voters),
+            list(membership.learners),
+            " (this node was removed)" if removed else "",
+        )
+        for listener in self._membership_listeners:
+            listener(membership, removed)
 
     def _observe(self, core: RaftCore) -> None:
         """Report elections and leader changes; the first leader learned after a start is no change."""
@@ -530,16 +652,17 @@ class RaftGroup:
         if index > core.log.stable or term is None or index <= core.snapshot.index:
             return  # applied beyond what is durable here (or nothing new): try again after the next Ready
         self._bytes_since_snapshot = 0
-        snapshot = await self._disk.run(self._save_snapshot, index, term)
+        membership = core.log.explicit_config_at(index)
+        snapshot = await self._disk.run(self._save_snapshot, index, term, membership)
         core.compact(index)
         self._sender.newer_snapshot(snapshot.meta)
         log.info("group %s: snapshot at %d (%d bytes)", self.group_id, index, len(snapshot.data))
 
-    def _save_snapshot(self, index: int, term: int) -> Snapshot:
+    def _save_snapshot(self, index: int, term: int, membership: Membership | None) -> Snapshot:
         """Encode the state machine, save it and free the log it covers (in a worker thread, while the driver
         awaits: nothing applies to the broker meanwhile, and what the event loop reads from it only prunes
         derived indexes, never what a snapshot encodes)."""
-        snapshot = Snapshot(index, term, self.broker.snapshot())
+        snapshot = Snapshot(index, term, self.broker.snapshot(), membership)
         self._storage.save_snapshot(snapshot)
         self._storage.compacted(snapshot)
         return snapshot

@@ -56,6 +56,18 @@ class Liveness:
                 self._heard[peer] = 0
                 self._alive[peer] = True
 
+    def add_peer(self, peer: str) -> None:
+        """A node added to the cluster: followed from now on, alive until it stays silent (like at start)."""
+        if peer != self.node_id and peer not in self._heard:
+            self._heard[peer] = self._now
+            self._alive[peer] = True
+
+    def remove_peer(self, peer: str) -> None:
+        """A node removed from the cluster: forgotten (no news of it goes to the groups)."""
+        self._heard.pop(peer, None)
+        self._alive.pop(peer, None)
+        self._incarnations.pop(peer, None)
+
     def watches(self, nodes: Iterable[str]) -> bool:
         """Whether every one of `nodes` but this one is a peer whose liveness this module follows."""
         return all(node == self.node_id or node in self._heard for node in nodes)

@@ -22,12 +22,19 @@ import msgspec
 import trio
 
 from mom.broker.commands import (
+    AddNode,
     Command,
     DeclareQueue,
     DeclareTopic,
     DeleteQueue,
     DeleteTopic,
+    DrainNode,
+    FinishMove,
+    MemberRecord,
     QueueRef,
+    RemoveNode,
+    SeedMembers,
+    StartMove,
     SubscriptionRef,
     TopicRef,
 )
@@ -36,13 +43,15 @@ from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.messages import LeaderNews
-from mom.replication.placement import METADATA_GROUP, group_id, replicas
+from mom.replication.placement import METADATA_GROUP, group_id
 from mom.replication.router import Router
 
 log = logging.getLogger("mom.replication")
 
 Ref = QueueRef | TopicRef | SubscriptionRef
 GroupListener = Callable[[str, Command], None]
+MembersListener = Callable[[list[MemberRecord]], None]
+MEMBER_COMMANDS = (SeedMembers, AddNode, DrainNode, RemoveNode)
 
 ELECTION_TICKS = 10
 """Ticks (of the router's 50 ms) without a leader before a replica stands: 0.5 to 1 s. A one-replica group
@@ -82,6 +91,7 @@ class GroupManager:
         observer: GroupObserver | None = None,
     ) -> None:
         self._settings = settings
+        self.settings = settings
         self._observer = observer
         self._router = router
         self._disk = disk
@@ -91,14 +101,36 @@ class GroupManager:
         self._clock_ms = clock_ms
         self._rng = rng
         self.node_id = settings.node_id
-        self.node_ids = [n.id for n in settings.cluster.nodes] or [settings.node_id]
+        self.seed_ids = [n.id for n in settings.cluster.nodes] or [settings.node_id]
+        """The configured nodes: the metadata group's voters, and the cluster's members until the catalog
+        records them."""
         self._directory = settings.data_dir / "groups"
         self._running: dict[str, _Running] = {}
         self._by_base: dict[str, set[str]] = {}
         """The running group ids of each destination, by the id's part before the '@' (its kind and name)."""
         self._nursery: trio.Nursery | None = None
         self._listeners: list[GroupListener] = []
-        self.meta = self._new_group(METADATA_GROUP, self.node_ids, external_dead_letters=False)
+        self._members_listeners: list[MembersListener] = []
+        joining = settings.cluster.join and len(self.seed_ids) > 1
+        if joining:  # the cluster it joins was seeded without it
+            self.seed_ids = [n for n in self.seed_ids if n != self.node_id]
+        self.meta = self._new_group(METADATA_GROUP, self.seed_ids, external_dead_letters=False, learner=joining)
+        """A node that joins a running cluster starts its metadata group as a learner of the others: empty and
+        silent until the metadata leader adds it (after `mom cluster add-node`), then catching up."""
+
+    @property
+    def node_ids(self) -> list[str]:
+        """The cluster's members now: the catalog's, or the configured nodes before it recorded any."""
+        members = self.meta.broker.members
+        return [m.id for m in members.members()] if members.seeded else list(self.seed_ids)
+
+    def members(self) -> list[MemberRecord]:
+        """The catalog's member records (empty until the metadata leader has seeded them)."""
+        return self.meta.broker.members.members()
+
+    def add_members_listener(self, listener: MembersListener) -> None:
+        """Told the member list whenever the catalog changes it (a node added, drained or removed)."""
+        self._members_listeners.append(listener)
 
     def add_listener(self, listener: GroupListener) -> None:
         """Told (group id, command) of every command applied by any group of this node, present or future."""
@@ -123,7 +155,9 @@ class GroupManager:
             return msgspec.structs.replace(replication, quiesce=False)
         return replication
 
-    def _new_group(self, gid: str, voters: list[str], *, external_dead_letters: bool) -> RaftGroup:
+    def _new_group(
+        self, gid: str, voters: list[str], *, external_dead_letters: bool, learner: bool = False
+    ) -> RaftGroup:
         group = RaftGroup(
             gid,
             self.node_id,
@@ -137,6 +171,7 @@ class GroupManager:
             clock_ms=self._clock_ms,
             rng=random.Random(self._rng.random()),
             preferred_leader=voters[0],
+            joining_as_learner=learner,
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
             observer=self._observer,
@@ -166,8 +201,9 @@ class GroupManager:
             declared = DeclareTopic(topic.name, topic.attrs, topic.owner)
             created, factor = topic.created_at_ms, topic.attrs.replication_factor
         base = group_id(ref)
-        factor = min(factor or self._settings.cluster.replication_factor, len(self.node_ids))
-        return Placement(f"{base}@{created}", tuple(replicas(base, self.node_ids, factor)), declared)
+        factor = factor or self._settings.cluster.replication_factor
+        nodes = catalog.members.replicas(base, factor, seed=self.seed_ids)
+        return Placement(f"{base}@{created}", tuple(nodes), declared)
 
     def group(self, gid: str) -> RaftGroup | None:
         if gid == METADATA_GROUP:
@@ -199,28 +235,54 @@ class GroupManager:
                 placed = self.placement(ref)
             except NotFound:  # pragma: no cover - listed a moment ago, on the same thread
                 continue
-            if self.node_id in placed.replicas:
+            if self._hosts(placed):
                 wanted[placed.group_id] = placed
         return wanted
 
     def _on_catalog_change(self, command: Command) -> None:
-        """Start or stop the one group a declare or delete concerns: a full `_reconcile` per catalog entry would
-        be quadratic in the destinations (a restarted node replays thousands of declares)."""
-        if isinstance(command, DeclareQueue | DeclareTopic | DeleteQueue | DeleteTopic):
-            ref: Ref = (
+        """Start or stop the one group a declare, delete or move concerns: a full `_reconcile` per catalog entry
+        would be quadratic in the destinations (a restarted node replays thousands of declares). A membership
+        change goes to the members listeners (transport, liveness, forwarding)."""
+        if isinstance(command, MEMBER_COMMANDS):
+            if isinstance(command, SeedMembers):
+                self._reconcile()  # placement's node set is the recorded seed from now on
+            members = self.members()
+            for listener in self._members_listeners:
+                listener(members)
+            return
+        if isinstance(command, StartMove | FinishMove):
+            kind, _, name = command.move.group.partition(".")
+            self._replace(QueueRef(name) if kind == "q" else TopicRef(name))
+        elif isinstance(command, DeclareQueue | DeclareTopic | DeleteQueue | DeleteTopic):
+            self._replace(
                 QueueRef(command.name) if isinstance(command, DeclareQueue | DeleteQueue) else TopicRef(command.name)
             )
-            base = group_id(ref)
-            stale = [gid for gid in self._by_base.get(base, ()) if gid in self._running]
-            try:
-                placed: Placement | None = self.placement(ref)
-            except NotFound:
-                placed = None
-            for gid in stale:
-                if placed is None or gid != placed.group_id or self.node_id not in placed.replicas:
-                    self._stop(gid)
-            if placed is not None and self.node_id in placed.replicas:
-                self._start(placed)
+
+    def _replace(self, ref: Ref) -> None:
+        """Start or stop this node's group of `ref` as its placement now says."""
+        base = group_id(ref)
+        stale = [gid for gid in self._by_base.get(base, ()) if gid in self._running]
+        try:
+            placed: Placement | None = self.placement(ref)
+        except NotFound:
+            placed = None
+        for gid in stale:
+            if placed is None or gid != placed.group_id or not self._hosts(placed):
+                self._stop(gid)
+        if placed is not None and self._hosts(placed):
+            self._start(placed)
+            running = self._running.get(placed.group_id)
+            if running is not None and running.placement.replicas != placed.replicas:
+                running.placement = placed  # a move finished: its replica set, and maybe its preferred leader
+                running.group.prefer(placed.replicas[0])
+
+    def _hosts(self, placed: Placement) -> bool:
+        """This node runs the group: it is a replica, or the target of a move into it (joining as a learner)."""
+        return self.node_id in placed.replicas or self._move_target(placed)
+
+    def _move_target(self, placed: Placement) -> bool:
+        move = self.meta.broker.members.move_of(placed.group_id.rpartition("@")[0])
+        return move is not None and move.target == self.node_id and self.node_id not in placed.replicas
 
     def _reconcile(self) -> None:
         """Start the groups placement gives this node and stop (and erase) the ones it no longer does."""
@@ -236,7 +298,8 @@ class GroupManager:
         gid = placed.group_id
         if self._nursery is None or gid in self._running:
             return
-        group = self._new_group(gid, list(placed.replicas), external_dead_letters=True)
+        learner = self._move_target(placed)
+        group = self._new_group(gid, list(placed.replicas), external_dead_letters=True, learner=learner)
         running = self._running[gid] = _Running(group, placed, trio.CancelScope())
         self._by_base.setdefault(gid.rpartition("@")[0], set()).add(gid)
         self._nursery.start_soon(self._run_group, gid, running)

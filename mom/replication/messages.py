@@ -18,6 +18,30 @@ class LogEntry(Struct, frozen=True, array_like=True):
     payload: bytes
 
 
+class Membership(Struct, frozen=True):
+    """One configuration of a group: its voters (who elect and commit) and learners (who only replicate)."""
+
+    voters: tuple[str, ...]
+    learners: tuple[str, ...] = ()
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every replica of the group: the voters, then the learners."""
+        return self.voters + self.learners
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.voters or node in self.learners
+
+    def with_learner(self, node: str) -> Membership:
+        return Membership(self.voters, (*self.learners, node))
+
+    def promoted(self, node: str) -> Membership:
+        return Membership((*self.voters, node), tuple(n for n in self.learners if n != node))
+
+    def without(self, node: str) -> Membership:
+        return Membership(tuple(n for n in self.voters if n != node), tuple(n for n in self.learners if n != node))
+
+
 class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
     """Entries after (prev_index, prev_term); no entries is a heartbeat. `commit` is the leader's.
 
@@ -97,6 +121,9 @@ class InstallSnapshot(Struct, frozen=True, array_like=True, tag="is"):
     offset: int
     data: bytes
     done: bool
+    membership: Membership | None = None
+    """The group's configuration at `index` (as the snapshot file records it): the follower's core puts it in
+    force when it installs the snapshot, before the driver has decoded the file."""
 
 
 class SnapshotResponse(Struct, frozen=True, array_like=True, tag="sr"):

@@ -19,34 +19,10 @@ bounded in messages and bytes per follower, a bound on the leader's uncommitted 
 refused with `Overloaded`, like etcd's MaxUncommittedSize), snapshots for followers that fell behind the
 compacted log, and leadership transfer (used to hand leadership back to a preferred node).
 
-Raft assumes a node never forgets what it persisted. When it does (a damaged log cut short, a replaced disk),
-its vote could elect a leader that lacks entries it had acknowledged, and a committed write would be lost. So:
+Membership (single-server changes with learners) and the recovery of replicas that lost data or start empty
+live in `mom.replication._membership`, and quiescence (idle groups that stop ticking) in
+`mom.replication._quiesce`: parts of the core split off for size.
 
-- A replica whose storage lost entries starts as a *learner* (`HardState.learner`, persisted): it replicates
-  and acknowledges like any follower, but never votes or stands for election.
-- A replica that starts with nothing at all is *joining*: it cannot tell a brand-new group from a wiped disk,
-  so it asks the other replicas (`JoinProbe`) whether they hold anything durable of the group, a persisted
-  membership included (`HardState.member`, written as soon as a replica has decided). If a majority of the group
-  (itself included) is empty too, the group is new and it starts as a voter; if so many hold state that no
-  majority can be empty, it becomes a learner. Until then it takes part in nothing. In a new group the first
-  replicas to decide, a majority of them, are voters: each saw a majority empty.
-- Every response names the follower's *incarnation* (random, new at each start). A leader that sees a new one
-  forgets what the previous one acknowledged (its `match`: the follower may have lost those entries) and probes
-  again from the follower's real log; for a learner it notes its own last index at that moment, after the
-  restart, as the catch-up target. Once the learner's log matches up to it, which covers every entry committed
-  before then (and any a stale `match` helped commit), the leader's AppendEntries say `promote`, and the
-  learner votes again (after persisting that).
-
-Quiescence (`quiesce=True`), for thousands of idle groups on a node: a leader whose group has nothing left to do
-(every entry committed and acknowledged by every follower, all of them heard from lately, no transfer, no
-snapshot, no hand-back to a preferred leader pending) sends one last heartbeat marked `quiesce` and stops
-ticking; a follower that gets it with its log matching whole stops its election timer too. A quiesced group
-does nothing until something happens to it: a proposal or a leadership transfer (the leader wakes and
-replicates), any Raft message other than that heartbeat and its answers, or the driver's news about a node
-(`peer_down`: the node-level liveness, one heartbeat per pair of nodes for all groups, declared the leader's
-node dead, so the followers campaign; or a follower's node dead or back, so the leader heartbeats again). Timers
-only ever decide *when* to campaign or step down, never what is committed, so quiescence cannot break safety;
-the simulation runs with it on, with false suspicions of live nodes too.
 """
 
 from __future__ import annotations
@@ -54,12 +30,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from mom.errors import Overloaded, Unavailable
-from mom.replication._elections import CHECK_QUORUM_PERIODS, election_timeout, failover_rank
+from mom.errors import Overloaded
+from mom.replication._elections import CHECK_QUORUM_PERIODS, election_timeout
+from mom.replication._membership import Change, MembershipMixin, NotLeader, Role
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
+from mom.replication.membership import Membership
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
@@ -76,6 +53,7 @@ from mom.replication.messages import (
 )
 
 __all__ = [
+    "Change",
     "FollowerView",
     "HardState",
     "NotLeader",
@@ -86,16 +64,6 @@ __all__ = [
     "Snapshot",
     "SnapshotMeta",
 ]
-
-Role = Literal["follower", "candidate", "leader"]
-
-
-class NotLeader(Unavailable):
-    """This node cannot accept writes for the group; `leader_id` is where to go instead, when known."""
-
-    def __init__(self, leader_id: str | None) -> None:
-        super().__init__(f"not the leader; try {leader_id}" if leader_id else "no leader is known right now")
-        self.leader_id = leader_id
 
 
 @dataclass(eq=False)
@@ -125,12 +93,14 @@ class Ready:
     """Chunks of a leader's snapshot that this follower accepted: the driver stores and acknowledges them."""
 
 
-class RaftCore:
+class RaftCore(MembershipMixin):
     def __init__(
         self,
         node_id: str,
         voters: Sequence[str],
         *,
+        learners: Sequence[str] = (),
+        joining_as_learner: bool = False,
         persisted: PersistedState,
         rng: random.Random,
         election_ticks: int = 10,
@@ -145,13 +115,15 @@ class RaftCore:
         join_when_empty: bool = True,
         quiesce: bool = False,
     ) -> None:
-        if node_id not in voters:
-            raise ValueError(f"{node_id!r} is not one of the voters {list(voters)}")
+        if node_id not in voters and node_id not in learners and not joining_as_learner:
+            raise ValueError(f"{node_id!r} is neither a voter {list(voters)} nor a learner {list(learners)}")
         self.node_id = node_id
         self.group = group
-        self.voters = tuple(voters)
-        self._peers = tuple(v for v in self.voters if v != node_id)
-        self._quorum = len(self.voters) // 2 + 1
+        self.voters: tuple[str, ...] = ()
+        """The voters of the latest configuration in the log (see `mom.replication.membership`)."""
+        self._peers: tuple[str, ...] = ()
+        """Every other member of that configuration, voters and learners: whom a leader replicates to."""
+        self._quorum = 1
         self._rng = rng
         self._election_ticks = election_ticks
         self._heartbeat_ticks = heartbeat_ticks
@@ -165,7 +137,11 @@ class RaftCore:
         """Payload bytes proposed in this leadership and not yet committed."""
 
         hs = persisted.hard_state
-        self.log = RaftLog(persisted.snapshot.meta, persisted.entries)
+        self.log = RaftLog(persisted.snapshot.meta, persisted.entries, Membership(tuple(voters), tuple(learners)))
+        self._config: tuple[int, Membership] = (-1, Membership(()))
+        """The configuration last put in force (its index and itself)."""
+        self._departing: dict[str, int] = {}
+        """Leading: followers a configuration at the given index removed; they hear of its commit, then go."""
         self.term = hs.term
         self.voted_for = hs.voted_for
         self.commit_index = max(persisted.snapshot.index, min(hs.commit, self.log.last_index))
@@ -174,8 +150,23 @@ class RaftCore:
         self.leader_id: str | None = None
         self.learner = hs.learner
         """Lost entries it may have acknowledged: replicates, but neither votes nor campaigns (see the module)."""
-        self.joining = join_when_empty and bool(self._peers) and persisted.empty
+        self._was_member = not joining_as_learner or any(node_id in c for _, c in self.log.configs())
+        """A member once (by its log, or by the configuration it was constructed with unless it joins): a
+        committed configuration without it then means it was removed (`removed`)."""
+        self._config_changed()
+        self.joining = (
+            join_when_empty
+            and not joining_as_learner
+            and persisted.empty
+            and node_id in self.voters
+            and len(self.voters) > 1
+        )
         """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
+        if persisted.empty and not self.joining and (joining_as_learner or node_id not in self.voters):
+            # Started empty as a learner (to be added, or listed as one after losing its disk): like a replica
+            # that lost data, it votes for no one until it has caught up with a leader, since a promotion it has
+            # not seen may already count its acknowledgements (and a wiped one has forgotten them).
+            self.learner = True
         self.incarnation = rng.getrandbits(62) + 1
         """This run of this replica, named in its responses."""
         self._join_answers: dict[str, bool] = {}
@@ -223,8 +214,16 @@ class RaftCore:
 
     @property
     def voting(self) -> bool:
-        """Neither joining nor a learner: this replica votes and may stand for election."""
-        return not self.joining and not self.learner
+        """Neither joining nor recovering, and a voter of the configuration: it may stand for election.
+
+        Also a voter of the previous configuration while the latest one, which removes it, is uncommitted: a
+        leader that appended its own removal and lost leadership may hold the only complete log, and the others
+        still count it as a voter (its own vote does not count, only theirs, by the latest configuration)."""
+        if self.joining or self.learner:
+            return False
+        if self.node_id in self.voters:
+            return True
+        return self.log.config_index > self.commit_index and self.node_id in self.log.previous_config.voters
 
     @property
     def snapshot(self) -> SnapshotMeta:
@@ -257,7 +256,7 @@ class RaftCore:
         if self.joining:
             if self._election_elapsed % self._heartbeat_ticks == 0:
                 self._probe()
-        elif self._election_elapsed >= self._timeout and not self.learner:
+        elif self._election_elapsed >= self._timeout and self.voting:
             if self.role == "candidate" and not self._pre_vote:
                 self._failed_elections += 1
             self._campaign(pre_vote=True, transfer=False)
@@ -294,7 +293,7 @@ class RaftCore:
         self._uncommitted += size
         first = self.log.last_index + 1
         self.log.append([LogEntry(self.term, bytes(p)) for p in payloads])
-        for peer in self._peers:
+        for peer in list(self._progress):
             self._send_append(peer)
         return first, self.log.last_index
 
@@ -361,6 +360,7 @@ class RaftCore:
         if snapshot.index > self.commit_index:
             if self.log.term_at(snapshot.index) != snapshot.term:
                 self.log.restore(snapshot)
+                self._config_changed()
                 self._incoming_snapshot = snapshot
                 self.applied_index = snapshot.index
                 installed = True
@@ -373,8 +373,8 @@ class RaftCore:
         expires)."""
         if self.role != "leader":
             raise NotLeader(self.leader_id)
-        if to not in self._progress:
-            raise ValueError(f"{to!r} is not a follower of this group")
+        if to not in self._progress or to not in self.voters:
+            raise ValueError(f"{to!r} is not a voting follower of this group")
         self._wake()
         if self._transferee == to:
             return
@@ -384,63 +384,6 @@ class RaftCore:
             self._send(TimeoutNow(self.group, self.term, self.node_id, to))
         else:
             self._send_append(to)
-
-    def peer_down(self, peer: str) -> None:
-        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease; the first
-        of the live voters in the group's failover order campaigns after a random part of an election timeout,
-        the next 1.5 timeouts later, and so on (`_elections.failover_rank`: many groups failing over at once
-        must not split their votes); a leader wakes to heartbeat (and to step down under CheckQuorum if too few
-        are left). Wrong news is harmless: timers decide when elections happen, never what commits."""
-        self._down.add(peer)
-        if self.role == "leader":
-            if peer in self._progress:
-                self._wake()
-        elif self.leader_id == peer:
-            self._wake()
-            self.leader_id = None
-            rank = failover_rank(self.group, self.voters, peer, self.node_id)
-            self._election_elapsed = self._election_ticks if rank == 0 else -rank * self._election_ticks // 2
-
-    def peer_up(self, peer: str) -> None:
-        """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
-        follower learns who leads and catches up without waiting for an election timeout of its own."""
-        self._down.discard(peer)
-        if self.role == "leader" and peer in self._progress:
-            self._wake()
-
-    def _wake(self) -> None:
-        if not self.quiesced:
-            return
-        self.quiesced = False
-        self._election_elapsed = 0
-        self._heard_since_wake.clear()
-        if self.role == "leader":
-            self._heartbeat_elapsed = self._heartbeat_ticks - 1  # heartbeat at the next tick
-            for pr in self._progress.values():
-                pr.recent_active = True  # heard from before quiescing; CheckQuorum judges from the next period on
-
-    def _can_quiesce(self) -> bool:
-        """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
-        them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
-        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back).
-
-        Followers on nodes the liveness declared dead do not count (a majority must still be live and caught up):
-        otherwise every group with a replica on a dead node, thousands of them, would heartbeat until it came back,
-        and the load of that on the survivors is what turned one node's death into an election storm. The dead
-        node's return (`peer_up`) wakes the leader, which then catches it up."""
-        last = self.log.last_index
-        if self._transferee is not None or self.commit_index != last or self.log.stable != last:
-            return False
-        live = {peer: pr for peer, pr in self._progress.items() if peer not in self._down}
-        if len(live) + 1 < self._quorum:
-            return False
-        if self._preferred is not None and self._preferred in live:
-            return False
-        if any(peer not in self._heard_since_wake for peer in live):
-            return False
-        return all(
-            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner for pr in live.values()
-        )
 
     # --------------------------------------------------------------------------------------------------------
     # Receiving
@@ -454,6 +397,8 @@ class RaftCore:
             return
         if self.joining:
             return  # not a member yet: whoever sent this retries
+        if isinstance(m, RequestVote) and self.role == "leader" and m.sender not in self.log.config:
+            self._reach_removed(m.sender)
         if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":
             self.leader_id = None  # our leader stands for election: it restarted, it leads no more
         if m.term > self.term:
@@ -496,21 +441,8 @@ class RaftCore:
                 if progress is not None and progress.state == "snapshot":
                     progress.stalled_heartbeats = 0  # a long transfer is progress, not a stall
             case TimeoutNow():
-                if self.role != "leader" and not self.learner:
+                if self.role != "leader" and self.voting:
                     self._campaign(pre_vote=False, transfer=True)
-
-    def _keeps_quiet(self, m: Message) -> bool:
-        """Whether a quiesced group stays so on `m` (of our term): a follower on its leader's quiesce heartbeat,
-        or on a vote request its lease refuses anyway; a leader on the followers' answers to its heartbeats. A
-        candidate that missed the quiesce heartbeat (lost, or it restarted) wakes the leader, whose heartbeats
-        then bring it back."""
-        if self.role == "leader":
-            return isinstance(m, AppendResponse) and m.success
-        if isinstance(m, AppendEntries):
-            return m.quiesce and m.sender == self.leader_id
-        if isinstance(m, RequestVote):
-            return not m.transfer
-        return isinstance(m, VoteResponse)
 
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
@@ -545,6 +477,7 @@ class RaftCore:
                 self.log.append(entries[offset:])
                 break
         last_new = prev + len(entries)
+        self._config_changed()
         self.commit_index = max(self.commit_index, min(m.commit, last_new))
         if m.quiesce and self._quiesce and self.commit_index == last_new == self.log.last_index:
             self.quiesced = True  # the leader stopped heartbeating: so does our election timer
@@ -591,38 +524,6 @@ class RaftCore:
         )
 
     # --------------------------------------------------------------------------------------------------------
-    # Joining: a replica with an empty disk finds out whether the group is new
-
-    def _probe(self) -> None:
-        for peer in self._peers:
-            if peer not in self._join_answers:
-                self._send(JoinProbe(self.group, self.term, self.node_id, peer))
-
-    def _exists(self) -> bool:
-        """Whether this replica's disk holds state of the group (what a joining replica asks). Only what is
-        durable counts: a replica that crashes before persisting its membership comes back empty, and must then
-        have been counted as empty."""
-        return self._persisted_hs != HardState() or self.log.stable > 0
-
-    def _on_join_reply(self, m: JoinReply) -> None:
-        if not self.joining or m.sender not in self._peers:
-            return
-        self._join_answers[m.sender] = m.exists
-        holding = sum(self._join_answers.values())
-        empty = 1 + len(self._join_answers) - holding
-        if empty >= self._quorum:
-            self.joining = False  # a new group: a majority never held anything, so nothing can be lost
-            self._reset_timer()
-            if self._stand_after is not None:
-                self.stand_after(self._stand_after)
-        elif holding > len(self.voters) - self._quorum:
-            self.joining = False  # the group exists: whatever this disk held before is gone
-            self.learner = True
-            self._reset_timer()
-        if not self.joining:
-            self._stand_after = None
-
-    # --------------------------------------------------------------------------------------------------------
     # Elections
 
     def _reset_timer(self) -> None:
@@ -660,11 +561,13 @@ class RaftCore:
             self.term += 1
             self.voted_for = self.node_id
         self._votes = {self.node_id: True}
-        if self._quorum == 1:
+        if self._granted() >= self._quorum:
             self._won()
             return
         term = self.term + 1 if pre_vote else self.term
-        for peer in self._peers:
+        for peer in self.voters:
+            if peer == self.node_id:
+                continue
             self._send(
                 RequestVote(
                     self.group,
@@ -679,7 +582,7 @@ class RaftCore:
             )
 
     def _on_request_vote(self, m: RequestVote) -> None:
-        can_vote = not self.learner and (
+        can_vote = self._may_vote() and (
             self.voted_for == m.sender
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
@@ -691,17 +594,29 @@ class RaftCore:
         term = m.term if granted else self.term
         self._send(VoteResponse(self.group, term, self.node_id, m.sender, granted, m.pre_vote))
 
+    def _may_vote(self) -> bool:
+        """A member of its configuration that lost nothing. A learner of the configuration answers too: only a
+        candidate that counts it as a voter asks, and a promotion that committed may not have reached it yet
+        (refusing, it could leave the group without a quorum). A node the configuration does not list never
+        votes: a removed node, or one started empty to be added (a wiped node added back under the same name
+        would otherwise vote for a stale candidate, its memory of the entries it had acknowledged gone)."""
+        return not self.learner and not self.joining and (self.node_id in self.log.config or self.voting)
+
     def _on_vote_response(self, m: VoteResponse) -> None:
-        if self.role != "candidate" or m.pre_vote != self._pre_vote:
+        if self.role != "candidate" or m.pre_vote != self._pre_vote or m.sender not in self.voters:
             return
         if m.pre_vote and m.granted and m.term != self.term + 1:
             return
         self._votes[m.sender] = m.granted
-        granted = sum(self._votes.values())
+        granted = self._granted()
         if granted >= self._quorum:
             self._won()
-        elif len(self._votes) - granted >= self._quorum:
+        elif sum(not vote for vote in self._votes.values()) >= self._quorum:
             self._become_follower(self.term, None)
+
+    def _granted(self) -> int:
+        """Votes granted by voters of the configuration (ours counts only if we are one)."""
+        return sum(vote for voter, vote in self._votes.items() if voter in self.voters)
 
     def _won(self) -> None:
         if self._pre_vote:
@@ -714,6 +629,7 @@ class RaftCore:
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
         self._heard_since_wake.clear()
         self._uncommitted = 0
+        self._departing = {}
         self._progress = {
             p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
         }
@@ -731,9 +647,13 @@ class RaftCore:
         self._election_elapsed += 1
         if self._election_elapsed >= self._election_ticks:
             self._election_elapsed = 0
-            active = 1 + sum(pr.recent_active for pr in self._progress.values())
+            self._drop_silent_departing()
+            voters = self.voters
+            active = (self.node_id in voters) + sum(
+                pr.recent_active for peer, pr in self._progress.items() if peer in voters
+            )
             for pr in self._progress.values():
-                pr.recent_active = False
+                pr.was_active, pr.recent_active = pr.recent_active, False
             self._quorum_missed = self._quorum_missed + 1 if active < self._quorum else 0
             if self._quorum_missed >= CHECK_QUORUM_PERIODS:
                 self._become_follower(self.term, None)  # cut off from a majority: stop taking writes
@@ -746,7 +666,7 @@ class RaftCore:
         if self._heartbeat_elapsed >= self._heartbeat_ticks:
             self._heartbeat_elapsed = 0
             quiesce = self._quiesce and self._can_quiesce()
-            for peer in self._peers:
+            for peer in list(self._progress):
                 self._heartbeat(peer, quiesce=quiesce)
             if quiesce:
                 self.quiesced = True
@@ -826,6 +746,7 @@ class RaftCore:
             return
         if pr.acknowledged(m.match_index):
             self._progressed(m.sender)
+        self._maybe_let_go(m.sender)
 
     def _heard_from(self, pr: Progress, incarnation: int, learner: bool) -> None:
         """A follower's new incarnation may have lost what the previous one acknowledged: forget its `match` and
@@ -858,21 +779,34 @@ class RaftCore:
     def _maybe_commit(self) -> bool:
         """Advance the commit index to what a majority has durably, if that entry is of our term (Figure 8);
         tells every follower at once when it moved."""
-        matches = sorted([self.log.stable, *(pr.match for pr in self._progress.values())], reverse=True)
+        voters = self.voters
+        matches = [pr.match for peer, pr in self._progress.items() if peer in voters]
+        if self.node_id in voters:  # a leader a pending change removes leads on, without counting itself
+            matches.append(self.log.stable)
+        matches.sort(reverse=True)
+        if len(matches) < self._quorum:
+            return False
         candidate = matches[self._quorum - 1]
         if candidate <= self.commit_index or self.log.term_at(candidate) != self.term:
             return False
         committed = self.log.bytes_between(self.commit_index + 1, candidate)
         self._uncommitted = max(0, self._uncommitted - committed)
         self.commit_index = candidate
-        for peer in self._peers:
+        for peer in list(self._progress):
             self._send_append(peer, allow_empty=True)
+        self._step_down_if_removed()
         return True
+
+    def prefer(self, node: str | None) -> None:
+        """Make `node` the preferred leader (a replica moved in took the leaver's rank): leadership goes to it
+        once it has kept up for an election timeout."""
+        self._preferred = node
+        self._preferred_ticks = 0
 
     def _maybe_return_leadership(self) -> None:
         """Hand leadership back to the preferred node once it has kept up for an election timeout."""
         pr = self._progress.get(self._preferred) if self._preferred is not None else None
-        if pr is None or self._transferee is not None or pr.learner:
+        if pr is None or self._transferee is not None or pr.learner or self._preferred not in self.voters:
             return
         if pr.state == "replicate" and pr.match >= self.commit_index:
             self._preferred_ticks += 1

@@ -160,6 +160,14 @@ class Router:
         fell, self._fell_quiet = self._fell_quiet, {}
         return [*self._awake.values(), *(g for gid, g in fell.items() if gid not in self._awake)]
 
+    def add_peer(self, peer: str) -> None:
+        """A node added to the cluster: its liveness is followed (and it gets node heartbeats) from now on."""
+        self.liveness.add_peer(peer)
+
+    def remove_peer(self, peer: str) -> None:
+        self.liveness.remove_peer(peer)
+        self._outbox.pop(peer, None)
+
     def _peer_changed(self, peer: str, alive: bool) -> None:
         log.info("node %s is %s", peer, "up" if alive else "down (no word from it)")
         for gid, group in self._groups.items():

@@ -24,6 +24,7 @@ from mom.broker.commands import (
     DeleteTopic,
     Delivery,
     Destination,
+    MemberRecord,
     NewMessage,
     Publish,
     QueueRef,
@@ -45,6 +46,7 @@ from mom.service.coalesce import CoalescerLimits, PublishCoalescer
 from mom.service.housekeeping import HeldCounter, Housekeepers, Housekeeping, SendDeadLetters
 from mom.service.leaders import LeaderHints
 from mom.service.locator import Handle, LeadershipMoved, Located, Locator, group_of, is_current, is_ready_leader
+from mom.service.membership import seed_members
 from mom.service.wakeups import WakeUps
 
 R = TypeVar("R", bound=Result)
@@ -118,7 +120,17 @@ class BrokerService:
 
     @property
     def node_ids(self) -> list[str]:
+        """The cluster's members now (the catalog's; the configured nodes until it records them)."""
         return list(self._manager.node_ids)
+
+    @property
+    def seed_ids(self) -> list[str]:
+        """The configured nodes: rendezvous placement's node set for destinations without explicit replicas."""
+        return list(self._manager.seed_ids)
+
+    def seed_members(self) -> list[MemberRecord]:
+        """The members as `[[cluster.nodes]]` names them: what the metadata leader records first."""
+        return seed_members(self._manager.settings)
 
     @property
     def catalog(self) -> Broker:
@@ -163,6 +175,18 @@ class BrokerService:
             self._hints.forget(group_id(QueueRef(command.name)))
         elif gid == METADATA_GROUP and isinstance(command, DeleteTopic):
             self._hints.forget(group_id(TopicRef(command.name)))
+
+    def seeded(self) -> bool:
+        """The catalog records the cluster's members (the metadata leader seeds them on the first start)."""
+        return self._manager.meta.broker.members.seeded
+
+    async def submit_to_meta(self, command: Command) -> bool:
+        """Submit `command` to the metadata group if this node leads it; False (nothing done) if not."""
+        meta = self.locate_meta()
+        if not isinstance(meta, Handle):
+            return False
+        await self.submit(meta, command)
+        return True
 
     def is_ready(self) -> bool:
         return self._manager.meta.leader_id is not None

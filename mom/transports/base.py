@@ -74,6 +74,14 @@ class Transport(Protocol):
 
     def status(self, peer: str) -> PeerStatus: ...
 
+    def add_peer(self, peer: str, address: Address) -> None:
+        """Accept and connect to a node added to the cluster at run time (or a peer's new address)."""
+        ...
+
+    def remove_peer(self, peer: str) -> None:
+        """Forget a node removed from the cluster: close the link to it and refuse it from now on."""
+        ...
+
 
 class TransportFactory(Protocol):
     """How each wire module (grpc.py, zmq.py) builds its transport: with the credentials it derives itself

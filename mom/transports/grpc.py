@@ -13,6 +13,7 @@ once per peer, in words that say what to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.grpc")
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 """2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
 rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote). 4: leaders announce
 themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames. 5: idle
@@ -41,6 +42,8 @@ groups quiesce (AppendEntries.quiesce) and nodes send NodeHeartbeat: an older no
 them, and would keep campaigning against groups whose leaders went quiet."""
 MAX_FRAME_BYTES = WIRE_FRAME_LIMIT
 """grpc's own default receive limit is 4 MiB; set explicitly on both ends, far above the router's frames."""
+SPARE_PEERS = 8
+"""Room in the server's stream threads for nodes added at run time beyond the configured ones."""
 SHUTDOWN_GRACE_S = 0.5
 """How long open streams get to finish when the node stops, before they are cancelled."""
 
@@ -157,6 +160,8 @@ class GrpcTransport:
         )
         self._last_seen: dict[str, float] = {}
         self._dropped_in: Counter[str] = Counter()
+        self._hello: Hello | None = None
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED) -> None:
         settings = self._settings
@@ -165,7 +170,7 @@ class GrpcTransport:
             admit=self._admit,
             deliver=self._deliver,
             trio_token=trio.lowlevel.current_trio_token(),
-            max_streams=2 * len(settings.peers) + 2,
+            max_streams=2 * (len(settings.peers) + SPARE_PEERS) + 2,
             options=SERVER_OPTIONS,
         )
         hello = Hello(
@@ -181,11 +186,15 @@ class GrpcTransport:
                 )
             except RuntimeError as exc:
                 raise Unavailable(f"cannot listen for replication on {settings.listen}: {exc}") from exc
+            self._hello = hello
             for peer, link in self._links.items():
                 link.start(_target(settings.peers[peer]), hello, *self._channel(peer))
             task_status.started(Address(settings.listen.host, port))
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await trio.sleep_forever()
         finally:
+            self._hello = self._nursery = None
             for link in self._links.values():
                 link.close()
             with trio.CancelScope(shield=True):
@@ -213,7 +222,7 @@ class GrpcTransport:
 
     def _stream_failed(self, peer: str, code: grpc.StatusCode, details: str) -> None:
         """Runs in a grpc thread when our stream to `peer` failed: say why once, in words an operator can act on."""
-        address = self._settings.peers[peer]
+        address = self._settings.peers.get(peer, "(removed)")
         if code == grpc.StatusCode.UNAVAILABLE and any(mark in details for mark in _NOT_GRPC):
             self._warn_once(
                 f"not-grpc:{peer}",
@@ -240,6 +249,30 @@ class GrpcTransport:
         if key not in self._warned and len(self._warned) < _MAX_WARNINGS:
             self._warned.add(key)
             log.warning(message, *args)
+
+    def add_peer(self, peer: str, address: Address) -> None:
+        """Accept and stream to a node added to the cluster at run time (a known peer moves to `address`)."""
+        if peer == self._settings.node_id:
+            return
+        if peer in self._links:
+            self.remove_peer(peer)
+        settings = self._settings = dataclasses.replace(self._settings, peers={**self._settings.peers, peer: address})
+        link = self._links[peer] = PeerLink(
+            peer, settings.send_queue_frames, settings.send_queue_bytes, partial(self._stream_failed, peer)
+        )
+        if self._hello is not None:
+            link.start(_target(address), self._hello, *self._channel(peer))
+
+    def remove_peer(self, peer: str) -> None:
+        """Forget a node removed from the cluster: close our stream to it, refuse its streams from now on."""
+        self._settings = dataclasses.replace(
+            self._settings, peers={p: a for p, a in self._settings.peers.items() if p != peer}
+        )
+        link = self._links.pop(peer, None)
+        if link is not None:
+            link.close()
+            if self._nursery is not None:
+                self._nursery.start_soon(partial(trio.to_thread.run_sync, link.join))
 
     def send(self, peer: str, frame: bytes) -> bool:
         link = self._links.get(peer)

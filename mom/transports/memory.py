@@ -15,6 +15,7 @@ What the hub models, and how a real network would show it:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import Counter
@@ -117,6 +118,8 @@ class MemoryTransport:
         )
         self._last_seen: dict[str, float] = {}
         self._dropped: Counter[str] = Counter()
+        self._pumps: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
 
     @property
     def node_id(self) -> str:
@@ -126,11 +129,42 @@ class MemoryTransport:
         self._hub._join(self)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for peer in self._settings.peers:
-                    nursery.start_soon(self._pump, peer)
+                    self._start_pump(peer)
                 task_status.started(self._settings.listen)
         finally:
+            self._nursery = None
             self._hub._leave(self)
+
+    def _start_pump(self, peer: str) -> None:
+        assert self._nursery is not None
+        scope = self._pumps[peer] = trio.CancelScope()
+
+        async def pump() -> None:
+            with scope:
+                await self._pump(peer)
+
+        self._nursery.start_soon(pump)
+
+    def add_peer(self, peer: str, address: Address) -> None:
+        """A node added at run time: frames to it and from it flow from now on."""
+        if peer == self.node_id or peer in self._queues:
+            return
+        self._settings = dataclasses.replace(self._settings, peers={**self._settings.peers, peer: address})
+        self._queues[peer] = SendQueue(self._settings.send_queue_frames, self._settings.send_queue_bytes)
+        if self._nursery is not None:
+            self._start_pump(peer)
+
+    def remove_peer(self, peer: str) -> None:
+        """A node removed: nothing more is sent to it or accepted from it."""
+        self._settings = dataclasses.replace(
+            self._settings, peers={p: a for p, a in self._settings.peers.items() if p != peer}
+        )
+        self._queues.pop(peer, None)
+        scope = self._pumps.pop(peer, None)
+        if scope is not None:
+            scope.cancel()
 
     def send(self, peer: str, frame: bytes) -> bool:
         queue = self._queues.get(peer)

@@ -34,6 +34,7 @@ logged once by name; the listener's monitor logs clients that fail the handshake
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.zmq")
 
-PROTOCOL_VERSION: Final = 5
+PROTOCOL_VERSION: Final = 6
 """2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
 rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote). 4: leaders announce
 themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames. 5: idle
@@ -156,6 +157,13 @@ class _Sockets:
         monitor.setsockopt(zmq.LINGER, 0)
         return monitor
 
+    def discard(self, socket: zmq.Socket[bytes]) -> None:
+        """Close one socket now (a removed peer's), trio told first."""
+        if socket in self._sockets:
+            self._sockets.remove(socket)
+            trio.lowlevel.notify_closing(int(socket.getsockopt(zmq.FD)))
+            socket.close(linger=0)
+
     def close(self) -> None:
         """Close everything now; trio is told first, since its I/O manager may still hold the descriptors."""
         for socket in self._sockets:
@@ -181,6 +189,12 @@ class ZmqTransport:
             peer: SendQueue(settings.send_queue_frames, settings.send_queue_bytes) for peer in settings.peers
         }
         self._dealers: dict[str, zmq.Socket[bytes]] = {}
+        self._links: dict[str, trio.CancelScope] = {}
+        self._refused_by: set[str] = set()
+        """Peers that refused our hello (we were not their peer yet): relinked once they speak to us, since a
+        node added to the cluster at run time is refused until the others learn of it, and libzmq does not
+        try again after a refused handshake."""
+        self._run: tuple[_Sockets, trio.Nursery] | None = None
         self._connected: set[str] = set()
         self._last_seen: dict[str, float] = {}
         self._dropped: Counter[str] = Counter()
@@ -196,16 +210,74 @@ class ZmqTransport:
                 nursery.start_soon(self._authenticate, TrioSocket(zap))
                 nursery.start_soon(self._receive, TrioSocket(router))
                 nursery.start_soon(self._watch_listener, TrioSocket(listener_monitor))
+                self._run = (sockets, nursery)
                 for peer, address in self._settings.peers.items():
-                    dealer, monitor = self._connect(sockets, peer, address)
-                    nursery.start_soon(self._watch_peer, peer, address, TrioSocket(monitor))
-                    nursery.start_soon(self._pump, self._queues[peer], TrioSocket(dealer))
-                    self._dealers[peer] = dealer
+                    self._link(peer, address)
                 task_status.started(bound)
         finally:
+            self._run = None
+            self._links.clear()
             self._dealers.clear()
             self._connected.clear()
             sockets.close()
+
+    def _link(self, peer: str, address: Address) -> None:
+        assert self._run is not None
+        sockets, nursery = self._run
+        dealer, monitor = self._connect(sockets, peer, address)
+        scope = self._links[peer] = trio.CancelScope()
+        nursery.start_soon(self._linked, scope, peer, address, dealer, monitor)
+        self._dealers[peer] = dealer
+
+    async def _linked(
+        self,
+        scope: trio.CancelScope,
+        peer: str,
+        address: Address,
+        dealer: zmq.Socket[bytes],
+        monitor: zmq.Socket[bytes],
+    ) -> None:
+        """Watch and feed one peer's link until it is removed (then close its sockets) or the run ends."""
+        with scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_peer, peer, address, TrioSocket(monitor))
+                nursery.start_soon(self._pump, self._queues[peer], TrioSocket(dealer))
+        if scope.cancelled_caught and self._run is not None:
+            for socket in (monitor, dealer):
+                self._run[0].discard(socket)
+
+    def add_peer(self, peer: str, address: Address) -> None:
+        """Accept and connect to a node added to the cluster at run time (a known peer moves to `address`)."""
+        if peer == self._settings.node_id:
+            return
+        if peer in self._links:
+            self.remove_peer(peer)
+        if self._curve is not None and peer not in self._curve.peers:
+            log.error(
+                "zmq: no CURVE public key for new node %s: put its %s.curve.pub in every node's certificates "
+                "folder and restart them",
+                peer,
+                peer,
+            )
+            return
+        self._settings = dataclasses.replace(self._settings, peers={**self._settings.peers, peer: address})
+        self._peer_ids[peer.encode()] = peer
+        self._queues.setdefault(peer, SendQueue(self._settings.send_queue_frames, self._settings.send_queue_bytes))
+        if self._run is not None:
+            self._link(peer, address)
+
+    def remove_peer(self, peer: str) -> None:
+        """Forget a node removed from the cluster: close the link, refuse its connections from now on."""
+        self._settings = dataclasses.replace(
+            self._settings, peers={p: a for p, a in self._settings.peers.items() if p != peer}
+        )
+        self._peer_ids.pop(peer.encode(), None)
+        self._queues.pop(peer, None)
+        self._dealers.pop(peer, None)
+        self._connected.discard(peer)
+        scope = self._links.pop(peer, None)
+        if scope is not None:
+            scope.cancel()
 
     def send(self, peer: str, frame: bytes) -> bool:
         queue = self._queues.get(peer)
@@ -368,6 +440,10 @@ class ZmqTransport:
                         identity,
                     )
                     continue
+                if sender in self._refused_by:
+                    self._refused_by.discard(sender)
+                    log.info("zmq: peer %s speaks to this node now: connecting to it again", sender)
+                    self.add_peer(sender, self._settings.peers[sender])
                 admitted_as = parts[1].get("User-Id")
                 if admitted_as != sender:
                     self._warn_once(
@@ -397,6 +473,8 @@ class ZmqTransport:
                 self._connected.add(peer)
             else:
                 self._connected.discard(peer)
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._refused_by.add(peer)
             if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self._curve is not None:
                 self._warn_once(
                     f"refused:{peer}",

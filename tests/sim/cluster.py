@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from mom.replication.messages import InstallSnapshot, LogEntry, SnapshotChunkAck
-from mom.replication.raft import HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
+from mom.errors import MembershipChangeRefused
+from mom.replication.membership import Membership, decode_config, is_config
+from mom.replication.messages import InstallSnapshot, LogEntry, SnapshotChunkAck, VoteResponse
+from mom.replication.raft import Change, HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
 from tests.sim.network import Faults, SimNetwork
 
 
@@ -54,6 +56,13 @@ class SimConfig:
     at once when a peer crashes, restarts, or is cut off or reachable again (`peer_down`, `peer_up`)."""
     false_suspicion: float = 0.0
     """With quiesce: the chance per step that some node wrongly hears a live peer declared dead."""
+    spares: int = 0
+    """Nodes outside the initial configuration, which membership changes may add (then remove again)."""
+    membership_probability: float = 0.0
+    """The chance per step that a leader is asked for a random membership change (add a spare as a learner,
+    promote a learner, remove a member)."""
+    min_voters: int = 3
+    """Random changes remove no voter from a configuration with this many voters or fewer."""
 
 
 @dataclass
@@ -89,12 +98,24 @@ class SimDisk:
 
 
 class SimNode:
-    def __init__(self, node_id: str, voters: list[str], disk: SimDisk, seed: int, config: SimConfig) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        voters: list[str],
+        disk: SimDisk,
+        seed: int,
+        config: SimConfig,
+        *,
+        learners: tuple[str, ...] = (),
+        joining_as_learner: bool = False,
+    ) -> None:
         self.node_id = node_id
         self.disk = disk
         self.core = RaftCore(
             node_id,
             voters,
+            learners=learners,
+            joining_as_learner=joining_as_learner,
             persisted=disk.load(),
             rng=random.Random(seed),
             election_ticks=config.election_ticks,
@@ -125,10 +146,15 @@ class SimCluster:
         self.config = config or SimConfig()
         self.rng = random.Random(seed)
         self.ids = [f"n{i + 1}" for i in range(self.config.nodes)]
+        """The initial configuration's voters."""
+        self.all_ids = [f"n{i + 1}" for i in range(self.config.nodes + self.config.spares)]
         self.net = SimNetwork(random.Random(self.rng.random()), faults=self.config.faults)
-        self.disks = {node_id: SimDisk() for node_id in self.ids}
+        self.disks = {node_id: SimDisk() for node_id in self.all_ids}
         self.nodes: dict[str, SimNode | None] = {}
-        self.checker = SafetyChecker()
+        """The nodes that run (None: crashed); a spare is absent until added, and again once removed."""
+        self.checker = SafetyChecker(Membership(tuple(self.ids)))
+        self.changes: list[str] = []
+        """The membership changes leaders accepted, for the failure report."""
         self.proposed = 0
         self.recovering: set[str] = set()
         """Nodes that lost data and have not voted since (no more data loss until they do)."""
@@ -140,9 +166,32 @@ class SimCluster:
     # -- nodes
 
     def start(self, node_id: str) -> None:
+        """Start (or restart) a node from its disk, constructed as a real node's manager would: with the
+        cluster's record of the group's configuration (the latest committed one), joining as a learner when
+        the record does not list it."""
         seed = self.rng.getrandbits(32)
-        self.nodes[node_id] = SimNode(node_id, self.ids, self.disks[node_id], seed, self.config)
+        record = self.checker.record
+        self.nodes[node_id] = SimNode(
+            node_id,
+            list(record.voters),
+            self.disks[node_id],
+            seed,
+            self.config,
+            learners=record.learners,
+            joining_as_learner=node_id not in record,
+        )
         self.net.down.discard(node_id)
+
+    def evict(self) -> None:
+        """Stop and erase the nodes a committed configuration removed (what the real manager does): they may be
+        added again later, as fresh nodes."""
+        for node_id in self.checker.evicted:
+            if node_id in self.nodes:
+                del self.nodes[node_id]
+                self.net.down.add(node_id)
+            self.disks[node_id] = SimDisk()
+            self.recovering.discard(node_id)
+        self.checker.evicted.clear()
 
     def crash(self, node_id: str) -> None:
         self.nodes[node_id] = None
@@ -171,11 +220,17 @@ class SimCluster:
         core = node.core
         installed = None
         if ready.snapshot is not None:
-            installed = Snapshot(ready.snapshot.index, ready.snapshot.term, node.received.pop(ready.snapshot.index))
+            meta = ready.snapshot
+            installed = Snapshot(meta.index, meta.term, node.received.pop(meta.index), meta.membership)
         node.disk.write(ready, installed)
         if installed is not None:
             node.applied = _decode_state(installed)
             self.checker.installed(node.node_id, node.applied)
+        for message in ready.messages:
+            # A voter whose removal is not committed yet may still vote (`voting`); no other non-member.
+            granted = isinstance(message, VoteResponse) and message.granted
+            if granted and node.node_id not in core.membership and not core.voting:
+                raise SafetyViolation(f"{node.node_id} votes although {core.membership} does not list it")
         self.net.send(ready.messages)
         self._stream_snapshots(node, ready)
         for offset, entry in enumerate(ready.committed):
@@ -187,11 +242,13 @@ class SimCluster:
         core.advance(ready)
         if (
             len(node.applied) == core.applied_index
+            and core.applied_index <= core.log.stable  # as the real driver: only what is durable here
             and core.applied_index - core.snapshot.index >= self.config.compact_every
         ):
             data = msgspec.msgpack.encode(node.applied[: core.applied_index])
             core.compact(core.applied_index)
-            node.disk.save_snapshot(Snapshot(core.snapshot.index, core.snapshot.term, data))
+            meta = core.snapshot
+            node.disk.save_snapshot(Snapshot(meta.index, meta.term, data, meta.membership))
 
     def _stream_snapshots(self, node: SimNode, ready: Ready) -> None:
         """The driver's part of snapshots: send the one asked for from disk; take in whole ones received."""
@@ -202,13 +259,15 @@ class SimCluster:
                 raise SafetyViolation(
                     f"{node.node_id} was asked to send snapshot {meta}, its disk holds {stored.index}"
                 )
-            chunk = InstallSnapshot("", core.term, node.node_id, peer, stored.index, stored.term, 0, stored.data, True)
+            chunk = InstallSnapshot(
+                "", core.term, node.node_id, peer, stored.index, stored.term, 0, stored.data, True, stored.membership
+            )
             self.net.send([chunk])
         for chunk in ready.snapshot_chunks:
             if chunk.offset != 0 or not chunk.done:
                 raise SafetyViolation(f"{node.node_id} got a chunk this driver never sends: {chunk}")
             self.net.send([SnapshotChunkAck("", chunk.term, node.node_id, chunk.sender, chunk.index, len(chunk.data))])
-            meta = Snapshot(chunk.index, chunk.snapshot_term).meta
+            meta = Snapshot(chunk.index, chunk.snapshot_term, membership=chunk.membership).meta
             if core.snapshot_received(chunk.sender, meta):
                 node.received[chunk.index] = chunk.data
 
@@ -227,6 +286,10 @@ class SimCluster:
             self.process(node)
         if propose and self.rng.random() < self.config.propose_probability:
             self.propose_random()
+        if chaos and self.rng.random() < self.config.membership_probability:
+            self.change_membership_random()
+        if self.checker.evicted:
+            self.evict()
         if chaos and self.rng.random() < self.config.fault_probability:
             self.inject_fault()
         if self.config.quiesce:
@@ -237,10 +300,10 @@ class SimCluster:
         """The node liveness as every node sees it: a crashed or cut-off peer is down, a reachable one up (and,
         with chaos, now and then a live peer wrongly suspected)."""
         for node in self.live():
-            for peer in self.ids:
+            for peer in self.all_ids:
                 if peer == node.node_id:
                     continue
-                alive = self.nodes[peer] is not None and self.net.connected(node.node_id, peer)
+                alive = self.nodes.get(peer) is not None and self.net.connected(node.node_id, peer)
                 if node.views.get(peer, True) != alive:
                     node.views[peer] = alive
                     if alive:
@@ -252,7 +315,7 @@ class SimCluster:
             live = self.live()
             if live:
                 node = self.rng.choice(live)
-                node.core.peer_down(self.rng.choice([p for p in self.ids if p != node.node_id]))
+                node.core.peer_down(self.rng.choice([p for p in self.all_ids if p != node.node_id]))
                 self.process(node)
 
     def quiesced(self) -> list[str]:
@@ -272,6 +335,35 @@ class SimCluster:
             return
         self.process(node)
 
+    def change_membership_random(self) -> None:
+        """Ask a node that believes it leads (a stale leader too) for a random single-server change."""
+        leaders = self.leaders()
+        if not leaders:
+            return
+        node = self.rng.choice(leaders)
+        config = node.core.membership
+        spares = [n for n in self.all_ids if n not in config and self.nodes.get(n, None) is None]
+        options: list[tuple[Change, str]] = [("add_learner", n) for n in spares if n not in self.nodes]
+        options += [("promote", n) for n in config.learners]
+        options += [("remove", n) for n in config.learners]
+        if len(config.voters) > self.config.min_voters:
+            options += [("remove", n) for n in config.voters]
+        if options:
+            self.change(node, *self.rng.choice(options))
+
+    def change(self, node: SimNode, change: Change, member: str) -> int | None:
+        """Ask `node` for a membership change; a node added is started first (empty, joining as a learner).
+        Returns the index of its configuration entry, or None when refused."""
+        if change == "add_learner" and member not in self.nodes:
+            self.start(member)
+        try:
+            index = node.core.change_membership(change, member)
+        except (NotLeader, MembershipChangeRefused):
+            return None
+        self.changes.append(f"step {self.net.now}: {node.node_id} t{node.core.term} {change} {member} at {index}")
+        self.process(node)
+        return index
+
     def new_payload(self) -> bytes:
         self.proposed += 1
         return f"s{self.seed}-p{self.proposed}".encode()
@@ -280,6 +372,13 @@ class SimCluster:
         kinds = ["crash", "restart", "partition", "heal", "isolate_leader"]
         kind = self.rng.choice([*kinds, "lose_data"] if self.config.data_loss else kinds)
         crashed = [node_id for node_id, node in self.nodes.items() if node is None]
+        if kind == "lose_data":
+            # Not while another member is down with an empty disk (it crashed before its first write) or as a
+            # recovering learner: it comes back not voting, and two of three non-voting replicas block the group
+            # for good. Safety would hold; the checks after healing (tests/sim/test_membership.py) would fail.
+            record = self.checker.record
+            weak = [n for n in record.members if self.disks[n].load().empty or self.disks[n].hard_state.learner]
+            crashed = [n for n in crashed if n in record and not [w for w in weak if w != n]]
         if kind == "lose_data" and crashed and self.no_one_recovering():
             self.restart_after_data_loss(self.rng.choice(crashed))
         elif kind == "crash":
@@ -289,13 +388,13 @@ class SimCluster:
         elif kind == "restart" and crashed:
             self.start(self.rng.choice(crashed))
         elif kind == "partition":
-            shuffled = self.ids[:]
+            shuffled = self.all_ids[:]
             self.rng.shuffle(shuffled)
             cut = self.rng.randint(1, len(shuffled) - 1)
             self.net.partition(shuffled[:cut], shuffled[cut:])
         elif kind == "isolate_leader" and self.leaders():
             leader = self.rng.choice(self.leaders()).node_id
-            self.net.partition([n for n in self.ids if n != leader], [leader])
+            self.net.partition([n for n in self.all_ids if n != leader], [leader])
         elif kind == "heal":
             self.net.heal()
 
@@ -305,7 +404,9 @@ class SimCluster:
             node = self.nodes[node_id]
             if node is not None and node.core.voting:
                 self.recovering.discard(node_id)
-        return not self.recovering and all(n.core.voting for n in self.live())
+        return not self.recovering and all(
+            n.core.voting for n in self.live() if n.node_id in n.core.voters or n.node_id in self.checker.record
+        )
 
     def restart_after_data_loss(self, node_id: str) -> None:
         """Damage or wipe a crashed node's disk, then restart it."""
@@ -349,7 +450,12 @@ class SimCluster:
         if len(leaders) != 1:
             return None
         leader = leaders[0]
-        agree = all(n.core.leader_id == leader.node_id and n.core.term == leader.core.term for n in self.live())
+        config = leader.core.membership
+        agree = all(
+            n.core.leader_id == leader.node_id and n.core.term == leader.core.term
+            for n in self.live()
+            if n.node_id in config
+        )
         return leader if agree else None
 
     def commit_through_leader(self, payload: bytes, limit: int, among: list[str] | None = None) -> int:
@@ -378,17 +484,23 @@ class SimCluster:
                 parts.append(f"{node_id}: down")
             else:
                 c = node.core
+                config = c.membership
                 parts.append(
                     f"{node_id}: {c.role} t{c.term} lead={c.leader_id} last={c.last_index} "
-                    f"commit={c.commit_index} applied={c.applied_index}"
+                    f"commit={c.commit_index} applied={c.applied_index} voters={','.join(config.voters)} "
+                    f"learners={','.join(config.learners)}"
                 )
-        return "; ".join(parts)
+        return "; ".join(parts) + f"; record {self.checker.record}"
 
 
 class SafetyChecker:
     """Raft's safety properties, checked against everything every node holds after every step."""
 
-    def __init__(self) -> None:
+    def __init__(self, initial: Membership) -> None:
+        self.record = initial
+        """The latest committed configuration (what the cluster's membership record holds)."""
+        self.evicted: set[str] = set()
+        """Members a newly committed configuration removed, for the cluster to stop and erase."""
         self.leader_of_term: dict[int, str] = {}
         self.entries: dict[tuple[int, int], tuple[bytes, int]] = {}
         """(index, term) -> (payload, term of the previous entry): Log Matching, by induction on the index."""
@@ -408,6 +520,11 @@ class SafetyChecker:
         elif index == len(self.committed) + 1:
             self.committed.append(entry)
             self.commit_term.append(term)
+            if is_config(entry):
+                config = decode_config(entry)
+                self.evicted |= {n for n in self.record.members if n not in config}
+                self.evicted -= set(config.members)
+                self.record = config
         else:
             raise SafetyViolation(f"{node_id} applied {index} before anyone applied {len(self.committed) + 1}")
 
@@ -418,6 +535,12 @@ class SafetyChecker:
     def check(self, cluster: SimCluster) -> None:
         for node in cluster.live():
             core = node.core
+            if core.role != "follower" and node.node_id not in core.voters:
+                # Only a voter stands, or one whose removal is not committed yet; a leader whose removal commits
+                # steps down at once.
+                leaving = core.commit_index < core.log.config_index and node.node_id in core.log.previous_config.voters
+                if not leaving:
+                    raise SafetyViolation(f"{node.node_id} is {core.role} but no voter of {core.membership}")
             if core.role == "leader":
                 holder = self.leader_of_term.setdefault(core.term, node.node_id)
                 if holder != node.node_id:

@@ -46,9 +46,10 @@ def test_a_hello_from_a_peer_of_the_same_cluster_is_accepted() -> None:
         ({"cluster_id": "staging"}, grpc.StatusCode.FAILED_PRECONDITION, ["'staging'", "'prod'"]),
         ({"node_id": "n9"}, grpc.StatusCode.PERMISSION_DENIED, ["'n9'", "not a peer"]),
         ({"protocol_version": 99}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 99", f"{PROTOCOL_VERSION}"]),
-        ({"protocol_version": 2}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 2", "protocol 5"]),
-        ({"protocol_version": 3}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 3", "protocol 5"]),
-        ({"protocol_version": 4}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 4", "protocol 5"]),
+        ({"protocol_version": 2}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 2", "protocol 6"]),
+        ({"protocol_version": 3}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 3", "protocol 6"]),
+        ({"protocol_version": 4}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 4", "protocol 6"]),
+        ({"protocol_version": 5}, grpc.StatusCode.FAILED_PRECONDITION, ["protocol 5", "protocol 6"]),
         ({"transport": "zmq"}, grpc.StatusCode.FAILED_PRECONDITION, ["'zmq'"]),
     ],
 )

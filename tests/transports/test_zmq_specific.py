@@ -164,7 +164,7 @@ async def test_a_raw_zmq_client_without_a_hello_is_refused(caplog: pytest.LogCap
             context.destroy(linger=0)
 
 
-@pytest.mark.parametrize("older", [2, 3, 4])
+@pytest.mark.parametrize("older", [2, 3, 4, 5])
 async def test_a_node_of_an_older_protocol_is_refused(caplog: pytest.LogCaptureFixture, older: int) -> None:
     """Protocol 3 added the join probes and incarnations that keep a replica that lost data from voting, 4 the
     leader news of routing: a node from before would fail to decode whole frames holding them (or vote)."""

@@ -504,3 +504,26 @@ def test_user_grant_revoke_list_and_delete() -> None:
     assert server.bodies("POST", "/v1/auth/users/bob/revoke") == [{"scopes": ["mom.write:x"]}]
     assert json.loads(run(server, "user", "list").output) == [{"username": "bob"}]
     assert run(server, "user", "delete", "bob").exit_code == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cluster membership
+
+
+def test_cluster_membership_commands_send_the_admin_requests() -> None:
+    member = {"id": "mom4", "rest_url": "http://h:1", "replication": "h:2", "state": "active", "replicas": 0}
+    server = FakeServer(
+        {
+            ("POST", "/v1/cluster/nodes"): answer(member, 201),
+            ("POST", "/v1/cluster/nodes/mom2/drain"): answer({**member, "id": "mom2", "state": "draining"}),
+            ("DELETE", "/v1/cluster/nodes/mom2"): lambda request: httpx.Response(204),
+            ("GET", "/v1/cluster/nodes"): answer({"nodes": [member], "moves": []}),
+        }
+    )
+    added = run(server, "cluster", "add-node", "mom4", "--rest", "http://h:1", "--replication", "h:2")
+    assert added.exit_code == 0, added.output
+    assert server.bodies("POST", "/v1/cluster/nodes") == [{"id": "mom4", "rest": "http://h:1", "replication": "h:2"}]
+    assert json.loads(run(server, "cluster", "drain", "mom2").output)["state"] == "draining"
+    removed = run(server, "cluster", "remove-node", "mom2")
+    assert removed.exit_code == 0 and "removed mom2" in removed.output
+    assert json.loads(run(server, "cluster", "nodes").output)["nodes"] == [member]

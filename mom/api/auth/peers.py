@@ -49,6 +49,15 @@ class PeerKeys:
         """The peers whose keys the last fetch did not get."""
         self._lock = trio.Lock()
 
+    def add_peer(self, node_id: str, url: str) -> None:
+        """A node added to the cluster: its signing keys are fetched like the others' (tokens it issues work here)."""
+        self._peer_urls[node_id] = url
+        self._last_refresh = -REFRESH_INTERVAL_S
+
+    def remove_peer(self, node_id: str) -> None:
+        self._peer_urls.pop(node_id, None)
+        self._silent.discard(node_id)
+
     async def verify(self, token: str) -> Principal:
         """The token's principal; fetches the peers' keys once if it names a key not known here."""
         try:
@@ -72,7 +81,7 @@ class PeerKeys:
                 return
             started = trio.current_time()
             self._silent = set(self._peer_urls)
-            for node_id, url in self._peer_urls.items():
+            for node_id, url in list(self._peer_urls.items()):
                 try:
                     answer = await self._http.get(url + "/.well-known/jwks.json", timeout=2.0)
                     answer.raise_for_status()

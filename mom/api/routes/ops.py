@@ -58,6 +58,7 @@ async def metrics() -> Response:
 def _nodes() -> list[dict[str, Any]]:
     context = ctx()
     me, transport = context.settings.node_id, context.transport_status
+    states = {m.id: m.state for m in context.service.catalog.members.members()}
     nodes = []
     for node_id, url in context.peer_urls.items():
         last_seen: str | None
@@ -68,7 +69,8 @@ def _nodes() -> list[dict[str, Any]]:
             state = "up" if status.connected else "unreachable"
             seen_ago = None if status.last_seen is None else trio.current_time() - status.last_seen
             last_seen = None if seen_ago is None else rfc3339(context.service.now_ms() - round(seen_ago * 1000))
-        nodes.append({"id": node_id, "rest_url": url, "state": state, "last_seen": last_seen})
+        member = states.get(node_id, "active")
+        nodes.append({"id": node_id, "rest_url": url, "state": state, "last_seen": last_seen, "member": member})
     return nodes
 
 
@@ -77,6 +79,8 @@ def _nodes() -> list[dict[str, Any]]:
 @contract(200, 401, body=answers.Cluster)
 async def cluster() -> Response:
     """Nodes, the transport, and per destination its leader, replicas, commit index and replica lag.
+
+    Each node says whether it is an `active` member or `draining`; `moves` lists the replica moves in progress.
 
     Leader, commit index and lag are as this node sees them: exact for the groups it replicates, null otherwise.
     `?node=ID` answers with that node's view instead (forwarded to it; 503 when it cannot be reached). Only the
@@ -109,5 +113,8 @@ async def cluster() -> Response:
             "metadata_leader": service.metadata_leader,
             "nodes": _nodes(),
             "destinations": destinations,
+            "moves": [
+                {"group": m.group, "source": m.source, "target": m.target} for m in service.catalog.members.moves()
+            ],
         }
     )

@@ -1,0 +1,96 @@
+"""Carrying out one move with single-server membership changes, on a fake group that records its changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from mom.broker.commands import Move
+from mom.service.mover import Reconfigurable, reconfigure
+
+
+@dataclass
+class Config:
+    voters: list[str]
+    learners: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeGroup:
+    membership: Config
+    ready_after: int = 3
+    """`caught_up` answers True from this call on (a learner catching up)."""
+    changes: list[str] = field(default_factory=list)
+    asked: int = 0
+
+    def caught_up(self, node: str) -> bool:
+        self.asked += 1
+        return self.asked >= self.ready_after
+
+    async def add_learner(self, node: str) -> None:
+        self.changes.append(f"learner {node}")
+        self.membership.learners.append(node)
+
+    async def promote(self, node: str) -> None:
+        self.changes.append(f"promote {node}")
+        self.membership.learners.remove(node)
+        self.membership.voters.append(node)
+
+    async def remove_member(self, node: str) -> None:
+        self.changes.append(f"remove {node}")
+        for members in (self.membership.voters, self.membership.learners):
+            if node in members:
+                members.remove(node)
+
+    def transfer_leadership(self, to: str) -> None:
+        self.changes.append(f"transfer {to}")
+
+
+async def test_a_move_adds_a_learner_waits_promotes_then_removes() -> None:
+    group = FakeGroup(Config(["a", "b", "c"]))
+    assert isinstance(group, Reconfigurable)
+    assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01) == "done"
+    assert group.changes == ["learner d", "promote d", "remove c"]
+    assert group.asked == 3, "promoted only once caught up"
+    assert sorted(group.membership.voters) == ["a", "b", "d"]
+
+
+async def test_a_leader_that_leaves_hands_over_and_the_next_one_resumes() -> None:
+    group = FakeGroup(Config(["a", "b", "c"]), ready_after=1)
+    assert await reconfigure(group, "a", Move("q.x", "a", "d"), poll_s=0.01) == "handed_over"
+    assert group.changes == ["learner d", "promote d", "transfer d"]
+    with trio.fail_after(5):
+        assert await reconfigure(group, "d", Move("q.x", "a", "d"), poll_s=0.01) == "done"
+    assert group.changes[-1] == "remove a" and sorted(group.membership.voters) == ["b", "c", "d"]
+
+
+async def test_resuming_a_finished_change_changes_nothing() -> None:
+    group = FakeGroup(Config(["a", "b", "d"]))
+    assert await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01) == "done"
+    assert group.changes == []
+
+
+async def test_an_abandoned_move_takes_its_learner_out_again() -> None:
+    group = FakeGroup(Config(["a", "b", "c"]), ready_after=10**9)  # the target never catches up
+    wanted = True
+
+    async def abandon_soon() -> None:
+        nonlocal wanted
+        await trio.sleep(0.05)
+        wanted = False
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(abandon_soon)
+            done = await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: wanted)
+    assert done == "abandoned"
+    assert group.changes == ["learner d", "remove d"]
+
+
+async def test_a_promoted_target_is_kept_whatever_happens_next() -> None:
+    group = FakeGroup(Config(["a", "b", "c"]), ready_after=1)
+    outcome = await reconfigure(
+        group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: "promote d" not in group.changes
+    )
+    assert outcome == "done" and group.changes == ["learner d", "promote d", "remove c"]
