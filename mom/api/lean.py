@@ -60,7 +60,7 @@ class LeanRoutes:
             return
         request = TrioASGIHTTPConnection(self._app, scope)._create_request_from_scope(send)  # type: ignore[arg-type]
         if not scope["path"].endswith("/receive"):
-            if await _read_body(request, receive):
+            if await _read_body(request, receive, self._app.config["MAX_CONTENT_LENGTH"]):
                 await self._answer(request, send)
             return
         async with trio.open_nursery() as nursery:  # a long-poll ends when its client goes away
@@ -91,12 +91,12 @@ class LeanRoutes:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _read_body(request: Any, receive: Any) -> bool:
+async def _read_body(request: Any, receive: Any, limit: int | None) -> bool:
     """The body into the request, as Quart's reader puts it; False if the client went away meanwhile.
 
     Reading stops at the size limit (the app's hook then answers 413 from the request, as Quart's would) and at
-    the body timeout (the hook answers 408 at once rather than after a second timeout)."""
-    limit = request.max_content_length
+    the body timeout (the hook answers 408 at once rather than after a second timeout). `limit` is the app's
+    MAX_CONTENT_LENGTH, which the request's body was given."""
     if limit is not None and (request.content_length or 0) > limit:
         return True  # the request's body already knows it is too large
     total = 0
