@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -420,6 +420,15 @@ def tls_verify(ca_file: str | None) -> ssl.SSLContext | bool:
     return True if ca_file is None else ssl.create_default_context(cafile=ca_file)
 
 
+class Credentials(TypedDict, total=False):
+    """A client's credentials, as the keyword arguments of another client."""
+
+    username: str
+    password: str
+    client_id: str
+    client_secret: str
+
+
 class Protocol:
     """The state shared by a client's requests: base timeout and the bearer token with its renewal."""
 
@@ -451,6 +460,16 @@ class Protocol:
     @property
     def can_fetch_token(self) -> bool:
         return self._grant is not None
+
+    def credentials(self) -> Credentials:
+        """The keyword arguments that give another client (a stream the client opens) the same credentials, so
+        that it renews its token by itself instead of dying with the one it was handed."""
+        match self._grant:
+            case {"grant_type": "password", "username": username, "password": password}:
+                return Credentials(username=username, password=password)
+            case {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}:
+                return Credentials(client_id=client_id, client_secret=secret)
+        return Credentials()
 
     def _token_is_stale(self) -> bool:
         if self._token is None:

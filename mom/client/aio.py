@@ -312,14 +312,18 @@ class AsyncClient:
         """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
 
         `async with client.consume(queue="orders") as sub: async for message in sub: sub.ack_nowait(...)`;
-        see `mom.client.subscription`. The socket uses the client's current token and lasts as long as it; when
-        its node goes away it reopens to another of the client's nodes and subscribes again there.
+        see `mom.client.subscription`. The socket starts with the client's current token and, when the client
+        has credentials, renews it; when its node goes away it reopens to another of the client's nodes and
+        subscribes again there.
         """
         headers = await self._drive(self._protocol.authorization())
         bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        credentials = self._protocol.credentials()
         stream = StreamClient(
             self._nodes.from_current(),
-            token=bearer,
+            # with credentials the stream fetches its own token, whose lifetime it knows, and renews it
+            token=None if credentials else bearer,
+            **credentials,
             timeout=self._protocol.timeout,
             retries=self._retries.count,
             retry_for_s=self._retries.for_s,

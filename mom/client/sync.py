@@ -302,16 +302,20 @@ class Client:
     ) -> BlockingSubscription:
         """Deliveries pushed over the streaming WebSocket, at most `prefetch` of them unacked at once.
 
-        Use it in `with`; ack with `sub.ack_nowait(receipt)` (batched) or `sub.ack([...])`. The socket uses
-        the client's current token and lasts as long as it (see `mom.client.consume`); when its node goes away
-        it reopens to another of the client's nodes and subscribes again there.
+        Use it in `with`; ack with `sub.ack_nowait(receipt)` (batched) or `sub.ack([...])`. The socket starts
+        with the client's current token and, when the client has credentials, renews it (see
+        `mom.client.consume`); when its node goes away it reopens to another of the client's nodes and
+        subscribes again there.
         """
         headers = self._drive(self._protocol.authorization())
         bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        credentials = self._protocol.credentials()
         connect = partial(
             StreamClient,
             self._nodes.from_current(),
-            token=bearer,
+            # with credentials the stream fetches its own token, whose lifetime it knows, and renews it
+            token=None if credentials else bearer,
+            **credentials,
             timeout=self._protocol.timeout,
             retries=self._retries.count,
             retry_for_s=self._retries.for_s,

@@ -310,15 +310,22 @@ class BrokerService:
         """Lease up to `max_messages`, waiting up to `wait_s` for the first one to become available."""
         group = group_of(here)
         deadline = trio.current_time() + wait_s
+        woken = False
         while True:
             if not group.is_leader:
                 raise LeadershipMoved(group.group_id, group.leader_id)
             now = self.now_ms()
             ready_at = group.broker.ready_at(source, now)
             if ready_at is not None and ready_at <= now:
-                result = await self.submit(here, Receive(source, max_messages, visibility_timeout_ms), Received)
-                if result.messages:
+                receive = Receive(source, max_messages, visibility_timeout_ms)
+                if woken:  # the other waiters woke too: look again in turn, after the one before has committed
+                    async with self._wakeups.turn(group.group_id, source):
+                        result = await self._receive_if_ready(here, receive)
+                else:
+                    result = await self.submit(here, receive, Received)
+                if result is not None and result.messages:
                     return result.messages
+                woken = False
                 continue
             remaining = deadline - trio.current_time()
             if remaining <= 0:
@@ -328,8 +335,18 @@ class BrokerService:
             try:
                 with trio.move_on_after(timeout):
                     await self._wakeups.event(group.group_id, source).wait()
+                    woken = True
             finally:
                 self.waiting_receives -= 1
+
+    async def _receive_if_ready(self, here: Handle, receive: Receive) -> Received | None:
+        """`receive` if its source still has a message ready here (None: none, or no longer the leader)."""
+        group = group_of(here)
+        now = self.now_ms()
+        ready_at = group.broker.ready_at(receive.source, now) if group.is_leader else None
+        if ready_at is None or ready_at > now:
+            return None
+        return await self.submit(here, receive, Received)
 
 
 POLL_S = (0.02, 0.2)

@@ -3,9 +3,17 @@
 Waiting costs nothing: a long-poll sleeps on a `trio.Event` per (group, source) until a command applied in that
 group may have given it something to receive (a publish, a nack, a lease or delay that ended with a Tick) or
 ended it (a delete). The table holds only the events someone is waiting on.
+
+An event wakes every waiter of its source, but a receive is a replicated command: if all of them went to the
+log at once for one new message, all but one would commit an empty lease. So woken receives take turns per
+source (`turn`): each looks again once the one before it has committed, and goes back to sleep if nothing is
+left. A receive that finds messages on its first look does not queue.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -34,6 +42,19 @@ class WakeUps:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, Source], trio.Event] = {}
+        self._turns: dict[tuple[str, Source], trio.Lock] = {}
+
+    @asynccontextmanager
+    async def turn(self, gid: str, source: Source) -> AsyncIterator[None]:
+        """One woken receive of `source` at a time (see the module); the lock is dropped when nobody needs it."""
+        key = (gid, source)
+        lock = self._turns.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._turns.pop(key, None)
 
     def event(self, gid: str, source: Source) -> trio.Event:
         """The event to wait on for something to receive from `source` in group `gid`."""

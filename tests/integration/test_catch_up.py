@@ -106,8 +106,13 @@ def catch_up(tmp_path: Path, total_bytes: int, settings: str) -> None:
             timeout_s=120,
         )
         caught_up_s = time.monotonic() - started - published_s
-        log = cluster.nodes[follower].log_path.read_text(errors="replace")
-        assert "installed the leader's snapshot" in log, "the follower needed a snapshot: the log was compacted"
+        # The follower's core takes the snapshot's index as committed as soon as it decides to install it; the
+        # line is logged once the snapshot is durable and applied, a moment later on a loaded machine.
+        wait_for(
+            f"{follower} installed the leader's snapshot (the log was compacted, so it needs one)",
+            lambda: "installed the leader's snapshot" in cluster.nodes[follower].log_path.read_text(errors="replace"),
+            timeout_s=30,
+        )
 
         cluster.nodes[leader].kill()
         received = receive_all(cluster.api(follower))

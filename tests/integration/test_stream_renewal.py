@@ -1,5 +1,6 @@
 """A `StreamClient` with credentials outlives its token: when the server closes the socket at the token's expiry,
-the client opens a new one with a new token and its subscription goes on."""
+the client opens a new one with a new token and its subscription goes on. So does a subscription that a client
+with credentials opened with `consume` (it used to hand the stream only its current token)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from mom.client import Client
+from mom.client import AsyncClient, Client
 from mom.client.stream import StreamClient
 from tests.integration.harness import ADMIN_PASSWORD, NodeProcess
 
@@ -29,17 +30,27 @@ def short_tokens(tmp_path: Path) -> Iterator[NodeProcess]:
 async def test_a_stream_subscription_goes_on_past_its_token(short_tokens: NodeProcess) -> None:
     with Client(short_tokens.url, username="admin", password=ADMIN_PASSWORD) as admin:
         admin.create_queue("renewed")
+        admin.create_queue("consumed")
     async with (
         StreamClient(short_tokens.url, username="admin", password=ADMIN_PASSWORD) as stream,
         stream.subscribe(queue="renewed", credit=10) as sub,
+        AsyncClient(short_tokens.url, username="admin", password=ADMIN_PASSWORD) as client,
+        client.consume(queue="consumed", prefetch=10) as consumed,
     ):
         await stream.publish([{"body": "before"}], queue="renewed")
+        await stream.publish([{"body": "before"}], queue="consumed")
         with trio.fail_after(20):
             first = await sub.__anext__()
+            first_consumed = await consumed.__anext__()
         await sub.ack([first["receipt"]])
-        await trio.sleep(TOKEN_TTL_S + 1)  # the server has closed the first socket by now
+        await consumed.ack([first_consumed["receipt"]])
+        await trio.sleep(TOKEN_TTL_S + 1)  # the server has closed both first sockets by now
         await stream.publish([{"body": "after"}], queue="renewed")
+        await stream.publish([{"body": "after"}], queue="consumed")
         with trio.fail_after(20):
             second = await sub.__anext__()
+            second_consumed = await consumed.__anext__()
         await sub.ack([second["receipt"]])
+        await consumed.ack([second_consumed["receipt"]])
     assert (first["body"], second["body"]) == ("before", "after")
+    assert (first_consumed["body"], second_consumed["body"]) == ("before", "after")
