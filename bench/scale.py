@@ -20,6 +20,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,14 +126,67 @@ def _until(check: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
+FAILOVER_SAMPLE = 200
+"""How many of the killed node's queues the failover step publishes to (all of them up to this many)."""
+
+
+def _led_queues(mom: MomDeployment, token: str, node_id: str) -> list[str]:
+    view = httpx.get(f"{mom.urls[0]}/v1/cluster", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    return [d["name"] for d in view["destinations"] if d.get("kind") == "queue" and d.get("leader") == node_id]
+
+
+def _failover(ctx: RunContext, mom: MomDeployment, token: str, queues: list[str]) -> tuple[float | None, int]:
+    """Publish through node 1 to each of `queues` (led by a node just killed), one thread per queue retrying until
+    its queue took a message: (seconds until the last one did, or None after 120 s; how many never did)."""
+    body = json.dumps(one_message()).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    started = time.monotonic()
+    took: dict[str, float] = {}
+    last: dict[str, str] = {}
+
+    def until_published(queue: str) -> None:
+        with httpx.Client(timeout=2, headers=headers) as http:
+            while time.monotonic() - started < 120:
+                try:
+                    answer = http.post(f"{mom.urls[0]}/v1/queues/{queue}/messages", content=body)
+                except httpx.HTTPError as exc:
+                    last[queue] = type(exc).__name__
+                    continue
+                if answer.status_code == 201:
+                    took[queue] = time.monotonic() - started
+                    return
+                last[queue] = f"{answer.status_code} {answer.text[:160]}"
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=until_published, args=(queue,)) for queue in queues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stuck = [q for q in queues if q not in took]
+    times = sorted(took.values())
+    slowest = None if stuck or not times else times[-1]
+    median = times[len(times) // 2] if times else None
+    ctx.progress(
+        f"  scale: failover of {len(queues)} queues after a kill: all by {slowest}s, half by {median}s "
+        f"({len(stuck)} never took a write)"
+    )
+    for answer, count in Counter(last[q] for q in stuck if q in last).most_common(4):
+        ctx.progress(f"  scale: {count} queues still answered {answer}")
+    return slowest, len(stuck)
+
+
 def _restart(
     ctx: RunContext, mom: MomDeployment, token: str, index: int, queue: str
-) -> tuple[float | None, float | None]:
-    """SIGKILL node `index` and start it again: (seconds to /readyz 200, seconds to a publish through it)."""
+) -> tuple[float | None, float | None, float | None, int]:
+    """SIGKILL node `index`, measure the failover of the queues it led (through node 1), and start it again:
+    (seconds to /readyz 200, seconds to a publish through it, failover seconds, queues that never failed over)."""
     node = mom.nodes[index]
     assert node.proc is not None
+    led = _led_queues(mom, token, f"mom{index + 1}")[:FAILOVER_SAMPLE]
     os.killpg(node.proc.pid, signal.SIGKILL)
     node.proc.wait(10)
+    failover_s, stuck = _failover(ctx, mom, token, led)
     node.start()
     assert node.proc is not None
     mom.sessions[index] = node.proc.pid
@@ -148,7 +202,7 @@ def _restart(
 
     served = None if _until(published, 120) is None else time.monotonic() - started
     ctx.progress(f"  scale: restart of mom{index + 1}: ready after {ready}s, served after {served}s")
-    return ready, served
+    return ready, served, failover_s, stuck
 
 
 def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: float) -> tuple[int, int, float]:
@@ -209,7 +263,7 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             + f"; {', '.join(f'{p / 1024:.1f}' for p in per_destination)} KiB per destination; fds {fds}"
         )
         last = queues[-1] if queues else "scale-00000"
-        ready_s, served_s = _restart(ctx, mom, token, len(pids) - 1, last)
+        ready_s, served_s, failover_s, stuck = _restart(ctx, mom, token, len(pids) - 1, last)
         active = queues[:ACTIVE_QUEUES]
         ok, errors, elapsed = _publish_spread(mom, token, active, 1.0 if ctx.smoke else options.publish_s)
         ctx.progress(f"  scale: {ok / elapsed:,.0f} msg/s over {len(active)} queues ({errors} errors)")
@@ -226,7 +280,8 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
         messages=ok,
         notes=(
             f"{created} destinations; idle CPU {', '.join(f'{c:.1f}' for c in cpu)} % of a core per node; "
-            f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s"
+            f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s; "
+            f"failover {failover_s if failover_s is None else round(failover_s, 2)} s ({stuck} queues stuck)"
         ),
         extra={
             "destinations": created,
@@ -238,6 +293,8 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             "open_fds": fds,
             "restart_to_ready_s": ready_s,
             "restart_to_served_s": served_s,
+            "failover_s": failover_s,
+            "failover_stuck_queues": stuck,
             "active_queues": len(active),
         },
     )

@@ -111,6 +111,11 @@ class Disk:
         """Every call on the calling (trio) thread: for the deterministic simulation only."""
         return cls(fs, threads=None)
 
+    def lane(self, threads: int) -> Disk:
+        """A disk on the same files with `threads` workers of its own: what runs there never waits behind this
+        one's queue (the metadata group's writes behind thousands of groups' recoveries or votes)."""
+        return Disk(self.fs, threads=None if self._workers is None else threads)
+
     async def run(self, fn: Callable[[Unpack[Args]], T], *args: *Args) -> T:
         """`fn(*args)` in a worker thread; the caller must not touch what `fn` uses until it returns.
 

@@ -192,6 +192,10 @@ class RaftStorage:
             self._write_hard_state(hard_state)
             self._lasting = _lasting(hard_state)
 
+    def changes_lasting(self, hard_state: HardState) -> bool:
+        """Whether `sync(hard_state)` would write it: something but its commit index changed."""
+        return _lasting(hard_state) != self._lasting
+
     def _write_hard_state(self, hard_state: HardState) -> None:
         tmp = self._hard_state_path.with_name("hard_state.tmp")
         fs = self._fs

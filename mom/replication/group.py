@@ -386,8 +386,10 @@ class RaftGroup:
 
     async def _handle(self, core: RaftCore, ready: Ready) -> None:
         received = await self._receiver.install(ready.snapshot) if ready.snapshot is not None else None
-        durable = ready.snapshot, ready.truncate_after, ready.hard_state
-        if ready.entries or any(change is not None for change in durable):
+        # A new commit index alone is not written (see `RaftStorage.sync`): such a Ready skips the disk queue, so
+        # heartbeat answers do not wait behind other groups' fsyncs (a leader would step down for the silence).
+        lasting = ready.hard_state is not None and self._storage.changes_lasting(ready.hard_state)
+        if ready.entries or lasting or ready.snapshot is not None or ready.truncate_after is not None:
             installed, sync_s = await self._disk.run(self._persist, ready, received)
             if sync_s is not None:
                 self._observer.synced(sync_s, len(ready.entries))

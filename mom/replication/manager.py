@@ -47,6 +47,8 @@ GroupListener = Callable[[str, Command], None]
 ELECTION_TICKS = 10
 """Ticks (of the router's 50 ms) without a leader before a replica stands: 0.5 to 1 s. A one-replica group
 stands at once: nobody else could."""
+META_DISK_THREADS = 2
+"""Storage threads of the metadata group's own (the data groups share the node's `Disk`)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class GroupManager:
         self._observer = observer
         self._router = router
         self._disk = disk
+        self._meta_disk = disk.lane(META_DISK_THREADS)
+        """The metadata group's own storage threads: readiness, creates and logins never queue behind the data
+        groups' storage work (thousands of recoveries at start-up, a storm of votes after a node died)."""
         self._clock_ms = clock_ms
         self._rng = rng
         self.node_id = settings.node_id
@@ -126,7 +131,7 @@ class GroupManager:
             self._directory / gid,
             self._settings.storage,
             self._router.send,
-            disk=self._disk,
+            disk=self._meta_disk if gid == METADATA_GROUP else self._disk,
             replication=self._replication_for(voters),
             dedup_window_ms=round(self._settings.broker.dedup_window_s * 1000),
             clock_ms=self._clock_ms,

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mom.errors import Overloaded, Unavailable
+from mom.replication._elections import CHECK_QUORUM_PERIODS, election_timeout, failover_rank
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
 from mom.replication.messages import (
@@ -193,6 +194,13 @@ class RaftCore:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._timeout = election_ticks
+        self._quorum_missed = 0
+        self._down: set[str] = set()
+        """Peers whose node the liveness declared dead (`peer_down`) and not back since: a leader quiesces
+        without them."""
+        """CheckQuorum periods in a row in which this leader heard from too few followers."""
+        self._failed_elections = 0
+        """Real elections of ours that timed out in a row: each doubles the next timeout's range (`_elections`)."""
         self._transferee: str | None = None
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
@@ -243,11 +251,15 @@ class RaftCore:
         if self.role == "leader":
             self._tick_leader()
             return
+        if self.role == "candidate" and not self._pre_vote and self._persisted_hs.term != self.term:
+            return  # our own vote is not durable yet, so no request has left: the election has not begun
         self._election_elapsed += 1
         if self.joining:
             if self._election_elapsed % self._heartbeat_ticks == 0:
                 self._probe()
         elif self._election_elapsed >= self._timeout and not self.learner:
+            if self.role == "candidate" and not self._pre_vote:
+                self._failed_elections += 1
             self._campaign(pre_vote=True, transfer=False)
 
     def stand_after(self, ticks: int) -> None:
@@ -374,21 +386,25 @@ class RaftCore:
             self._send_append(to)
 
     def peer_down(self, peer: str) -> None:
-        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease and campaigns
-        after a random part of an election timeout (so the followers do not all stand at once); a leader wakes to
-        heartbeat (and to step down under CheckQuorum if too few are left). Wrong news is harmless: timers decide
-        when elections happen, never what commits."""
+        """The node liveness declared `peer`'s node dead. A follower of it stops trusting its lease; the first
+        of the live voters in the group's failover order campaigns after a random part of an election timeout,
+        the next 1.5 timeouts later, and so on (`_elections.failover_rank`: many groups failing over at once
+        must not split their votes); a leader wakes to heartbeat (and to step down under CheckQuorum if too few
+        are left). Wrong news is harmless: timers decide when elections happen, never what commits."""
+        self._down.add(peer)
         if self.role == "leader":
             if peer in self._progress:
                 self._wake()
         elif self.leader_id == peer:
             self._wake()
             self.leader_id = None
-            self._election_elapsed = self._election_ticks
+            rank = failover_rank(self.group, self.voters, peer, self.node_id)
+            self._election_elapsed = self._election_ticks if rank == 0 else -rank * self._election_ticks // 2
 
     def peer_up(self, peer: str) -> None:
         """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
         follower learns who leads and catches up without waiting for an election timeout of its own."""
+        self._down.discard(peer)
         if self.role == "leader" and peer in self._progress:
             self._wake()
 
@@ -406,17 +422,24 @@ class RaftCore:
     def _can_quiesce(self) -> bool:
         """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
         them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
-        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back)."""
+        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back).
+
+        Followers on nodes the liveness declared dead do not count (a majority must still be live and caught up):
+        otherwise every group with a replica on a dead node, thousands of them, would heartbeat until it came back,
+        and the load of that on the survivors is what turned one node's death into an election storm. The dead
+        node's return (`peer_up`) wakes the leader, which then catches it up."""
         last = self.log.last_index
         if self._transferee is not None or self.commit_index != last or self.log.stable != last:
             return False
-        if self._preferred is not None and self._preferred in self._progress:
+        live = {peer: pr for peer, pr in self._progress.items() if peer not in self._down}
+        if len(live) + 1 < self._quorum:
             return False
-        if len(self._heard_since_wake) < len(self._peers):
+        if self._preferred is not None and self._preferred in live:
+            return False
+        if any(peer not in self._heard_since_wake for peer in live):
             return False
         return all(
-            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
-            for pr in self._progress.values()
+            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner for pr in live.values()
         )
 
     # --------------------------------------------------------------------------------------------------------
@@ -491,6 +514,7 @@ class RaftCore:
 
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
+        self._failed_elections = 0
         if self.role != "follower" or self.leader_id != leader:
             self._become_follower(self.term, leader)
         self._election_elapsed = 0
@@ -603,7 +627,7 @@ class RaftCore:
 
     def _reset_timer(self) -> None:
         self._election_elapsed = 0
-        self._timeout = self._rng.randrange(self._election_ticks, 2 * self._election_ticks)
+        self._timeout = election_timeout(self._rng, self._election_ticks, self._failed_elections)
 
     def _in_lease(self) -> bool:
         """CheckQuorum's lease: we heard from a live leader less than an election timeout ago."""
@@ -686,12 +710,16 @@ class RaftCore:
         self.role = "leader"
         self.leader_id = self.node_id
         self._pre_vote = False
+        self._failed_elections = self._quorum_missed = 0
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0
         self._heard_since_wake.clear()
         self._uncommitted = 0
         self._progress = {
             p: Progress(self.log.last_index + 1, self._max_inflight, self._max_inflight_bytes) for p in self._peers
         }
+        for peer, granted in self._votes.items():
+            if granted and peer in self._progress:
+                self._progress[peer].recent_active = True  # it just voted: CheckQuorum counts it in the first period
         self.log.append([LogEntry(self.term, b"")])  # entries of earlier terms commit only under one of ours
         for peer in self._peers:
             self._send_append(peer)
@@ -706,7 +734,8 @@ class RaftCore:
             active = 1 + sum(pr.recent_active for pr in self._progress.values())
             for pr in self._progress.values():
                 pr.recent_active = False
-            if active < self._quorum:
+            self._quorum_missed = self._quorum_missed + 1 if active < self._quorum else 0
+            if self._quorum_missed >= CHECK_QUORUM_PERIODS:
                 self._become_follower(self.term, None)  # cut off from a majority: stop taking writes
                 return
         if self._transferee is not None:

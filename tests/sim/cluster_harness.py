@@ -301,7 +301,9 @@ class Cluster:
     async def heal_all(self) -> None:
         self.hub.heal()
         self.hub.set_faults()
-        for node_id, node in list(self.nodes.items()):
+        for node_id in self.ids:
+            while (node := self.nodes[node_id]) is not None and node.scope.cancel_called:
+                await trio.lowlevel.checkpoint()
             if node is None:
                 await self.start(node_id)
 

@@ -87,7 +87,7 @@ def test_partitioned_old_leader_never_commits_and_is_overwritten() -> None:
     others = [n for n in cluster.ids if n != old.node_id]
     cluster.net.partition(others, [old.node_id])
     stranded = []
-    for _ in range(60):
+    for _ in range(120):  # CheckQuorum steps down after two election timeouts (20 ticks) without a quorum
         if old.core.role == "leader":
             payload = cluster.new_payload()
             old.core.propose([payload])

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from mom.replication._elections import CHECK_QUORUM_PERIODS
 from mom.replication.messages import (
     AppendEntries,
     AppendResponse,
@@ -189,10 +190,14 @@ def test_pre_vote_does_not_bump_terms() -> None:
 
 
 def test_check_quorum_makes_a_cut_off_leader_step_down() -> None:
+    """Its voters count as heard from in its first period; then it stands CHECK_QUORUM_PERIODS periods of
+    silence (a slow disk delays answers, see `_elections`) and steps down at the end of the last."""
     raft = core()
     elect(raft)
-    for _ in range(10):
+    for _ in range(10 * (1 + CHECK_QUORUM_PERIODS) - 1):
         raft.tick()
+    assert raft.role == "leader"
+    raft.tick()
     assert raft.role == "follower"
     with pytest.raises(NotLeader):
         raft.propose([b"x"])
