@@ -10,6 +10,7 @@ from quart_trio import QuartTrio
 from mom.api import following, sqs
 from mom.api.context import ApiContext
 from mom.api.errors import problem, register_error_handlers
+from mom.api.lean import LeanRoutes
 from mom.api.metrics import InFlight
 from mom.api.openapi import BEARER, Provider
 from mom.api.routes import accounts, auth, cluster, ops, queue_ops, queues, stream, topics, ui
@@ -96,6 +97,7 @@ def create_app(context: ApiContext) -> QuartTrio:
         context.metrics.observe_request(request.method, rule, response.status_code, elapsed)
         return response
 
-    app.asgi_app = InFlight(app.asgi_app, context.metrics)  # type: ignore[assignment, method-assign]
+    # The single-message routes skip Quart's per-request scaffolding (mom.api.lean); the rest is Quart's.
+    app.asgi_app = InFlight(LeanRoutes(app, app.asgi_app), context.metrics)  # type: ignore[assignment, method-assign]
 
     return app

@@ -28,6 +28,7 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
+from mom.api import hypercorn_fixes
 from mom.api import stream_frames as frames
 from mom.api.auth import Principal, require
 from mom.api.context import ApiContext, ForwardRequired, ctx, leader_of
@@ -168,12 +169,21 @@ class Connection:
             await self._read()
 
     async def _write(self) -> None:
-        async for item in self._pending:
-            if isinstance(item, _Close):
-                await websocket.close(item.code, item.reason)
-                self._nursery.cancel_scope.cancel()
-                return
-            await websocket.send(item)
+        """Send what the outbox holds; the frames that are ready together (the answers of one commit) leave in
+        one socket write."""
+        async for first in self._pending:
+            async with hypercorn_fixes.corked():
+                item: str | _Close | None = first
+                while item is not None:
+                    if isinstance(item, _Close):
+                        await websocket.close(item.code, item.reason)
+                        self._nursery.cancel_scope.cancel()
+                        return
+                    await websocket.send(item)
+                    try:
+                        item = self._pending.receive_nowait()
+                    except trio.WouldBlock:
+                        item = None
 
     async def _expire(self) -> None:
         """A connection lives no longer than the token it was opened with, nor past its revocation."""
