@@ -9,7 +9,7 @@ in the serving task, pushes the same Quart request context, runs the app's own `
 function, error handlers (problem+json, forwarding to the leader, following a moving leader) and `after_request`
 hooks (metrics, `X-Mom-Leader`), and sends the answer as one start and one body event. Nothing of the API is
 implemented twice: auth, scopes, quotas, limits, strict JSON and errors are the route's, so both paths answer
-alike (tests/integration/test_lean_path.py compares them). Every other request goes to Quart unchanged.
+alike (tests/security/test_lean_path.py compares them). Every other request goes to Quart unchanged.
 
 A receive may long-poll, so it alone keeps a task that watches for the client going away and cancels the wait,
 as Quart does; a publish or an ack runs to its end (a commit in progress is not abandoned half-way).
