@@ -187,6 +187,7 @@ class RaftGroup:
         )
         self._listeners: list[Listener] = []
         self._membership_listeners: list[MembershipListener] = []
+        self._install_listeners: list[Callable[[], None]] = []
         self._config_waiters: list[_ConfigWaiter] = []
         """The configuration entries membership changes wait for."""
         self._pending: dict[int, _Pending] = {}
@@ -386,6 +387,11 @@ class RaftGroup:
     def add_membership_listener(self, listener: MembershipListener) -> None:
         self._membership_listeners.append(listener)
 
+    def add_install_listener(self, listener: Callable[[], None]) -> None:
+        """Told when a snapshot from the leader replaced the state: the commands it covers were never applied
+        here one by one, so whoever follows them through `add_listener` must look at the new state as a whole."""
+        self._install_listeners.append(listener)
+
     async def add_learner(self, node: str) -> None:
         """Add `node` as a learner (it replicates, votes in nothing); returns once the change committed."""
         await self._change_membership("add_learner", node)
@@ -563,6 +569,8 @@ class RaftGroup:
         for index in [i for i in self._pending if i <= snapshot.index]:
             self._pending.pop(index).fail(OutcomeUnknown(_LOST))
         log.info("group %s installed the leader's snapshot at %d", self.group_id, snapshot.index)
+        for listener in self._install_listeners:
+            listener()
 
     def _apply(self, index: int, entry: LogEntry) -> None:
         """Apply one committed entry; a MomError is its command's answer, never a reason to stop applying.

@@ -185,6 +185,7 @@ class GroupManager:
             self._nursery = nursery
             await nursery.start(self._routed, self.meta)
             self.meta.add_listener(self._on_catalog_change)
+            self.meta.add_install_listener(self._on_catalog_installed)
             self._reconcile()
             task_status.started()
 
@@ -238,6 +239,17 @@ class GroupManager:
             if self._hosts(placed):
                 wanted[placed.group_id] = placed
         return wanted
+
+    def _on_catalog_installed(self) -> None:
+        """The catalog came whole, in a snapshot from the metadata leader (this node was behind its compacted
+        log): the declares, deletes, moves and member changes it covers were never applied here one by one, so
+        start and stop groups, and tell the members listeners, from the new catalog as a whole."""
+        self._reconcile()
+        if not self.meta.broker.members.seeded:
+            return  # no member list yet: the configured nodes stand (an empty list would drop every peer)
+        members = self.members()
+        for listener in self._members_listeners:
+            listener(members)
 
     def _on_catalog_change(self, command: Command) -> None:
         """Start or stop the one group a declare, delete or move concerns: a full `_reconcile` per catalog entry
