@@ -14,12 +14,11 @@ import httpx
 import msgspec
 
 from mom.api.auth import TokenService
+from mom.api.auth.node_bearer import NodeBearer
 from mom.api.forward import HOPS_HEADER, Forwarder, ForwardRequired
 from mom.broker.commands import NewMessage, Publish, Published, QueueRef
 from mom.errors import MomError, Unavailable, class_for
 from mom.service import BrokerService, MetadataBehind
-
-TOKEN_MARGIN_S = 60
 
 
 def _wire(message: NewMessage) -> dict[str, Any]:
@@ -42,16 +41,9 @@ class DeadLetterSender:
         node_id: str,
     ) -> None:
         self._service = service
-        self._tokens = tokens
         self._forwarder = forwarder
         self._node_id = node_id
-        self._token: tuple[str, float] | None = None
-
-    def _bearer(self, now_s: float) -> str:
-        if self._token is None or self._token[1] - TOKEN_MARGIN_S < now_s:
-            issued = self._tokens.issue(f"node:{self._node_id}", ["mom.admin"], client_id="mom-node")
-            self._token = (issued.access_token, now_s + issued.expires_in)
-        return self._token[0]
+        self._bearer = NodeBearer(tokens, node_id)
 
     async def __call__(self, queue: str, messages: list[NewMessage]) -> None:
         """Publish `messages` to `queue`; QueueFull or NotFound when it refuses them, another MomError (a 503,

@@ -7,27 +7,19 @@ from __future__ import annotations
 import msgspec
 
 from mom.api.auth import TokenService
+from mom.api.auth.node_bearer import NodeBearer
 from mom.api.forward import HOPS_HEADER, Forwarder, ForwardRequired
 from mom.broker.commands import FinishMove
 from mom.errors import Unavailable
 from mom.service import BrokerService, Handle
 
-TOKEN_MARGIN_S = 60
-
 
 class MoveRecorder:
     def __init__(self, service: BrokerService, tokens: TokenService, forwarder: Forwarder, node_id: str) -> None:
         self._service = service
-        self._tokens = tokens
         self._forwarder = forwarder
         self._node_id = node_id
-        self._token: tuple[str, float] | None = None
-
-    def _bearer(self, now_s: float) -> str:
-        if self._token is None or self._token[1] - TOKEN_MARGIN_S < now_s:
-            issued = self._tokens.issue(f"node:{self._node_id}", ["mom.admin"], client_id="mom-node")
-            self._token = (issued.access_token, now_s + issued.expires_in)
-        return self._token[0]
+        self._bearer = NodeBearer(tokens, node_id)
 
     async def __call__(self, command: FinishMove) -> None:
         meta = self._service.locate_meta()
