@@ -19,6 +19,7 @@ checksum holds. A `.part` left by a crash is removed at the next start (`remove_
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import struct
@@ -51,6 +52,9 @@ class SnapshotStore:
     def __init__(self, directory: Path, *, fs: FileSystem = OS_FILES) -> None:
         self.directory = directory
         self._fs = fs
+        self._transfers = itertools.count(1)
+        """Numbers each received file: two transfers of one snapshot (sent again while the first copy waits to be
+        installed) must not share a `.part`, or dropping one deletes the other."""
 
     def save(self, index: int, data: bytes) -> None:
         """Store `data` as the snapshot at `index`, atomically and durably; keep only the newest two."""
@@ -91,7 +95,7 @@ class SnapshotStore:
 
     def receive(self, index: int) -> IncomingSnapshot:
         """A new, empty `.part` file for snapshot `index` arriving in chunks (replacing any earlier one)."""
-        path = self.directory / (_name(index) + ".part")
+        path = self.directory / f"{_name(index)}.{next(self._transfers)}.part"
         try:
             self._fs.makedirs(self.directory)
             return IncomingSnapshot(self, self._fs.open(path, create=True), path, index)

@@ -94,3 +94,20 @@ def test_a_save_that_cannot_write_raises_storage_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-directory").write_text("")
     with pytest.raises(StorageError):
         SnapshotStore(tmp_path / "not-a-directory").save(1, b"a")
+
+
+def test_two_transfers_of_one_snapshot_never_share_a_file(tmp_path: Path) -> None:
+    """A leader may stream the same snapshot again while the first copy waits to be installed (a lost ack, a new
+    term). Dropping the first copy must not delete the second (they used to share one `.part` path, and the node
+    stopped with "cannot store the received snapshot": seen over ZeroMQ in test_catalog_snapshot)."""
+    source = SnapshotStore(tmp_path / "leader")
+    source.save(22, b"the catalog")
+    whole = (tmp_path / "leader" / "snapshot-00000000000000000022.snap").read_bytes()
+    store = SnapshotStore(tmp_path / "follower")
+    first = store.receive(22)
+    first.write(whole)
+    second = store.receive(22)
+    second.write(whole)
+    first.abort()
+    second.commit()
+    assert store.load_latest() == (22, b"the catalog")
