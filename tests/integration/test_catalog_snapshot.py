@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ from tests.integration.harness import Cluster
 
 pytestmark = pytest.mark.transport
 
-QUEUES = 16
+QUEUES = 32
 PADDING = "-" + "x" * 150
 """Long names make big declares: a few fill the 4 KiB between two snapshots of the metadata group."""
 SMALL_SNAPSHOTS = """
@@ -37,11 +38,17 @@ def test_a_node_that_got_the_catalog_as_a_snapshot_runs_the_groups_declared_whil
             answers = list(pool.map(lambda name: admin.retrying("PUT", f"/v1/queues/{name}").status_code, names))
         assert answers == [201] * QUEUES
         print(f"{QUEUES} queues declared in {time.monotonic() - started:.1f} s")
+        # Each node snapshots (and compacts) on its own once it has applied enough: wait for both that are up, so
+        # that whichever leads has compacted the declares away and mom3 can only catch up from a snapshot.
+        for survivor in ("mom1", "mom2"):
+            assert _eventually(partial(_logged, cluster.nodes[survivor].log_path, "group meta: snapshot at")), (
+                f"{survivor} never snapshotted the metadata group"
+            )
         cluster.nodes["mom3"].start()
         log = cluster.nodes["mom3"].log_path
-        assert "group meta installed the leader's snapshot" in log.read_text(errors="replace") or _eventually(
-            lambda: "group meta installed the leader's snapshot" in log.read_text(errors="replace")
-        ), "the declares were compacted away: mom3 had to get the catalog as a snapshot"
+        assert _eventually(lambda: "group meta installed the leader's snapshot" in log.read_text(errors="replace")), (
+            "the declares were compacted away: mom3 had to get the catalog as a snapshot"
+        )
 
         def running_on_mom3() -> set[str]:
             view = cluster.cluster_view("mom3")["destinations"]
@@ -52,6 +59,10 @@ def test_a_node_that_got_the_catalog_as_a_snapshot_runs_the_groups_declared_whil
         )
     finally:
         cluster.kill_all()
+
+
+def _logged(log: Path, line: str) -> bool:
+    return line in log.read_text(errors="replace")
 
 
 def _eventually(condition: object, timeout_s: float = 60.0) -> bool:
