@@ -1,4 +1,7 @@
-"""boto3 against a real 3-node cluster: any node answers SQS, forwarding to the queue's or the catalog's leader."""
+"""boto3 against a real 3-node cluster: any node answers SQS, forwarding to the queue's or the catalog's leader.
+
+The SQS layer does not depend on the replication transport, so this runs once (the core env, over gRPC), not in
+each transport's env."""
 
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ import pytest
 from mom.api.forward import FORWARD_WAIT_S
 from tests.integration.harness import ADMIN_PASSWORD, Api, Cluster, token
 from tests.integration.sqs_support import boto, sigv4_client
-
-pytestmark = pytest.mark.transport
 
 
 @pytest.fixture
