@@ -16,6 +16,7 @@ import pytest
 
 from tests.sim.cluster import SimCluster, SimConfig
 from tests.sim.network import Faults
+from tests.sim.test_raft_liveness import recover
 
 SEEDS = int(os.environ.get("MOM_SIM_SEEDS", "1000")) // 4
 STEPS = 600
@@ -61,14 +62,7 @@ def test_random_schedules_quiesce_and_still_commit() -> None:
 def test_cluster_with_quiescence_recovers_after_faults_stop(seed: int, nodes: int) -> None:
     cluster = SimCluster(seed, quiescing(seed, nodes))
     cluster.run(STEPS)
-    cluster.stabilize()
-    cluster.run_until(
-        "a leader after healing", lambda: cluster.stable_leader() is not None, ELECTION_BOUND, chaos=False
-    )
-    for k in range(3):
-        cluster.commit_through_leader(f"after the faults {k}".encode(), COMMIT_BOUND)
-    history = [entry.payload for entry in cluster.checker.committed]
-    assert all(node.applied == history for node in cluster.live())
+    recover(cluster)
 
 
 def idle_cluster(nodes: int = 3, seed: int = 1) -> SimCluster:
