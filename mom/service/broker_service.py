@@ -288,7 +288,7 @@ class BrokerService:
         """After a declare: wait (bounded by `DECLARE_WAIT_S`) until the destination has a leader that serves it
         and this node knows which, so that a request right after the declare's answer, through any node, is
         served (see `Locator.settled`)."""
-        await _until(lambda: self._locator.settled(ref), DECLARE_WAIT_S)
+        await _until(lambda: self._locator.settled(ref), DECLARE_WAIT_S, longest=DECLARE_POLL_S)
 
     async def wait_for_leader(self, ref: Ref | None, *, timeout_s: float, unless: Collection[str] = ()) -> bool:
         """Wait up to `timeout_s` until `ref`'s group (None: the metadata group) is served here or has a leader
@@ -377,7 +377,13 @@ POLL_S = (0.02, 0.2)
 """First and longest pause between two looks at a condition that `_until` waits for."""
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
+DECLARE_POLL_S = 0.05
+"""The longest pause between two looks of a declare waiting for its destination to serve: a new group's leader
+settles within a few hundred milliseconds, and the 200 ms of `POLL_S` added half of that again to every create
+(one look costs a dictionary lookup or two)."""
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, *, longest: float = POLL_S[1]) -> bool:
     """Whether `condition` became true within `timeout_s`. Polled, with a pause that doubles from 20 ms to 200 ms:
     what it waits for (a leader elected, news of one, a declare applied) is told by Raft, other nodes and the apply
     path alike, so there is no one event to wait on, and many requests waiting at once (an election under load)
@@ -388,5 +394,5 @@ async def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
             if condition():
                 return True
             await trio.sleep(pause)
-            pause = min(POLL_S[1], pause * 2)
+            pause = min(longest, pause * 2)
     return False

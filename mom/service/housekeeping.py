@@ -53,6 +53,10 @@ INTERVAL_S = 0.25
 waste), and how often leadership is checked."""
 STEP_TIMEOUT_S = 5.0
 """The longest one step of one group may take (a Tick, a declare, one batch of dead letters)."""
+RECONCILE_S = 0.1
+"""How often the groups whose leadership may have changed are looked at for housekeepers to start or stop: a new
+destination's first leader declares it from its housekeeper, so this bounds part of every create's wait (only the
+awake groups are looked at: none on an idle node)."""
 RETRY_S = (1.0, 30.0)
 """First and longest pause before dead letters refused by their queue are offered again."""
 
@@ -87,7 +91,7 @@ class Housekeepers:
             task_status.started()
             self._reconcile(nursery, self._manager.groups())
             while True:
-                await trio.sleep(INTERVAL_S)
+                await trio.sleep(RECONCILE_S)
                 self._reconcile(nursery, self._manager.changing_groups())
 
     def _on_applied(self, gid: str, command: Command) -> None:
