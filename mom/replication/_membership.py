@@ -24,6 +24,15 @@ its vote could elect a leader that lacks entries it had acknowledged, and a comm
   (itself included) is empty too, the group is new and it starts as a voter; if so many hold state that no
   majority can be empty, it becomes a learner. Until then it takes part in nothing. In a new group the first
   replicas to decide, a majority of them, are voters: each saw a majority empty.
+- A new destination's group skips its first election (`first_term`, as a multi-Raft system creates a range with
+  its leader in place): a replica that finds the group new starts in term 1 having voted for the preferred
+  leader, so no one else can win term 1; the preferred leader waits (up to an election timeout) for every voter's
+  answer to *this run's* probes (`JoinReply.incarnation` echoes it) and, if each holds nothing but possibly that
+  term-1 vote (`untouched`), leads term 1 at once; otherwise it stands for election from term 2 as before. A run
+  of it whose disk was wiped after it led term 1 left nothing on any voter (or one would not be untouched), but
+  its term-1 entries may still be on the way: `run` (its start time) orders runs, and a follower refuses term-1
+  entries from a run older than one that probed it since. Checked in the simulation (`first_term`, with crashes
+  and wiped disks during creation) and in tests/unit/test_first_term.py.
 - Every response names the follower's *incarnation* (random, new at each start). A leader that sees a new one
   forgets what the previous one acknowledged (its `match`: the follower may have lost those entries) and probes
   again from the follower's real log; for a learner it notes its own last index at that moment, after the
@@ -68,6 +77,17 @@ class MembershipMixin(QuiesceMixin):
     _config: tuple[int, Membership]
     _was_member: bool
     _join_answers: dict[str, bool]
+    _fresh_empty: set[str]
+    _first_term: bool
+    _preferred: str | None
+    voted_for: str | None
+    role: Role
+    incarnation: int
+    _pre_vote: bool
+    _votes: dict[str, bool]
+    _election_elapsed: int
+    _election_ticks: int
+    run: int
     _stand_after: int | None
     _persisted_hs: HardState
     _max_inflight: int
@@ -209,7 +229,7 @@ class MembershipMixin(QuiesceMixin):
             if peer == self.node_id:
                 continue
             if peer not in self._join_answers:
-                self._send(JoinProbe(self.group, self.term, self.node_id, peer))
+                self._send(JoinProbe(self.group, self.term, self.node_id, peer, self.incarnation, self.run))
 
     def _exists(self) -> bool:
         """Whether this replica's disk holds state of the group (what a joining replica asks). Only what is
@@ -217,15 +237,36 @@ class MembershipMixin(QuiesceMixin):
         have been counted as empty."""
         return self._persisted_hs != HardState() or self.log.stable > 0
 
+    def _untouched_by(self, prober: str) -> bool:
+        """No entry here (durable or not), no term above 1, no vote but for `prober` (see `JoinReply`)."""
+        return self.log.last_index == 0 and self.term <= 1 and self.voted_for in (None, prober) and not self.learner
+
     def _on_join_reply(self, m: JoinReply) -> None:
         if not self.joining or m.sender not in self.voters or m.sender == self.node_id:
             return
         self._join_answers[m.sender] = m.exists
+        if m.incarnation == self.incarnation and (not m.exists or m.untouched):
+            self._fresh_empty.add(m.sender)
+        self._decide_join()
+
+    def _decide_join(self) -> None:
+        """Decide, from the answers so far, whether the group is new (vote) or existed (learner), or wait."""
+        first_leader = self._first_term and self._preferred == self.node_id
+        if first_leader and all(p in self._fresh_empty for p in self.voters if p != self.node_id):
+            self.joining = False  # every voter, asked now, holds nothing: a brand-new group
+            self._reset_timer()
+            self._stand_after = None
+            self._begin_first_term()
+            return
         holding = sum(self._join_answers.values())
         empty = 1 + len(self._join_answers) - holding
+        if first_leader and empty >= self._quorum and self._election_elapsed < self._election_ticks:
+            return  # the first leader waits a little for every voter's answer: it may then lead without a vote
         if empty >= self._quorum:
             self.joining = False  # a new group: a majority never held anything, so nothing can be lost
             self._reset_timer()
+            if self._first_term:
+                self._begin_first_term()
             if self._stand_after is not None:
                 self.stand_after(self._stand_after)
         elif holding > len(self.voters) - self._quorum:
@@ -234,6 +275,30 @@ class MembershipMixin(QuiesceMixin):
             self._reset_timer()
         if not self.joining:
             self._stand_after = None
+
+    def _begin_first_term(self) -> bool:
+        """A new group's first term without an election: vote for the preferred leader in term 1 (every replica
+        that finds the group new does, so no other node can win term 1), and if this is that leader and every
+        other voter answered this run's probes that it holds nothing, lead term 1 now. True if it leads.
+
+        Why it is safe: a leader of term 1 needs a majority of term-1 votes, and every term-1 vote goes to the
+        preferred leader, so nobody else leads term 1. The preferred leader leads it without votes only when all
+        voters, asked after this run started, hold nothing of the group: nothing any earlier run of it did in
+        term 1 (a run whose disk was then wiped) was kept by anyone, so its term-1 entries cannot meet different
+        ones at the same index and term. Otherwise (some voter holds state, or never answered) it stands for
+        election in the usual way, from term 2."""
+        if self.term != 0 or self.voted_for is not None or self._preferred is None:
+            return False
+        self.term, self.voted_for = 1, self._preferred
+        if self._preferred != self.node_id:
+            return False
+        if any(peer not in self._fresh_empty for peer in self.voters if peer != self.node_id):
+            return False
+        self.role = "candidate"
+        self._pre_vote = False
+        self._votes = dict.fromkeys(self.voters, True)  # they all answered just now: CheckQuorum counts them
+        self._won()
+        return True
 
     # --------------------------------------------------------------------------------------------------------
     # Defined by RaftCore
@@ -259,4 +324,7 @@ class MembershipMixin(QuiesceMixin):
         raise NotImplementedError
 
     def stand_after(self, ticks: int) -> None:
+        raise NotImplementedError
+
+    def _won(self) -> None:
         raise NotImplementedError

@@ -138,6 +138,7 @@ class RaftGroup:
         observer: GroupObserver | None = None,
         learners: Sequence[str] = (),
         joining_as_learner: bool = False,
+        first_term: bool = False,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -148,6 +149,8 @@ class RaftGroup:
         force is `membership`)."""
         self.learners = tuple(learners)
         self._joining_as_learner = joining_as_learner
+        self._first_term = first_term
+        """A new group's first term without an election (`RaftCore(first_term=True)`)."""
         self._directory = directory
         self._settings = storage
         self._replication = replication if replication is not None else ReplicationSection()
@@ -240,6 +243,8 @@ class RaftGroup:
                 max_uncommitted_bytes=replication.max_uncommitted_bytes,
                 group=self.group_id,
                 quiesce=replication.quiesce,
+                first_term=self._first_term,
+                run=self._clock_ms(),
             )
             if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
                 self.core.stand_after(FIRST_ELECTION_TICKS)

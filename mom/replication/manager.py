@@ -172,6 +172,7 @@ class GroupManager:
             rng=random.Random(self._rng.random()),
             preferred_leader=voters[0],
             joining_as_learner=learner,
+            first_term=gid != METADATA_GROUP and not learner,
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
             observer=self._observer,

@@ -59,6 +59,9 @@ class AppendEntries(Struct, frozen=True, array_like=True, tag="ae"):
     commit: int
     promote: int = 0
     quiesce: bool = False
+    run: int = 0
+    """The sender's `RaftCore.run`: a follower of a new group's first term refuses term-1 entries from an earlier
+    run of its leader than one that probed it since (a wiped leader's entries still on the way)."""
 
 
 class AppendResponse(Struct, frozen=True, array_like=True, tag="ar"):
@@ -182,22 +185,29 @@ class LeaderNews(Struct, frozen=True, array_like=True, tag="ln"):
 
 class JoinProbe(Struct, frozen=True, array_like=True, tag="jp"):
     """From a replica that starts with nothing on disk: "do you hold anything of this group?" (a fresh group,
-    or a replaced disk?)."""
+    or a replaced disk?). `incarnation` names the prober's run; the reply echoes it (0: an older node)."""
 
     group: str
     term: int
     sender: str
     receiver: str
+    incarnation: int = 0
+    run: int = 0
 
 
 class JoinReply(Struct, frozen=True, array_like=True, tag="jr"):
-    """`exists`: the sender holds state of the group (a term, entries, or it is a learner)."""
+    """`exists`: the sender holds state of the group (a term, entries, or it is a learner). `incarnation`: the
+    probe's, echoed, so a prober tells answers to this run of it from late answers to an earlier run's probes."""
 
     group: str
     term: int
     sender: str
     receiver: str
     exists: bool
+    incarnation: int = 0
+    untouched: bool = False
+    """The sender has no entry of the group, no term above 1 and no vote but for the prober's: whatever the
+    prober did before (a run whose disk was wiped since) left nothing here (a new group's first term)."""
 
 
 Message = (

@@ -114,6 +114,8 @@ class RaftCore(MembershipMixin):
         group: str = "",
         join_when_empty: bool = True,
         quiesce: bool = False,
+        first_term: bool = False,
+        run: int = 0,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is neither a voter {list(voters)} nor a learner {list(learners)}")
@@ -170,6 +172,16 @@ class RaftCore(MembershipMixin):
         self.incarnation = rng.getrandbits(62) + 1
         """This run of this replica, named in its responses."""
         self._join_answers: dict[str, bool] = {}
+        self._fresh_empty: set[str] = set()
+        """Voters that answered a probe of this run (its incarnation echoed) that they hold nothing."""
+        self.run = run
+        """Orders this replica's runs (the driver passes its start time): a later run has a larger number."""
+        self._preferred_run = 0
+        """The latest run of the preferred leader that probed this replica (see `_stale_first_term`)."""
+        self._first_term = first_term and preferred_leader is not None and preferred_leader in self.voters
+        """A new group's first term without an election (see `_membership`): a replica that finds the group new
+        starts in term 1 having voted for the preferred leader, which leads term 1 at once if every voter said
+        it holds nothing."""
         self._stand_after: int | None = None
         """`stand_after` asked while joining: applied if the group turns out new."""
         self._persisted_hs = hs
@@ -256,6 +268,7 @@ class RaftCore(MembershipMixin):
         if self.joining:
             if self._election_elapsed % self._heartbeat_ticks == 0:
                 self._probe()
+            self._decide_join()  # the first leader's wait for every voter's answer may be over
         elif self._election_elapsed >= self._timeout and self.voting:
             if self.role == "candidate" and not self._pre_vote:
                 self._failed_elections += 1
@@ -390,13 +403,20 @@ class RaftCore(MembershipMixin):
 
     def step(self, m: Message) -> None:
         if isinstance(m, JoinProbe):
-            self._send(JoinReply(self.group, self.term, self.node_id, m.sender, self._exists()))
+            if m.sender == self._preferred:
+                self._preferred_run = max(self._preferred_run, m.run)
+            untouched = self._untouched_by(m.sender)
+            self._send(
+                JoinReply(self.group, self.term, self.node_id, m.sender, self._exists(), m.incarnation, untouched)
+            )
             return
         if isinstance(m, JoinReply):
             self._on_join_reply(m)
             return
         if self.joining:
             return  # not a member yet: whoever sent this retries
+        if self._stale_first_term(m):
+            return
         if isinstance(m, RequestVote) and self.role == "leader" and m.sender not in self.log.config:
             self._reach_removed(m.sender)
         if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":
@@ -443,6 +463,17 @@ class RaftCore(MembershipMixin):
             case TimeoutNow():
                 if self.role != "leader" and self.voting:
                     self._campaign(pre_vote=False, transfer=True)
+
+    def _stale_first_term(self, m: Message) -> bool:
+        """Entries of term 1 from a run of the preferred leader older than one that probed this replica since:
+        that run's disk was wiped, and the new run may lead term 1 again with other entries (`_membership`)."""
+        return (
+            self._first_term
+            and isinstance(m, AppendEntries)
+            and m.term == 1
+            and m.sender == self._preferred
+            and m.run < self._preferred_run
+        )
 
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
@@ -696,7 +727,17 @@ class RaftCore(MembershipMixin):
         pr = self._progress[peer]
         promote = pr.incarnation if pr.learner and pr.match >= pr.catch_up_to else 0
         message = AppendEntries(
-            self.group, self.term, self.node_id, peer, prev, prev_term, entries, self.commit_index, promote, quiesce
+            self.group,
+            self.term,
+            self.node_id,
+            peer,
+            prev,
+            prev_term,
+            entries,
+            self.commit_index,
+            promote,
+            quiesce,
+            self.run,
         )
         self._send(message)
 

@@ -24,7 +24,7 @@ import msgspec
 
 from mom.errors import MembershipChangeRefused
 from mom.replication.membership import Membership, decode_config, is_config
-from mom.replication.messages import InstallSnapshot, LogEntry, SnapshotChunkAck, VoteResponse
+from mom.replication.messages import AppendEntries, InstallSnapshot, LogEntry, SnapshotChunkAck, VoteResponse
 from mom.replication.raft import Change, HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
 from tests.sim.network import Faults, SimNetwork
 
@@ -56,6 +56,8 @@ class SimConfig:
     at once when a peer crashes, restarts, or is cut off or reachable again (`peer_down`, `peer_up`)."""
     false_suspicion: float = 0.0
     """With quiesce: the chance per step that some node wrongly hears a live peer declared dead."""
+    first_term: bool = False
+    """A new group's first term without an election (`RaftCore(first_term=True)`; set `preferred_leader`)."""
     spares: int = 0
     """Nodes outside the initial configuration, which membership changes may add (then remove again)."""
     membership_probability: float = 0.0
@@ -108,6 +110,7 @@ class SimNode:
         *,
         learners: tuple[str, ...] = (),
         joining_as_learner: bool = False,
+        run: int = 0,
     ) -> None:
         self.node_id = node_id
         self.disk = disk
@@ -124,6 +127,8 @@ class SimNode:
             max_entries_per_message=config.max_entries_per_message,
             max_inflight=4,
             quiesce=config.quiesce,
+            first_term=config.first_term,
+            run=run,
         )
         self.views: dict[str, bool] = {}
         """With quiesce: whether this node believes each peer's node alive (its liveness)."""
@@ -160,6 +165,8 @@ class SimCluster:
         """Nodes that lost data and have not voted since (no more data loss until they do)."""
         self.data_lost: list[str] = []
         """The data-loss faults injected, for the failure report."""
+        self.runs = 0
+        """Node starts so far: each start's `RaftCore.run` (a real node passes its start time)."""
         for node_id in self.ids:
             self.start(node_id)
 
@@ -179,7 +186,9 @@ class SimCluster:
             self.config,
             learners=record.learners,
             joining_as_learner=node_id not in record,
+            run=self.runs + 1,
         )
+        self.runs += 1
         self.net.down.discard(node_id)
 
     def evict(self) -> None:
@@ -419,6 +428,7 @@ class SimCluster:
         else:
             self.data_lost.append(f"step {self.net.now}: {node_id} wiped")
             self.disks[node_id] = SimDisk()
+            self.checker.forget_vanished(self)
         self.start(node_id)
 
     def stabilize(self) -> None:
@@ -550,6 +560,24 @@ class SafetyChecker:
             if self._seen.get(node.node_id) != key:
                 self._seen[node.node_id] = key
                 self._check_log(node)
+
+    def forget_vanished(self, cluster: SimCluster) -> None:
+        """A wiped disk: entries that now exist nowhere (no log, no disk, no message on the way) never reached
+        anyone, and may be made again at the same index and term (a new group's first leader, wiped before it
+        sent them, leads its first term again). Committed entries are checked apart and never forgotten."""
+        alive: set[tuple[int, int]] = set()
+        for node_id, disk in cluster.disks.items():
+            start = disk.snapshot.index + 1
+            alive.update((start + i, entry.term) for i, entry in enumerate(disk.entries))
+            node = cluster.nodes.get(node_id)
+            if node is not None:
+                log = node.core.log
+                alive.update((index, log.entry(index).term) for index in range(log.first_index, log.last_index + 1))
+        for _, message in cluster.net.messages_on_the_way():
+            if isinstance(message, AppendEntries):
+                alive.update((message.prev_index + 1 + i, e.term) for i, e in enumerate(message.entries))
+        for key in [key for key in self.entries if key not in alive and key[0] > len(self.committed)]:
+            del self.entries[key]
 
     def _check_log(self, node: SimNode) -> None:
         log = node.core.log

@@ -57,6 +57,10 @@ class SimNetwork:
                 delay = self.rng.randint(1, max(1, self.faults.max_delay))
                 self._in_flight.append((self.now + delay, message))
 
+    def messages_on_the_way(self) -> list[tuple[int, Message]]:
+        """The messages on the way, with the step each arrives at."""
+        return list(self._in_flight)
+
     def advance(self) -> list[Message]:
         """Move time one step on; return the messages that arrive now, in a random order."""
         self.now += 1

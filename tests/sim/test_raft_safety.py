@@ -214,3 +214,52 @@ def test_a_fresh_group_bootstraps_with_every_replica_a_voter() -> None:
     cluster.run_until("a leader", lambda: cluster.stable_leader() is not None, 400, chaos=False, propose=False)
     cluster.commit_through_leader(b"first", 200)
     assert not any(n.core.joining or n.core.learner for n in cluster.live())
+
+
+# A new group's first term without an election (`RaftCore(first_term=True)`): every replica that finds the group
+# new votes for the preferred leader in term 1, which leads term 1 at once when every voter answered that it holds
+# nothing. The same random schedules (crashes, restarts, partitions, wiped and damaged disks, loss, duplication,
+# reordering), starting from empty disks as a destination created a moment ago does.
+
+FIRST_TERM_SEEDS = int(os.environ.get("MOM_SIM_SEEDS", "100"))
+
+
+def run_first_term(seed: int, nodes: int, steps: int = STEPS) -> SimCluster:
+    cluster = SimCluster(seed, SimConfig(nodes=nodes, preferred_leader="n1", first_term=True))
+    try:
+        cluster.run(steps)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\ndata lost: {cluster.data_lost}\nfirst-term seed {seed}, {nodes} nodes") from exc
+    return cluster
+
+
+@pytest.mark.parametrize("nodes", [3, 5])
+@pytest.mark.parametrize("seed", range(FIRST_TERM_SEEDS))
+def test_first_term_without_election_is_safe(seed: int, nodes: int) -> None:
+    run_first_term(seed, nodes)
+
+
+def test_first_term_leader_needs_no_election() -> None:
+    """On a reliable network the preferred leader leads term 1 without a vote, and the group commits in term 1."""
+    config = SimConfig(nodes=3, faults=Faults(max_delay=1), disk_delay=1, preferred_leader="n1", first_term=True)
+    cluster = SimCluster(1, config)
+    cluster.run_until("a leader", lambda: cluster.stable_leader() is not None, 300, chaos=False, propose=False)
+    leader = cluster.stable_leader()
+    assert leader is not None and leader.node_id == "n1" and leader.core.term == 1
+    assert cluster.checker.leader_of_term == {1: "n1"}
+    cluster.commit_through_leader(b"first", 100)
+    assert all(node.core.term == 1 for node in cluster.live())
+
+
+def test_first_term_crashes_during_creation_stay_safe() -> None:
+    """Crashes and wiped disks right at the start, while the replicas probe and the first leader takes over."""
+    for seed in range(FIRST_TERM_SEEDS):
+        config = SimConfig(nodes=3, preferred_leader="n1", first_term=True, fault_probability=0.3)
+        cluster = SimCluster(seed, config)
+        try:
+            cluster.run(60)
+            config.fault_probability = 0.0
+            cluster.stabilize()
+            cluster.run(200)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\ndata lost: {cluster.data_lost}\nseed {seed}") from exc
