@@ -179,6 +179,7 @@ class RaftCore(MembershipMixin):
         self._preferred_run = 0
         """The latest run of the preferred leader that probed this replica (see `_stale_first_term`)."""
         self._first_term = first_term and preferred_leader is not None and preferred_leader in self.voters
+        self._first_leader = self._first_term and preferred_leader == node_id
         """A new group's first term without an election (see `_membership`): a replica that finds the group new
         starts in term 1 having voted for the preferred leader, which leads term 1 at once if every voter said
         it holds nothing."""
@@ -266,8 +267,8 @@ class RaftCore(MembershipMixin):
             return  # our own vote is not durable yet, so no request has left: the election has not begun
         self._election_elapsed += 1
         if self.joining:
-            if self._election_elapsed % self._heartbeat_ticks == 0:
-                self._probe()
+            if self._election_elapsed % self._heartbeat_ticks == 0 or self._first_leader:
+                self._probe()  # the first leader asks every tick: it waits for every voter's answer
             self._decide_join()  # the first leader's wait for every voter's answer may be over
         elif self._election_elapsed >= self._timeout and self.voting:
             if self.role == "candidate" and not self._pre_vote:

@@ -205,6 +205,7 @@ class SimCluster:
     def crash(self, node_id: str) -> None:
         self.nodes[node_id] = None
         self.net.down.add(node_id)
+        self.checker.forget_vanished(self)  # what only its memory held is gone, as if never made
 
     def live(self) -> list[SimNode]:
         return [node for node in self.nodes.values() if node is not None]
