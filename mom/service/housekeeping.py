@@ -57,6 +57,8 @@ RECONCILE_S = 0.1
 """How often the groups whose leadership may have changed are looked at for housekeepers to start or stop: a new
 destination's first leader declares it from its housekeeper, so this bounds part of every create's wait (only the
 awake groups are looked at: none on an idle node)."""
+STOPPED_EVERY = 10
+"""Reconcile rounds between two looks for housekeepers of groups that stopped running here (deleted, moved)."""
 RETRY_S = (1.0, 30.0)
 """First and longest pause before dead letters refused by their queue are offered again."""
 
@@ -90,9 +92,11 @@ class Housekeepers:
         async with trio.open_nursery() as nursery:
             task_status.started()
             self._reconcile(nursery, self._manager.groups())
+            rounds = 0
             while True:
                 await trio.sleep(RECONCILE_S)
-                self._reconcile(nursery, self._manager.changing_groups())
+                rounds += 1
+                self._reconcile(nursery, self._manager.changing_groups(), stopped=rounds % STOPPED_EVERY == 0)
 
     def _on_applied(self, gid: str, command: Command) -> None:
         """Nudge the housekeeper of the group that applied `command` (for the metadata group: the one whose
@@ -114,10 +118,12 @@ class Housekeepers:
         """The groups that have a housekeeper now."""
         return list(self._running)
 
-    def _reconcile(self, nursery: trio.Nursery, groups: Iterable[RaftGroup]) -> None:
+    def _reconcile(self, nursery: trio.Nursery, groups: Iterable[RaftGroup], *, stopped: bool = True) -> None:
         """Start a housekeeper for each of `groups` this node is the ready leader of, stop those of the others
-        and of the groups that stopped running here."""
-        for gid, (group, scope, _) in list(self._running.items()):
+        and (`stopped`) of the groups that stopped running here: that looks at every housekeeper, a third of
+        10,000 groups on each of 3 nodes, so it runs every `STOPPED_EVERY` rounds only (at every round it was 40 %
+        of an idle node's CPU at 10,000 destinations)."""
+        for gid, (group, scope, _) in list(self._running.items()) if stopped else ():
             if self._manager.group(gid) is not group:
                 scope.cancel()
                 del self._running[gid]
