@@ -127,3 +127,19 @@ def test_membership_survives_a_snapshot() -> None:
     assert restored == broker
     assert restored.members.moves() == [Move("q.orders", current[0], outside)]
     assert restored.members.member("mom4") == node(4)
+
+
+def test_a_move_planned_before_its_destination_was_deleted_is_refused() -> None:
+    """The rebalancer plans from the catalog, then submits: a delete committed in between must not leave a move
+    of a group nobody serves (no leader ever carries it out, so it would hold a slot of `max_moves` and block
+    removing its source or target forever)."""
+    broker = seeded()
+    apply(broker, DeclareQueue("orders", QueueAttrs(), "user:a"), AddNode(node(4)), DrainNode("mom1"))
+    planned = Move("q.orders", "mom1", "mom4")
+    apply(broker, DeleteQueue("orders"))
+    with pytest.raises(NotFound):
+        apply(broker, StartMove(planned))
+    assert broker.members.moves() == []
+    assert broker.members.explicit("q.orders") is None
+    apply(broker, RemoveNode("mom1"))
+    assert [m.id for m in broker.members.members()] == ["mom2", "mom3", "mom4"]
