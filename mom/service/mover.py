@@ -82,10 +82,13 @@ async def reconfigure(
         if move.target not in config.learners:
             await group.add_learner(move.target)
         await _until(lambda: group.caught_up(move.target) or not wanted(), poll_s)
-        if not wanted():
-            await group.remove_member(move.target)
+        promoted = move.target in group.membership.voters  # by another leader, while this one waited
+        if not wanted() and not promoted:
+            if move.target in group.membership.learners:
+                await group.remove_member(move.target)
             return "abandoned"
-        await group.promote(move.target)
+        if not promoted:
+            await group.promote(move.target)
     config = group.membership
     if move.source is not None and move.source in (*config.voters, *config.learners):
         if move.source == node_id:

@@ -94,3 +94,25 @@ async def test_a_promoted_target_is_kept_whatever_happens_next() -> None:
         group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: "promote d" not in group.changes
     )
     assert outcome == "done" and group.changes == ["learner d", "promote d", "remove c"]
+
+
+async def test_a_target_another_leader_promoted_meanwhile_is_not_taken_out() -> None:
+    """This leader added the learner, then lost leadership while it waited; the next leader promoted it (and
+    finished the move, so it is no longer wanted here). When this node leads again, its waiting task must not
+    remove what is now a voter of the group: the catalog lists it as a replica."""
+    group = FakeGroup(Config(["a", "b", "c"]), ready_after=10**9)  # no progress is known while not leading
+    wanted = True
+
+    async def another_leader_finishes() -> None:
+        nonlocal wanted
+        await trio.sleep(0.05)
+        group.membership = Config(["a", "b", "d"])  # d promoted, c removed, by the other leader
+        wanted = False  # and the move recorded as done
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(another_leader_finishes)
+            outcome = await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: wanted)
+    assert group.changes == ["learner d"], "nothing more changed"
+    assert sorted(group.membership.voters) == ["a", "b", "d"]
+    assert outcome == "done"
