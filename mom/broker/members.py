@@ -49,6 +49,13 @@ def rendezvous(group: str, nodes: Sequence[str], replication_factor: int) -> lis
     return sorted(nodes, key=lambda node: (-_weight(node, group), node))[:replication_factor]
 
 
+def moved(replicas: Sequence[str], move: Move) -> list[str]:
+    """The replica set once `move` is done: the target takes the source's place (or joins last)."""
+    if move.source is None:
+        return [*replicas, move.target]
+    return [move.target if node == move.source else node for node in replicas]
+
+
 class MembersState(Struct, array_like=True):
     members: list[MemberRecord] = field(default_factory=list)
     seed: list[str] = field(default_factory=list)
@@ -189,6 +196,14 @@ class Members:
             return MembersChanged(False)
         if not command.replicas or len(set(command.replicas)) != len(command.replicas):
             raise InvalidInput(f"a replica set must be distinct nodes, not {command.replicas}")
+        current = self._replicas.get(move.group)  # explicit since the move started
+        if current is not None and command.replicas not in (current, moved(current, move)):
+            # Every node stops and erases its replica of a group not placed on it: a set that is neither
+            # outcome would drop replicas the group really has.
+            raise InvalidInput(
+                f"the replicas of {move.group} after the move {move} are {moved(current, move)} (done) or "
+                f"{current} (abandoned), not {command.replicas}"
+            )
         del self._moves[move.group]
         self._replicas[move.group] = list(command.replicas)
         return MembersChanged(True)

@@ -24,10 +24,11 @@ from typing import Literal, Protocol, runtime_checkable
 import trio
 
 from mom.broker.commands import FinishMove, Move, QueueRef, StartMove, TopicRef
+from mom.broker.members import moved
 from mom.errors import MomError, NotFound
 from mom.replication.manager import GroupManager
 from mom.replication.raft import NotLeader
-from mom.replication.rebalance import moved, plan
+from mom.replication.rebalance import plan
 
 log = logging.getLogger("mom.membership")
 

@@ -143,3 +143,25 @@ def test_a_move_planned_before_its_destination_was_deleted_is_refused() -> None:
     assert broker.members.explicit("q.orders") is None
     apply(broker, RemoveNode("mom1"))
     assert [m.id for m in broker.members.members()] == ["mom2", "mom3", "mom4"]
+
+
+def test_a_finished_move_records_only_one_of_its_two_outcomes() -> None:
+    """`FinishMove` comes from the group's leader, or from any admin over POST /v1/cluster/moves: every node stops
+    (and erases) its replica of a group the catalog no longer places on it, so a replica set that is neither
+    the move done nor the move abandoned would drop replicas the group really has. It is refused (400) and
+    changes nothing."""
+    broker = seeded()
+    apply(broker, DeclareQueue("orders", QueueAttrs(), "user:a"), AddNode(node(4)), DrainNode("mom1"))
+    move = Move("q.orders", "mom1", "mom4")
+    apply(broker, StartMove(move))
+    before = broker.members.replicas("q.orders", None)
+    done = [("mom4" if n == "mom1" else n) for n in before]
+    for bad in (["mom9"], ["mom4"], [*done, "mom1"], list(reversed(done)) if done != done[::-1] else ["mom2"]):
+        with pytest.raises(InvalidInput):
+            apply(broker, FinishMove(move, bad))
+        assert broker.members.move_of("q.orders") == move and broker.members.replicas("q.orders", None) == before
+    apply(broker, FinishMove(move, before, done=False))  # abandoned: the set as it was
+    assert broker.members.moves() == [] and broker.members.replicas("q.orders", None) == before
+    apply(broker, StartMove(move))
+    apply(broker, FinishMove(move, done))
+    assert broker.members.moves() == [] and broker.members.replicas("q.orders", None) == done
