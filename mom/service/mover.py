@@ -81,6 +81,8 @@ async def reconfigure(
     config = group.membership
     if move.target not in config.voters:
         if move.target not in config.learners:
+            if not wanted():
+                return "abandoned"  # its learner left already (recording that failed): nothing to undo
             await group.add_learner(move.target)
         await _until(lambda: group.caught_up(move.target) or not wanted(), poll_s)
         promoted = move.target in group.membership.voters  # by another leader, while this one waited

@@ -116,3 +116,12 @@ async def test_a_target_another_leader_promoted_meanwhile_is_not_taken_out() -> 
     assert group.changes == ["learner d"], "nothing more changed"
     assert sorted(group.membership.voters) == ["a", "b", "d"]
     assert outcome == "done"
+
+
+async def test_resuming_an_abandoned_move_adds_no_learner_again() -> None:
+    """The learner left already, but recording the abandoned move failed (the metadata leader was away): the
+    retry must not add the unwanted target again (a drained or removed node) just to take it out once more."""
+    group = FakeGroup(Config(["a", "b", "c"]))
+    with trio.fail_after(5):
+        outcome = await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: False)
+    assert outcome == "abandoned" and group.changes == []
