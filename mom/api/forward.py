@@ -213,11 +213,15 @@ class Forwarder:
         letters): `headers` carry their own hop count."""
         unreached: list[str] = []
         for node in self.order(to.targets):
+            base = self._urls.get(node)
+            if base is None:  # removed from the cluster (a removed metadata leader leads on for a moment)
+                unreached.append(node)
+                continue
             try:
                 answer = await call_leader(
                     self._http,
                     method,
-                    self._urls[node] + path,
+                    base + path,
                     node,
                     content=content,
                     headers=headers,
@@ -244,9 +248,13 @@ class Forwarder:
         timeout = timeouts(to.wait_s)
         unreached: list[str] = []
         for node in self.order(to.targets):
+            base = self._urls.get(node)
+            if base is None:  # removed from the cluster: nothing can be sent to it
+                unreached.append(node)
+                continue
             outgoing = self._http.build_request(
                 request.method,
-                self._urls[node].rstrip("/") + request.full_path.rstrip("?"),
+                base.rstrip("/") + request.full_path.rstrip("?"),
                 content=content,
                 headers=outgoing_headers,
                 timeout=httpx.Timeout(
