@@ -179,8 +179,12 @@ class Forwarder:
         self._refused_until.pop(node, None)
 
     def url(self, node: str) -> str:
-        """The REST base URL of `node` (a stream relays frames to it over a socket of its own)."""
-        return self._urls[node]
+        """The REST base URL of `node` (a stream relays frames to it over a socket of its own); NotReached for a
+        node this one does not know (removed, or added by a catalog entry not applied here yet)."""
+        url = self._urls.get(node)
+        if url is None:
+            raise _none_reached([node])
+        return url
 
     def order(self, targets: Sequence[str]) -> list[str]:
         """The targets, those that look up first (in their given order), then the others."""

@@ -190,4 +190,6 @@ async def test_a_node_removed_from_the_cluster_is_passed_over_as_unreachable() -
         async with app.test_request_context("/v1/queues/x", method="PUT", data=b"{}"):
             with pytest.raises(NotReached, match="n3 cannot be reached"):
                 await forwarder.forward(ForwardRequired(["n3"]))
+        with pytest.raises(NotReached):
+            forwarder.url("n3")  # a stream's relay opens its socket to this URL
     assert nodes.asked == ["n1"]
