@@ -28,7 +28,7 @@ from mom.broker.commands import (
     SeedMembers,
     StartMove,
 )
-from mom.errors import Conflict, InvalidInput, NotFound
+from mom.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 ACTIVE, DRAINING = "active", "draining"
 MEMBER_STATES = (ACTIVE, DRAINING)
@@ -131,6 +131,8 @@ class Members:
 
     def add(self, command: AddNode) -> MembersChanged:
         node = command.node
+        if not self._seed:  # the seed, when recorded, replaces the member list: an earlier add would be lost
+            raise Unavailable("the cluster's members are not recorded yet (the cluster is starting); retry shortly")
         if node.state != ACTIVE:
             raise InvalidInput(f"a node joins active, not {node.state!r}")
         known = self._members.get(node.id)

@@ -20,7 +20,7 @@ from mom.broker.commands import (
 )
 from mom.broker.members import DRAINING, rendezvous
 from mom.broker.state import Broker
-from mom.errors import Conflict, InvalidInput, NotFound
+from mom.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mom.replication.placement import replicas as placement_replicas
 
 
@@ -165,3 +165,16 @@ def test_a_finished_move_records_only_one_of_its_two_outcomes() -> None:
     apply(broker, StartMove(move))
     apply(broker, FinishMove(move, done))
     assert broker.members.moves() == [] and broker.members.replicas("q.orders", None) == done
+
+
+def test_no_node_is_added_before_the_seed_members_are_recorded() -> None:
+    """The seed replaces the whole member list when it is recorded: a node added before it (an admin's add
+    racing the metadata leader's first seconds) was answered 201 and then silently dropped. It is refused (503,
+    retry shortly) and the seed is what the catalog holds."""
+    broker = Broker()
+    with pytest.raises(Unavailable, match="not recorded yet"):
+        apply(broker, AddNode(node(4)))
+    assert broker.members.members() == []
+    broker.apply(Entry(3, SeedMembers([node(n) for n in (1, 2, 3)], 3)))
+    apply(broker, AddNode(node(4)))
+    assert [m.id for m in broker.members.members()] == ["mom1", "mom2", "mom3", "mom4"]
