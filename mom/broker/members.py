@@ -80,6 +80,11 @@ class Members:
     def seeded(self) -> bool:
         return bool(self._seed)
 
+    @property
+    def seed_ids(self) -> list[str]:
+        """The recorded seed members' ids, sorted (empty before the seed is recorded)."""
+        return list(self._seed)
+
     def members(self) -> list[MemberRecord]:
         """Every member, in id order."""
         return [self._members[node] for node in sorted(self._members)]

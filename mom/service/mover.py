@@ -228,7 +228,8 @@ class Rebalancer:
 
     def planned(self) -> list[Move]:
         catalog = self._manager.meta.broker
-        seed = self._manager.seed_ids
+        # The recorded seed, not this node's configured ids: a node that joined lists itself among them.
+        seed = catalog.members.seed_ids or self._manager.seed_ids
         placements = {
             group: catalog.members.replicas(group, own or self._factor, seed=seed) for group, own in catalog.placed()
         }

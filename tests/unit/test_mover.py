@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import trio
 
-from mom.broker.commands import Move
-from mom.service.mover import Reconfigurable, reconfigure
+from mom.broker.commands import AddNode, DeclareQueue, Entry, MemberRecord, Move, QueueAttrs, SeedMembers, StartMove
+from mom.broker.state import Broker
+from mom.service.mover import Rebalancer, Reconfigurable, reconfigure
+
+
+def member(n: int) -> MemberRecord:
+    return MemberRecord(f"mom{n}", f"127.0.0.1:{8080 + n}", f"127.0.0.1:{9080 + n}")
 
 
 @dataclass
@@ -125,3 +131,22 @@ async def test_resuming_an_abandoned_move_adds_no_learner_again() -> None:
     with trio.fail_after(5):
         outcome = await reconfigure(group, "a", Move("q.x", "c", "d"), poll_s=0.01, wanted=lambda: False)
     assert outcome == "abandoned" and group.changes == []
+
+
+def test_a_joined_node_leading_the_metadata_plans_the_balancing_too() -> None:
+    """mom4 was added, then restarted with its config naming the cluster's nodes and itself (`join` dropped, as
+    docs/cluster.md says): its configured ids are the active members. Whether the members changed is a question
+    for the catalog's recorded seed, or the new node gets no replicas while it leads the metadata group."""
+    catalog = Broker()
+    catalog.apply(Entry(1, SeedMembers([member(n) for n in (1, 2, 3)], 3)))
+    for i in range(12):
+        catalog.apply(Entry(2, DeclareQueue(f"q{i}", QueueAttrs(), "user:a")))
+    catalog.apply(Entry(3, AddNode(member(4))))
+    manager = SimpleNamespace(meta=SimpleNamespace(broker=catalog), seed_ids=["mom1", "mom2", "mom3", "mom4"])
+
+    async def submit(command: StartMove) -> None:
+        raise AssertionError("not called by planned()")
+
+    rebalancer = Rebalancer(manager, submit, max_moves=2, replication_factor=3)  # type: ignore[arg-type]
+    planned = rebalancer.planned()
+    assert len(planned) == 2 and all(move.target == "mom4" for move in planned), planned
