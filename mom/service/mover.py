@@ -207,7 +207,7 @@ class Rebalancer:
 
     def _shape(self) -> object:
         members = self._manager.meta.broker.members
-        return (members.members(), members.moves())
+        return (members.members(), members.moves(), members.seed_ids)
 
     async def run(self) -> None:
         while True:
