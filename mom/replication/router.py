@@ -33,6 +33,7 @@ import msgspec
 import trio
 
 from mom.config import WIRE_FRAME_LIMIT
+from mom.replication._elections import CampaignGate
 from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     FRAME_HEADER_BYTES,
@@ -114,6 +115,8 @@ class Router:
             on_change=self._peer_changed,
             link_up=lambda peer: transport.status(peer).connected,
         )
+        self.campaigns = CampaignGate()
+        """How many of this node's data groups campaign at once (ticked here; the manager hands it to them)."""
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
         self.frames_sent = 0
@@ -252,6 +255,7 @@ class Router:
             if self._on_tick_lag is not None:
                 self._on_tick_lag(lag, skipped)
             self.send(self.liveness.tick())
+            self.campaigns.tick()
             awake = self._awake
             for gid, group in list(awake.items()):
                 group.tick()

@@ -162,6 +162,15 @@ class BrokerService:
     def serving_replica(self, ref: Ref) -> Broker | None:
         return self._locator.serving_replica(ref)
 
+    def electing_here(self, gid: str, leader: str | None) -> bool | None:
+        """For a group this node replicates as a voter, whose leader (as this node knows it, `leader`) is none or
+        on a node declared dead: whether its elections queue for a slot here (this node campaigns for many
+        groups at once, so a leader may take seconds). None otherwise: not a voter here, or a live leader."""
+        group = self._manager.group(gid)
+        if group is None or not group.voting or (leader is not None and self._manager.peer_alive(leader)):
+            return None
+        return group.electing_in_queue
+
     def note_leader(self, gid: str, leader: str, term: int) -> None:
         """Another node said (in an answer it relayed) that `leader` leads group `gid` in `term`: a hint."""
         if gid != METADATA_GROUP and leader in self._manager.node_ids:
