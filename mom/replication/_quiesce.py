@@ -34,6 +34,7 @@ class QuiesceMixin:
     log: RaftLog
     voters: tuple[str, ...]
     quiesced: bool
+    lost_leader: bool
     _progress: dict[str, Progress]
     _transferee: str | None
     _preferred: str | None
@@ -60,6 +61,7 @@ class QuiesceMixin:
         elif self.leader_id == peer:
             self._wake()
             self.leader_id = None
+            self.lost_leader = True
             rank = failover_rank(self.group, self.voters, peer, self.node_id)
             self._election_elapsed = self._election_ticks if rank == 0 else -rank * self._election_ticks // 2
 

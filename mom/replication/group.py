@@ -325,9 +325,11 @@ class RaftGroup:
     # The cluster view
 
     @property
-    def voting(self) -> bool:
-        """A voter that may stand for election here (neither joining nor a learner)."""
-        return self.core is not None and self.core.voting
+    def electing(self) -> bool:
+        """A voter here whose leader's node was declared dead (or that stands for election) and that has heard
+        of no leader since: the other replicas know no more than this one about who leads next."""
+        core = self.core
+        return core is not None and core.voting and (core.lost_leader or core.role == "candidate")
 
     @property
     def electing_in_queue(self) -> bool:

@@ -202,6 +202,9 @@ class RaftCore(MembershipMixin):
         self._heard_since_wake: set[str] = set()
         """Followers that answered this leader since it last woke: it quiesces only once all of them did (a
         follower that restarted answers only once its group runs again, so its leader heartbeats until then)."""
+        self.lost_leader = False
+        """The node liveness declared our leader's node dead, and no leader was heard from since: an election is
+        due or under way (a replica that just started knows no leader either, but has not lost one)."""
         self.quiesced = False
         """Idle: no timer runs (the driver need not tick) until something wakes the group (see the module)."""
         self._reset_timer()
@@ -473,6 +476,7 @@ class RaftCore(MembershipMixin):
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
         self._failed_elections = 0
+        self.lost_leader = False
         if self.role != "follower" or self.leader_id != leader:
             self._become_follower(self.term, leader)
         self._election_elapsed = 0
@@ -613,8 +617,10 @@ class RaftCore(MembershipMixin):
         can_vote = self._may_vote() and (
             self.voted_for == m.sender
             or (self.voted_for is None and self.leader_id is None)
-            or (m.pre_vote and m.term > self.term and not self._outranks(m.sender))
+            or (m.pre_vote and m.term > self.term)
         )
+        if m.pre_vote and self._outranks(m.sender):
+            can_vote = False
         granted = can_vote and self.log.is_up_to_date(m.last_index, m.last_term)
         if granted and not m.pre_vote:
             self.voted_for = m.sender
@@ -661,6 +667,7 @@ class RaftCore(MembershipMixin):
             self._gate.release(self.group)
         self.role = "leader"
         self.leader_id = self.node_id
+        self.lost_leader = False
         self._pre_vote = False
         self._failed_elections = self._quorum_missed = 0
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0

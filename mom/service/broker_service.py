@@ -163,11 +163,11 @@ class BrokerService:
         return self._locator.serving_replica(ref)
 
     def electing_here(self, gid: str, leader: str | None) -> bool | None:
-        """For a group this node replicates as a voter, whose leader (as this node knows it, `leader`) is none or
-        on a node declared dead: whether its elections queue for a slot here (this node campaigns for many
-        groups at once, so a leader may take seconds). None otherwise: not a voter here, or a live leader."""
+        """For a group whose replica here is electing a leader (it lost its leader to a node declared dead, or
+        stands itself) and knows of no live one (`leader`, as this node knows it): whether its elections queue for
+        a slot here (this node campaigns for many groups at once, so a leader may take seconds). None otherwise."""
         group = self._manager.group(gid)
-        if group is None or not group.voting or (leader is not None and self._manager.peer_alive(leader)):
+        if group is None or not group.electing or (leader is not None and self._manager.peer_alive(leader)):
             return None
         return group.electing_in_queue
 
