@@ -67,9 +67,11 @@ class CampaignGate:
     hears back, and the next round queues as much work again (issue 10: 818 of 1,000 groups still campaigning
     100 s after the kill). The gate admits at most `limit` campaigns at a time; a group whose election timer
     fired waits (a follower still, ticking) until a slot is free, and a slot is freed when its election ends
-    (won, lost, or the group heard from a leader). An election that ends makes the limit grow by one, a round
-    that timed out halves it (at least `low`): the node admits as many as it keeps up with, and each election
-    admitted finishes within its timeout, so the flow of leaders never stops.
+    (won, lost, or the group heard from a leader) or times out (the group then asks for a slot again, so one
+    that cannot win holds none). An election that ends makes the limit grow by one (up to `high`), a round that
+    timed out halves it (at least `low`): the node admits as many as it keeps up with, and each election
+    admitted finishes within its timeout, so the flow of leaders never stops. Admission is in the order the
+    router ticks the waiting groups.
 
     Timers only: the gate decides when a group campaigns, never how votes count, so safety does not depend on
     it. A slot held longer than `expire_ticks` (a group removed mid-election) is taken back.
@@ -116,11 +118,12 @@ class CampaignGate:
         return True
 
     def timed_out_round(self, group: str) -> None:
-        """`group`'s election (or pre-vote) timed out: the node does not keep up with this many campaigns."""
-        if group in self._holders:
+        """`group`'s election (or pre-vote) timed out: the node does not keep up with this many campaigns. Its
+        slot is given back (it asks again, like the others waiting): a group that cannot win (its voters
+        unreachable, a log too far behind) must not hold a slot that another could use."""
+        if self._holders.pop(group, None) is not None:
             self.timed_out += 1
             self._limit = max(float(self._low), self._limit / 2)
-            self._holders[group] = self._now
 
     def release(self, group: str) -> None:
         """`group`'s campaign ended (won, refused, or a leader was heard from) before timing out: its slot goes

@@ -264,13 +264,13 @@ class RaftCore(MembershipMixin):
                 self._probe()
         elif self._election_elapsed >= self._timeout and self.voting:
             gate = self._gate
-            if gate is not None and not gate.admit(self.group):
-                return  # too many of the node's groups campaign: wait for a slot, asking again at every tick
-            if self.role == "candidate":
-                if not self._pre_vote:
-                    self._failed_elections += 1
-                if gate is not None:
-                    gate.timed_out_round(self.group)
+            if gate is not None:
+                if self.role == "candidate":
+                    gate.timed_out_round(self.group)  # the slot goes back: a group that cannot win blocks none
+                if not gate.admit(self.group):
+                    return  # too many of the node's groups campaign: wait for a slot, asking again at every tick
+            if self.role == "candidate" and not self._pre_vote:
+                self._failed_elections += 1
             self._campaign(pre_vote=True, transfer=False)
 
     def stand_after(self, ticks: int) -> None:
@@ -619,8 +619,12 @@ class RaftCore(MembershipMixin):
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
         )
-        if m.pre_vote and self._outranks(m.sender):
-            can_vote = False
+        if (
+            m.pre_vote
+            and self._outranks(m.sender)
+            and (m.last_term, m.last_index) == (self.log.last_term, self.log.last_index)
+        ):
+            can_vote = False  # equal logs: either could win, the order picks one (a newer log than ours goes on)
         granted = can_vote and self.log.is_up_to_date(m.last_index, m.last_term)
         if granted and not m.pre_vote:
             self.voted_for = m.sender
@@ -630,9 +634,11 @@ class RaftCore(MembershipMixin):
 
     def _outranks(self, other: str) -> bool:
         """Standing in a pre-vote ourselves, and before `other` in the group's order (`_elections.stands_before`):
-        of two replicas whose pre-votes cross, only one goes on to a real election, instead of both voting for
-        themselves (a split vote that costs both a whole election timeout, and under a storm of elections
-        many of them). Refusing a pre-vote is always safe; the refused one is told by our real vote request."""
+        of two replicas with equal logs whose pre-votes cross, only one goes on to a real election, instead of
+        both voting for themselves (a split vote that costs both a whole election timeout, and under a storm of
+        elections many of them). Refusing a pre-vote is always safe; the refused one is told by our real vote
+        request. Only between equal logs: one whose log is behind cannot win, and refusing the other would leave
+        the group with no leader while a third voter is down."""
         return self.role == "candidate" and self._pre_vote and stands_before(self.group, self.node_id, other)
 
     def _may_vote(self) -> bool:

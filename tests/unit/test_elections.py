@@ -110,7 +110,7 @@ def test_an_election_that_times_out_halves_the_gate_and_a_stale_slot_expires() -
         gate.tick()
         raft.tick()
     assert raft.role == "candidate" and gate.campaigning == 1
-    for _ in range(40):  # nobody answers the pre-vote: it times out and stands again, keeping its slot
+    for _ in range(40):  # nobody answers the pre-vote: it times out, gives its slot back and gets it again
         gate.tick()
         raft.tick()
     assert gate.timed_out >= 1 and gate.limit <= 4 and gate.campaigning == 1
@@ -169,3 +169,17 @@ def test_has_ready_says_what_ready_would() -> None:
     for _ in range(20):
         raft.tick()
     assert raft.has_ready() and raft.ready() is not None
+
+
+def test_a_crossing_pre_vote_from_a_newer_log_is_granted_whatever_the_order() -> None:
+    """The order only breaks ties: refusing a candidate with a newer log, while our own pre-vote is refused for
+    our older log and the third voter is down, would leave the group without a leader for good."""
+    first, second = ("a", "b") if stands_before("g", "a", "b") else ("b", "a")
+    behind = core(first, term=1, log=[1], commit=1)
+    for _ in range(20):
+        behind.tick()
+    assert behind.role == "candidate"
+    flush(behind)
+    behind.step(RequestVote("g", 2, second, first, 2, 1, True, False))  # `second` holds one entry more
+    (answer,) = [m for m in flush(behind).messages if isinstance(m, VoteResponse)]
+    assert answer.granted
