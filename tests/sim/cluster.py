@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from mom.errors import MembershipChangeRefused
+from mom.replication._elections import CampaignGate
 from mom.replication.membership import Membership, decode_config, is_config
 from mom.replication.messages import InstallSnapshot, LogEntry, SnapshotChunkAck, VoteResponse
 from mom.replication.raft import Change, HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
@@ -124,6 +125,7 @@ class SimNode:
             max_entries_per_message=config.max_entries_per_message,
             max_inflight=4,
             quiesce=config.quiesce,
+            campaign_gate=CampaignGate(limit=1, low=1, high=1, expire_ticks=50),
         )
         self.views: dict[str, bool] = {}
         """With quiesce: whether this node believes each peer's node alive (its liveness)."""
