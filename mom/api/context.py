@@ -138,16 +138,14 @@ def _forward_to(
     me = ctx().settings.node_id
     if leader == me:
         raise LeaderPending(f"{what} has a new leader here that is catching up; retry shortly")
-    if me in replicas and group is not None:
-        electing = ctx().service.electing_here(group, leader)
-        if electing is not None:
-            # A voter of the group that knows no live leader: the other replicas know no more (a new leader's
-            # first message reaches this node as fast as it would reach them), so forwarding would only hold the
-            # request on two nodes instead of one. Wait here, briefly while many elections queue.
-            raise LeaderPending(
-                f"{what} has no leader at the moment (an election is under way); retry shortly",
-                wait_s=STORM_WAIT_S if electing else None,
-            )
+    if me in replicas and group is not None and ctx().service.electing_here(group, leader):
+        # A voter of the group that lost its leader, while its node campaigns for many groups at once: the other
+        # replicas know no more (a new leader's first message reaches this node as soon as them), and forwarding
+        # would hold the request on two busy nodes instead of one. Wait here, briefly: 503 within a second.
+        raise LeaderPending(
+            f"{what} has no leader at the moment (elections of many destinations are under way); retry shortly",
+            wait_s=STORM_WAIT_S,
+        )
     targets = [leader] if leader is not None else []
     if me not in replicas or hops() == 0:
         targets += [n for n in replicas if n != me and n != leader]

@@ -162,13 +162,13 @@ class BrokerService:
     def serving_replica(self, ref: Ref) -> Broker | None:
         return self._locator.serving_replica(ref)
 
-    def electing_here(self, gid: str, leader: str | None) -> bool | None:
-        """For a group whose replica here is electing a leader (it lost its leader to a node declared dead, or
-        stands itself) and knows of no live one (`leader`, as this node knows it): whether its elections queue for
-        a slot here (this node campaigns for many groups at once, so a leader may take seconds). None otherwise."""
+    def electing_here(self, gid: str, leader: str | None) -> bool:
+        """Whether this node's replica of group `gid` is electing a leader (it lost its leader to a node declared
+        dead, or stands itself), knows of no live one (`leader`, as this node knows it), and its node's campaigns
+        queue for a slot (it elects leaders for many groups at once, so a leader may take seconds)."""
         group = self._manager.group(gid)
         if group is None or not group.electing or (leader is not None and self._manager.peer_alive(leader)):
-            return None
+            return False
         return group.electing_in_queue
 
     def note_leader(self, gid: str, leader: str, term: int) -> None:
