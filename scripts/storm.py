@@ -93,6 +93,7 @@ def _create_missing(ctx: RunContext, urls: list[str], token: str, count: int) ->
 
 
 _ROLE = re.compile(r'^mom_raft_groups\{role="(\w+)"\} ([\d.]+)', re.M)
+_CAMPAIGNS = re.compile(r"^mom_raft_(campaigns\w*|campaign_limit|groups_awake) ([\d.]+)", re.M)
 
 
 def _watch_roles(ctx: RunContext, url: str, token: str, stop: threading.Event) -> None:
@@ -102,6 +103,7 @@ def _watch_roles(ctx: RunContext, url: str, token: str, stop: threading.Event) -
         try:
             text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=5).text
             roles = {role: int(float(n)) for role, n in _ROLE.findall(text)}
+            roles |= {name: int(float(n)) for name, n in _CAMPAIGNS.findall(text)}
         except httpx.HTTPError as exc:
             roles = {"error": type(exc).__name__}  # type: ignore[dict-item]
         load = os.getloadavg()[0]
