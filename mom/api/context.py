@@ -100,9 +100,11 @@ class LeaderPending(Unavailable):
     """No node is known to serve the request's group right now (an election, a new leader catching up): the node
     waits a moment for one before it answers 503 (`mom.api.following`), at most `wait_s` (None: the usual)."""
 
-    def __init__(self, detail: str, *, wait_s: float | None = None) -> None:
+    def __init__(self, detail: str, *, wait_s: float | None = None, unless: Sequence[str] = ()) -> None:
         super().__init__(detail)
         self.wait_s = wait_s
+        self.unless = tuple(unless)
+        """Leaders known to be gone (a dead node): hearing of them again ends no wait."""
 
 
 STORM_WAIT_S = 1.0
@@ -145,6 +147,7 @@ def _forward_to(
         raise LeaderPending(
             f"{what} has no leader at the moment (elections of many destinations are under way); retry shortly",
             wait_s=STORM_WAIT_S,
+            unless=[leader] if leader is not None else [],
         )
     targets = [leader] if leader is not None else []
     if me not in replicas or hops() == 0:

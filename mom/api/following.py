@@ -81,7 +81,8 @@ def install(app: QuartTrio, context: ApiContext) -> None:
 
     @app.errorhandler(LeaderPending)
     async def _pending(exc: LeaderPending) -> ResponseTypes:
-        return await wait_then_handle_again(exc, wait_s=LEADER_WAIT_S if exc.wait_s is None else exc.wait_s)
+        wait_s = LEADER_WAIT_S if exc.wait_s is None else exc.wait_s
+        return await wait_then_handle_again(exc, unless=exc.unless, wait_s=wait_s)
 
     @app.after_request
     async def _name_the_leader(response: Response) -> Response:

@@ -69,7 +69,8 @@ class CampaignGate:
     fired waits (a follower still, ticking) until a slot is free, and a slot is freed when its election ends
     (won, lost, or the group heard from a leader) or times out (the group then asks for a slot again, so one
     that cannot win holds none). An election that ends makes the limit grow by one (up to `high`), a round that
-    timed out halves it (at least `low`): the node admits as many as it keeps up with, and each election
+    timed out halves it (at least `low`; once per `cut_every` ticks, an election timeout, since the rounds admitted
+    together time out together): the node admits as many as it keeps up with, and each election
     admitted finishes within its timeout, so the flow of leaders never stops. Admission is in the order the
     router ticks the waiting groups.
 
@@ -77,11 +78,15 @@ class CampaignGate:
     it. A slot held longer than `expire_ticks` (a group removed mid-election) is taken back.
     """
 
-    def __init__(self, *, limit: int = 16, low: int = 4, high: int = 64, expire_ticks: int = 400) -> None:
+    def __init__(
+        self, *, limit: int = 32, low: int = 16, high: int = 128, expire_ticks: int = 400, cut_every: int = 10
+    ) -> None:
         self._limit = float(limit)
         self._low = low
         self._high = high
         self._expire = expire_ticks
+        self._cut_every = cut_every
+        self._cut_at = -cut_every
         self._now = 0
         self._holders: dict[str, int] = {}
         """Group -> the tick its campaign was admitted."""
@@ -123,7 +128,9 @@ class CampaignGate:
         unreachable, a log too far behind) must not hold a slot that another could use."""
         if self._holders.pop(group, None) is not None:
             self.timed_out += 1
-            self._limit = max(float(self._low), self._limit / 2)
+            if self._now - self._cut_at >= self._cut_every:  # once per election timeout: a burst is one signal
+                self._cut_at = self._now
+                self._limit = max(float(self._low), self._limit / 2)
 
     def release(self, group: str) -> None:
         """`group`'s campaign ended (won, refused, or a leader was heard from) before timing out: its slot goes

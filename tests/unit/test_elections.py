@@ -104,7 +104,7 @@ def test_the_gate_admits_a_bounded_number_of_campaigns_and_the_next_when_one_end
 
 
 def test_an_election_that_times_out_halves_the_gate_and_a_stale_slot_expires() -> None:
-    gate = CampaignGate(limit=8, low=2, expire_ticks=50)
+    gate = CampaignGate(limit=8, low=2, expire_ticks=50, cut_every=1)
     raft = gated("a", "g", gate)
     for _ in range(20):
         gate.tick()
