@@ -22,8 +22,10 @@ ensure_venv() {
   local stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     echo "dev.sh: installing mom and its dependencies into .venv (first run takes a minute)" >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[dev,bench]'
+    .venv/bin/python -m pip install --quiet --upgrade pip uv
+    # uv installs the same packages as pip in a fraction of the time; tox-uv (in the dev extra) makes tox's own
+    # environments use it too, which took a quarter of the suite's set-up time with pip.
+    .venv/bin/uv pip install --quiet --python .venv/bin/python -e '.[dev,bench]'
     rm -f .venv/.installed-*
     touch "$stamp"
   fi

@@ -57,10 +57,13 @@ def register_error_handlers(app: Quart) -> None:
         status = exc.code or 500
         title = exc.name or "HTTP error"
         detail = exc.description or title
+        headers = {name: value for name, value in exc.get_headers() if name.lower() == "allow"}
         if status == 413:
             detail = "the request body is larger than this server accepts (see limits in docs/api.md)"
-        allow = {name: value for name, value in exc.get_headers() if name.lower() == "allow"}
-        return problem(status, title, detail, slug=title.lower().replace(" ", "-"), headers=allow)
+            # The rest of the body is still on the wire, unread, so the server drops the connection after this
+            # answer; saying so keeps a keep-alive client from sending its next request into the closed socket.
+            headers["Connection"] = "close"
+        return problem(status, title, detail, slug=title.lower().replace(" ", "-"), headers=headers)
 
     @app.errorhandler(Exception)
     async def _bug(exc: Exception) -> Any:

@@ -5,6 +5,7 @@ register, log in, list books, buy. SIGTERM must stop every process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,7 +50,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShop]:
     log_path = directory / "up.log"
     env = {key: value for key, value in os.environ.items() if key != "MOM_ADMIN_PASSWORD"}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own: if the fixture fails half-way, killing the group stops the nodes and services
+        # `up` started too, not only `up` (they were left running, orphaned).
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     running = RunningShop(
         f"http://127.0.0.1:{gateway}", [f"http://127.0.0.1:{mom + i}" for i in range(3)], directory / "shop", log_path
     )
@@ -66,9 +71,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShop]:
             with pytest.raises(httpx.TransportError):
                 httpx.get(url + "/healthz", timeout=1)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left, `up` included
+        process.wait(10)
 
 
 def test_a_purchase_ships_and_takes_one_copy_off_the_shelf(shop: RunningShop) -> None:

@@ -223,16 +223,44 @@ def test_size_limits_answer_413(api: Api, node: NodeProcess) -> None:
     assert api.get(f"/v1/queues/{name}").json()["messages"] == 0
 
 
-def _status_of_oversized_request(node: NodeProcess, api: Api, path: str, length: int) -> int:
-    """The server must refuse a body over its limit from Content-Length, without reading it all."""
+def test_a_413_for_an_unread_body_closes_the_connection_so_the_next_request_gets_a_new_one(
+    api: Api, node: NodeProcess
+) -> None:
+    """The server answers before reading a too-large body, then drops the connection (the rest of the body is
+    still on the wire). Without `Connection: close` a keep-alive client sent its next request on that connection
+    and got "Server disconnected"."""
+    name = qname()
+    api.put(f"/v1/queues/{name}")
+    head = _oversized_response_head(node, api, f"/v1/queues/{name}/messages", 25 * 1024 * 1024)
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nconnection: close\r\n" in head.lower(), head
+    too_big = b'{"body": "' + b"z" * (24 * 1024 * 1024) + b'"}'
+    for _ in range(3):  # each 413 on the shared keep-alive client, then a request that must get through
+        refused = api.post(f"/v1/queues/{name}/messages", content=too_big, headers={"content-type": "application/json"})
+        assert_problem(refused, 413)
+        assert api.get(f"/v1/queues/{name}").json()["messages"] == 0
+
+
+def _oversized_response_head(node: NodeProcess, api: Api, path: str, length: int) -> bytes:
+    """The response head to a request whose Content-Length is over the limit, of which only 64 KiB are sent."""
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Authorization: {api.http.headers['Authorization']}\r\nContent-Length: {length}\r\n\r\n"
         )
         sock.sendall(head.encode() + b'{"body": "' + b"y" * 65536)
-        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
-    return int(status_line.split()[1])
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    return received.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+
+
+def _status_of_oversized_request(node: NodeProcess, api: Api, path: str, length: int) -> int:
+    """The server must refuse a body over its limit from Content-Length, without reading it all."""
+    return int(_oversized_response_head(node, api, path, length).split(b"\r\n", 1)[0].split()[1])
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from quart_schema import document_request, tag
 
 from mom.api import answers
 from mom.api.context import authorize, ctx, leader_of, meta_leader, principal, request_body, require_owner
+from mom.api.listing import listed
 from mom.api.messages import parse_publish
 from mom.api.openapi import contract
 from mom.api.routes import consuming
@@ -64,7 +65,7 @@ async def list_queues() -> Response:
     caller = await principal()
     names = [info.name for info in ctx().service.catalog.list_queues(ctx().service.now_ms())]
     visible = [n for n in names if caller.can("read", n) or caller.can("configure", n)]
-    return json_response({"queues": [view(n) for n in visible]})
+    return json_response({"queues": await listed("queues", visible, view)})
 
 
 @blueprint.get("/<name>")

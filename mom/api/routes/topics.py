@@ -20,6 +20,7 @@ from mom.api.context import (
     request_body,
     require_owner,
 )
+from mom.api.listing import listed
 from mom.api.messages import parse_publish
 from mom.api.openapi import contract, query_integer
 from mom.api.routes import consuming
@@ -97,7 +98,7 @@ async def list_topics() -> Response:
     caller = await principal()
     names = [info.name for info in ctx().service.catalog.list_topics(ctx().service.now_ms())]
     visible = [n for n in names if caller.can("read", n) or caller.can("configure", n)]
-    return json_response({"topics": [view(n) for n in visible]})
+    return json_response({"topics": await listed("topics", visible, view)})
 
 
 @blueprint.get("/<name>")
