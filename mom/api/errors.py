@@ -60,8 +60,10 @@ def register_error_handlers(app: Quart) -> None:
         headers = {name: value for name, value in exc.get_headers() if name.lower() == "allow"}
         if status == 413:
             detail = "the request body is larger than this server accepts (see limits in docs/api.md)"
-            # The rest of the body is still on the wire, unread, so the server drops the connection after this
-            # answer; saying so keeps a keep-alive client from sending its next request into the closed socket.
+        if status in (408, 413):
+            # The rest of the body is still on the wire, unread (too large, or too slow to come), so the server
+            # drops the connection after this answer; saying so keeps a keep-alive client from sending its next
+            # request into the closed socket.
             headers["Connection"] = "close"
         return problem(status, title, detail, slug=title.lower().replace(" ", "-"), headers=headers)
 

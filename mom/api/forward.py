@@ -179,8 +179,12 @@ class Forwarder:
         self._refused_until.pop(node, None)
 
     def url(self, node: str) -> str:
-        """The REST base URL of `node` (a stream relays frames to it over a socket of its own)."""
-        return self._urls[node]
+        """The REST base URL of `node` (a stream relays frames to it over a socket of its own); NotReached for a
+        node this one does not know (removed, or added by a catalog entry not applied here yet)."""
+        url = self._urls.get(node)
+        if url is None:
+            raise _none_reached([node])
+        return url
 
     def order(self, targets: Sequence[str]) -> list[str]:
         """The targets, those that look up first (in their given order), then the others."""
@@ -213,11 +217,15 @@ class Forwarder:
         letters): `headers` carry their own hop count."""
         unreached: list[str] = []
         for node in self.order(to.targets):
+            base = self._urls.get(node)
+            if base is None:  # removed from the cluster (a removed metadata leader leads on for a moment)
+                unreached.append(node)
+                continue
             try:
                 answer = await call_leader(
                     self._http,
                     method,
-                    self._urls[node] + path,
+                    base + path,
                     node,
                     content=content,
                     headers=headers,
@@ -244,9 +252,13 @@ class Forwarder:
         timeout = timeouts(to.wait_s)
         unreached: list[str] = []
         for node in self.order(to.targets):
+            base = self._urls.get(node)
+            if base is None:  # removed from the cluster: nothing can be sent to it
+                unreached.append(node)
+                continue
             outgoing = self._http.build_request(
                 request.method,
-                self._urls[node].rstrip("/") + request.full_path.rstrip("?"),
+                base.rstrip("/") + request.full_path.rstrip("?"),
                 content=content,
                 headers=outgoing_headers,
                 timeout=httpx.Timeout(

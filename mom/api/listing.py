@@ -22,7 +22,7 @@ from quart import request
 from mom.api.context import ctx
 from mom.api.forward import HOPS_HEADER, ForwardRequired, hops
 from mom.broker.commands import QueueRef, TopicRef
-from mom.errors import MomError
+from mom.errors import MomError, NotFound
 
 LIST_WAIT_S = 2.0
 """A bound on the other nodes' lists (each is one in-memory read there)."""
@@ -40,7 +40,16 @@ async def listed(kind: Kind, names: Sequence[str], view: View) -> list[dict[str,
         skip = set(missing)
         return [view(name) for name in names if name not in skip]
     remote = await _from_replicas(kind, missing) if missing else {}
-    return [remote.get(name) or view(name) for name in names]
+    entries = []
+    for name in names:
+        entry = remote.get(name)
+        if entry is None:
+            try:
+                entry = view(name)
+            except NotFound:
+                continue  # deleted while the other nodes answered: a list leaves it out, it is no 404
+        entries.append(entry)
+    return entries
 
 
 async def _from_replicas(kind: Kind, names: Sequence[str]) -> dict[str, dict[str, Any]]:

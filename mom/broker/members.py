@@ -28,7 +28,7 @@ from mom.broker.commands import (
     SeedMembers,
     StartMove,
 )
-from mom.errors import Conflict, InvalidInput, NotFound
+from mom.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 ACTIVE, DRAINING = "active", "draining"
 MEMBER_STATES = (ACTIVE, DRAINING)
@@ -47,6 +47,13 @@ def rendezvous(group: str, nodes: Sequence[str], replication_factor: int) -> lis
     if not 1 <= replication_factor <= len(nodes):
         raise ValueError(f"replication factor {replication_factor} needs 1 to {len(nodes)} nodes")
     return sorted(nodes, key=lambda node: (-_weight(node, group), node))[:replication_factor]
+
+
+def moved(replicas: Sequence[str], move: Move) -> list[str]:
+    """The replica set once `move` is done: the target takes the source's place (or joins last)."""
+    if move.source is None:
+        return [*replicas, move.target]
+    return [move.target if node == move.source else node for node in replicas]
 
 
 class MembersState(Struct, array_like=True):
@@ -72,6 +79,11 @@ class Members:
     @property
     def seeded(self) -> bool:
         return bool(self._seed)
+
+    @property
+    def seed_ids(self) -> list[str]:
+        """The recorded seed members' ids, sorted (empty before the seed is recorded)."""
+        return list(self._seed)
 
     def members(self) -> list[MemberRecord]:
         """Every member, in id order."""
@@ -124,6 +136,8 @@ class Members:
 
     def add(self, command: AddNode) -> MembersChanged:
         node = command.node
+        if not self._seed:  # the seed, when recorded, replaces the member list: an earlier add would be lost
+            raise Unavailable("the cluster's members are not recorded yet (the cluster is starting); retry shortly")
         if node.state != ACTIVE:
             raise InvalidInput(f"a node joins active, not {node.state!r}")
         known = self._members.get(node.id)
@@ -189,6 +203,14 @@ class Members:
             return MembersChanged(False)
         if not command.replicas or len(set(command.replicas)) != len(command.replicas):
             raise InvalidInput(f"a replica set must be distinct nodes, not {command.replicas}")
+        current = self._replicas.get(move.group)  # explicit since the move started
+        if current is not None and command.replicas not in (current, moved(current, move)):
+            # Every node stops and erases its replica of a group not placed on it: a set that is neither
+            # outcome would drop replicas the group really has.
+            raise InvalidInput(
+                f"the replicas of {move.group} after the move {move} are {moved(current, move)} (done) or "
+                f"{current} (abandoned), not {command.replicas}"
+            )
         del self._moves[move.group]
         self._replicas[move.group] = list(command.replicas)
         return MembersChanged(True)

@@ -428,7 +428,11 @@ class Broker:
         return self._members.remove(command, self.placed())
 
     def _start_move(self, command: StartMove, now: int) -> MembersChanged:
-        return self._members.start_move(command, dict(self.placed()).get(command.move.group))
+        placed = dict(self.placed())
+        group = command.move.group
+        if group not in placed:  # deleted since the rebalancer planned it: no leader would ever carry it out
+            raise NotFound(f"destination {group} does not exist (any more): its replicas need no move")
+        return self._members.start_move(command, placed[group])
 
     def _finish_move(self, command: FinishMove, now: int) -> MembersChanged:
         return self._members.finish_move(command)

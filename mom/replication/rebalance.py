@@ -20,14 +20,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from mom.broker.commands import MemberRecord, Move
-from mom.broker.members import ACTIVE
-
-
-def moved(replicas: Sequence[str], move: Move) -> list[str]:
-    """The replica set once `move` is done: the target takes the source's place (or joins last)."""
-    if move.source is None:
-        return [*replicas, move.target]
-    return [move.target if node == move.source else node for node in replicas]
+from mom.broker.members import ACTIVE, moved
 
 
 def plan(

@@ -17,7 +17,7 @@ import trio
 
 from mom.broker.commands import MemberRecord, SeedMembers
 from mom.config import Settings, parse_address
-from mom.errors import Conflict, Unavailable
+from mom.errors import Conflict, Overloaded, Unavailable
 
 log = logging.getLogger("mom.membership")
 
@@ -82,6 +82,6 @@ async def seed_once(service: Submitter, settings: Settings, *, poll_s: float = 0
         return
     command = SeedMembers(members, settings.cluster.replication_factor)
     while not service.seeded():
-        with contextlib.suppress(Conflict, Unavailable):
+        with contextlib.suppress(Conflict, Overloaded, Unavailable):  # passing refusals: ask again
             await service.submit_to_meta(command)
         await trio.sleep(poll_s)

@@ -24,10 +24,11 @@ from typing import Literal, Protocol, runtime_checkable
 import trio
 
 from mom.broker.commands import FinishMove, Move, QueueRef, StartMove, TopicRef
+from mom.broker.members import moved
 from mom.errors import MomError, NotFound
 from mom.replication.manager import GroupManager
 from mom.replication.raft import NotLeader
-from mom.replication.rebalance import moved, plan
+from mom.replication.rebalance import plan
 
 log = logging.getLogger("mom.membership")
 
@@ -80,12 +81,17 @@ async def reconfigure(
     config = group.membership
     if move.target not in config.voters:
         if move.target not in config.learners:
+            if not wanted():
+                return "abandoned"  # its learner left already (recording that failed): nothing to undo
             await group.add_learner(move.target)
         await _until(lambda: group.caught_up(move.target) or not wanted(), poll_s)
-        if not wanted():
-            await group.remove_member(move.target)
+        promoted = move.target in group.membership.voters  # by another leader, while this one waited
+        if not wanted() and not promoted:
+            if move.target in group.membership.learners:
+                await group.remove_member(move.target)
             return "abandoned"
-        await group.promote(move.target)
+        if not promoted:
+            await group.promote(move.target)
     config = group.membership
     if move.source is not None and move.source in (*config.voters, *config.learners):
         if move.source == node_id:
@@ -232,7 +238,8 @@ class Rebalancer:
 
     def planned(self) -> list[Move]:
         catalog = self._manager.meta.broker
-        seed = self._manager.seed_ids
+        # The recorded seed, not this node's configured ids: a node that joined lists itself among them.
+        seed = catalog.members.seed_ids or self._manager.seed_ids
         placements = {
             group: catalog.members.replicas(group, own or self._factor, seed=seed) for group, own in catalog.placed()
         }

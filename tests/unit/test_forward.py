@@ -10,6 +10,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from quart_trio import QuartTrio
 
 from mom.api.forward import (
     DOWN_FOR_S,
@@ -173,3 +174,22 @@ async def test_the_leader_named_by_an_answer_is_learned() -> None:
 @pytest.mark.parametrize("value", [None, "", "q.x@1 n2", "q.x@1 n2 seven", "a b c d"])
 def test_a_malformed_leader_header_is_ignored(value: str | None) -> None:
     assert parse_leader_header(value) is None
+
+
+async def test_a_node_removed_from_the_cluster_is_passed_over_as_unreachable() -> None:
+    """A removed node can still be named as a leader for a moment (the metadata leader that was removed leads
+    until its successor takes over): forwarding to it is a 503 that says nothing was sent, or the next
+    candidate, never a KeyError (a 500 here; in the background task that records a move, the node's end)."""
+    nodes = Nodes()
+    async with forwarder_over(nodes) as forwarder:
+        forwarder.remove_peer("n3")
+        with pytest.raises(NotReached, match="n3 cannot be reached"):
+            await post(forwarder, ["n3"])
+        assert (await post(forwarder, ["n3", "n1"])).json() == {"by": "n1"}
+        app = QuartTrio("forward-test")
+        async with app.test_request_context("/v1/queues/x", method="PUT", data=b"{}"):
+            with pytest.raises(NotReached, match="n3 cannot be reached"):
+                await forwarder.forward(ForwardRequired(["n3"]))
+        with pytest.raises(NotReached):
+            forwarder.url("n3")  # a stream's relay opens its socket to this URL
+    assert nodes.asked == ["n1"]

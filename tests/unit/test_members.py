@@ -20,7 +20,7 @@ from mom.broker.commands import (
 )
 from mom.broker.members import DRAINING, rendezvous
 from mom.broker.state import Broker
-from mom.errors import Conflict, InvalidInput, NotFound
+from mom.errors import Conflict, InvalidInput, NotFound, Unavailable
 from mom.replication.placement import replicas as placement_replicas
 
 
@@ -127,3 +127,54 @@ def test_membership_survives_a_snapshot() -> None:
     assert restored == broker
     assert restored.members.moves() == [Move("q.orders", current[0], outside)]
     assert restored.members.member("mom4") == node(4)
+
+
+def test_a_move_planned_before_its_destination_was_deleted_is_refused() -> None:
+    """The rebalancer plans from the catalog, then submits: a delete committed in between must not leave a move
+    of a group nobody serves (no leader ever carries it out, so it would hold a slot of `max_moves` and block
+    removing its source or target forever)."""
+    broker = seeded()
+    apply(broker, DeclareQueue("orders", QueueAttrs(), "user:a"), AddNode(node(4)), DrainNode("mom1"))
+    planned = Move("q.orders", "mom1", "mom4")
+    apply(broker, DeleteQueue("orders"))
+    with pytest.raises(NotFound):
+        apply(broker, StartMove(planned))
+    assert broker.members.moves() == []
+    assert broker.members.explicit("q.orders") is None
+    apply(broker, RemoveNode("mom1"))
+    assert [m.id for m in broker.members.members()] == ["mom2", "mom3", "mom4"]
+
+
+def test_a_finished_move_records_only_one_of_its_two_outcomes() -> None:
+    """`FinishMove` comes from the group's leader, or from any admin over POST /v1/cluster/moves: every node stops
+    (and erases) its replica of a group the catalog no longer places on it, so a replica set that is neither
+    the move done nor the move abandoned would drop replicas the group really has. It is refused (400) and
+    changes nothing."""
+    broker = seeded()
+    apply(broker, DeclareQueue("orders", QueueAttrs(), "user:a"), AddNode(node(4)), DrainNode("mom1"))
+    move = Move("q.orders", "mom1", "mom4")
+    apply(broker, StartMove(move))
+    before = broker.members.replicas("q.orders", None)
+    done = [("mom4" if n == "mom1" else n) for n in before]
+    for bad in (["mom9"], ["mom4"], [*done, "mom1"], list(reversed(done)) if done != done[::-1] else ["mom2"]):
+        with pytest.raises(InvalidInput):
+            apply(broker, FinishMove(move, bad))
+        assert broker.members.move_of("q.orders") == move and broker.members.replicas("q.orders", None) == before
+    apply(broker, FinishMove(move, before, done=False))  # abandoned: the set as it was
+    assert broker.members.moves() == [] and broker.members.replicas("q.orders", None) == before
+    apply(broker, StartMove(move))
+    apply(broker, FinishMove(move, done))
+    assert broker.members.moves() == [] and broker.members.replicas("q.orders", None) == done
+
+
+def test_no_node_is_added_before_the_seed_members_are_recorded() -> None:
+    """The seed replaces the whole member list when it is recorded: a node added before it (an admin's add
+    racing the metadata leader's first seconds) was answered 201 and then silently dropped. It is refused (503,
+    retry shortly) and the seed is what the catalog holds."""
+    broker = Broker()
+    with pytest.raises(Unavailable, match="not recorded yet"):
+        apply(broker, AddNode(node(4)))
+    assert broker.members.members() == []
+    broker.apply(Entry(3, SeedMembers([node(n) for n in (1, 2, 3)], 3)))
+    apply(broker, AddNode(node(4)))
+    assert [m.id for m in broker.members.members()] == ["mom1", "mom2", "mom3", "mom4"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from mom.broker.commands import MemberRecord, Move
-from mom.broker.members import ACTIVE, DRAINING, rendezvous
-from mom.replication.rebalance import moved, plan
+from mom.broker.members import ACTIVE, DRAINING, moved, rendezvous
+from mom.replication.rebalance import plan
 
 
 def members(*ids: str, draining: tuple[str, ...] = ()) -> list[MemberRecord]:

@@ -166,7 +166,8 @@ async def remove_node(node_id: str) -> Response:
 async def move_done() -> Response:
     """Record a replica move as done (admin; the group's leader that carried it out sends it): the catalog's
     replica set of the group becomes `replicas`. A move that is not in progress changes nothing (`recorded`
-    false)."""
+    false); 400 for `replicas` that are neither the move done (the target in the source's place, in order) nor
+    abandoned (the set unchanged)."""
     await _admin()
     body = decode_body(await request_body(), MoveDoneRequest)
     meta = meta_leader()
