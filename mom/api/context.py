@@ -98,7 +98,19 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
 
 class LeaderPending(Unavailable):
     """No node is known to serve the request's group right now (an election, a new leader catching up): the node
-    waits a moment for one before it answers 503 (`mom.api.following`)."""
+    waits a moment for one before it answers 503 (`mom.api.following`), at most `wait_s` (None: the usual)."""
+
+    def __init__(self, detail: str, *, wait_s: float | None = None, unless: Sequence[str] = ()) -> None:
+        super().__init__(detail)
+        self.wait_s = wait_s
+        self.unless = tuple(unless)
+        """Leaders known to be gone (a dead node): hearing of them again ends no wait."""
+
+
+STORM_WAIT_S = 1.0
+"""How long a request waits for a leader while this node elects leaders for many groups at once (their
+campaigns queue, `mom.replication._elections.CampaignGate`): a leader may take seconds, so the client hears 503
+with Retry-After within a second rather than waiting into its own timeout."""
 
 
 @dataclass(frozen=True)
@@ -119,13 +131,24 @@ def served() -> Served | None:
     return found if isinstance(found, Served) else None
 
 
-def _forward_to(leader: str | None, replicas: Sequence[str], what: str, wait_s: float) -> ForwardRequired:
+def _forward_to(
+    leader: str | None, replicas: Sequence[str], what: str, wait_s: float, group: str | None = None
+) -> ForwardRequired:
     """Where to send a request this node cannot serve: the leader it knows first, then (unless it replicates the
     destination itself and the request was forwarded here already: those replicas know no more than it does)
     the replicas, which know the leader from Raft and serve or forward."""
     me = ctx().settings.node_id
     if leader == me:
         raise LeaderPending(f"{what} has a new leader here that is catching up; retry shortly")
+    if me in replicas and group is not None and ctx().service.electing_here(group, leader):
+        # A voter of the group that lost its leader, while its node campaigns for many groups at once: the other
+        # replicas know no more (a new leader's first message reaches this node as soon as them), and forwarding
+        # would hold the request on two busy nodes instead of one. Wait here, briefly: 503 within a second.
+        raise LeaderPending(
+            f"{what} has no leader at the moment (elections of many destinations are under way); retry shortly",
+            wait_s=STORM_WAIT_S,
+            unless=[leader] if leader is not None else [],
+        )
     targets = [leader] if leader is not None else []
     if me not in replicas or hops() == 0:
         targets += [n for n in replicas if n != me and n != leader]
@@ -149,7 +172,7 @@ def leader_of(ref: Ref, *, wait_s: float = 0.0) -> Handle:
         g.mom_served = Served(ref, group, service.node_id, located.here.term, wait_s)
         return located.here
     g.mom_served = Served(ref, group, None, 0, wait_s)
-    raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s)
+    raise _forward_to(located.leader, located.placement.replicas, f"destination {group}", wait_s, group)
 
 
 def meta_leader(*, wait_s: float = 0.0) -> Handle:

@@ -50,12 +50,14 @@ def install(app: QuartTrio, context: ApiContext) -> None:
             result = await app.handle_user_exception(error)
         return await app.make_response(result)
 
-    async def wait_then_handle_again(error: MomError, unless: Sequence[str] = ()) -> ResponseTypes:
+    async def wait_then_handle_again(
+        error: MomError, unless: Sequence[str] = (), wait_s: float = LEADER_WAIT_S
+    ) -> ResponseTypes:
         about = served()
         if about is None or g.get("mom_waited"):
             return problem_from(error)
         g.mom_waited = True
-        if not await context.service.wait_for_leader(about.ref, timeout_s=LEADER_WAIT_S, unless=unless):
+        if not await context.service.wait_for_leader(about.ref, timeout_s=wait_s, unless=unless):
             return problem_from(error)
         g.pop("mom_served", None)
         return await handle_again()
@@ -79,7 +81,8 @@ def install(app: QuartTrio, context: ApiContext) -> None:
 
     @app.errorhandler(LeaderPending)
     async def _pending(exc: LeaderPending) -> ResponseTypes:
-        return await wait_then_handle_again(exc)
+        wait_s = LEADER_WAIT_S if exc.wait_s is None else exc.wait_s
+        return await wait_then_handle_again(exc, unless=exc.unless, wait_s=wait_s)
 
     @app.after_request
     async def _name_the_leader(response: Response) -> Response:

@@ -261,7 +261,14 @@ class NodeCollector(Collector):
         quiesced.add_metric([], len(router.groups) - router.awake)
         awake = _gauge("mom_raft_groups_awake", "Raft groups on this node that are ticked (not quiesced)")
         awake.add_metric([], router.awake)
-        yield from (alive, quiesced, awake)
+        gate = router.campaigns
+        campaigning = _gauge("mom_raft_campaigns", "Elections of this node's groups under way (holding a slot)")
+        campaigning.add_metric([], gate.campaigning)
+        waiting = _gauge("mom_raft_campaigns_waiting", "This node's groups due to campaign, waiting for a slot")
+        waiting.add_metric([], gate.waiting)
+        limit = _gauge("mom_raft_campaign_limit", "How many of this node's groups may campaign at once (adaptive)")
+        limit.add_metric([], gate.limit)
+        yield from (alive, quiesced, awake, campaigning, waiting, limit)
 
     # -- storage ---------------------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class QuiesceMixin:
     log: RaftLog
     voters: tuple[str, ...]
     quiesced: bool
+    lost_leader: bool
     _progress: dict[str, Progress]
     _transferee: str | None
     _preferred: str | None
@@ -51,16 +52,27 @@ class QuiesceMixin:
         of the live voters in the group's failover order campaigns after a random part of an election timeout,
         the next 1.5 timeouts later, and so on (`_elections.failover_rank`: many groups failing over at once
         must not split their votes); a leader wakes to heartbeat (and to step down under CheckQuorum if too few
-        are left). Wrong news is harmless: timers decide when elections happen, never what commits."""
+        are left; a quiesced one whose live voters are still a majority stays quiet). Wrong news is harmless:
+        timers decide when elections happen, never what commits."""
         self._down.add(peer)
         if self.role == "leader":
-            if peer in self._progress:
+            if peer in self._progress and not (self.quiesced and self._live_quorum()):
                 self._wake()
         elif self.leader_id == peer:
             self._wake()
             self.leader_id = None
+            self.lost_leader = True
             rank = failover_rank(self.group, self.voters, peer, self.node_id)
             self._election_elapsed = self._election_ticks if rank == 0 else -rank * self._election_ticks // 2
+
+    def _live_quorum(self) -> bool:
+        """A majority of the voters (this leader counted) on nodes not declared dead. A quiesced leader that
+        loses a follower stays quiet while this holds: everything was acknowledged by every follower before it
+        quiesced, so the others are caught up, and waking would only heartbeat them for nothing (a dead node
+        that led a thousand groups followed a thousand more, and waking those on the survivors doubled the
+        work of the failover). The dead node's return (`peer_up`) wakes it to catch that node up."""
+        live = sum(voter == self.node_id or voter not in self._down for voter in self.voters)
+        return self.node_id in self.voters and live >= self._quorum
 
     def peer_up(self, peer: str) -> None:
         """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the

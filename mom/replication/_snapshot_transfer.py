@@ -141,6 +141,8 @@ class SnapshotSender:
 
     def tick(self) -> None:
         """Forget transfers the core no longer wants; resend what stays unacknowledged too long."""
+        if not self._transfers:
+            return
         for peer, current in list(self._transfers.items()):
             if not self._wanted(peer, current.term):
                 self._replace(peer, None)

@@ -42,6 +42,7 @@ from mom.broker.commands import Command, Entry, Result, decode_entry, encode_ent
 from mom.config import ReplicationSection, StorageSection
 from mom.errors import MomError, OutcomeUnknown, Overloaded
 from mom.log.disk import Disk
+from mom.replication._elections import CampaignGate
 from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage, fault_delay_s
 from mom.replication.membership import Membership, decode_config, is_config
@@ -139,6 +140,7 @@ class RaftGroup:
         learners: Sequence[str] = (),
         joining_as_learner: bool = False,
         first_term: bool = False,
+        campaign_gate: CampaignGate | None = None,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -164,6 +166,8 @@ class RaftGroup:
         self._heartbeat_ticks = heartbeat_ticks
         self._external_dead_letters = external_dead_letters
         self._observer: GroupObserver = observer or NoObserver()
+        self._campaign_gate = campaign_gate
+        """The node's bound on campaigns at once, shared by its data groups (`_elections.CampaignGate`)."""
         self._seen: tuple[int, str | None] = (0, None)
         """The term and leader last reported to the observer (the term recovered at start counts as seen)."""
         self.broker = self._restore(None)
@@ -245,6 +249,7 @@ class RaftGroup:
                 quiesce=replication.quiesce,
                 first_term=self._first_term,
                 run=self._clock_ms(),
+                campaign_gate=self._campaign_gate,
             )
             if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
                 self.core.stand_after(FIRST_ELECTION_TICKS)
@@ -262,6 +267,8 @@ class RaftGroup:
                 task_status.started()
                 await self._drive(self.core)
         finally:
+            if self._campaign_gate is not None:
+                self._campaign_gate.forget(self.group_id)
             self.core = None
             self._fail_pending(OutcomeUnknown(_STOPPED))
             self._settle_config_waiters(None)
@@ -321,6 +328,18 @@ class RaftGroup:
 
     # --------------------------------------------------------------------------------------------------------
     # The cluster view
+
+    @property
+    def electing(self) -> bool:
+        """A voter here whose leader's node was declared dead (or that stands for election) and that has heard
+        of no leader since: the other replicas know no more than this one about who leads next."""
+        core = self.core
+        return core is not None and core.voting and (core.lost_leader or core.role == "candidate")
+
+    @property
+    def electing_in_queue(self) -> bool:
+        """Campaigns of this node's groups wait for a slot now (`_elections.CampaignGate`): a storm of elections."""
+        return self._campaign_gate is not None and self._campaign_gate.waiting > 0
 
     @property
     def is_leader(self) -> bool:
@@ -449,10 +468,16 @@ class RaftGroup:
             self._changed.set()
 
     def tick(self) -> None:
-        if self.core is not None:
-            self.core.tick()
+        """Advance the core's timers; the driver wakes only when the tick changed something (a thousand awake
+        groups ticked every 50 ms would otherwise wake a thousand drivers for nothing, which is what starved the
+        event loop in an election storm)."""
+        core = self.core
+        if core is not None:
+            before = (core.role, core.leader_id, core.term)
+            core.tick()
             self._sender.tick()
-            self._changed.set()
+            if core.has_ready() or (core.role, core.leader_id, core.term) != before:
+                self._changed.set()
 
     @property
     def quiesced(self) -> bool:

@@ -68,6 +68,10 @@ class Liveness:
         self._alive.pop(peer, None)
         self._incarnations.pop(peer, None)
 
+    @property
+    def peers(self) -> list[str]:
+        return list(self._heard)
+
     def watches(self, nodes: Iterable[str]) -> bool:
         """Whether every one of `nodes` but this one is a peer whose liveness this module follows."""
         return all(node == self.node_id or node in self._heard for node in nodes)

@@ -176,6 +176,7 @@ class GroupManager:
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
             observer=self._observer,
+            campaign_gate=None if gid == METADATA_GROUP else self._router.campaigns,
         )
         for listener in self._listeners:
             group.add_listener(functools.partial(listener, gid))
@@ -206,6 +207,10 @@ class GroupManager:
         factor = factor or self._settings.cluster.replication_factor
         nodes = catalog.members.replicas(base, factor, seed=self.seed_ids)
         return Placement(f"{base}@{created}", tuple(nodes), declared)
+
+    def peer_alive(self, node: str) -> bool:
+        """Whether the node liveness believes `node` alive (this node is)."""
+        return node == self.node_id or self._router.liveness.alive(node)
 
     def group(self, gid: str) -> RaftGroup | None:
         if gid == METADATA_GROUP:

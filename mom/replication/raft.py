@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mom.errors import Overloaded
-from mom.replication._elections import CHECK_QUORUM_PERIODS, election_timeout
+from mom.replication._elections import CHECK_QUORUM_PERIODS, CampaignGate, election_timeout, stands_before
 from mom.replication._membership import Change, MembershipMixin, NotLeader, Role
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
@@ -116,6 +116,7 @@ class RaftCore(MembershipMixin):
         quiesce: bool = False,
         first_term: bool = False,
         run: int = 0,
+        campaign_gate: CampaignGate | None = None,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is neither a voter {list(voters)} nor a learner {list(learners)}")
@@ -209,9 +210,14 @@ class RaftCore(MembershipMixin):
         self._transfer_elapsed = 0
         self._preferred_ticks = 0
         self._quiesce = quiesce
+        self._gate = campaign_gate
+        """Shared by the node's groups: bounds how many campaign at once (`_elections.CampaignGate`)."""
         self._heard_since_wake: set[str] = set()
         """Followers that answered this leader since it last woke: it quiesces only once all of them did (a
         follower that restarted answers only once its group runs again, so its leader heartbeats until then)."""
+        self.lost_leader = False
+        """The node liveness declared our leader's node dead, and no leader was heard from since: an election is
+        due or under way (a replica that just started knows no leader either, but has not lost one)."""
         self.quiesced = False
         """Idle: no timer runs (the driver need not tick) until something wakes the group (see the module)."""
         self._reset_timer()
@@ -271,6 +277,12 @@ class RaftCore(MembershipMixin):
                 self._probe()  # the first leader asks every tick: it waits for every voter's answer
             self._decide_join()  # the first leader's wait for every voter's answer may be over
         elif self._election_elapsed >= self._timeout and self.voting:
+            gate = self._gate
+            if gate is not None:
+                if self.role == "candidate":
+                    gate.timed_out_round(self.group)  # the slot goes back: a group that cannot win blocks none
+                if not gate.admit(self.group):
+                    return  # too many of the node's groups campaign: wait for a slot, asking again at every tick
             if self.role == "candidate" and not self._pre_vote:
                 self._failed_elections += 1
             self._campaign(pre_vote=True, transfer=False)
@@ -310,6 +322,23 @@ class RaftCore(MembershipMixin):
         for peer in list(self._progress):
             self._send_append(peer)
         return first, self.log.last_index
+
+    def has_ready(self) -> bool:
+        """Whether `ready()` would return something now: what the driver asks after a tick, so that ticking
+        a thousand awake groups wakes only the drivers with work (checked cheaply, without building a Ready)."""
+        if self._messages or self._send_snapshots or self._snapshot_chunks or self._incoming_snapshot is not None:
+            return True
+        log = self.log
+        if log.last_index != log.stable or log.disk_last > log.stable or self.commit_index > self.applied_index:
+            return True
+        hs = self._persisted_hs
+        return (
+            hs.term != self.term
+            or hs.voted_for != self.voted_for
+            or hs.commit != self.commit_index
+            or hs.learner != self.learner
+            or hs.member == self.joining
+        )
 
     def ready(self) -> Ready | None:
         assert self._outstanding is None, "advance() the previous Ready before asking for another"
@@ -479,6 +508,7 @@ class RaftCore(MembershipMixin):
     def _follow(self, leader: str) -> None:
         """A message from the leader of our term: it is alive, and we are its follower."""
         self._failed_elections = 0
+        self.lost_leader = False
         if self.role != "follower" or self.leader_id != leader:
             self._become_follower(self.term, leader)
         self._election_elapsed = 0
@@ -567,6 +597,8 @@ class RaftCore(MembershipMixin):
         return self.leader_id is not None and self._election_elapsed < self._election_ticks
 
     def _become_follower(self, term: int, leader: str | None) -> None:
+        if self.role == "candidate" and self._gate is not None:
+            self._gate.release(self.group)
         if term != self.term:
             self.term = term
             self.voted_for = None
@@ -619,12 +651,27 @@ class RaftCore(MembershipMixin):
             or (self.voted_for is None and self.leader_id is None)
             or (m.pre_vote and m.term > self.term)
         )
+        if (
+            m.pre_vote
+            and self._outranks(m.sender)
+            and (m.last_term, m.last_index) == (self.log.last_term, self.log.last_index)
+        ):
+            can_vote = False  # equal logs: either could win, the order picks one (a newer log than ours goes on)
         granted = can_vote and self.log.is_up_to_date(m.last_index, m.last_term)
         if granted and not m.pre_vote:
             self.voted_for = m.sender
             self._reset_timer()
         term = m.term if granted else self.term
         self._send(VoteResponse(self.group, term, self.node_id, m.sender, granted, m.pre_vote))
+
+    def _outranks(self, other: str) -> bool:
+        """Standing in a pre-vote ourselves, and before `other` in the group's order (`_elections.stands_before`):
+        of two replicas with equal logs whose pre-votes cross, only one goes on to a real election, instead of
+        both voting for themselves (a split vote that costs both a whole election timeout, and under a storm of
+        elections many of them). Refusing a pre-vote is always safe; the refused one is told by our real vote
+        request. Only between equal logs: one whose log is behind cannot win, and refusing the other would leave
+        the group with no leader while a third voter is down."""
+        return self.role == "candidate" and self._pre_vote and stands_before(self.group, self.node_id, other)
 
     def _may_vote(self) -> bool:
         """A member of its configuration that lost nothing. A learner of the configuration answers too: only a
@@ -654,8 +701,11 @@ class RaftCore(MembershipMixin):
         if self._pre_vote:
             self._campaign(pre_vote=False, transfer=False)
             return
+        if self._gate is not None:
+            self._gate.release(self.group)
         self.role = "leader"
         self.leader_id = self.node_id
+        self.lost_leader = False
         self._pre_vote = False
         self._failed_elections = self._quorum_missed = 0
         self._election_elapsed = self._heartbeat_elapsed = self._preferred_ticks = 0

@@ -33,6 +33,7 @@ import msgspec
 import trio
 
 from mom.config import WIRE_FRAME_LIMIT
+from mom.replication._elections import CampaignGate
 from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     FRAME_HEADER_BYTES,
@@ -114,6 +115,10 @@ class Router:
             on_change=self._peer_changed,
             link_up=lambda peer: transport.status(peer).connected,
         )
+        self.campaigns = CampaignGate()
+        """How many of this node's data groups campaign at once (ticked here; the manager hands it to them)."""
+        self._seen: dict[str, float] = {}
+        """When the transport last received a frame from each peer, as of the last tick (`_arrived`)."""
         self._outbox: dict[str, list[Message]] = {}
         self._queued = trio.Event()
         self.frames_sent = 0
@@ -251,13 +256,26 @@ class Router:
             self.ticks_skipped += skipped
             if self._on_tick_lag is not None:
                 self._on_tick_lag(lag, skipped)
+            self._arrived()
             self.send(self.liveness.tick())
+            self.campaigns.tick()
             awake = self._awake
             for gid, group in list(awake.items()):
                 group.tick()
                 if group.quiesced:
                     del awake[gid]
                     self._fell_quiet[gid] = group
+
+    def _arrived(self) -> None:
+        """A frame that reached this process counts as a sign of life before the router handles it: a node whose
+        loop is starved (thousands of groups electing or catching up) may hold seconds of frames in its queue,
+        and declaring the peers that sent them dead would start a storm of elections of its own."""
+        status, seen = self._transport.status, self._seen
+        for peer in self.liveness.peers:
+            last = status(peer).last_seen
+            if last is not None and last != seen.get(peer):
+                seen[peer] = last
+                self.liveness.heard(peer)
 
     async def _flush_loop(self) -> None:
         while True:

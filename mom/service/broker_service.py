@@ -162,6 +162,15 @@ class BrokerService:
     def serving_replica(self, ref: Ref) -> Broker | None:
         return self._locator.serving_replica(ref)
 
+    def electing_here(self, gid: str, leader: str | None) -> bool:
+        """Whether this node's replica of group `gid` is electing a leader (it lost its leader to a node declared
+        dead, or stands itself), knows of no live one (`leader`, as this node knows it), and its node's campaigns
+        queue for a slot (it elects leaders for many groups at once, so a leader may take seconds)."""
+        group = self._manager.group(gid)
+        if group is None or not group.electing or (leader is not None and self._manager.peer_alive(leader)):
+            return False
+        return group.electing_in_queue
+
     def note_leader(self, gid: str, leader: str, term: int) -> None:
         """Another node said (in an answer it relayed) that `leader` leads group `gid` in `term`: a hint."""
         if gid != METADATA_GROUP and leader in self._manager.node_ids:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from mom.errors import MembershipChangeRefused
+from mom.replication._elections import CampaignGate
 from mom.replication.membership import Membership, decode_config, is_config
 from mom.replication.messages import AppendEntries, InstallSnapshot, LogEntry, SnapshotChunkAck, VoteResponse
 from mom.replication.raft import Change, HardState, NotLeader, PersistedState, RaftCore, Ready, Snapshot
@@ -129,6 +130,7 @@ class SimNode:
             quiesce=config.quiesce,
             first_term=config.first_term,
             run=run,
+            campaign_gate=CampaignGate(limit=1, low=1, high=1, expire_ticks=50),
         )
         self.views: dict[str, bool] = {}
         """With quiesce: whether this node believes each peer's node alive (its liveness)."""

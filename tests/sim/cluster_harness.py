@@ -182,6 +182,7 @@ class Cluster:
                 clock_ms=clock_ms,
                 rng=random.Random(rng.getrandbits(64)),
                 preferred_leader=self.preferred[gid],
+                campaign_gate=router.campaigns,
             )
             for gid in self.group_ids
         }

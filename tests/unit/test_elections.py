@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from mom.replication._elections import MAX_BACKOFF, election_timeout, failover_rank
-from mom.replication.messages import AppendEntries, LogEntry, RequestVote, VoteResponse
+from mom.replication._elections import MAX_BACKOFF, CampaignGate, election_timeout, failover_rank, stands_before
+from mom.replication.messages import AppendEntries, AppendResponse, LogEntry, RequestVote, VoteResponse
 from mom.replication.raft import HardState, PersistedState, RaftCore, Snapshot
 from tests.unit.test_raft_core import core, flush
 
@@ -71,3 +71,115 @@ def test_a_candidate_times_out_only_once_its_vote_is_durable() -> None:
         raft.tick()
     ready = raft.ready()
     assert ready is not None and any(isinstance(m, RequestVote) and m.pre_vote and m.term == 3 for m in ready.messages)
+
+
+def gated(node: str, group: str, gate: CampaignGate) -> RaftCore:
+    persisted = PersistedState(HardState(1, None, 1, member=True), Snapshot(), [LogEntry(1, b"1")])
+    return RaftCore(node, ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group=group, campaign_gate=gate)
+
+
+def test_the_gate_admits_a_bounded_number_of_campaigns_and_the_next_when_one_ends() -> None:
+    gate = CampaignGate(limit=2, low=1)
+    rafts = [gated("a", f"g{i}", gate) for i in range(4)]
+    for _ in range(25):  # every election timer (10 to 19 ticks) fired
+        gate.tick()
+        for raft in rafts:
+            raft.tick()
+    assert [r.role for r in rafts].count("candidate") == 2 and gate.campaigning == 2
+    assert gate.waiting == 2, "the other two wait for a slot, as followers"
+    winner = next(r for r in rafts if r.role == "candidate")
+    flush(winner)
+    winner.step(VoteResponse(winner.group, 2, "b", "a", True, True))  # pre-vote won
+    flush(winner)
+    winner.step(VoteResponse(winner.group, 2, "b", "a", True, False))  # vote won
+    assert winner.role == "leader" and gate.campaigning == 1
+    other = next(r for r in rafts if r.role == "candidate")
+    other.step(AppendEntries(other.group, 5, "b", "a", 1, 1, [], 1, 0, False))  # it hears of a leader: ends
+    assert other.role == "follower" and gate.campaigning == 0
+    waiting = [r for r in rafts if r not in (winner, other)]
+    gate.tick()
+    for raft in waiting:
+        raft.tick()
+    assert [r.role for r in waiting] == ["candidate", "candidate"], "the freed slots admit the ones waiting"
+
+
+def test_an_election_that_times_out_halves_the_gate_and_a_stale_slot_expires() -> None:
+    gate = CampaignGate(limit=8, low=2, expire_ticks=50, cut_every=1)
+    raft = gated("a", "g", gate)
+    for _ in range(20):
+        gate.tick()
+        raft.tick()
+    assert raft.role == "candidate" and gate.campaigning == 1
+    for _ in range(40):  # nobody answers the pre-vote: it times out, gives its slot back and gets it again
+        gate.tick()
+        raft.tick()
+    assert gate.timed_out >= 1 and gate.limit <= 4 and gate.campaigning == 1
+    gate.forget("g")
+    assert gate.campaigning == 0
+    gate.admit("h")
+    for _ in range(51):
+        gate.tick()
+    assert gate.campaigning == 0, "a slot held past expire_ticks is taken back"
+
+
+def test_of_two_crossing_pre_votes_only_the_first_in_order_goes_on() -> None:
+    first, second = sorted(("a", "b"), key=lambda n: 0 if stands_before("g", n, "a" if n == "b" else "b") else 1)
+    rafts = {n: core(n, term=1, log=[1], commit=1) for n in ("a", "b")}
+    for raft in rafts.values():
+        for _ in range(20):
+            raft.tick()
+        assert raft.role == "candidate"
+        flush(raft)
+    answers = {}
+    for node, raft in rafts.items():
+        other = "b" if node == "a" else "a"
+        raft.step(RequestVote("g", 2, other, node, 1, 1, True, False))
+        (answer,) = [m for m in flush(raft).messages if isinstance(m, VoteResponse)]
+        answers[other] = answer.granted
+    assert answers == {first: True, second: False}
+
+
+def test_a_quiet_leader_stays_quiet_when_one_follower_dies_and_wakes_without_a_majority() -> None:
+    persisted = PersistedState(HardState(1, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
+    raft = RaftCore("a", ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group="g", quiesce=True)
+    for _ in range(20):
+        raft.tick()
+    raft.step(VoteResponse("g", 2, "b", "a", True, True))
+    flush(raft)
+    raft.step(VoteResponse("g", 2, "b", "a", True, False))
+    assert raft.role == "leader"
+    for _ in range(30):
+        for m in flush(raft).messages if raft.has_ready() else []:
+            if isinstance(m, AppendEntries):
+                raft.step(AppendResponse("g", 2, m.receiver, "a", True, m.prev_index + len(m.entries), 0, 1, False))
+        raft.tick()
+    assert raft.quiesced
+    raft.peer_down("c")
+    assert raft.quiesced, "a and b are still a majority, caught up: nothing to heartbeat"
+    raft.peer_down("b")
+    assert not raft.quiesced, "no live majority: it wakes (and CheckQuorum steps it down)"
+
+
+def test_has_ready_says_what_ready_would() -> None:
+    raft = core("a", term=1, log=[1], commit=1)
+    flush(raft) if raft.has_ready() else None
+    assert not raft.has_ready() and raft.ready() is None
+    raft.tick()
+    assert not raft.has_ready()
+    for _ in range(20):
+        raft.tick()
+    assert raft.has_ready() and raft.ready() is not None
+
+
+def test_a_crossing_pre_vote_from_a_newer_log_is_granted_whatever_the_order() -> None:
+    """The order only breaks ties: refusing a candidate with a newer log, while our own pre-vote is refused for
+    our older log and the third voter is down, would leave the group without a leader for good."""
+    first, second = ("a", "b") if stands_before("g", "a", "b") else ("b", "a")
+    behind = core(first, term=1, log=[1], commit=1)
+    for _ in range(20):
+        behind.tick()
+    assert behind.role == "candidate"
+    flush(behind)
+    behind.step(RequestVote("g", 2, second, first, 2, 1, True, False))  # `second` holds one entry more
+    (answer,) = [m for m in flush(behind).messages if isinstance(m, VoteResponse)]
+    assert answer.granted

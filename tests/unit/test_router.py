@@ -302,3 +302,26 @@ def test_a_peer_whose_link_stays_up_is_declared_dead_only_after_a_longer_silence
     for _ in range(10):
         liveness.tick()
     assert news == [("n2", False), ("n2", True), ("n2", False)], "link down and 10 ticks silent: dead"
+
+
+async def test_frames_waiting_in_a_starved_node_keep_their_senders_alive(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A frame counts as a sign of life once the transport has it, before the router handles it: a node too busy
+    to read its queue for seconds must not declare the peers that keep sending dead (and start elections)."""
+    transport = RecordingTransport()
+    arrived = {"n2": 0.0}
+    transport.status = lambda peer: PeerStatus(connected=True, last_seen=arrived.get(peer))  # type: ignore[method-assign]
+    router = Router("n1", transport, tick_interval_s=0.05, peers=["n1", "n2"], incarnation=7)
+    group = FakeGroup("a")
+    group.quiesced = True
+    router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        for _ in range(60):  # 3 s: n2's frames arrive, and wait unread in the transport
+            arrived["n2"] = trio.current_time()
+            await trio.sleep(0.05)
+        assert group.news == [], "n2 kept sending: alive, although none of its frames was handled"
+        await trio.sleep(3)  # now it is silent
+        assert group.news == [("n2", False)]
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,213 @@
+"""Many Raft groups per node on nodes of bounded CPU: the model of `tests/sim/test_failover_cpu.py`.
+
+`tests/sim/test_failover_storm.py` bounds the disk; this bounds the event loop too. Each node handles at most
+`cpu` units of work per tick: a message stepped costs 1, a Ready handled costs 1, a tick of an awake group
+`tick_cost` (the router ticks every awake group, whose driver then wakes). Work beyond the budget waits for the
+next tick, in arrival order, as frames wait in a starved event loop. The node liveness (the real
+`mom.replication.liveness.Liveness`) is fed by the same queue, so a node whose backlog outgrows the liveness
+bound declares its live peers dead, as a starved real node does, and their groups campaign too.
+
+The real `RaftCore` with the real driver's contract, the real `CampaignGate` (`mom.replication._elections`) when
+asked for, a network that delivers in one tick, and per node a disk that makes `disk_rate` Readies durable per tick
+(FIFO, one Ready at a time per group).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+
+import msgspec
+
+from mom.replication._elections import CampaignGate
+from mom.replication.liveness import Liveness
+from mom.replication.messages import LogEntry, Message, NodeHeartbeat
+from mom.replication.raft import HardState, PersistedState, RaftCore, Ready
+
+NODES = ("n1", "n2", "n3")
+
+
+class CpuCluster:
+    def __init__(
+        self,
+        seed: int,
+        groups: int,
+        *,
+        cpu: float,
+        disk_rate: int,
+        gate: bool = True,
+        lean_ticks: bool = True,
+        tick_cost: float = 0.02,
+        wake_cost: float = 0.25,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.cpu = cpu
+        self.disk_rate = disk_rate
+        self.tick_cost = tick_cost
+        self.wake_cost = wake_cost
+        self.lean_ticks = lean_ticks
+        self.live = set(NODES)
+        self.now = 0
+        self.group_ids = [f"g{i}" for i in range(groups)]
+        self.gates = {node: CampaignGate() if gate else None for node in NODES}
+        persisted = PersistedState(HardState(1, None, 1, False, True), entries=[LogEntry(1, b"")])
+        self.cores: dict[str, dict[str, RaftCore]] = {
+            node: {
+                gid: RaftCore(
+                    node,
+                    NODES,
+                    persisted=persisted,
+                    rng=random.Random(self.rng.getrandbits(32)),
+                    group=gid,
+                    quiesce=True,
+                    campaign_gate=self.gates[node],
+                )
+                for gid in self.group_ids
+            }
+            for node in NODES
+        }
+        self.liveness = {
+            node: Liveness(
+                node,
+                NODES,
+                incarnation=1,
+                on_change=self._news(node),
+                link_up=lambda peer: peer in self.live,
+            )
+            for node in NODES
+        }
+        self.inbox: dict[str, deque[Message]] = {node: deque() for node in NODES}
+        self.debt = dict.fromkeys(NODES, 0.0)
+        self.disks: dict[str, deque[tuple[str, Ready]]] = {node: deque() for node in NODES}
+        self.busy: set[tuple[str, str]] = set()
+        self.pending: dict[str, dict[str, None]] = {node: {} for node in NODES}
+        """Groups whose driver was woken and has not handled its Ready yet (in order of waking)."""
+        self.wire: list[Message] = []
+        self.lasting: dict[tuple[str, str], HardState] = {}
+        self.declared_dead: list[tuple[int, str, str]] = []
+        """(tick, node, peer) each time a node declared a peer dead."""
+
+    def _news(self, node: str) -> Callable[[str, bool], None]:
+        def told(peer: str, alive: bool) -> None:
+            if not alive:
+                self.declared_dead.append((self.now, node, peer))
+            for gid, core in self.cores[node].items():
+                core.peer_up(peer) if alive else core.peer_down(peer)
+                self.pending[node][gid] = None
+
+        return told
+
+    def core(self, node: str, gid: str) -> RaftCore:
+        return self.cores[node][gid]
+
+    def step(self) -> None:
+        self.now += 1
+        for m in self.wire:
+            if m.receiver in self.live:
+                self.inbox[m.receiver].append(m)
+        self.wire = []
+        for node in sorted(self.live):
+            self._run_node(node)
+
+    def _run_node(self, node: str) -> None:
+        budget = self.cpu - self.debt[node]
+        cores, pending = self.cores[node], self.pending[node]
+        self.wire.extend(self.liveness[node].tick())
+        for gid, core in cores.items():
+            if not core.quiesced:
+                before = (core.role, core.leader_id, core.term)
+                core.tick()
+                budget -= self.tick_cost
+                if not self.lean_ticks or core.has_ready() or (core.role, core.leader_id, core.term) != before:
+                    pending[gid] = None  # as `RaftGroup.tick` wakes its driver
+        gate = self.gates[node]
+        if gate is not None:
+            gate.tick()
+        disk = self.disks[node]
+        for _ in range(min(self.disk_rate, len(disk))):
+            gid, ready = disk.popleft()
+            self._done(node, gid, ready)
+        inbox = self.inbox[node]
+        while budget > 0 and (inbox or pending):
+            if inbox:
+                m = inbox.popleft()
+                budget -= 1
+                self.liveness[node].heard(m.sender)
+                if isinstance(m, NodeHeartbeat):
+                    self.liveness[node].heartbeat_from(m)
+                    continue
+                cores[m.group].step(m)
+                pending[m.group] = None
+            if pending and budget > 0:
+                gid = next(iter(pending))
+                del pending[gid]
+                budget -= self.wake_cost
+                if (node, gid) in self.busy:
+                    continue
+                ready = cores[gid].ready()
+                if ready is None:
+                    continue
+                budget -= 1
+                if self._needs_disk(node, gid, ready):
+                    self.busy.add((node, gid))
+                    disk.append((gid, ready))
+                else:
+                    self._done(node, gid, ready)
+        self.debt[node] = max(0.0, -budget)
+
+    def _needs_disk(self, node: str, gid: str, ready: Ready) -> bool:
+        hs = ready.hard_state
+        if hs is not None:
+            lasting = msgspec.structs.replace(hs, commit=0)
+            if lasting != self.lasting.get((node, gid)):
+                self.lasting[(node, gid)] = lasting
+                return True
+        return bool(ready.entries) or ready.truncate_after is not None
+
+    def _done(self, node: str, gid: str, ready: Ready) -> None:
+        self.busy.discard((node, gid))
+        self.wire.extend(ready.messages)
+        core = self.core(node, gid)
+        core.advance(ready)
+        self.pending[node][gid] = None  # the driver loops while the core has more
+
+    def run_until(self, predicate: Callable[[], bool], bound: int) -> int | None:
+        for tick in range(bound):
+            if predicate():
+                return tick
+            self.step()
+        return None
+
+    def settled(self, gid: str) -> bool:
+        """A live leader that every live replica follows."""
+        leaders = [n for n in self.live if self.core(n, gid).role == "leader"]
+        return len(leaders) == 1 and all(self.core(n, gid).leader_id == leaders[0] for n in self.live)
+
+    def kill(self, node: str) -> None:
+        """SIGKILL: the node is gone; its links break, so the others' liveness declares it dead an election
+        timeout later."""
+        self.live.discard(node)
+        self.inbox[node].clear()
+        self.disks[node].clear()
+        self.pending[node].clear()
+
+
+def quiet_cpu_cluster(
+    seed: int, groups: int, *, cpu: float, disk_rate: int, gate: bool = True, lean_ticks: bool = True
+) -> CpuCluster:
+    """The groups led by n1, n2 and n3 in turn (as preferred leaders spread them) and quiesced, on unbounded CPU
+    and disk; then the bounds apply."""
+    cluster = CpuCluster(seed, groups, cpu=1e9, disk_rate=10**9, gate=gate, lean_ticks=lean_ticks)
+    for i, gid in enumerate(cluster.group_ids):
+        cluster.core(NODES[i % 3], gid).stand_after(1)
+    quiet = cluster.run_until(
+        lambda: (
+            all(c.quiesced for n in NODES for c in cluster.cores[n].values())
+            and all(cluster.settled(gid) for gid in cluster.group_ids)
+        ),
+        400,
+    )
+    assert quiet is not None, "the groups did not elect their leaders and quiesce"
+    cluster.cpu, cluster.disk_rate = cpu, disk_rate
+    return cluster
