@@ -32,7 +32,7 @@ from mom.api.auth import (
     hash_secret_async,
     verify_secret_async,
 )
-from mom.api.auth.peers import PeerKeys
+from mom.api.auth.peers import PEER_KEYS_FILE, PeerKeys
 from mom.api.auth.revocation import CheckedVerifier, LiveAccounts
 from mom.api.context import ApiContext
 from mom.api.forward import Forwarder
@@ -251,7 +251,7 @@ async def serve_node(
             forwarder = Forwarder(
                 http, urls, link_up=lambda node: transport.status(node).connected, on_leader=service.note_leader
             )
-            peer_keys = PeerKeys(keys, tokens, others, http)
+            peer_keys = PeerKeys(keys, tokens, others, http, store=data_dir / "keys" / PEER_KEYS_FILE)
             _follow_members(settings, manager, router, transport, forwarder, peer_keys, urls, tls=tls)
             nursery.start_soon(seed_once, service, settings)
             service.set_dead_letter_sender(DeadLetterSender(service, tokens, forwarder, settings.node_id))

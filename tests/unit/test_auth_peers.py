@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 import trio
@@ -9,7 +11,7 @@ import trio.testing
 
 from mom.api.auth import SigningKeys, TokenService
 from mom.api.auth.peers import PeerKeys
-from mom.errors import Unauthorized
+from mom.errors import Unauthorized, Unavailable
 
 
 async def test_a_key_fetch_cut_short_does_not_hold_back_the_next(autojump_clock: trio.testing.MockClock) -> None:
@@ -51,3 +53,60 @@ async def test_a_token_of_an_unknown_key_is_refused_after_a_fetch(autojump_clock
             with pytest.raises(Unauthorized):
                 await peers.verify(token)
     assert fetches == 1, "forged tokens in a row cost one fetch per interval"
+
+
+def _issued_by(keys: SigningKeys, subject: str) -> str:
+    return TokenService(keys, issuer="urn:mom", audience="mom", ttl_s=600).issue(subject, [], "mom").access_token
+
+
+async def test_a_restarted_node_trusts_its_peers_keys_without_reaching_them(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Peers busy catching a restarted node up answered its key fetch late, so it answered 503 to every token
+    they had issued for 12 to 48 s; the keys it had learnt are now kept on disk."""
+    mine, theirs = SigningKeys.generate(), SigningKeys.generate()
+    service = TokenService(mine, issuer="urn:mom", audience="mom", ttl_s=600)
+    store = tmp_path / "peer-keys.json"
+
+    async def serves(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=theirs.jwks())
+
+    async def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(serves)) as http:
+        before = PeerKeys(mine, service, {"n2": "http://n2.test"}, http, store=store)
+        assert (await before.verify(_issued_by(theirs, "bob"))).subject == "bob"
+    restarted_keys = SigningKeys(mine.signing_key)
+    restarted = TokenService(restarted_keys, issuer="urn:mom", audience="mom", ttl_s=600)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http:
+        after = PeerKeys(restarted_keys, restarted, {"n2": "http://n2.test"}, http, store=store)
+        assert (await after.verify(_issued_by(theirs, "bob"))).subject == "bob"
+        forged = _issued_by(SigningKeys.generate(), "eve")
+        with pytest.raises(Unavailable):  # n2 may have a new key: not refused for good while it is silent
+            await after.verify(forged)
+
+
+async def test_a_key_a_peer_no_longer_serves_is_no_longer_trusted(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    mine, old, new = SigningKeys.generate(), SigningKeys.generate(), SigningKeys.generate()
+    service = TokenService(mine, issuer="urn:mom", audience="mom", ttl_s=600)
+    served = [old]
+
+    async def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=served[0].jwks())
+
+    store = tmp_path / "peer-keys.json"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(jwks)) as http:
+        peers = PeerKeys(mine, service, {"n2": "http://n2.test"}, http, store=store)
+        assert (await peers.verify(_issued_by(old, "bob"))).subject == "bob"
+        served[0] = new  # n2's data was wiped: it signs with a new key and serves only that one
+        await trio.sleep(3)
+        assert (await peers.verify(_issued_by(new, "bob"))).subject == "bob"
+        with pytest.raises(Unauthorized):
+            await peers.verify(_issued_by(old, "bob"))
+        peers.remove_peer("n2")
+        with pytest.raises(Unauthorized):
+            service.verify(_issued_by(new, "bob"))
+    assert '"peers": {}' in store.read_text()

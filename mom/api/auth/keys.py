@@ -91,6 +91,11 @@ class SigningKeys:
             raise InvalidInput(f"JWK kid {stated!r} is not its RFC 7638 thumbprint {kid!r}")
         self._public[kid] = key
 
+    def untrust(self, kid: str) -> None:
+        """Stop accepting tokens signed by another node's key `kid` (its node no longer serves it)."""
+        if kid != self.kid:
+            self._public.pop(kid, None)
+
 
 def _params(kid: str) -> KeyParameters:
     return {"kid": kid, "use": "sig", "alg": ALGORITHM}
