@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mom.transports.zmq")
 
-PROTOCOL_VERSION: Final = 6
+PROTOCOL_VERSION: Final = 7
 """2: snapshots travel in chunks (InstallSnapshot with offset/done, SnapshotChunkAck). 3: replicas that lost data
 rejoin as learners (JoinProbe/JoinReply, incarnations in responses, AppendEntries.promote). 4: leaders announce
 themselves to every node (LeaderNews), which an older node could not decode: it would drop whole frames. 5: idle
