@@ -189,9 +189,13 @@ def _failover(ctx: RunContext, mom: MomDeployment, token: str, queues: list[str]
     times = sorted(took.values())
     slowest = None if stuck or not times else times[-1]
     median = times[len(times) // 2] if times else None
+    all_by = f"all by {slowest:.1f} s" if slowest is not None else f"{len(took)} of {len(queues)} took a write"
+    if median is None:
+        half_by = "none took a write"
+    else:
+        half_by = f"half by {median:.1f} s" if not stuck else f"the median of those after {median:.1f} s"
     ctx.progress(
-        f"  scale: failover of {len(queues)} queues after a kill: all by {slowest}s, half by {median}s "
-        f"({len(stuck)} never took a write)"
+        f"  scale: failover of {len(queues)} queues after a kill: {all_by}, {half_by} ({len(stuck)} never did)"
     )
     for answer, count in Counter(last[q] for q in stuck if q in last).most_common(4):
         ctx.progress(f"  scale: {count} queues still answered {answer}")
