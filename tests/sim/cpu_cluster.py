@@ -157,13 +157,7 @@ class CpuCluster:
         self.debt[node] = max(0.0, -budget)
 
     def _needs_disk(self, node: str, gid: str, ready: Ready) -> bool:
-        hs = ready.hard_state
-        if hs is not None:
-            lasting = msgspec.structs.replace(hs, commit=0)
-            if lasting != self.lasting.get((node, gid)):
-                self.lasting[(node, gid)] = lasting
-                return True
-        return bool(ready.entries) or ready.truncate_after is not None
+        return needs_disk(self.lasting, (node, gid), ready)
 
     def _done(self, node: str, gid: str, ready: Ready) -> None:
         self.busy.discard((node, gid))
@@ -211,3 +205,15 @@ def quiet_cpu_cluster(
     assert quiet is not None, "the groups did not elect their leaders and quiesce"
     cluster.cpu, cluster.disk_rate = cpu, disk_rate
     return cluster
+
+
+def needs_disk(lasting: dict[tuple[str, str], HardState], key: tuple[str, str], ready: Ready) -> bool:
+    """As `RaftGroup` decides: entries, a truncation, or a hard state that changed more than its commit (which is
+    never written). `lasting` keeps each group's last written hard state, commit left out."""
+    hs = ready.hard_state
+    if hs is not None:
+        written = msgspec.structs.replace(hs, commit=0)
+        if written != lasting.get(key):
+            lasting[key] = written
+            return True
+    return bool(ready.entries) or ready.truncate_after is not None

@@ -19,11 +19,11 @@ from __future__ import annotations
 import random
 from collections import deque
 
-import msgspec
 import pytest
 
 from mom.replication.messages import LogEntry, Message
 from mom.replication.raft import HardState, PersistedState, RaftCore, Ready
+from tests.sim.cpu_cluster import needs_disk
 
 NODES = ("n1", "n2", "n3")
 FAILOVER_BOUND = 600
@@ -82,14 +82,7 @@ class ManyGroups:
                 self._done(node, gid, ready)
 
     def _needs_disk(self, node: str, gid: str, ready: Ready) -> bool:
-        """As `RaftGroup` decides: entries, a truncation, or a hard state that changed more than its commit."""
-        hs = ready.hard_state
-        if hs is not None:
-            lasting = msgspec.structs.replace(hs, commit=0)
-            if lasting != self.lasting.get((node, gid)):
-                self.lasting[(node, gid)] = lasting
-                return True
-        return bool(ready.entries) or ready.truncate_after is not None
+        return needs_disk(self.lasting, (node, gid), ready)
 
     def _done(self, node: str, gid: str, ready: Ready) -> None:
         self.busy.discard((node, gid))
