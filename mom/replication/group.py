@@ -480,6 +480,11 @@ class RaftGroup:
                 self._changed.set()
 
     @property
+    def waiting_for_slot(self) -> bool:
+        """Due to campaign, refused a slot (`_elections.CampaignGate`): the router ticks it less often."""
+        return self.core is not None and self.core.waiting_for_slot
+
+    @property
     def quiesced(self) -> bool:
         """Idle, with no timer running: the router stops ticking it until something wakes it."""
         return self.core is not None and self.core.quiesced

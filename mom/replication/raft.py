@@ -211,6 +211,8 @@ class RaftCore(MembershipMixin):
         self._preferred_ticks = 0
         self._quiesce = quiesce
         self._gate = campaign_gate
+        self.waiting_for_slot = False
+        """Due to campaign and refused a slot by the gate at the last tick: the router ticks it less often."""
         """Shared by the node's groups: bounds how many campaign at once (`_elections.CampaignGate`)."""
         self._heard_since_wake: set[str] = set()
         """Followers that answered this leader since it last woke: it quiesces only once all of them did (a
@@ -264,6 +266,10 @@ class RaftCore(MembershipMixin):
         return {peer: progress.view() for peer, progress in self._progress.items()}
 
     def tick(self) -> None:
+        if self.waiting_for_slot:
+            self.waiting_for_slot = False
+            if self._election_elapsed < self._timeout and self._gate is not None:
+                self._gate.withdraw(self.group)  # a leader was heard from meanwhile: no longer due to campaign
         if self.quiesced:
             return
         if self.role == "leader":
@@ -282,7 +288,8 @@ class RaftCore(MembershipMixin):
                 if self.role == "candidate":
                     gate.timed_out_round(self.group)  # the slot goes back: a group that cannot win blocks none
                 if not gate.admit(self.group):
-                    return  # too many of the node's groups campaign: wait for a slot, asking again at every tick
+                    self.waiting_for_slot = True  # the router ticks it again after `ASK_EVERY_TICKS`
+                    return  # too many of the node's groups campaign: wait for a slot
             if self.role == "candidate" and not self._pre_vote:
                 self._failed_elections += 1
             self._campaign(pre_vote=True, transfer=False)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,7 +34,7 @@ import msgspec
 import trio
 
 from mom.config import WIRE_FRAME_LIMIT
-from mom.replication._elections import CampaignGate
+from mom.replication._elections import ASK_EVERY_TICKS, CampaignGate
 from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     FRAME_HEADER_BYTES,
@@ -60,6 +61,11 @@ class Routed(Protocol):
     def step(self, message: Message) -> None: ...
 
     def tick(self) -> None: ...
+
+    @property
+    def waiting_for_slot(self) -> bool:
+        """Due to campaign but refused a slot: ticked only every `ASK_EVERY_TICKS`."""
+        ...
 
     @property
     def quiesced(self) -> bool:
@@ -105,6 +111,7 @@ class Router:
         self._on_tick_lag = on_tick_lag
         self._groups: dict[str, Routed] = {}
         self._awake: dict[str, Routed] = {}
+        self._ticks = 0
         """The groups ticked: all but the quiesced ones."""
         self._fell_quiet: dict[str, Routed] = {}
         """Groups that went quiet since `changing_groups` last looked."""
@@ -260,7 +267,11 @@ class Router:
             self.send(self.liveness.tick())
             self.campaigns.tick()
             awake = self._awake
+            self._ticks += 1
+            ask = self._ticks % ASK_EVERY_TICKS
             for gid, group in list(awake.items()):
+                if group.waiting_for_slot and (ask + _phase(gid)) % ASK_EVERY_TICKS:
+                    continue  # refused a campaign slot: it asks again later (spread over the ticks by group)
                 group.tick()
                 if group.quiesced:
                     del awake[gid]
@@ -326,3 +337,8 @@ class Router:
         if parts:
             frames.append(frame_of(parts))
         return frames
+
+
+def _phase(group_id: str) -> int:
+    """Which of the `ASK_EVERY_TICKS` ticks a waiting group is ticked at, so they do not all ask at once."""
+    return zlib.crc32(group_id.encode()) % ASK_EVERY_TICKS

@@ -10,6 +10,7 @@ import trio.testing
 
 from mom.config import Address
 from mom.replication import router as router_module
+from mom.replication._elections import ASK_EVERY_TICKS
 from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     AppendEntries,
@@ -58,6 +59,7 @@ class FakeGroup:
         self._router = router
         self._peers = peers
         self.quiesced = False
+        self.waiting_for_slot = False
         self.news: list[tuple[str, bool]] = []
 
     def peer_down(self, peer: str) -> None:
@@ -255,6 +257,27 @@ async def test_quiesced_groups_are_not_ticked_until_a_message_or_a_send_wakes_th
         router.send([response("quiet", "n2", "n1")])  # its proposal went out: it is awake again
         await trio.sleep(0.5)
         assert quiet.ticks == ticks + 1, "ticked again once, found quiet"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_group_refused_a_campaign_slot_is_ticked_only_every_few_ticks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Thousands of groups waiting for a slot, each ticked every 50 ms to ask again, were 54 % of a survivor's CPU
+    at 10,000 destinations (docs/cluster.md); they ask every `ASK_EVERY_TICKS` instead."""
+    router = Router("n2", RecordingTransport(), tick_interval_s=0.1)
+    waiting, other = FakeGroup("waiting"), FakeGroup("other")
+    for group in (waiting, other):
+        router.add_group(group)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(router.run)
+        waiting.waiting_for_slot = True
+        await trio.sleep(0.1 * 3 * ASK_EVERY_TICKS + 0.05)
+        assert other.ticks == 3 * ASK_EVERY_TICKS
+        assert waiting.ticks == 3, "once per ASK_EVERY_TICKS ticks"
+        waiting.waiting_for_slot = False
+        await trio.sleep(0.1 * 5)
+        assert waiting.ticks == 8, "every tick again once it no longer waits"
         nursery.cancel_scope.cancel()
 
 
