@@ -12,6 +12,7 @@ directory (created, renamed, removed). Errors are `OSError`s, as from `os`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import mmap
 import os
 import shutil
@@ -146,3 +147,19 @@ class OsFileSystem:
 
 OS_FILES: FileSystem = OsFileSystem()
 """The operating system's files: what every node uses."""
+
+
+def sync_file_system(path: Path) -> None:
+    """Make everything written to the file system holding `path` durable, by anyone (Linux `syncfs`; elsewhere
+    `sync`): what a killed process wrote but never synced may sit in the page cache only. Blocks."""
+    syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    if syncfs is None:  # pragma: no cover - not Linux
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), str(path))
+    finally:
+        os.close(fd)

@@ -61,9 +61,17 @@ class RaftStorage:
     """One group's durable Raft state. Methods run on the trio thread, except as their contracts allow."""
 
     def __init__(
-        self, directory: Path, storage: StorageSection, *, fs: FileSystem = OS_FILES, fault_delay_s: float = 0.0
+        self,
+        directory: Path,
+        storage: StorageSection,
+        *,
+        fs: FileSystem = OS_FILES,
+        fault_delay_s: float = 0.0,
+        durable_at_start: bool = False,
     ) -> None:
         self.directory = directory
+        self._durable_at_start = durable_at_start
+        """Everything on disk was made durable before `load` (see `SegmentedLog.open(durable=...)`)."""
         self._fs = fs
         self._fault_delay_s = fault_delay_s
         self._fsync = storage.fsync == "always"
@@ -106,7 +114,11 @@ class RaftStorage:
         directory, segment_bytes = self.directory / "log", self._segment_bytes
         try:
             log = SegmentedLog.open(
-                directory, segment_bytes=segment_bytes, fs=self._fs, accept_damage=hard_state.learner
+                directory,
+                segment_bytes=segment_bytes,
+                fs=self._fs,
+                accept_damage=hard_state.learner,
+                durable=self._durable_at_start,
             )
         except LogDamaged as damage:
             hard_state = self._lost_entries(hard_state, str(damage), alone=alone)

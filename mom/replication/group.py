@@ -141,6 +141,7 @@ class RaftGroup:
         joining_as_learner: bool = False,
         first_term: bool = False,
         campaign_gate: CampaignGate | None = None,
+        durable_at_start: bool = False,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -173,7 +174,13 @@ class RaftGroup:
         self.broker = self._restore(None)
         self.core: RaftCore | None = None
         """The Raft state machine, once `run` recovered it (None before and after): observers may read it."""
-        self._storage = RaftStorage(directory, storage, fs=disk.fs, fault_delay_s=fault_delay_s(storage, group_id))
+        self._storage = RaftStorage(
+            directory,
+            storage,
+            fs=disk.fs,
+            fault_delay_s=fault_delay_s(storage, group_id),
+            durable_at_start=durable_at_start,  # the owner synced the whole file system since the last writer died
+        )
         self._sender = SnapshotSender(
             group_id,
             node_id,
@@ -254,7 +261,7 @@ class RaftGroup:
             if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
                 self.core.stand_after(FIRST_ELECTION_TICKS)
             self._seen = (persisted.hard_state.term, None)
-            log.info(
+            log.debug(  # debug: thousands of groups recover at a node's start
                 "group %s recovered: snapshot at %d, %d entries, term %d",
                 self.group_id,
                 persisted.snapshot.index,

@@ -134,7 +134,9 @@ class Router:
         self.oversized_messages = 0
         """Messages above the transports' frame limit: no transport carries them (the limits prevent them)."""
         self.unknown_group_messages = 0
-        """Messages for a group this node does not run (not yet created, or deleted): dropped."""
+        """Messages for a group this node does not run (not yet created, or deleted, or not yet recovered): dropped."""
+        self.on_unknown_group: Callable[[str], None] | None = None
+        """Told the group of each such message (the manager recovers a dormant group sooner)."""
         self.malformed_frames = 0
         self.ticks_skipped = 0
         """Ticks not delivered because the loop woke too late for them (see the module docstring)."""
@@ -246,6 +248,8 @@ class Router:
             group = self._groups.get(message.group)
             if group is None:
                 self.unknown_group_messages += 1
+                if self.on_unknown_group is not None:
+                    self.on_unknown_group(message.group)
                 continue
             group.step(message)
             if not group.quiesced:

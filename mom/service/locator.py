@@ -171,6 +171,7 @@ class Locator:
 
     def locate(self, ref: Ref) -> Located:
         placement = self.placement(ref)
+        self._manager.wake(placement.group_id)  # a group not recovered since the node started: recover it now
         group = self._manager.group(placement.group_id)
         if group is None or not is_ready_leader(group):
             return Located(placement, None, self.leader_of_group(placement.group_id))

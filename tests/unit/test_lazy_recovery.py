@@ -1,0 +1,143 @@
+"""A restarted node recovers its groups lazily: on a request, on a peer's message, or in the background pass.
+
+Until a group has read its storage it is not routed: nothing reaches its Raft core, so it neither votes nor
+answers on a state it has not loaded. Held dormant here by keeping the background pass from starting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from mom.broker.commands import QueueRef, Receive, Received
+from mom.log import SegmentedLog
+from mom.log.fs import OS_FILES, sync_file_system
+from mom.replication import manager as manager_module
+from mom.replication.manager import GroupManager
+from mom.replication.messages import RequestVote, encode_messages
+from mom.service import BrokerService
+from tests.unit.test_housekeeping import declare, here, one_node, publish, until
+
+QUEUES = [f"q{i}" for i in range(5)]
+
+
+def _hold_dormant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background pass never starts: only requests and messages recover groups."""
+    monkeypatch.setattr(GroupManager, "_catalog_current", lambda self: False)
+    monkeypatch.setattr(manager_module, "START_UP_GATE_S", 10**9)
+
+
+async def _first_run(tmp_path: Path) -> dict[str, tuple[str, int, str | None, int]]:
+    """Declare the queues, publish one message to each; their (group id, term, vote, last index) at the stop."""
+    states = {}
+    async with one_node(tmp_path) as service:
+        for name in QUEUES:
+            await declare(service, name)
+            await publish(service, name, name.encode())
+        for name in QUEUES:
+            group = service._manager.group(_gid(service, name))
+            assert group is not None and group.core is not None
+            core = group.core
+            states[name] = (group.group_id, core.term, core.voted_for, core.log.last_index)
+    return states
+
+
+def _gid(service: BrokerService, name: str) -> str:
+    return service._manager.placement(QueueRef(name)).group_id
+
+
+async def test_a_request_recovers_its_group_and_the_others_stay_dormant(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(300):
+        before = await _first_run(tmp_path)
+        _hold_dormant(monkeypatch)
+        async with one_node(tmp_path) as service:
+            manager = service._manager
+            await until(lambda: manager.dormant == len(QUEUES), "every queue's group placed, dormant")
+            await trio.sleep(5)
+            assert manager.dormant == len(QUEUES), "nothing recovers them but a request or a message"
+            for name in QUEUES:
+                assert manager.group(_gid(service, name)) is None
+                assert _gid(service, name) not in manager._router.groups, "not routed before it recovered"
+            await until(lambda: service.locate(QueueRef("q2")).here is not None, "q2 recovered by its request")
+            result = await service.submit(here(service, "q2"), Receive(QueueRef("q2"), 1, 1000))
+            assert isinstance(result, Received) and [m.body for m in result.messages] == [b"q2"]
+            assert manager.dormant == len(QUEUES) - 1
+            gid, term, vote, last = before["q2"]
+            group = manager.group(gid)
+            assert group is not None and group.core is not None
+            assert group.core.log.last_index > last, "its log was loaded (and it leads again, with a new entry)"
+            assert group.core.term > term or group.core.voted_for == vote, "its term and vote were loaded"
+
+
+async def test_a_peer_message_recovers_its_group_before_the_core_sees_anything(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with trio.fail_after(300):
+        before = await _first_run(tmp_path)
+        _hold_dormant(monkeypatch)
+        async with one_node(tmp_path) as service:
+            manager = service._manager
+            await until(lambda: manager.dormant == len(QUEUES), "every queue's group placed, dormant")
+            gid, term, vote, last = before["q3"]
+            router = manager._router
+            # A vote request of a later term from a (made-up) peer, for the dormant group: dropped, since no core
+            # holds the group's term and vote yet; it starts the group's recovery.
+            frame = encode_messages([RequestVote(gid, term + 5, "mom2", "mom1", last + 10, term + 5, False, False)])
+            router._deliver("mom2", frame)
+            assert router.unknown_group_messages == 1 and manager.dormant == len(QUEUES) - 1
+            group = manager.group(gid)
+            assert group is not None and group.core is None and gid not in router.groups
+            await until(lambda: gid in router.groups, "q3's group recovered and routed")
+            assert group.core is not None and group.core.log.last_index >= last, "the log recovered whole"
+            assert group.core.term > term or group.core.voted_for == vote, "its term and vote were loaded"
+            assert group.core.term < term + 5, "the dropped vote request changed nothing"
+            others = [manager.group(_gid(service, n)) for n in QUEUES if n != "q3"]
+            assert others == [None] * (len(QUEUES) - 1)
+
+
+async def test_the_background_pass_recovers_every_group_as_they_were(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(300):
+        before = await _first_run(tmp_path)
+        async with one_node(tmp_path) as service:
+            manager = service._manager
+            await until(lambda: manager.dormant == 0 and len(manager.groups()) == len(QUEUES) + 1, "all recovered")
+            for name in QUEUES:
+                gid, term, vote, last = before[name]
+                group = manager.group(gid)
+                assert group is not None
+                await until(lambda group=group: group.core is not None, f"{name} recovered")
+                assert group.core is not None and group.core.log.last_index >= last
+                assert group.core.term > term or (group.core.term, group.core.voted_for) == (term, vote)
+
+
+def test_a_durable_log_that_recovery_leaves_alone_is_not_synced_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "log"
+    log = SegmentedLog.open(directory, segment_bytes=64)
+    log.append([b"x" * 20 for _ in range(10)])  # several segments
+    log.sync()
+    log.close()
+    sync_file_system(tmp_path)
+    syncs: list[str] = []
+    real_sync_directory = OS_FILES.sync_directory
+    monkeypatch.setattr(OS_FILES, "sync_directory", lambda d: (syncs.append(str(d)), real_sync_directory(d)))
+    again = SegmentedLog.open(directory, segment_bytes=64, durable=True)
+    assert syncs == [] and [r for _, r in again.read(1)] == [b"x" * 20] * 10
+    again.close()
+    plain = SegmentedLog.open(directory, segment_bytes=64)
+    assert syncs == [str(directory)], "without the file system synced first, recovery syncs as before"
+    plain.close()
+    with (directory / sorted(p.name for p in directory.iterdir())[-1]).open("ab") as torn:
+        torn.write(b"\x01\x02")  # a torn tail: recovery cuts it, and syncs what it changed
+    syncs.clear()
+    cut = SegmentedLog.open(directory, segment_bytes=64, durable=True)
+    assert syncs == [str(directory)] and cut.last_index == 10
+    cut.close()
