@@ -268,7 +268,9 @@ class NodeCollector(Collector):
         waiting.add_metric([], gate.waiting)
         limit = _gauge("mom_raft_campaign_limit", "How many of this node's groups may campaign at once (adaptive)")
         limit.add_metric([], gate.limit)
-        yield from (alive, quiesced, awake, campaigning, waiting, limit)
+        dormant = _gauge("mom_raft_groups_dormant", "Raft groups placed here not yet recovered since the node started")
+        dormant.add_metric([], self._parts.manager.dormant)
+        yield from (alive, quiesced, awake, campaigning, waiting, limit, dormant)
 
     # -- storage ---------------------------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ def test_per_peer_traffic_and_destination_series_from_the_leader_only(cluster: C
         assert value(samples, "mom_raft_replica_lag_entries", kind="queue", name="orders", replica=replica) >= 0
     assert value(samples, "mom_raft_campaign_limit") >= 4  # the campaign gate: no storm, nothing waits
     assert value(samples, "mom_raft_campaigns_waiting") == 0
+    assert value(samples, "mom_raft_groups_dormant") == 0  # a node's groups are recovered soon after its start
 
     # each node's own view, through any node: the leader's has the replica lag
     view = api.get("/v1/cluster", params={"node": leader}).json()
