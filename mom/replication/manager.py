@@ -8,6 +8,11 @@ a continuation of the old one's terms and entries.
 
 The manager owns both the groups and the router: a group gets the router's `send` for its messages, and is
 registered with the router (to be stepped and ticked) once it has recovered, until it stops.
+
+At start-up the groups are recovered lazily: the catalog's replay only places them (dormant: no storage read, no
+Raft core), and each is recovered on its first request, on a peer's message, or by a bounded background pass once
+the catalog has caught up, so that a node with thousands of destinations is ready in seconds. A dormant group is
+not routed, so nothing reaches a Raft core before its term, vote and log are loaded.
 """
 
 from __future__ import annotations
@@ -123,9 +128,9 @@ class GroupManager:
         """Groups placed here whose storage is not read yet, in the order the background pass recovers them."""
         self._queued = trio.Event()
         self._lazy = True
+        """Start-up: groups placed here wait dormant for a request, a peer's message or the background pass."""
         self._hurried = 0
         """Recoveries started by a peer's message, still running."""
-        """Start-up: groups placed here wait dormant for a request, a peer's message or the background pass."""
         self._by_base: dict[str, set[str]] = {}
         """The running group ids of each destination, by the id's part before the '@' (its kind and name)."""
         self._nursery: trio.Nursery | None = None
