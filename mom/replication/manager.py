@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,6 +47,7 @@ from mom.config import ReplicationSection, Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.log.fs import sync_file_system
+from mom.replication._dormant import DormantGroups
 from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.messages import LeaderNews
 from mom.replication.placement import METADATA_GROUP, group_id
@@ -65,11 +65,6 @@ ELECTION_TICKS = 10
 stands at once: nobody else could."""
 META_DISK_THREADS = 2
 """Storage threads of the metadata group's own (the data groups share the node's `Disk`)."""
-RECOVERIES_AT_ONCE = 16
-"""Groups the background pass recovers at once (as many as the node's storage threads)."""
-START_UP_GATE_S = 5.0
-"""The background pass starts once the catalog caught up with the metadata leader, or this long after the start
-at the latest (a node that cannot reach the metadata leader still recovers its groups, to vote in them)."""
 
 
 @dataclass(frozen=True)
@@ -124,13 +119,8 @@ class GroupManager:
         self._synced_at_start = settings.storage.fsync == "always" and settings.data_dir.is_dir()
         """`run` syncs the data's file system before any group reads its storage (see `SegmentedLog.open`)."""
         self._running: dict[str, _Running] = {}
-        self._dormant: OrderedDict[str, None] = OrderedDict()
-        """Groups placed here whose storage is not read yet, in the order the background pass recovers them."""
-        self._queued = trio.Event()
-        self._lazy = True
-        """Start-up: groups placed here wait dormant for a request, a peer's message or the background pass."""
-        self._hurried = 0
-        """Recoveries started by a peer's message, still running."""
+        self._dormant = DormantGroups(self._launch_dormant)
+        """Groups placed here whose storage is not read yet (see `mom.replication._dormant`)."""
         self._by_base: dict[str, set[str]] = {}
         """The running group ids of each destination, by the id's part before the '@' (its kind and name)."""
         self._nursery: trio.Nursery | None = None
@@ -220,7 +210,7 @@ class GroupManager:
             self.meta.add_install_listener(self._on_catalog_installed)
             self._router.on_unknown_group = self.hurry
             self._reconcile()
-            nursery.start_soon(self._recover_in_background)
+            nursery.start_soon(self._dormant.run, self._catalog_current)
             task_status.started()
 
     def placement(self, ref: Ref) -> Placement:
@@ -259,58 +249,15 @@ class GroupManager:
     def wake(self, gid: str) -> None:
         """Recover the dormant group `gid` now (a request for it arrived): it is routed once its storage is
         read, and answers nothing before. Nothing happens for a group running already, or not placed here."""
-        running = self._running.get(gid)
-        if running is not None and running.group is None and self._nursery is not None:
-            self._dormant.pop(gid, None)
-            self._launch(gid, running)
+        if gid in self._dormant:
+            self._dormant.take(gid)
+            self._launch_dormant(gid)
 
     def hurry(self, gid: str) -> None:
-        """A peer sent a message for group `gid`, which is dormant here (or unknown): recover it now if fewer
-        than `RECOVERIES_AT_ONCE` such recoveries run, else next in the background pass (the message is dropped
-        either way; Raft's sender retries). A burst of them (every leader heartbeats a restarted node's groups)
-        does not start thousands of recoveries at once."""
-        if gid not in self._dormant:
-            return
-        if self._hurried < RECOVERIES_AT_ONCE:
-            self._dormant.pop(gid)
-            self._hurried += 1
-            running = self._running[gid]
-            self._launch(gid, running)
-            assert self._nursery is not None
-            self._nursery.start_soon(self._hurried_done, running)
-        else:
-            self._dormant.move_to_end(gid, last=False)
-
-    async def _hurried_done(self, running: _Running) -> None:
-        try:
-            await running.settled.wait()
-        finally:
-            self._hurried -= 1
-
-    async def _recover_in_background(self) -> None:
-        """Recover the dormant groups, `RECOVERIES_AT_ONCE` at a time, once the catalog caught up with the
-        metadata leader (readiness and the catalog's replay first), and from then on every group placed here
-        as soon as it is placed."""
-        with trio.move_on_after(START_UP_GATE_S):
-            while not self._catalog_current():  # noqa: ASYNC110 - no event says so (it follows the core's commit)
-                await trio.sleep(0.05)
-        self._lazy = False
-        if self._dormant:
-            log.info("recovering %d groups in the background", len(self._dormant))
-        async with trio.open_nursery() as nursery:
-            for _ in range(RECOVERIES_AT_ONCE):
-                nursery.start_soon(self._recover_dormant)
-
-    async def _recover_dormant(self) -> None:
-        while True:
-            while not self._dormant:
-                await self._queued.wait()
-                self._queued = trio.Event()
-            gid, _ = self._dormant.popitem(last=False)
-            running = self._running.get(gid)
-            if running is not None and running.group is None:
-                self._launch(gid, running)
-                await running.settled.wait()
+        """A peer sent a message for group `gid`, which is dormant here (or unknown): recover it soon (the
+        message is dropped; Raft's sender retries it)."""
+        if self._nursery is not None:
+            self._dormant.hurry(gid, self._nursery)
 
     def _catalog_current(self) -> bool:
         """The metadata group knows its leader and applied all it knows to be committed."""
@@ -420,20 +367,23 @@ class GroupManager:
             return
         self._running[gid] = _Running(placed)
         self._by_base.setdefault(gid.rpartition("@")[0], set()).add(gid)
-        if not self._lazy:
-            self._launch(gid, self._running[gid])
-            return
-        self._dormant[gid] = None
-        self._queued.set()
+        if self._dormant.lazy:
+            self._dormant.add(gid)
+        else:
+            self._launch_dormant(gid)
 
-    def _launch(self, gid: str, running: _Running) -> None:
+    def _launch_dormant(self, gid: str) -> trio.Event | None:
         """Build the dormant group `gid` and start it: it reads its storage on the storage threads, and is routed
-        (takes messages, votes, answers) only once that is done."""
-        assert self._nursery is not None
+        (takes messages, votes, answers) only once that is done. Returns the event set then (or once it stopped);
+        None if `gid` is not placed here, or not dormant."""
+        running = self._running.get(gid)
+        if running is None or running.group is not None or self._nursery is None:
+            return None
         placed = running.placement
         learner = self._move_target(placed)
         running.group = self._new_group(gid, list(placed.replicas), external_dead_letters=True, learner=learner)
         self._nursery.start_soon(self._run_group, gid, running)
+        return running.settled
 
     def _stop(self, gid: str) -> None:
         running = self._running.pop(gid)
@@ -443,7 +393,7 @@ class GroupManager:
             self._by_base.pop(base, None)
         running.erase = True
         running.scope.cancel()
-        if self._dormant.pop(gid, 0) is None and self._nursery is not None:  # never started: only its data to erase
+        if self._dormant.take(gid) and self._nursery is not None:  # never started: only its data to erase
             self._nursery.start_soon(self._run_group, gid, running)
         log.info("group %s is no longer placed here: stopping it and removing its data", gid)
 

@@ -15,7 +15,7 @@ import trio.testing
 from mom.broker.commands import QueueRef, Receive, Received
 from mom.log import SegmentedLog
 from mom.log.fs import OS_FILES, sync_file_system
-from mom.replication import manager as manager_module
+from mom.replication import _dormant as dormant_module
 from mom.replication.manager import GroupManager
 from mom.replication.messages import RequestVote, encode_messages
 from mom.service import BrokerService
@@ -27,7 +27,7 @@ QUEUES = [f"q{i}" for i in range(5)]
 def _hold_dormant(monkeypatch: pytest.MonkeyPatch) -> None:
     """The background pass never starts: only requests and messages recover groups."""
     monkeypatch.setattr(GroupManager, "_catalog_current", lambda self: False)
-    monkeypatch.setattr(manager_module, "START_UP_GATE_S", 10**9)
+    monkeypatch.setattr(dormant_module, "START_UP_GATE_S", 10**9)
 
 
 async def _first_run(tmp_path: Path) -> dict[str, tuple[str, int, str | None, int]]:
