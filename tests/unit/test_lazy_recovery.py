@@ -16,6 +16,7 @@ from mom.broker.commands import QueueRef, Receive, Received
 from mom.log import SegmentedLog
 from mom.log.fs import OS_FILES, sync_file_system
 from mom.replication import _dormant as dormant_module
+from mom.replication._dormant import RECOVERIES_AT_ONCE, START_UP_GATE_S, DormantGroups
 from mom.replication.manager import GroupManager
 from mom.replication.messages import RequestVote, encode_messages
 from mom.service import BrokerService
@@ -141,3 +142,50 @@ def test_a_durable_log_that_recovery_leaves_alone_is_not_synced_again(
     cut = SegmentedLog.open(directory, segment_bytes=64, durable=True)
     assert syncs == [str(directory)] and cut.last_index == 10
     cut.close()
+
+
+async def test_a_burst_of_peer_messages_recovers_a_bounded_number_at_once_and_the_pass_the_rest_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    launched: list[str] = []
+    settled: dict[str, trio.Event] = {}
+
+    def launch(gid: str) -> trio.Event:
+        launched.append(gid)
+        settled[gid] = trio.Event()
+        return settled[gid]
+
+    dormant = DormantGroups(launch)
+    gids = [f"g{i:02d}" for i in range(40)]
+    for gid in gids:
+        dormant.add(gid)
+    async with trio.open_nursery() as nursery:
+        for gid in reversed(gids[20:]):  # every leader heartbeats the restarted node's groups at once
+            dormant.hurry(gid, nursery)
+        assert launched == list(reversed(gids[20:]))[:RECOVERIES_AT_ONCE]
+        assert len(dormant) == 40 - RECOVERIES_AT_ONCE
+        for gid in launched:
+            settled[gid].set()
+        await trio.testing.wait_all_tasks_blocked()
+        dormant.hurry("g00", nursery)  # a slot is free again
+        assert launched[-1] == "g00"
+        nursery.start_soon(dormant.run, lambda: False)  # the catalog never catches up: the pass starts anyway
+        await trio.sleep(START_UP_GATE_S - 1)
+        assert len(launched) == RECOVERIES_AT_ONCE + 1 and dormant.lazy
+        await trio.sleep(2)
+        assert not dormant.lazy
+        assert launched[RECOVERIES_AT_ONCE + 1 :] == ["g20", "g21", "g22", "g23", *gids[1:13]], (
+            "the hurried ones first (the latest first), then in placement order, 16 at a time"
+        )
+        settled["g20"].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert launched[-1] == "g13"
+        for gid in gids:
+            if gid in settled:
+                settled[gid].set()
+        while len(dormant):
+            for event in settled.values():
+                event.set()
+            await trio.sleep(0.01)
+        assert sorted(launched) == gids
+        nursery.cancel_scope.cancel()
