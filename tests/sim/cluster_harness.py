@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -46,6 +47,8 @@ from tests.sim.memfs import MemoryFileSystem
 
 EPOCH_MS = 1_700_000_000_000
 TICK_S = 0.05
+LAZY_RECOVERY_S = 0.5
+"""A node restarted in the chaos recovers its groups one by one, up to this long apart (virtual seconds)."""
 STORAGE = StorageSection(fsync="always", segment_bytes=4096, snapshot_bytes=8192)
 """Small segments and snapshots, so that compaction and snapshot transfers happen in every run; every sync is
 real (on the simulated disk, which forgets what was not synced when its node crashes)."""
@@ -152,10 +155,15 @@ class Cluster:
 
     # -- nodes
 
-    async def start(self, node_id: str) -> None:
-        await self.nursery.start(self._run_node, node_id, self.rng.getrandbits(64))
+    async def start(self, node_id: str, *, lazy: bool = False) -> None:
+        """Start `node_id`. `lazy`: as a real node recovers its groups (`mom.replication._dormant`), one at a time
+        in a random order, each routed only once recovered (messages for the others are dropped), the node up
+        meanwhile."""
+        await self.nursery.start(partial(self._run_node, node_id, self.rng.getrandbits(64), lazy=lazy))
 
-    async def _run_node(self, node_id: str, seed: int, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run_node(
+        self, node_id: str, seed: int, *, lazy: bool = False, task_status: trio.TaskStatus[None]
+    ) -> None:
         rng = random.Random(seed)
         peers = {peer: Address("127.0.0.1", 0) for peer in self.ids if peer != node_id}
         transport = MemoryTransport(TransportSettings(node_id, Address("127.0.0.1", 0), peers), self.hub)
@@ -193,11 +201,19 @@ class Cluster:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(transport.run)
                     await nursery.start(router.run)
-                    for group in groups.values():
+                    order = list(groups.values())
+                    if lazy:
+                        rng.shuffle(order)
+                        self.nodes[node_id] = SimNode(node_id, router, groups, scope)
+                        task_status.started()
+                    for group in order:
                         await nursery.start(group.run)
                         router.add_group(group)
-                    self.nodes[node_id] = SimNode(node_id, router, groups, scope)
-                    task_status.started()
+                        if lazy:
+                            await trio.sleep(rng.uniform(0, LAZY_RECOVERY_S))
+                    if not lazy:
+                        self.nodes[node_id] = SimNode(node_id, router, groups, scope)
+                        task_status.started()
         finally:
             self.nodes[node_id] = None
             self.snapshot_chunks_sent += sum(group.snapshot_chunks_sent for group in groups.values())
@@ -251,14 +267,14 @@ class Cluster:
                 event = f"crash {victim}"
             elif kind == "restart" and down:
                 lost = self.lose_data(down[0], rng) if rng.random() < 0.5 and self.all_voting() else ""
-                await self.start(down[0])
+                await self.start(down[0], lazy=True)
                 event = f"restart {down[0]}{lost}"
             elif kind == "power" and not down:
                 for node_id in self.ids:
                     self.crash(node_id)
                 await trio.sleep(rng.uniform(0.1, 1.0))
                 for node_id in self.ids:
-                    await self.start(node_id)
+                    await self.start(node_id, lazy=True)
                 event = "power loss on every node, then all restart"
             elif kind == "faults":
                 loss, duplicate = rng.choice([0.0, 0.05, 0.2]), rng.choice([0.0, 0.05, 0.2])
