@@ -13,12 +13,15 @@ import trio
 import trio.testing
 
 from mom.broker.commands import QueueRef, Receive, Received
+from mom.config import StorageSection
 from mom.log import SegmentedLog
 from mom.log.fs import OS_FILES, sync_file_system
 from mom.replication import _dormant as dormant_module
 from mom.replication._dormant import RECOVERIES_AT_ONCE, START_UP_GATE_S, DormantGroups
+from mom.replication._raftlog import HardState
+from mom.replication._storage import RaftStorage
 from mom.replication.manager import GroupManager
-from mom.replication.messages import RequestVote, encode_messages
+from mom.replication.messages import LogEntry, RequestVote, encode_messages
 from mom.service import BrokerService
 from tests.unit.test_housekeeping import declare, here, one_node, publish, until
 
@@ -189,3 +192,22 @@ async def test_a_burst_of_peer_messages_recovers_a_bounded_number_at_once_and_th
             await trio.sleep(0.01)
         assert sorted(launched) == gids
         nursery.cancel_scope.cancel()
+
+
+def test_a_group_recovered_after_the_file_system_sync_loads_what_an_eager_recovery_loads(tmp_path: Path) -> None:
+    settings = StorageSection(fsync="always", segment_bytes=256)
+    storage = RaftStorage(tmp_path, settings)
+    storage.load()
+    storage.append(1, [LogEntry(1, f"entry {i}".encode()) for i in range(1, 40)])  # several segments
+    storage.sync(HardState(term=3, voted_for="n2", commit=12))
+    storage.append(40, [LogEntry(3, b"unsynced")])  # written, never synced: a kill -9 now
+    storage.close()
+    sync_file_system(tmp_path)
+    lazily = RaftStorage(tmp_path, settings, durable_at_start=True)
+    loaded = lazily.load()
+    lazily.close()
+    eagerly = RaftStorage(tmp_path, settings)
+    assert loaded == eagerly.load()
+    eagerly.close()
+    assert (loaded.hard_state.term, loaded.hard_state.voted_for) == (3, "n2")
+    assert len(loaded.entries) == 40 and loaded.entries[-1] == LogEntry(3, b"unsynced")
