@@ -9,7 +9,8 @@ Starts the three nodes of the cluster in `--dir` (made by `scripts/storm.py`), w
 quiet, kills node 3 with SIGKILL and starts it again at once (recorded by `py-spy record` attached right after
 its exec with `--py-spy`, raw collapsed stacks in `--dir`), then times, from that start: /readyz answering 200
 (ready), the first publish through node 3 to a queue it led taking a message (served), and every queue of a sample of
-`--sample` (spread over all the queues) taking one publish through node 3 (all served). Each step is bounded
+`--sample` (spread over all the queues) taking one publish through node 3 (all served), and node 3 having no
+dormant group left (`mom_raft_groups_dormant` 0: every group recovered). Each step is bounded
 (120 s); the load average is printed with each number. Every process it starts is stopped before it exits.
 """
 
@@ -18,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +38,20 @@ from bench.rate import one_message
 from bench.scale import _until
 
 STEP_S = 120.0
+_DORMANT = re.compile(r"^mom_raft_groups_dormant ([\d.]+)", re.M)
+
+
+def _recovered_all(url: str, headers: dict[str, str], since: float, out: dict[str, float]) -> None:
+    """When node 3 has no dormant group left (`mom_raft_groups_dormant` 0), polled every second for `STEP_S`."""
+    while time.monotonic() - since < STEP_S:
+        try:
+            found = _DORMANT.search(httpx.get(url + "/metrics", headers=headers, timeout=5).text)
+            if found is not None and float(found.group(1)) == 0:
+                out["all_recovered_s"] = time.monotonic() - since
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
 
 
 def _node(directory: Path, config: Path, i: int, port: int) -> Managed:
@@ -99,6 +116,9 @@ def main() -> None:
         say(f"node 3 killed and started again{f' under py-spy into {spy}' if spy else ''}")
         ready = _until(lambda: _ready(urls[2]), STEP_S)
         say(f"ready after {ready}s; {_load()}")
+        recovered: dict[str, float] = {}
+        watcher = threading.Thread(target=_recovered_all, args=(urls[2], headers, restarted, recovered), daemon=True)
+        watcher.start()
         body = json.dumps(one_message()).encode()
         post_headers = {**headers, "Content-Type": "application/json"}
 
@@ -116,7 +136,11 @@ def main() -> None:
         stuck = sum(1 for t in took if t is None)
         whole = time.monotonic() - restarted
         say(f"{len(sample) - stuck} of {len(sample)} sampled queues served; all by {whole:.1f}s; {_load()}")
-        print(json.dumps({"ready_s": ready, "served_s": served, "sample_s": whole, "stuck": stuck}))
+        watcher.join(STEP_S)
+        all_recovered = recovered.get("all_recovered_s")
+        say(f"every group of node 3 recovered (none dormant) after {all_recovered}s")
+        times = {"ready_s": ready, "served_s": served, "sample_s": whole, "stuck": stuck}
+        print(json.dumps(times | {"all_recovered_s": all_recovered}))
     finally:
         if spying is not None and spying.poll() is None:
             spying.wait(args.py_spy + 30)
