@@ -183,3 +183,23 @@ def test_a_crossing_pre_vote_from_a_newer_log_is_granted_whatever_the_order() ->
     behind.step(RequestVote("g", 2, second, first, 2, 1, True, False))  # `second` holds one entry more
     (answer,) = [m for m in flush(behind).messages if isinstance(m, VoteResponse)]
     assert answer.granted
+
+
+def test_a_campaign_that_cannot_win_does_not_keep_its_slot_from_the_groups_waiting() -> None:
+    """A group whose voters never answer (both on dead nodes) times out round after round: each time it gives its
+    slot back it must go behind the groups already waiting, or it takes the slot straight back at the same tick and
+    a group that could win waits forever."""
+    gate = CampaignGate(limit=1, low=1, high=1)
+    hopeless = gated("a", "hopeless", gate)
+    waiting = gated("a", "waiting", gate)
+    for _ in range(25):
+        gate.tick()
+        hopeless.tick()
+    assert hopeless.role == "candidate" and gate.campaigning == 1
+    for _ in range(200):  # nobody answers `hopeless`; `waiting`'s timer fired long ago
+        gate.tick()
+        hopeless.tick()
+        waiting.tick()
+        if waiting.role == "candidate":
+            break
+    assert waiting.role == "candidate", "the group waiting got the slot the hopeless one gave back"
