@@ -134,3 +134,24 @@ async def test_a_removed_peer_is_forgotten_though_the_others_trusted_its_key_too
         with pytest.raises(Unauthorized):
             service.verify(_issued_by(n2, "bob"))
         assert (await peers.verify(_issued_by(n3, "carol"))).subject == "carol"
+
+
+async def test_keys_that_cannot_be_kept_on_disk_are_still_trusted_and_forgotten(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The file only spares a restarted node a fetch: failing to write it (a full disk, say) must fail neither the
+    request whose token made the node fetch (a 500) nor the removal of a peer, which runs as the catalog applies
+    it (an exception there stops the node, and again at each restart as it replays the removal)."""
+    mine, theirs = SigningKeys.generate(), SigningKeys.generate()
+    service = TokenService(mine, issuer="urn:mom", audience="mom", ttl_s=600)
+
+    async def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=theirs.jwks())
+
+    store = tmp_path / "missing" / "peer-keys.json"  # no directory: every write fails
+    async with httpx.AsyncClient(transport=httpx.MockTransport(jwks)) as http:
+        peers = PeerKeys(mine, service, {"n2": "http://n2.test"}, http, store=store)
+        assert (await peers.verify(_issued_by(theirs, "bob"))).subject == "bob"
+        peers.remove_peer("n2")
+        with pytest.raises(Unauthorized):
+            service.verify(_issued_by(theirs, "bob"))
