@@ -203,3 +203,27 @@ def test_a_campaign_that_cannot_win_does_not_keep_its_slot_from_the_groups_waiti
         if waiting.role == "candidate":
             break
     assert waiting.role == "candidate", "the group waiting got the slot the hopeless one gave back"
+
+
+def test_a_candidate_waiting_for_a_slot_does_not_refuse_a_crossing_pre_vote() -> None:
+    """The order refuses a crossing pre-vote only while our own pre-vote runs. A candidate whose round timed out
+    and that waits for a campaign slot (its node has many groups to elect) sends none: refusing the other voter,
+    whose node may have a slot free, would hold the group leaderless until this one gets a slot."""
+    first, second = ("a", "b") if stands_before("g", "a", "b") else ("b", "a")
+    gate = CampaignGate(limit=1, low=1, high=1)
+    raft = gated(first, "g", gate)
+    for _ in range(25):
+        gate.tick()
+        raft.tick()
+    assert raft.role == "candidate"  # standing in a pre-vote
+    assert not gate.admit("other")  # another group of this node waits for the slot
+    for _ in range(40):  # nobody answers: the round times out, the slot goes to the one waiting
+        gate.tick()
+        raft.tick()
+        if raft.waiting_for_slot:
+            break
+    assert raft.waiting_for_slot and raft.role == "candidate"
+    flush(raft)
+    raft.step(RequestVote("g", 2, second, first, 1, 1, True, False))  # equal logs
+    (answer,) = [m for m in flush(raft).messages if isinstance(m, VoteResponse)]
+    assert answer.granted
