@@ -716,6 +716,8 @@ class RaftCore(MembershipMixin):
             return
         if self._gate is not None:
             self._gate.release(self.group)
+            self._gate.withdraw(self.group)  # won an election that timed out, while waiting for a new slot
+        self.waiting_for_slot = False  # a leader is ticked every tick (the router skips waiting groups)
         self.role = "leader"
         self.leader_id = self.node_id
         self.lost_leader = False

@@ -227,3 +227,29 @@ def test_a_candidate_waiting_for_a_slot_does_not_refuse_a_crossing_pre_vote() ->
     raft.step(RequestVote("g", 2, second, first, 1, 1, True, False))  # equal logs
     (answer,) = [m for m in flush(raft).messages if isinstance(m, VoteResponse)]
     assert answer.granted
+
+
+def test_a_candidate_that_wins_while_waiting_for_a_slot_is_ticked_as_a_leader() -> None:
+    """An election that timed out may still be won: the votes were only late (the voters' disks are busy in a
+    storm). The winner waited for a slot meanwhile, and the router ticks a waiting group only every few ticks: a
+    leader ticked so seldom heartbeats too late, and its followers stand for election against it."""
+    gate = CampaignGate(limit=1, low=1, high=1)
+    raft = gated("a", "g", gate)
+    for _ in range(25):
+        gate.tick()
+        raft.tick()
+    flush(raft)
+    raft.step(VoteResponse("g", 2, "b", "a", True, True))  # the pre-vote won: a real election in term 2
+    flush(raft)  # its vote is durable, the requests left
+    assert raft.role == "candidate" and raft.term == 2
+    assert not gate.admit("other")  # another group of this node waits for the slot
+    for _ in range(80):  # no answer in time: the round times out and the slot goes to the one waiting
+        gate.tick()
+        raft.tick()
+        if raft.waiting_for_slot:
+            break
+    assert raft.waiting_for_slot and raft.role == "candidate" and raft.term == 2
+    raft.step(VoteResponse("g", 2, "b", "a", True, False))  # b's vote of term 2, late
+    assert raft.role == "leader"
+    assert not raft.waiting_for_slot, "a leader is ticked every tick"
+    assert gate.waiting == 1, "only the other group still waits"
