@@ -34,10 +34,10 @@ View = Callable[[str], dict[str, Any]]
 async def listed(kind: Kind, names: Sequence[str], view: View) -> list[dict[str, Any]]:
     """The entries of `names`, in order: from this node's replica where it has one, else from another node's."""
     service = ctx().service
-    ref_of = QueueRef if kind == "queues" else TopicRef
-    missing = [name for name in names if service.serving_replica(ref_of(name)) is None]
+    ref_of: Callable[[str], QueueRef | TopicRef] = QueueRef if kind == "queues" else TopicRef
+    missing = [ref for ref in map(ref_of, names) if service.serving_replica(ref) is None]
     if hops() > 0:  # another node's list asking for what this node serves
-        skip = set(missing)
+        skip = {ref.name for ref in missing}
         return [view(name) for name in names if name not in skip]
     remote = await _from_replicas(kind, missing) if missing else {}
     entries = []
@@ -52,15 +52,14 @@ async def listed(kind: Kind, names: Sequence[str], view: View) -> list[dict[str,
     return entries
 
 
-async def _from_replicas(kind: Kind, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+async def _from_replicas(kind: Kind, refs: Sequence[QueueRef | TopicRef]) -> dict[str, dict[str, Any]]:
     service = ctx().service
-    ref_of = QueueRef if kind == "queues" else TopicRef
     wanted_from: dict[str, set[str]] = {}
-    for name in names:
-        placement, leader = service.whereabouts(ref_of(name))
+    for ref in refs:
+        placement, leader = service.whereabouts(ref)
         node = leader if leader in placement.replicas else placement.replicas[0]
         if node != service.node_id:
-            wanted_from.setdefault(node, set()).add(name)
+            wanted_from.setdefault(node, set()).add(ref.name)
     found: dict[str, dict[str, Any]] = {}
     headers = {HOPS_HEADER: str(hops() + 1)}
     if "authorization" in request.headers:

@@ -77,7 +77,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "The cluster as this node sees it",
         "Nodes, transport, and per destination the caller may see its leader, replicas, commit index and lag.",
     ),
-    "auth.jwks": ("The public signing keys", "A JWK Set (RFC 7517) of the keys tokens are signed with (ES256)."),
+    "auth.jwks": (
+        "The node's public signing key",
+        "A JWK Set (RFC 7517) of the key this node signs its tokens with (ES256); each node serves its own.",
+    ),
 }
 
 

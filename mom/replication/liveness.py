@@ -57,10 +57,12 @@ class Liveness:
                 self._alive[peer] = True
 
     def add_peer(self, peer: str) -> None:
-        """A node added to the cluster: followed from now on, alive until it stays silent (like at start)."""
+        """A node added to the cluster: followed from now on, alive until it stays silent (like at start). The
+        groups are told it is up: one removed while declared dead and added back under its id is alive again."""
         if peer != self.node_id and peer not in self._heard:
             self._heard[peer] = self._now
             self._alive[peer] = True
+            self._on_change(peer, True)
 
     def remove_peer(self, peer: str) -> None:
         """A node removed from the cluster: forgotten (no news of it goes to the groups)."""

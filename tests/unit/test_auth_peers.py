@@ -110,3 +110,48 @@ async def test_a_key_a_peer_no_longer_serves_is_no_longer_trusted(
         with pytest.raises(Unauthorized):
             service.verify(_issued_by(new, "bob"))
     assert '"peers": {}' in store.read_text()
+
+
+async def test_a_removed_peer_is_forgotten_though_the_others_trusted_its_key_too(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """In a cluster of three, n3 trusts n2's key as this node does. Had n3's JWKS listed the keys n3 trusts, this
+    node would learn n2's key from n3 as well, and keep trusting it once n2 is removed (and n3 likewise, from this
+    node's JWKS): a removed or compromised node's key would stay trusted everywhere, for good (it is kept on disk)."""
+    mine, n2, n3 = SigningKeys.generate(), SigningKeys.generate(), SigningKeys.generate()
+    n3.add_trusted(n2.jwks()["keys"][0])  # n3 fetched n2's key, as every node does
+    service = TokenService(mine, issuer="urn:mom", audience="mom", ttl_s=600)
+
+    async def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=(n2 if request.url.host == "n2.test" else n3).jwks())
+
+    urls = {"n2": "http://n2.test", "n3": "http://n3.test"}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(jwks)) as http:
+        peers = PeerKeys(mine, service, urls, http, store=tmp_path / "peer-keys.json")
+        assert (await peers.verify(_issued_by(n2, "bob"))).subject == "bob"
+        assert (await peers.verify(_issued_by(n3, "carol"))).subject == "carol"
+        peers.remove_peer("n2")
+        with pytest.raises(Unauthorized):
+            service.verify(_issued_by(n2, "bob"))
+        assert (await peers.verify(_issued_by(n3, "carol"))).subject == "carol"
+
+
+async def test_keys_that_cannot_be_kept_on_disk_are_still_trusted_and_forgotten(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The file only spares a restarted node a fetch: failing to write it (a full disk, say) must fail neither the
+    request whose token made the node fetch (a 500) nor the removal of a peer, which runs as the catalog applies
+    it (an exception there stops the node, and again at each restart as it replays the removal)."""
+    mine, theirs = SigningKeys.generate(), SigningKeys.generate()
+    service = TokenService(mine, issuer="urn:mom", audience="mom", ttl_s=600)
+
+    async def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=theirs.jwks())
+
+    store = tmp_path / "missing" / "peer-keys.json"  # no directory: every write fails
+    async with httpx.AsyncClient(transport=httpx.MockTransport(jwks)) as http:
+        peers = PeerKeys(mine, service, {"n2": "http://n2.test"}, http, store=store)
+        assert (await peers.verify(_issued_by(theirs, "bob"))).subject == "bob"
+        peers.remove_peer("n2")
+        with pytest.raises(Unauthorized):
+            service.verify(_issued_by(theirs, "bob"))

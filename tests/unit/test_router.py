@@ -348,3 +348,19 @@ async def test_frames_waiting_in_a_starved_node_keep_their_senders_alive(
         await trio.sleep(3)  # now it is silent
         assert group.news == [("n2", False)]
         nursery.cancel_scope.cancel()
+
+
+def test_a_node_removed_while_dead_and_added_back_is_news_of_life_for_the_groups() -> None:
+    """The groups keep the peers declared dead (`RaftCore._down`) until told they are up, and a leader quiesces
+    without them. A node removed from the cluster while dead and added back under the same id (a replaced machine)
+    must be told up: otherwise, until this node restarts, every group that heard it die goes quiet without waiting
+    for its replica there to catch up (a move onto it), and then retransmits nothing to it."""
+    news: list[tuple[str, bool]] = []
+    liveness = Liveness("n1", ["n1", "n2"], incarnation=1, on_change=lambda p, a: news.append((p, a)))
+    for _ in range(40):
+        liveness.tick()
+    assert news == [("n2", False)]
+    liveness.remove_peer("n2")
+    liveness.add_peer("n2")
+    assert news == [("n2", False), ("n2", True)]
+    assert liveness.alive("n2")

@@ -69,8 +69,10 @@ class SigningKeys:
         return self._public.get(kid)
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWK Set, as served at /.well-known/jwks.json."""
-        return {"keys": [key.as_dict(private=False) for key in self._public.values()]}
+        """The public JWK Set, as served at /.well-known/jwks.json: this node's own key only. The peers' keys it
+        trusts are not its to publish: a peer would learn them from it too, and still trust them once their node
+        was removed or stopped serving them (each node keeping the others' in turn)."""
+        return {"keys": [self._public[self.kid].as_dict(private=False)]}
 
     def add_trusted(self, public_jwk: dict[str, Any]) -> None:
         """Accept tokens signed by another node's key (a public P-256 JWK, as found in its JWKS).

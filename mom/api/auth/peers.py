@@ -15,9 +15,11 @@ longer serves stops being trusted at the next fetch; a peer removed from the clu
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -177,12 +179,19 @@ def _load(store: Path | None) -> dict[str, list[dict[str, Any]]]:
 
 
 def _save(store: Path | None, by_peer: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Written whole under a temporary name, fsynced, then renamed over the old file."""
+    """Written whole under a temporary name of its own (a save in a worker thread may overlap one from
+    `remove_peer`), fsynced, then renamed over the old file. A failure is logged, not raised: the file only spares
+    a restarted node a fetch, and `remove_peer` runs as the catalog applies a removal."""
     if store is None:
         return
-    tmp = store.with_name(f".{store.name}.tmp")
-    with tmp.open("w") as file:
-        json.dump({"peers": dict(by_peer)}, file)
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(store)
+    tmp = store.with_name(f".{store.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        with tmp.open("w") as file:
+            json.dump({"peers": dict(by_peer)}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        tmp.replace(store)
+    except OSError as exc:
+        log.warning("could not keep the peer keys in %s: %s", store, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ on the metadata leader decides (docs/cluster.md, "Adding and removing nodes").
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from quart import Blueprint, Response
@@ -44,18 +45,23 @@ def _scheme() -> str:
     return "https" if urls and urls[0].startswith("https:") else "http"
 
 
-def member_view(member: MemberRecord, catalog: Broker) -> dict[str, Any]:
+def replicas_held(catalog: Broker) -> Counter[str]:
+    """How many destinations' replica sets name each node, in one pass over the catalog (placing every
+    destination once per member instead took a quarter of a second at 10,000 destinations and 5 nodes)."""
     factor = ctx().settings.cluster.replication_factor
-    held = sum(
-        member.id in catalog.members.replicas(group, own or factor, seed=ctx().service.seed_ids)
-        for group, own in catalog.placed()
+    seed = ctx().service.seed_ids
+    return Counter(
+        node for group, own in catalog.placed() for node in catalog.members.replicas(group, own or factor, seed=seed)
     )
+
+
+def member_view(member: MemberRecord, held: Counter[str]) -> dict[str, Any]:
     return {
         "id": member.id,
         "rest_url": f"{_scheme()}://{member.rest}",
         "replication": member.replication,
         "state": member.state,
-        "replicas": held,
+        "replicas": held[member.id],
     }
 
 
@@ -95,9 +101,10 @@ async def list_nodes() -> Response:
     settings = ctx().settings
     alone = [MemberRecord(settings.node_id, str(settings.rest), "")]
     members = catalog.members.members() or ctx().service.seed_members() or alone
+    held = replicas_held(catalog)
     return json_response(
         {
-            "nodes": [member_view(m, catalog) for m in members],
+            "nodes": [member_view(m, held) for m in members],
             "moves": [move_view(m) for m in catalog.members.moves()],
         }
     )
@@ -120,7 +127,9 @@ async def add_node() -> Response:
     meta = meta_leader()
     result = await ctx().service.submit(meta, AddNode(record))
     assert isinstance(result, MembersChanged)
-    return json_response(member_view(record, ctx().service.catalog), status=201 if result.changed else 200)
+    return json_response(
+        member_view(record, replicas_held(ctx().service.catalog)), status=201 if result.changed else 200
+    )
 
 
 @blueprint.post("/nodes/<node_id>/drain")
@@ -139,7 +148,7 @@ async def drain_node(node_id: str) -> Response:
     member = ctx().service.catalog.members.member(node_id)
     if member is None:  # pragma: no cover - removed by another admin in between
         raise NotFound(f"node {node_id!r} is not a member of this cluster")
-    return json_response(member_view(member, ctx().service.catalog))
+    return json_response(member_view(member, replicas_held(ctx().service.catalog)))
 
 
 @blueprint.delete("/nodes/<node_id>")
