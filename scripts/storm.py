@@ -12,7 +12,10 @@ Then, like the scale scenario's failover step (`bench/scale.py`), it kills node 
 through node 1 to (up to) `--sample` of the queues node 3 led, one client thread per queue (2 s timeout, retrying
 every 0.1 s) until each took a message, at most 120 s; meanwhile it records node 1 with py-spy (`--py-spy`
 seconds, as raw collapsed stacks in `--dir`) and node 1's Raft roles every 10 s. Last, it starts node 3 again and
-times restart-to-ready and restart-to-served. Every process it starts is stopped before it exits.
+times restart-to-ready and restart-to-served: it
+publishes through node 3 to the same sampled queues (as the failover step) and reports every 10 s how many took a
+write, with node 3's roles; `--py-spy` records node 3 and node 1 after the restart too. Then it publishes over
+1,000 queues through every node for `--publish` seconds. Every process it starts is stopped before it exits.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from bench.context import RunContext
 from bench.mom_nodes import ADMIN_PASSWORD
 from bench.procs import Managed, free_port
 from bench.rate import one_message
-from bench.scale import FAILOVER_SAMPLE, _led_queues, _until, idle_cpu_pct
+from bench.scale import ACTIVE_QUEUES, FAILOVER_SAMPLE, _led_queues, _publish_spread, _until, idle_cpu_pct
 
 
 def _config(directory: Path, transport: str, destinations: int) -> tuple[Path, list[int]]:
@@ -63,6 +66,17 @@ def _node(directory: Path, config: Path, i: int, port: int) -> Managed:
     command = [sys.executable, "-m", "mom", "serve", "--data-dir", str(directory / f"mom{i}")]
     command += ["--rest", f"127.0.0.1:{port}", "--config", str(config), "--node-id", f"mom{i}"]
     return Managed(f"mom{i}", command, directory / f"mom{i}.log", {"MOM_ADMIN_PASSWORD": ADMIN_PASSWORD})
+
+
+def _spy(directory: Path, label: str, pid: int, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` for `seconds` (raw collapsed stacks, 50 Hz) into `directory`."""
+    out = directory / f"py-spy-{label}-{int(time.time())}.txt"
+    record = ["record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), *record, "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _ready(url: str) -> bool:
@@ -96,8 +110,8 @@ _ROLE = re.compile(r'^mom_raft_groups\{role="(\w+)"\} ([\d.]+)', re.M)
 _CAMPAIGNS = re.compile(r"^mom_raft_(campaigns\w*|campaign_limit|groups_awake) ([\d.]+)", re.M)
 
 
-def _watch_roles(ctx: RunContext, url: str, token: str, stop: threading.Event) -> None:
-    """Node 1's Raft roles every 10 s (a /metrics scrape; one that does not answer within 5 s says so)."""
+def _watch_roles(ctx: RunContext, url: str, token: str, stop: threading.Event, label: str = "node 1") -> None:
+    """A node's Raft roles every 10 s (a /metrics scrape; one that does not answer within 5 s says so)."""
     started = time.monotonic()
     while not stop.wait(10):
         try:
@@ -107,12 +121,15 @@ def _watch_roles(ctx: RunContext, url: str, token: str, stop: threading.Event) -
         except httpx.HTTPError as exc:
             roles = {"error": type(exc).__name__}  # type: ignore[dict-item]
         load = os.getloadavg()[0]
-        ctx.progress(f"  +{time.monotonic() - started:.0f}s node 1 roles {roles}, load {load:.1f}")
+        ctx.progress(f"  +{time.monotonic() - started:.0f}s {label} roles {roles}, load {load:.1f}")
 
 
-def _failover(ctx: RunContext, url: str, token: str, queues: list[str]) -> tuple[float | None, int]:
+def _failover(
+    ctx: RunContext, url: str, token: str, queues: list[str], label: str = "node 1", step_s: float = 0.0
+) -> tuple[float | None, int]:
     """As `bench.scale`'s failover step (one thread per queue, 2 s timeout, 0.1 s between answers, at most
-    120 s), counting every answer node 1 gave meanwhile and how long each took."""
+    120 s), counting every answer the node at `url` gave meanwhile and how long each took; with `step_s`, also
+    how many of the queues had taken a write every `step_s` seconds."""
     body = json.dumps(one_message()).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     started = time.monotonic()
@@ -135,14 +152,19 @@ def _failover(ctx: RunContext, url: str, token: str, queues: list[str]) -> tuple
                 if status == "201":
                     took[queue] = time.monotonic() - started
                     return
-                if status[0].isdigit():
+                if status[0].isdigit() or status == "ConnectError":
                     time.sleep(0.1)
 
     threads = [threading.Thread(target=until_published, args=(queue,)) for queue in queues]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        while thread.is_alive():
+            thread.join(step_s or None)
+            if step_s and thread.is_alive():
+                with lock:
+                    served = len(took)
+                ctx.progress(f"  +{time.monotonic() - started:.0f}s {served} of {len(queues)} served through {label}")
     times = sorted(took.values())
     stuck = len(queues) - len(times)
     slowest = times[-1] if times and not stuck else None
@@ -151,7 +173,7 @@ def _failover(ctx: RunContext, url: str, token: str, queues: list[str]) -> tuple
     for status, count in answers.most_common():
         spent = sorted(waited[status])
         ctx.progress(
-            f"  node 1 answered {status} {count} times (median {spent[len(spent) // 2]:.2f}s, max {spent[-1]:.2f}s)"
+            f"  {label} answered {status} {count} times (median {spent[len(spent) // 2]:.2f}s, max {spent[-1]:.2f}s)"
         )
     return slowest, stuck
 
@@ -163,6 +185,8 @@ def main() -> None:
     parser.add_argument("--transport", default="grpc", choices=("grpc", "zmq"))
     parser.add_argument("--py-spy", type=float, default=0.0, help="seconds of node 1 to record after the kill")
     parser.add_argument("--sample", type=int, default=FAILOVER_SAMPLE)
+    parser.add_argument("--settle", type=float, default=120.0, help="seconds to wait for node 3 to lead its share")
+    parser.add_argument("--publish", type=float, default=10.0, help="seconds of publishing over 1,000 queues")
     parser.add_argument("--idle", type=float, default=5.0, help="idle window (CPU) before the kill")
     args = parser.parse_args()
     ctx = RunContext(workdir=args.dir, duration_s=0, smoke=False, wrk=None)
@@ -185,7 +209,7 @@ def main() -> None:
         def settled() -> bool:  # node 3 leads its share (leadership returned to the preferred leaders)
             return len(_led_queues(MomView(urls), token, "mom3")) >= args.destinations // 6 * 0.9
 
-        ctx.progress(f"node 3 leads its share after {_until(settled, 120)}s")
+        ctx.progress(f"node 3 leads its share after {_until(settled, args.settle)}s")
         cpu = idle_cpu_pct(pids, args.idle)
         ctx.progress(f"idle CPU {', '.join(f'{c:.1f}%' for c in cpu)}; load {os.getloadavg()}")
         led = _led_queues(MomView(urls), token, "mom3")
@@ -212,17 +236,43 @@ def main() -> None:
         ctx.progress(f"failover {failover_s}s, {stuck} stuck; load {os.getloadavg()}")
         nodes[2].start()
         restarted = time.monotonic()
-        ready = _until(lambda: _ready(urls[2]), 120)
-        body = json.dumps(one_message()).encode()
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        queue = led[0] if led else "scale-00000"
+        assert nodes[2].proc is not None
+        spies: list[subprocess.Popen[bytes]] = []
+        if args.py_spy:  # node 3 at once; node 1 once its failover recording is done (one py-spy per process)
+            spies = [_spy(args.dir, "return-node3", nodes[2].proc.pid, args.py_spy)]
+            failover_spy = spy
 
-        def published() -> bool:
-            answer = httpx.post(f"{urls[2]}/v1/queues/{queue}/messages", content=body, headers=headers, timeout=5)
-            return answer.status_code == 201
+            def then_node1() -> None:
+                if failover_spy is not None:
+                    failover_spy.wait(args.py_spy + 30)
+                spies.append(_spy(args.dir, "return-node1", pids[0], args.py_spy))
 
-        served = None if _until(published, 120) is None else time.monotonic() - restarted
-        ctx.progress(f"restart of mom3: ready after {ready}s, served after {served}s; load {os.getloadavg()}")
+            later = threading.Thread(target=then_node1, daemon=True)
+            later.start()
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_roles, args=(ctx, urls[2], token, stop, "node 3"), daemon=True)
+        watcher.start()
+        ready_box: list[float | None] = []
+        waiting = threading.Thread(target=lambda: ready_box.append(_until(lambda: _ready(urls[2]), 120)))
+        waiting.start()
+        served, never = _failover(ctx, urls[2], token, led[: args.sample], "node 3", 10.0)
+        waiting.join()
+        stop.set()
+        ctx.progress(
+            f"restart of mom3: ready after {ready_box[0]}s, all {len(led[: args.sample])} sampled queues served "
+            f"through it after {served}s ({never} never); {time.monotonic() - restarted:.0f}s since the restart; "
+            f"load {os.getloadavg()}"
+        )
+        settled_s = _until(settled, 60)
+        ctx.progress(f"node 3 leads its share again after {settled_s}s more; load {os.getloadavg()}")
+        active = [f"scale-{i:05d}" for i in range(0, args.destinations, 2)][:ACTIVE_QUEUES]
+        ok, errors, elapsed = _publish_spread(MomView(urls), token, active, args.publish)  # type: ignore[arg-type]
+        ctx.progress(
+            f"publish over {len(active)} queues after the return: {ok / elapsed:,.0f} msg/s ({errors} errors); "
+            f"load {os.getloadavg()}"
+        )
+        for each in list(spies):
+            each.wait(max(1.0, args.py_spy) + 30)
     finally:
         if spy is not None and spy.poll() is None:
             spy.wait(60)
