@@ -127,7 +127,7 @@ class CampaignGate:
         """May `group` campaign now? True also while it holds a slot already (a new round of its election)."""
         if group in self._holders:
             return True
-        if len(self._holders) >= int(self._limit) or self._asked.get(group) == self._now:
+        if len(self._holders) >= int(self._limit):
             self._asked[group] = self._now
             return False
         self._asked.pop(group, None)
@@ -138,12 +138,9 @@ class CampaignGate:
     def timed_out_round(self, group: str) -> None:
         """`group`'s election (or pre-vote) timed out: the node does not keep up with this many campaigns. Its
         slot is given back (it asks again, like the others waiting): a group that cannot win (its voters
-        unreachable, a log too far behind) must not hold a slot that another could use. While others wait, it
-        goes behind them: asking again at once, it would take its slot back at this very tick, every time."""
+        unreachable, a log too far behind) must not hold a slot that another could use."""
         if self._holders.pop(group, None) is not None:
             self.timed_out += 1
-            if self._asked:
-                self._asked[group] = self._now  # refused at this tick (`admit`): it asks again later, like them
             if self._now - self._cut_at >= self._cut_every:  # once per election timeout: a burst is one signal
                 self._cut_at = self._now
                 self._limit = max(float(self._low), self._limit / 2)
