@@ -677,14 +677,8 @@ class RaftCore(MembershipMixin):
         both voting for themselves (a split vote that costs both a whole election timeout, and under a storm of
         elections many of them). Refusing a pre-vote is always safe; the refused one is told by our real vote
         request. Only between equal logs: one whose log is behind cannot win, and refusing the other would leave
-        the group with no leader while a third voter is down. Not while waiting for a campaign slot: no pre-vote
-        of ours runs then, and the other may have a slot now."""
-        return (
-            self.role == "candidate"
-            and self._pre_vote
-            and not self.waiting_for_slot
-            and stands_before(self.group, self.node_id, other)
-        )
+        the group with no leader while a third voter is down."""
+        return self.role == "candidate" and self._pre_vote and stands_before(self.group, self.node_id, other)
 
     def _may_vote(self) -> bool:
         """A member of its configuration that lost nothing. A learner of the configuration answers too: only a

@@ -185,30 +185,6 @@ def test_a_crossing_pre_vote_from_a_newer_log_is_granted_whatever_the_order() ->
     assert answer.granted
 
 
-def test_a_candidate_waiting_for_a_slot_does_not_refuse_a_crossing_pre_vote() -> None:
-    """The order refuses a crossing pre-vote only while our own pre-vote runs. A candidate whose round timed out
-    and that waits for a campaign slot (its node has many groups to elect) sends none: refusing the other voter,
-    whose node may have a slot free, would hold the group leaderless until this one gets a slot."""
-    first, second = ("a", "b") if stands_before("g", "a", "b") else ("b", "a")
-    gate = CampaignGate(limit=2, low=1, high=2)
-    raft = gated(first, "g", gate)
-    for _ in range(25):
-        gate.tick()
-        raft.tick()
-    assert raft.role == "candidate"  # standing in a pre-vote
-    assert gate.admit("other")  # another group of this node takes the other slot
-    for _ in range(40):  # nobody answers: the round times out, which halves the limit: no slot is free
-        gate.tick()
-        raft.tick()
-        if raft.waiting_for_slot:
-            break
-    assert raft.waiting_for_slot and raft.role == "candidate"
-    flush(raft)
-    raft.step(RequestVote("g", 2, second, first, 1, 1, True, False))  # equal logs
-    (answer,) = [m for m in flush(raft).messages if isinstance(m, VoteResponse)]
-    assert answer.granted
-
-
 def test_a_candidate_that_wins_while_waiting_for_a_slot_is_ticked_as_a_leader() -> None:
     """An election that timed out may still be won: the votes were only late (the voters' disks are busy in a
     storm). The winner waited for a slot meanwhile, and the router ticks a waiting group only every few ticks: a
