@@ -6,6 +6,8 @@ answers on a state it has not loaded. Held dormant here by keeping the backgroun
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -53,15 +55,25 @@ def _gid(service: BrokerService, name: str) -> str:
     return service._manager.placement(QueueRef(name)).group_id
 
 
+@asynccontextmanager
+async def _restarted_dormant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[BrokerService, dict[str, tuple[str, int, str | None, int]]]]:
+    """The node after a first run, restarted with every queue's group placed and held dormant; and the groups'
+    (id, term, vote, last index) at the first run's stop."""
+    before = await _first_run(tmp_path)
+    _hold_dormant(monkeypatch)
+    async with one_node(tmp_path) as service:
+        await until(lambda: service._manager.dormant == len(QUEUES), "every queue's group placed, dormant")
+        yield service, before
+
+
 async def test_a_request_recovers_its_group_and_the_others_stay_dormant(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with trio.fail_after(300):
-        before = await _first_run(tmp_path)
-        _hold_dormant(monkeypatch)
-        async with one_node(tmp_path) as service:
+        async with _restarted_dormant(tmp_path, monkeypatch) as (service, before):
             manager = service._manager
-            await until(lambda: manager.dormant == len(QUEUES), "every queue's group placed, dormant")
             await trio.sleep(5)
             assert manager.dormant == len(QUEUES), "nothing recovers them but a request or a message"
             for name in QUEUES:
@@ -82,11 +94,8 @@ async def test_a_peer_message_recovers_its_group_before_the_core_sees_anything(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with trio.fail_after(300):
-        before = await _first_run(tmp_path)
-        _hold_dormant(monkeypatch)
-        async with one_node(tmp_path) as service:
+        async with _restarted_dormant(tmp_path, monkeypatch) as (service, before):
             manager = service._manager
-            await until(lambda: manager.dormant == len(QUEUES), "every queue's group placed, dormant")
             gid, term, vote, last = before["q3"]
             router = manager._router
             # A vote request of a later term from a (made-up) peer, for the dormant group: dropped, since no core
