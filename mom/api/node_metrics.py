@@ -100,12 +100,9 @@ class NodeCollector(Collector):
 
     def _led(self) -> tuple[list[_Led], int]:
         """(kind, name, group) of the destinations this node leads within the cap, and how many it leaves out."""
-        service = self._parts.service
-        now = service.now_ms()
-        catalog = service.catalog
+        queues, topics = self._parts.service.catalog.destination_names()
         names = sorted(
-            [("queue", q.name) for q in catalog.list_queues(now)]
-            + [("topic", t.name) for t in catalog.list_topics(now)],
+            [("queue", name) for name in queues] + [("topic", name) for name in topics],
             key=lambda kind_name: (kind_name[1], kind_name[0]),
         )
         led: dict[str, _Led] = {}

@@ -495,6 +495,11 @@ class Broker:
     def queue_info(self, name: str, now_ms: int) -> QueueInfo:
         return self._queue(name).info(max(now_ms, self._last_now))
 
+    def destination_names(self) -> tuple[list[str], list[str]]:
+        """(queue names, topic names) held here: cheap where the infos of `list_queues` and `list_topics` are not
+        (the catalog of 10,000 destinations took 0.4 s of the event loop for each /metrics scrape)."""
+        return list(self._queues), list(self._topics)
+
     def list_queues(self, now_ms: int) -> list[QueueInfo]:
         now = max(now_ms, self._last_now)
         return [self._queues[name].info(now) for name in sorted(self._queues)]

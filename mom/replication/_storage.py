@@ -4,8 +4,8 @@ Layout of the group's directory:
 
 - `log/`: a `SegmentedLog` whose record `i` is the Raft entry at index `i`, encoded as a `LogEntry` (term,
   payload), so the terms that Raft's safety depends on survive a restart with the commands;
-- `hard_state`: the `HardState` (term, vote, commit, learner and member flags), replaced atomically (write a
-  temporary file, rename) whenever anything but the commit index changes;
+- `hard_state`: the `HardState` (term, vote, commit, learner and member flags), written whenever anything but the
+  commit index changes, as a record appended to a small journal (`mom.replication._hard_state`: one fsync);
 - `snapshots/`: a `SnapshotStore` of `Snapshot` structs (index, term, state machine data).
 
 What is durable when follows the `fsync` policy: `always` makes `sync` flush the log and the hard state, once
@@ -35,13 +35,13 @@ from mom.log import SegmentedLog, SnapshotStore
 from mom.log.fs import OS_FILES, FileSystem
 from mom.log.log import LogDamaged
 from mom.log.snapshot import IncomingSnapshot, SnapshotReader
+from mom.replication._hard_state import HardStateFile
 from mom.replication._raftlog import HardState, PersistedState, Snapshot
 from mom.replication.messages import LogEntry
 
 logger = logging.getLogger("mom.replication")
 _entry_encoder = msgspec.msgpack.Encoder()
 _entry_decoder = msgspec.msgpack.Decoder(LogEntry)
-_hard_state_decoder = msgspec.msgpack.Decoder(HardState)
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 
 
@@ -77,7 +77,7 @@ class RaftStorage:
         self._fsync = storage.fsync == "always"
         self._segment_bytes = storage.segment_bytes
         self._snapshots = SnapshotStore(directory / "snapshots", fs=fs)
-        self._hard_state_path = directory / "hard_state"
+        self._hard_state = HardStateFile(directory / "hard_state", fs, fsync=self._fsync)
         self._log: SegmentedLog | None = None
         self._lasting = _lasting(HardState())
         self.snapshot_index = 0
@@ -110,7 +110,7 @@ class RaftStorage:
             if snapshot.index != index:
                 raise StorageError(f"snapshot file {index} in {self.directory} holds index {snapshot.index}")
         self.snapshot_index = self.previous_snapshot_index = snapshot.index
-        hard_state = self._load_hard_state()
+        hard_state = self._hard_state.load()
         directory, segment_bytes = self.directory / "log", self._segment_bytes
         try:
             log = SegmentedLog.open(
@@ -151,20 +151,8 @@ class RaftStorage:
                 what,
             )
             hard_state = msgspec.structs.replace(hard_state, learner=True)
-            self._write_hard_state(hard_state)
+            self._hard_state.write(hard_state)
         return hard_state
-
-    def _load_hard_state(self) -> HardState:
-        try:
-            raw = self._fs.read_bytes(self._hard_state_path)
-        except FileNotFoundError:
-            return HardState()
-        except OSError as exc:
-            raise StorageError(f"cannot read {self._hard_state_path}: {exc}") from exc
-        try:
-            return _hard_state_decoder.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise StorageError(f"{self._hard_state_path} is corrupt: {exc}") from exc
 
     def _stall(self) -> None:
         """Fault testing only: act like a disk that takes `fault_delay_s` to do anything."""
@@ -201,29 +189,12 @@ class RaftStorage:
         if self._fsync:
             self.log.sync()
         if hard_state is not None and _lasting(hard_state) != self._lasting:
-            self._write_hard_state(hard_state)
+            self._hard_state.write(hard_state)
             self._lasting = _lasting(hard_state)
 
     def changes_lasting(self, hard_state: HardState) -> bool:
         """Whether `sync(hard_state)` would write it: something but its commit index changed."""
         return _lasting(hard_state) != self._lasting
-
-    def _write_hard_state(self, hard_state: HardState) -> None:
-        tmp = self._hard_state_path.with_name("hard_state.tmp")
-        fs = self._fs
-        try:
-            file = fs.open(tmp, create=True)
-            try:
-                file.write(_entry_encoder.encode(hard_state))
-                if self._fsync:
-                    file.sync()
-            finally:
-                file.close()
-            fs.replace(tmp, self._hard_state_path)
-            if self._fsync:
-                fs.sync_directory(self.directory)
-        except OSError as exc:
-            raise StorageError(f"cannot write {self._hard_state_path}: {exc}") from exc
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot durably (always fsynced: it replaces log segments). Blocks: a worker thread may
