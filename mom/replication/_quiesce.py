@@ -75,10 +75,19 @@ class QuiesceMixin:
         return self.node_id in self.voters and live >= self._quorum
 
     def peer_up(self, peer: str) -> None:
-        """`peer`'s node is back (restarted, or reachable again): a quiesced leader heartbeats at once, so the
-        follower learns who leads and catches up without waiting for an election timeout of its own."""
+        """`peer`'s node is back (restarted, or reachable again). A quiesced leader with a live quorum without it,
+        which had acknowledged every entry, stays quiet: the returning replica asks (its pre-vote, of whatever
+        term, wakes the leader, whose heartbeats then bring it back), and the returning node's `CampaignGate`
+        paces those asks. Waking every such leader at once (at 10,000 destinations every group has a replica on
+        the returning node: 5,000 leaders per survivor, each heartbeating until the returning node answered,
+        which it could not under that load) left the cluster unable to serve for minutes (issue 10). Otherwise
+        the leader heartbeats at once: a follower that lags may be a quiesced one that never lost touch with us
+        (an asymmetric partition), which would never ask."""
+        progress = self._progress.get(peer)
+        caught_up = progress is not None and progress.match == self.log.last_index
+        quiet = caught_up and self.quiesced and peer in self._down and self._live_quorum()
         self._down.discard(peer)
-        if self.role == "leader" and peer in self._progress:
+        if self.role == "leader" and peer in self._progress and not quiet:
             self._wake()
 
     def _wake(self) -> None:

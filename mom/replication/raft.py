@@ -470,6 +470,8 @@ class RaftCore(MembershipMixin):
                 leader = m.sender if isinstance(m, AppendEntries | InstallSnapshot | TimeoutNow) else None
                 self._become_follower(m.term, leader)
         elif m.term < self.term:
+            if isinstance(m, RequestVote) and self.role == "leader":
+                self._wake()  # a replica that lost touch (restarted): our heartbeats bring it back
             if isinstance(m, AppendEntries | InstallSnapshot):
                 self._respond(m.sender, False, 0, 0)
             elif isinstance(m, RequestVote) and m.pre_vote:

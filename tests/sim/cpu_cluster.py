@@ -20,10 +20,11 @@ from collections.abc import Callable
 
 import msgspec
 
-from mom.replication._elections import CampaignGate
+from mom.replication._elections import ASK_EVERY_TICKS, CampaignGate
 from mom.replication.liveness import Liveness
 from mom.replication.messages import LogEntry, Message, NodeHeartbeat
 from mom.replication.raft import HardState, PersistedState, RaftCore, Ready
+from mom.replication.router import _bucket
 
 NODES = ("n1", "n2", "n3")
 
@@ -40,6 +41,7 @@ class CpuCluster:
         lean_ticks: bool = True,
         tick_cost: float = 0.02,
         wake_cost: float = 0.25,
+        preferred: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.cpu = cpu
@@ -50,33 +52,15 @@ class CpuCluster:
         self.live = set(NODES)
         self.now = 0
         self.group_ids = [f"g{i}" for i in range(groups)]
-        self.gates = {node: CampaignGate() if gate else None for node in NODES}
+        self.gate = gate
+        self.preferred = {gid: NODES[i % 3] if preferred else None for i, gid in enumerate(self.group_ids)}
+        """Each group's preferred leader (leadership is handed back to it), with `preferred`."""
+        self.gates: dict[str, CampaignGate | None] = {}
+        self.cores: dict[str, dict[str, RaftCore]] = {}
+        self.liveness: dict[str, Liveness] = {}
         persisted = PersistedState(HardState(1, None, 1, False, True), entries=[LogEntry(1, b"")])
-        self.cores: dict[str, dict[str, RaftCore]] = {
-            node: {
-                gid: RaftCore(
-                    node,
-                    NODES,
-                    persisted=persisted,
-                    rng=random.Random(self.rng.getrandbits(32)),
-                    group=gid,
-                    quiesce=True,
-                    campaign_gate=self.gates[node],
-                )
-                for gid in self.group_ids
-            }
-            for node in NODES
-        }
-        self.liveness = {
-            node: Liveness(
-                node,
-                NODES,
-                incarnation=1,
-                on_change=self._news(node),
-                link_up=lambda peer: peer in self.live,
-            )
-            for node in NODES
-        }
+        for node in NODES:
+            self._start(node, lambda gid: persisted, incarnation=1)
         self.inbox: dict[str, deque[Message]] = {node: deque() for node in NODES}
         self.debt = dict.fromkeys(NODES, 0.0)
         self.disks: dict[str, deque[tuple[str, Ready]]] = {node: deque() for node in NODES}
@@ -87,6 +71,30 @@ class CpuCluster:
         self.lasting: dict[tuple[str, str], HardState] = {}
         self.declared_dead: list[tuple[int, str, str]] = []
         """(tick, node, peer) each time a node declared a peer dead."""
+
+    def _start(self, node: str, persisted: Callable[[str], PersistedState], incarnation: int) -> None:
+        """A node process starting on what its disk holds: new cores, gate and liveness."""
+        self.gates[node] = CampaignGate() if self.gate else None
+        self.cores[node] = {
+            gid: RaftCore(
+                node,
+                NODES,
+                persisted=persisted(gid),
+                rng=random.Random(self.rng.getrandbits(32)),
+                group=gid,
+                quiesce=True,
+                campaign_gate=self.gates[node],
+                preferred_leader=self.preferred[gid],
+            )
+            for gid in self.group_ids
+        }
+        self.liveness[node] = Liveness(
+            node,
+            NODES,
+            incarnation=incarnation,
+            on_change=self._news(node),
+            link_up=lambda peer: peer in self.live,
+        )
 
     def _news(self, node: str) -> Callable[[str, bool], None]:
         def told(peer: str, alive: bool) -> None:
@@ -114,7 +122,10 @@ class CpuCluster:
         budget = self.cpu - self.debt[node]
         cores, pending = self.cores[node], self.pending[node]
         self.wire.extend(self.liveness[node].tick())
+        ask = self.now % ASK_EVERY_TICKS
         for gid, core in cores.items():
+            if core.waiting_for_slot and ask != _bucket(gid):
+                continue  # as the router: a group refused a campaign slot asks again every `ASK_EVERY_TICKS`
             if not core.quiesced:
                 before = (core.role, core.leader_id, core.term)
                 core.tick()
@@ -186,13 +197,36 @@ class CpuCluster:
         self.disks[node].clear()
         self.pending[node].clear()
 
+    def restart(self, node: str) -> None:
+        """Start a killed node again on its disk: each group's last written hard state and its log (everything
+        a quiet group had appended was durable before it went quiet)."""
+        old = self.cores[node]
+
+        def persisted(gid: str) -> PersistedState:
+            hs = self.lasting.get((node, gid), HardState(1, None, 1, False, True))
+            log = old[gid].log
+            return PersistedState(hs, entries=log.slice(log.first_index, log.last_index + 1))
+
+        self._start(node, persisted, incarnation=self.now + 2)
+        self.busy = {(n, gid) for n, gid in self.busy if n != node}
+        self.live.add(node)
+        for gid in self.group_ids:
+            self.pending[node][gid] = None
+
 
 def quiet_cpu_cluster(
-    seed: int, groups: int, *, cpu: float, disk_rate: int, gate: bool = True, lean_ticks: bool = True
+    seed: int,
+    groups: int,
+    *,
+    cpu: float,
+    disk_rate: int,
+    gate: bool = True,
+    lean_ticks: bool = True,
+    preferred: bool = False,
 ) -> CpuCluster:
-    """The groups led by n1, n2 and n3 in turn (as preferred leaders spread them) and quiesced, on unbounded CPU
-    and disk; then the bounds apply."""
-    cluster = CpuCluster(seed, groups, cpu=1e9, disk_rate=10**9, gate=gate, lean_ticks=lean_ticks)
+    """The groups led by n1, n2 and n3 in turn (as preferred leaders spread them; with `preferred`, those are
+    their preferred leaders too) and quiesced, on unbounded CPU and disk; then the bounds apply."""
+    cluster = CpuCluster(seed, groups, cpu=1e9, disk_rate=10**9, gate=gate, lean_ticks=lean_ticks, preferred=preferred)
     for i, gid in enumerate(cluster.group_ids):
         cluster.core(NODES[i % 3], gid).stand_after(1)
     quiet = cluster.run_until(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sim.cpu_cluster import quiet_cpu_cluster
+from tests.sim.cpu_cluster import CpuCluster, quiet_cpu_cluster
 
 FAILOVER_BOUND = 800
 """Ticks (40 s at 50 ms a tick) in which every group must have a settled leader again."""
@@ -53,3 +53,65 @@ def test_a_few_groups_on_starved_nodes_still_fail_over_within_an_election_timeou
     cluster.kill("n3")
     took = cluster.run_until(lambda: all(cluster.settled(gid) for gid in cluster.group_ids), FAILOVER_BOUND)
     assert took is not None and took <= 50, took
+
+
+RETURN_BOUND = 2000
+"""Ticks (100 s at 50 ms a tick) after the restart watched (and in which the returning node should lead half its
+share again)."""
+BACKLOG_BOUND = 6000
+"""Messages queued on a node at most after the return: 100 ticks of its work (5 s) that any request through it
+waits behind. Waking every leader of a group with a replica on the returning node at once queued over 10,000
+(8 s) on all three nodes, and every one of the 900 groups was without a leader for 600 ticks."""
+
+
+def _return(seed: int) -> tuple[CpuCluster, int, list[tuple[int, int, int]]]:
+    """900 groups with preferred leaders n1, n2, n3 in turn on the starved nodes of the failover test: n3 is
+    killed, the survivors take over its 300 groups and quiesce, then n3 starts again on its disk (issue 10: at
+    10,000 destinations a publish through the returning node was not served within 120 s). Returns the cluster,
+    the tick of the return, and every 50 ticks (the largest backlog, groups without a live leader, groups n3
+    leads)."""
+    cluster = quiet_cpu_cluster(seed, 900, cpu=60, disk_rate=40, preferred=True)
+    cluster.kill("n3")
+    took = cluster.run_until(lambda: all(cluster.settled(gid) for gid in cluster.group_ids), FAILOVER_BOUND)
+    assert took is not None
+    quiet = cluster.run_until(lambda: all(c.quiesced for n in ("n1", "n2") for c in cluster.cores[n].values()), 400)
+    assert quiet is not None
+    cluster.restart("n3")
+    returned = cluster.now
+    share = sum(cluster.preferred[gid] == "n3" for gid in cluster.group_ids)
+    samples: list[tuple[int, int, int]] = []
+    for _ in range(RETURN_BOUND // 50):
+        cluster.run_until(lambda: False, 50)
+        backlog = max(len(q) for q in cluster.inbox.values())
+        leaderless = sum(
+            not any(cluster.core(n, gid).role == "leader" for n in cluster.live) for gid in cluster.group_ids
+        )
+        led = sum(cluster.core("n3", gid).role == "leader" for gid in cluster.group_ids)
+        samples.append((backlog, leaderless, led))
+        if led >= share // 2:
+            break
+    return cluster, returned, samples
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_killed_node_returns_without_swamping_the_cluster(seed: int) -> None:
+    """While n3 returns, no node's backlog outgrows `BACKLOG_BOUND` (when every leader woke on the return: 10,900
+    at once, and none of the 900 groups had a leader for 600 ticks) and no live node is declared dead. Its groups
+    find their leaders through its `CampaignGate` (a quiet leader it had acknowledged everything of stays quiet
+    until it asks). Not good enough yet: 150 to 330 of the 900 groups are without a leader at a time (the xfail
+    test below)."""
+    cluster, returned, samples = _return(seed)
+    print(f"seed {seed}: (backlog, leaderless, n3 leads) every 50 ticks: {samples}")
+    assert max(backlog for backlog, _, _ in samples) <= BACKLOG_BOUND, samples
+    wrongly = [(tick, node, peer) for tick, node, peer in cluster.declared_dead if tick >= returned and peer != "n3"]
+    assert wrongly == [], f"live nodes declared dead after the return: {wrongly}"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: leadership does not return to a restarted node within the bound")
+def test_a_killed_node_leads_half_its_share_again_within_the_bound() -> None:
+    """Known gap (docs/cluster.md, "A node's return"): the survivors' leaders that catch n3 up and the
+    hand-backs to it queue more messages than the nodes handle within an election timeout, so CheckQuorum steps
+    leaders down and a third of the groups are without a leader at a time (n3 leads half its 300 groups after
+    about 1,400 ticks). Passing this means the return is fixed."""
+    _, _, samples = _return(0)
+    assert samples[-1][2] >= 150 and max(leaderless for _, leaderless, _ in samples) <= 90, samples

@@ -209,3 +209,55 @@ def test_a_candidate_that_wins_while_waiting_for_a_slot_is_ticked_as_a_leader() 
     assert raft.role == "leader"
     assert not raft.waiting_for_slot, "a leader is ticked every tick"
     assert gate.waiting == 0, "it no longer counts as waiting"
+
+
+def quiet_leader() -> RaftCore:
+    """`a` leading term 2 of a 3-voter group, every follower caught up, quiesced."""
+    persisted = PersistedState(HardState(1, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
+    raft = RaftCore("a", ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group="g", quiesce=True)
+    for _ in range(20):
+        raft.tick()
+    raft.step(VoteResponse("g", 2, "b", "a", True, True))
+    flush(raft)
+    raft.step(VoteResponse("g", 2, "b", "a", True, False))
+    assert raft.role == "leader"
+    answer_for_a_while(raft, ("b", "c"))
+    assert raft.quiesced
+    return raft
+
+
+def answer_for_a_while(raft: RaftCore, followers: tuple[str, ...]) -> None:
+    """30 ticks of `followers` acknowledging whatever the leader sends them."""
+    for _ in range(30):
+        for m in flush(raft).messages if raft.has_ready() else []:
+            if isinstance(m, AppendEntries) and m.receiver in followers:
+                raft.step(AppendResponse("g", 2, m.receiver, "a", True, m.prev_index + len(m.entries), 0, 1, False))
+        raft.tick()
+
+
+def test_a_quiet_leader_stays_quiet_when_a_follower_returns_until_that_follower_asks() -> None:
+    """Issue 10: a node returning after a crash woke every leader of a group it replicates at once (5,000 per
+    survivor at 10,000 destinations), each heartbeating until the returning node answered, which it could not
+    under that load. The returning replica's own pre-vote, paced by its node's gate, wakes its leader, even a
+    pre-vote of the older term it restarted with."""
+    raft = quiet_leader()
+    raft.peer_down("c")
+    raft.peer_up("c")
+    assert raft.quiesced, "a and b are a live majority, c had everything: c asks when it needs the leader"
+    raft.step(RequestVote("g", 1, "c", "a", 1, 1, True, False))  # c restarted in an older term
+    assert not raft.quiesced and raft.role == "leader"
+    raft = quiet_leader()
+    raft.peer_up("c")  # news of a node that was never declared dead (a link back up): heartbeat at once
+    assert not raft.quiesced
+
+
+def test_a_quiet_leader_wakes_at_once_for_a_returning_follower_that_lags() -> None:
+    """A follower that missed entries may be a quiesced one that never lost touch with the leader (an asymmetric
+    partition: the random-fault simulation found it), which would never ask: the leader catches it up at once."""
+    raft = quiet_leader()
+    raft.peer_down("c")
+    raft.propose([b"while c was away"])
+    answer_for_a_while(raft, ("b",))
+    assert raft.quiesced and raft.commit_index == raft.log.last_index
+    raft.peer_up("c")
+    assert not raft.quiesced
