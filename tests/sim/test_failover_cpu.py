@@ -64,7 +64,7 @@ waits behind. Waking every leader of a group with a replica on the returning nod
 (8 s) on all three nodes, and every one of the 900 groups was without a leader for 600 ticks."""
 
 
-def _return(seed: int) -> tuple[CpuCluster, int, list[tuple[int, int, int]]]:
+def _return(seed: int, ticks: int = RETURN_BOUND) -> tuple[CpuCluster, int, list[tuple[int, int, int]]]:
     """900 groups with preferred leaders n1, n2, n3 in turn on the starved nodes of the failover test: n3 is
     killed, the survivors take over its 300 groups and quiesce, then n3 starts again on its disk (issue 10: at
     10,000 destinations a publish through the returning node was not served within 120 s). Returns the cluster,
@@ -80,7 +80,7 @@ def _return(seed: int) -> tuple[CpuCluster, int, list[tuple[int, int, int]]]:
     returned = cluster.now
     share = sum(cluster.preferred[gid] == "n3" for gid in cluster.group_ids)
     samples: list[tuple[int, int, int]] = []
-    for _ in range(RETURN_BOUND // 50):
+    for _ in range(ticks // 50):
         cluster.run_until(lambda: False, 50)
         backlog = max(len(q) for q in cluster.inbox.values())
         leaderless = sum(
@@ -93,20 +93,25 @@ def _return(seed: int) -> tuple[CpuCluster, int, list[tuple[int, int, int]]]:
     return cluster, returned, samples
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_a_killed_node_returns_without_swamping_the_cluster(seed: int) -> None:
+SWAMPED_WITHIN = 400
+"""Ticks after the return in which waking every leader at once had swamped every node (10,852 queued at the first
+sample, 50 ticks in)."""
+
+
+def test_a_killed_node_returns_without_swamping_the_cluster() -> None:
     """While n3 returns, no node's backlog outgrows `BACKLOG_BOUND` (when every leader woke on the return: 10,900
     at once, and none of the 900 groups had a leader for 600 ticks) and no live node is declared dead. Its groups
     find their leaders through its `CampaignGate` (a quiet leader it had acknowledged everything of stays quiet
     until it asks). Not good enough yet: 150 to 330 of the 900 groups are without a leader at a time (the xfail
     test below)."""
-    cluster, returned, samples = _return(seed)
-    print(f"seed {seed}: (backlog, leaderless, n3 leads) every 50 ticks: {samples}")
+    cluster, returned, samples = _return(0, SWAMPED_WITHIN)
+    print(f"(backlog, leaderless, n3 leads) every 50 ticks: {samples}")
     assert max(backlog for backlog, _, _ in samples) <= BACKLOG_BOUND, samples
     wrongly = [(tick, node, peer) for tick, node, peer in cluster.declared_dead if tick >= returned and peer != "n3"]
     assert wrongly == [], f"live nodes declared dead after the return: {wrongly}"
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 10: leadership does not return to a restarted node within the bound")
 def test_a_killed_node_leads_half_its_share_again_within_the_bound() -> None:
     """Known gap (docs/cluster.md, "A node's return"): the survivors' leaders that catch n3 up and the
