@@ -47,10 +47,11 @@ from mom.config import ReplicationSection, Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.log.fs import sync_file_system
+from mom.replication._disk_age import born_ms, held_before
 from mom.replication._dormant import DormantGroups
 from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.messages import LeaderNews
-from mom.replication.placement import METADATA_GROUP, group_id
+from mom.replication.placement import METADATA_GROUP, declared_ms, group_id
 from mom.replication.router import Router
 
 log = logging.getLogger("mom.replication")
@@ -126,6 +127,9 @@ class GroupManager:
         log again (see `SegmentedLog.open(durable=)`). An id leaves the set when its group is first built (or
         stopped): a later incarnation in this process may find files it wrote itself and never synced (it was
         cancelled before its fsync), which no sync at start covered."""
+        self._born_ms = born_ms(disk.fs, settings.data_dir, clock_ms())
+        """When the data directory was first used: a group declared by then may have been held by a disk since
+        wiped (`mom.replication._disk_age`)."""
         self._sync_at_start = bool(self._durable_at_start)
         """`run` syncs the data's file system before any group reads its storage: there is data to make durable."""
         self._erasing: dict[str, _Running] = {}
@@ -201,6 +205,7 @@ class GroupManager:
             preferred_leader=voters[0],
             joining_as_learner=learner,
             first_term=gid != METADATA_GROUP and not learner,
+            held_before=None if gid == METADATA_GROUP else held_before(self._born_ms, declared_ms(gid)),
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
             observer=self._observer,
