@@ -182,7 +182,7 @@ class RaftGroup:
             storage,
             fs=disk.fs,
             fault_delay_s=fault_delay_s(storage, group_id),
-            durable_at_start=durable_at_start,  # the owner synced the whole file system since the last writer died
+            durable_at_start=durable_at_start,  # the file system was synced since anyone last wrote here
         )
         self._sender = SnapshotSender(
             group_id,
