@@ -24,6 +24,15 @@ its vote could elect a leader that lacks entries it had acknowledged, and a comm
   (itself included) is empty too, the group is new and it starts as a voter; if so many hold state that no
   majority can be empty, it becomes a learner. Until then it takes part in nothing. In a new group the first
   replicas to decide, a majority of them, are voters: each saw a majority empty.
+- Only a replica that never held anything of the group may count as empty (`held_before`, from the age of the
+  node's data directory against the group's declaration, see `mom.replication._disk_age`). A wiped replica
+  (a replaced disk, younger than the group) answers that it holds state and never counts itself as empty: with
+  a replica that never started the group (its node's catalog is behind) it would otherwise make an "empty
+  majority" and elect a leader without the entries only the third replica holds. It becomes a learner once the
+  group is known to exist. A replica known never to have held anything becomes a voter then instead: it never
+  acknowledged an entry, so its vote cannot help lose one (only the wiped, who may have, must not vote), and a
+  group of one holder, one wiped and one such replica can still elect the holder. Unknown (`None`, the
+  metadata group, whose birth no declaration dates): counted as empty, a learner if the group exists.
 - A new destination's group skips its first election (`first_term`, as a multi-Raft system creates a range with
   its leader in place): a replica that finds the group new starts in term 1 having voted for the preferred
   leader, so no one else can win term 1; the preferred leader waits (up to an election timeout) for every voter's
@@ -77,6 +86,7 @@ class MembershipMixin(QuiesceMixin):
     _config: tuple[int, Membership]
     _was_member: bool
     _join_answers: dict[str, bool]
+    _held_before: bool | None
     _fresh_empty: set[str]
     _first_term: bool
     _preferred: str | None
@@ -235,11 +245,18 @@ class MembershipMixin(QuiesceMixin):
         """Whether this replica's disk holds state of the group (what a joining replica asks). Only what is
         durable counts: a replica that crashes before persisting its membership comes back empty, and must then
         have been counted as empty."""
-        return self._persisted_hs != HardState() or self.log.stable > 0
+        return self._held_before is True or self._persisted_hs != HardState() or self.log.stable > 0
 
     def _untouched_by(self, prober: str) -> bool:
-        """No entry here (durable or not), no term above 1, no vote but for `prober` (see `JoinReply`)."""
-        return self.log.last_index == 0 and self.term <= 1 and self.voted_for in (None, prober) and not self.learner
+        """No entry here (durable or not), no term above 1, no vote but for `prober` (see `JoinReply`), and no
+        earlier disk that may have held any."""
+        return (
+            self.log.last_index == 0
+            and self.term <= 1
+            and self.voted_for in (None, prober)
+            and not self.learner
+            and self._held_before is not True
+        )
 
     def _on_join_reply(self, m: JoinReply) -> None:
         if not self.joining or m.sender not in self.voters or m.sender == self.node_id:
@@ -258,8 +275,9 @@ class MembershipMixin(QuiesceMixin):
             self._stand_after = None
             self._begin_first_term()
             return
-        holding = sum(self._join_answers.values())
-        empty = 1 + len(self._join_answers) - holding
+        held = self._held_before is True  # this disk may have lost what it held: it never counts as empty
+        holding = sum(self._join_answers.values()) + held
+        empty = len(self._join_answers) + 1 - holding
         if first_leader and empty >= self._quorum and self._election_elapsed < self._election_ticks:
             return  # the first leader waits a little for every voter's answer: it may then lead without a vote
         if empty >= self._quorum:
@@ -271,7 +289,7 @@ class MembershipMixin(QuiesceMixin):
                 self.stand_after(self._stand_after)
         elif holding > len(self.voters) - self._quorum:
             self.joining = False  # the group exists: whatever this disk held before is gone
-            self.learner = True
+            self.learner = self._held_before is not False  # known never to have held anything: it may vote
             self._reset_timer()
         if not self.joining:
             self._stand_after = None

@@ -71,7 +71,8 @@ class RaftStorage:
     ) -> None:
         self.directory = directory
         self._durable_at_start = durable_at_start
-        """Everything on disk was made durable before `load` (see `SegmentedLog.open(durable=...)`)."""
+        """Everything on disk was made durable before `load` (see `SegmentedLog.open(durable=...)`): true only of
+        the first open, in this process, of a directory that existed when it started (`GroupManager`)."""
         self._fs = fs
         self._fault_delay_s = fault_delay_s
         self._fsync = storage.fsync == "always"

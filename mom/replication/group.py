@@ -140,6 +140,7 @@ class RaftGroup:
         learners: Sequence[str] = (),
         joining_as_learner: bool = False,
         first_term: bool = False,
+        held_before: bool | None = None,
         campaign_gate: CampaignGate | None = None,
         durable_at_start: bool = False,
     ) -> None:
@@ -154,6 +155,8 @@ class RaftGroup:
         self._joining_as_learner = joining_as_learner
         self._first_term = first_term
         """A new group's first term without an election (`RaftCore(first_term=True)`)."""
+        self._held_before = held_before
+        """Whether this node's disk may have held the group before (`RaftCore(held_before=...)`)."""
         self._directory = directory
         self._settings = storage
         self._replication = replication if replication is not None else ReplicationSection()
@@ -179,7 +182,7 @@ class RaftGroup:
             storage,
             fs=disk.fs,
             fault_delay_s=fault_delay_s(storage, group_id),
-            durable_at_start=durable_at_start,  # the owner synced the whole file system since the last writer died
+            durable_at_start=durable_at_start,  # the file system was synced since anyone last wrote here
         )
         self._sender = SnapshotSender(
             group_id,
@@ -255,6 +258,7 @@ class RaftGroup:
                 group=self.group_id,
                 quiesce=replication.quiesce,
                 first_term=self._first_term,
+                held_before=self._held_before,
                 run=self._clock_ms(),
                 campaign_gate=self._campaign_gate,
             )

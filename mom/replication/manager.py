@@ -47,10 +47,11 @@ from mom.config import ReplicationSection, Settings
 from mom.errors import NotFound
 from mom.log.disk import Disk
 from mom.log.fs import sync_file_system
+from mom.replication._disk_age import born_ms, held_before
 from mom.replication._dormant import DormantGroups
 from mom.replication.group import GroupObserver, RaftGroup
 from mom.replication.messages import LeaderNews
-from mom.replication.placement import METADATA_GROUP, group_id
+from mom.replication.placement import METADATA_GROUP, declared_ms, group_id
 from mom.replication.router import Router
 
 log = logging.getLogger("mom.replication")
@@ -86,6 +87,10 @@ class _Running:
     settled: trio.Event = field(default_factory=trio.Event)
     """Set once the group has recovered (it is routed), or stopped before."""
     erase: bool = False
+    after: trio.Event | None = None
+    """Set once the previous incarnation of the group here (stopped) has had its data removed."""
+    erased: trio.Event = field(default_factory=trio.Event)
+    """Set once this incarnation stopped (and had its data removed, if it was to be)."""
 
 
 class GroupManager:
@@ -116,8 +121,20 @@ class GroupManager:
         """The configured nodes: the metadata group's voters, and the cluster's members until the catalog
         records them."""
         self._directory = settings.data_dir / "groups"
-        self._synced_at_start = settings.storage.fsync == "always" and settings.data_dir.is_dir()
-        """`run` syncs the data's file system before any group reads its storage (see `SegmentedLog.open`)."""
+        self._durable_at_start = self._found_at_start(disk) if settings.storage.fsync == "always" else set()
+        """The groups whose directory existed when this node started: `run` syncs the data's file system once
+        before any group reads its storage, so the first open of each of these directories need not sync its
+        log again (see `SegmentedLog.open(durable=)`). An id leaves the set when its group is first built (or
+        stopped): a later incarnation in this process may find files it wrote itself and never synced (it was
+        cancelled before its fsync), which no sync at start covered."""
+        self._born_ms = born_ms(disk.fs, settings.data_dir, clock_ms())
+        """When the data directory was first used: a group declared by then may have been held by a disk since
+        wiped (`mom.replication._disk_age`)."""
+        self._sync_at_start = bool(self._durable_at_start)
+        """`run` syncs the data's file system before any group reads its storage: there is data to make durable."""
+        self._erasing: dict[str, _Running] = {}
+        """The stopped groups whose data is being removed: a group placed here again (a move away and back)
+        starts only once the removal is done, or the removal would delete the new incarnation's files."""
         self._running: dict[str, _Running] = {}
         self._dormant = DormantGroups(self._launch_dormant)
         """Groups placed here whose storage is not read yet (see `mom.replication._dormant`)."""
@@ -188,18 +205,34 @@ class GroupManager:
             preferred_leader=voters[0],
             joining_as_learner=learner,
             first_term=gid != METADATA_GROUP and not learner,
+            held_before=None if gid == METADATA_GROUP else held_before(self._born_ms, declared_ms(gid)),
             election_ticks=1 if len(voters) == 1 else ELECTION_TICKS,
             external_dead_letters=external_dead_letters,
             observer=self._observer,
             campaign_gate=None if gid == METADATA_GROUP else self._router.campaigns,
-            durable_at_start=self._synced_at_start,
+            durable_at_start=self._first_open(gid),
         )
         for listener in self._listeners:
             group.add_listener(functools.partial(listener, gid))
         return group
 
+    def _found_at_start(self, disk: Disk) -> set[str]:
+        """The group directories on disk before this process wrote anything (blocks: one directory listing)."""
+        try:
+            return set(disk.fs.listdir(self._directory))
+        except OSError:  # no data yet (a new node): nothing to sync either
+            return set()
+
+    def _first_open(self, gid: str) -> bool:
+        """Whether group `gid`'s storage is durable as found (the sync at start covered it): only on the first
+        build of a directory that existed at start; never again for the same id (see `_durable_at_start`)."""
+        if gid not in self._durable_at_start:
+            return False
+        self._durable_at_start.discard(gid)
+        return True
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._synced_at_start:
+        if self._sync_at_start:
             # What a killed process wrote but never synced becomes durable here, once, so that no group's
             # recovery syncs its own files again (two fsyncs per group: 20,000 at 10,000 destinations).
             await self._disk.run(sync_file_system, self._settings.data_dir)
@@ -365,7 +398,8 @@ class GroupManager:
         gid = placed.group_id
         if self._nursery is None or gid in self._running:
             return
-        self._running[gid] = _Running(placed)
+        previous = self._erasing.get(gid)
+        self._running[gid] = _Running(placed, after=None if previous is None else previous.erased)
         self._by_base.setdefault(gid.rpartition("@")[0], set()).add(gid)
         if self._dormant.lazy:
             self._dormant.add(gid)
@@ -392,6 +426,8 @@ class GroupManager:
         if not self._by_base.get(base):
             self._by_base.pop(base, None)
         running.erase = True
+        self._erasing[gid] = running
+        self._durable_at_start.discard(gid)
         running.scope.cancel()
         if self._dormant.take(gid) and self._nursery is not None:  # never started: only its data to erase
             self._nursery.start_soon(self._run_group, gid, running)
@@ -408,6 +444,8 @@ class GroupManager:
             self._router.remove_group(group.group_id)
 
     async def _run_group(self, gid: str, running: _Running) -> None:
+        if running.after is not None:
+            await running.after.wait()  # the previous incarnation's files must be gone before this one opens any
         try:
             with running.scope:
                 if running.group is not None:
@@ -416,6 +454,10 @@ class GroupManager:
                         running.settled.set()
         finally:
             running.settled.set()
-        if running.erase:
-            directory = self._directory / gid
-            await self._disk.run(self._disk.fs.remove_tree, directory)
+        try:
+            if running.erase:
+                await self._disk.run(self._disk.fs.remove_tree, self._directory / gid)
+        finally:
+            if self._erasing.get(gid) is running:
+                del self._erasing[gid]
+            running.erased.set()

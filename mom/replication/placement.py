@@ -39,3 +39,8 @@ def replicas(group: str, nodes: Sequence[str], replication_factor: int) -> list[
     if group == METADATA_GROUP:
         return list(nodes)
     return sorted(nodes, key=lambda node: (-_weight(node, group), node))[:replication_factor]
+
+
+def declared_ms(data_group: str) -> int:
+    """When the destination of a data group was declared (epoch milliseconds): its id is `kind.name@declared`."""
+    return int(data_group.rpartition("@")[2])

@@ -113,6 +113,7 @@ class RaftCore(MembershipMixin):
         max_uncommitted_bytes: int = 32 << 20,
         group: str = "",
         join_when_empty: bool = True,
+        held_before: bool | None = None,
         quiesce: bool = False,
         first_term: bool = False,
         run: int = 0,
@@ -165,6 +166,10 @@ class RaftCore(MembershipMixin):
             and len(self.voters) > 1
         )
         """Started with nothing: asking the others whether the group is new before taking part (see the module)."""
+        self._held_before = held_before
+        """Whether this replica's disk may have held the group before (see `_membership`): True, it is younger
+        than the group (wiped, replaced); False, it is older and holds nothing of it, so it never did; None,
+        unknown."""
         if persisted.empty and not self.joining and (joining_as_learner or node_id not in self.voters):
             # Started empty as a learner (to be added, or listed as one after losing its disk): like a replica
             # that lost data, it votes for no one until it has caught up with a leader, since a promotion it has

@@ -73,6 +73,9 @@ class SimDisk:
     hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot = field(default_factory=Snapshot)
     entries: list[LogEntry] = field(default_factory=list)
+    wiped: bool = False
+    """A disk younger than the group (a wiped or replaced one): it may have held the group before
+    (`RaftCore(held_before=True)`); the initial disks are as old as the group and never held it before."""
 
     def load(self) -> PersistedState:
         return PersistedState(self.hard_state, self.snapshot, list(self.entries))
@@ -129,6 +132,7 @@ class SimNode:
             max_inflight=4,
             quiesce=config.quiesce,
             first_term=config.first_term,
+            held_before=disk.wiped,
             run=run,
             campaign_gate=CampaignGate(limit=1, low=1, high=1, expire_ticks=50),
         )
@@ -200,7 +204,7 @@ class SimCluster:
             if node_id in self.nodes:
                 del self.nodes[node_id]
                 self.net.down.add(node_id)
-            self.disks[node_id] = SimDisk()
+            self.disks[node_id] = SimDisk(wiped=True)
             self.recovering.discard(node_id)
         self.checker.evicted.clear()
 
@@ -430,7 +434,7 @@ class SimCluster:
             disk.damage(keep)
         else:
             self.data_lost.append(f"step {self.net.now}: {node_id} wiped")
-            self.disks[node_id] = SimDisk()
+            self.disks[node_id] = SimDisk(wiped=True)
             self.checker.forget_vanished(self)
         self.start(node_id)
 

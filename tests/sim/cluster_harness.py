@@ -38,6 +38,7 @@ from mom.config import Address, ReplicationSection, StorageSection
 from mom.errors import Unavailable
 from mom.log.disk import Disk
 from mom.log.segment import HEADER
+from mom.replication._disk_age import born_ms, held_before
 from mom.replication.group import RaftGroup
 from mom.replication.raft import NotLeader
 from mom.replication.router import Router
@@ -142,6 +143,8 @@ class Cluster:
         self.hub = MemoryHub(random.Random(self.rng.getrandbits(64)))
         self.disks = {node_id: MemoryFileSystem() for node_id in self.ids}
         """Each node's disk: it outlives the node, less what the node had not synced when it crashed."""
+        for node_id, disk in self.disks.items():  # set up before the groups were declared (at EPOCH_MS)
+            born_ms(disk, data_dir / node_id, EPOCH_MS - 1)
         self._crash_rngs = {node_id: random.Random(self.rng.getrandbits(64)) for node_id in self.ids}
         self.nodes: dict[str, SimNode | None] = dict.fromkeys(self.ids)
         self.observer = SafetyObserver()
@@ -176,6 +179,7 @@ class Cluster:
             incarnation=rng.getrandbits(62) + 1,
         )
         disk = Disk.inline(self.disks[node_id])
+        born = born_ms(self.disks[node_id], self.data_dir / node_id, clock_ms())  # a wiped disk is born again
         groups = {
             gid: RaftGroup(
                 gid,
@@ -190,6 +194,7 @@ class Cluster:
                 clock_ms=clock_ms,
                 rng=random.Random(rng.getrandbits(64)),
                 preferred_leader=self.preferred[gid],
+                held_before=held_before(born, EPOCH_MS),
                 campaign_gate=router.campaigns,
             )
             for gid in self.group_ids

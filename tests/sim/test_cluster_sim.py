@@ -329,3 +329,51 @@ def test_a_replica_that_lost_its_data_never_helps_lose_acknowledged_writes(tmp_p
                 cluster.crash(node_id)
 
     run_sim(scenario, 3)
+
+
+def test_a_wiped_replica_and_one_that_never_started_the_group_do_not_make_an_empty_majority(tmp_path: Path) -> None:
+    """Writes acknowledged by two replicas while the third has not started the group (its node down, or its
+    catalog behind); then one of the two loses its disk (a replaced machine) and the other goes down. The wiped
+    one and the one that never had the group both start with nothing of it: if both counted as empty they would
+    make a majority, decide the group is new, and elect a leader without the acknowledged writes. Instead the
+    group has no leader until the replica holding the writes is back, and then every write is there."""
+
+    async def scenario(seed: int) -> None:
+        async with trio.open_nursery() as nursery:
+            cluster = Cluster(seed, tmp_path, nursery)
+            observing = await in_background(nursery, cluster.observe)
+            gid = "q1"
+            late = cluster.preferred[gid]  # the group's preferred leader starts last: the others elect one of theirs
+            for node_id in cluster.ids:
+                if node_id != late:
+                    await cluster.start(node_id)
+            client = QueueClient(cluster, gid, "orders", random.Random(seed))
+            await client.declare()
+            await cluster.wait_until("a leader of q1", lambda: cluster.leader(gid) is not None, timeout_s=10)
+            leader = cluster.leader(gid)
+            assert leader is not None
+            await client.publish(20, pause_s=0.01)
+            (follower,) = (n for n in cluster.ids if n not in (leader.node_id, late))
+            cluster.crash(follower)
+            cluster.crash(leader.node_id)
+            await trio.sleep(0.5)
+            cluster.disks[follower].wipe(tmp_path / follower)
+            await cluster.start(follower)
+            await cluster.start(late)
+            with trio.move_on_after(5.0):
+                while True:
+                    assert cluster.leader(gid) is None, "a leader without the acknowledged writes was elected"
+                    await trio.sleep(0.05)
+            await cluster.start(leader.node_id)
+            await client.drain(timeout_s=30)
+            await wait_for_agreement(cluster)
+            await cluster.wait_until(
+                "every replica votes again",
+                lambda: all(g.core is not None and g.core.voting for n in cluster.live() for g in n.groups.values()),
+                timeout_s=30,
+            )
+            observing.cancel()
+            for node_id in cluster.ids:
+                cluster.crash(node_id)
+
+    run_sim(scenario, 3)

@@ -29,6 +29,7 @@ from mom.broker.commands import (
 from mom.config import Address, NodeSection, Settings, StorageSection
 from mom.errors import NotFound, QueueFull
 from mom.log.disk import Disk
+from mom.log.fs import OS_FILES, FileSystem
 from mom.replication.manager import GroupManager
 from mom.replication.router import Router
 from mom.service import BrokerService, Handle
@@ -42,14 +43,21 @@ def clock_ms() -> int:
 
 
 @asynccontextmanager
-async def one_node(tmp_path: Path, held: list[tuple[str, int]] | None = None) -> AsyncIterator[BrokerService]:
-    settings = Settings(node=NodeSection(data_dir=str(tmp_path)), storage=StorageSection(fsync="never"))
+async def one_node(
+    tmp_path: Path,
+    held: list[tuple[str, int]] | None = None,
+    *,
+    storage: StorageSection | None = None,
+    fs: FileSystem = OS_FILES,
+) -> AsyncIterator[BrokerService]:
+    storage = storage if storage is not None else StorageSection(fsync="never")
+    settings = Settings(node=NodeSection(data_dir=str(tmp_path)), storage=storage)
     async with trio.open_nursery() as nursery:
         transport = open_transport("memory", TransportSettings("mom1", Address("127.0.0.1", 0), {}))
         await nursery.start(transport.run)
         router = Router("mom1", transport)
         await nursery.start(router.run)
-        manager = GroupManager(settings, router, disk=Disk.inline(), clock_ms=clock_ms, rng=random.Random(1))
+        manager = GroupManager(settings, router, disk=Disk.inline(fs), clock_ms=clock_ms, rng=random.Random(1))
         await nursery.start(manager.run)
         on_held = None if held is None else lambda reason, count: held.append((reason, count))
         service = BrokerService(manager, clock_ms=clock_ms, on_dead_letters_held=on_held)

@@ -376,11 +376,46 @@ def test_stand_after_times_out_once_at_the_given_tick_then_randomly_again() -> N
     assert not [m for m in sent(eager) if isinstance(m, RequestVote)], "the next timeout is a random one again"
 
 
-def empty_core(node: str) -> RaftCore:
+def empty_core(node: str, *, held_before: bool | None = None) -> RaftCore:
     """A replica that starts with nothing on disk: joining, as every replica of a brand-new group does."""
     return RaftCore(
-        node, VOTERS, persisted=PersistedState(HardState(), Snapshot(), []), rng=random.Random(0), group="g"
+        node,
+        VOTERS,
+        persisted=PersistedState(HardState(), Snapshot(), []),
+        rng=random.Random(0),
+        group="g",
+        held_before=held_before,
     )
+
+
+def test_a_wiped_replica_never_counts_as_empty_and_one_that_never_held_the_group_votes() -> None:
+    """The "empty majority": a (the wiped disk of a replica that held the group) and c (whose node had not
+    started the group yet) both start with nothing; b holds the group's acknowledged entries. a and c must not
+    decide the group is new. The wiped one becomes a learner; the one that never held anything may vote, since
+    it never acknowledged an entry that its vote could help lose."""
+    wiped, lagging = empty_core("a", held_before=True), empty_core("c", held_before=False)
+    assert wiped.joining and lagging.joining
+    probes = {m.receiver: m for m in sent(wiped) + sent(lagging) if isinstance(m, JoinProbe)}
+    wiped.step(probes["a"])
+    (answer,) = sent(wiped)
+    assert isinstance(answer, JoinReply) and answer.exists and not answer.untouched, "not empty: it may have held it"
+    lagging.step(answer)
+    lagging.step(probes["c"])
+    wiped.step(next(m for m in sent(lagging) if isinstance(m, JoinReply)))
+    assert wiped.joining and lagging.joining, "one empty answer (c's) makes no majority without the wiped one"
+    wiped.step(JoinReply("g", 3, "b", "a", True))
+    lagging.step(JoinReply("g", 3, "b", "c", True))
+    assert not wiped.joining and wiped.learner and not wiped.voting
+    assert not lagging.joining and not lagging.learner and lagging.voting
+
+
+def test_a_new_group_starts_when_a_majority_never_held_it_even_with_a_wiped_replica() -> None:
+    wiped, new = empty_core("a", held_before=True), empty_core("b", held_before=False)
+    wiped.step(JoinReply("g", 0, "b", "a", False))
+    wiped.step(JoinReply("g", 0, "c", "a", False))
+    assert wiped.voting, "b and c never held anything: nothing was ever committed"
+    new.step(JoinReply("g", 0, "c", "b", False))
+    assert new.voting, "b and c are a majority of replicas that never held the group: it is new"
 
 
 def test_stand_after_given_while_joining_holds_once_the_group_turns_out_new() -> None:
