@@ -41,6 +41,7 @@ class QuiesceMixin:
     _departing: dict[str, int]
     _heard_since_wake: set[str]
     _down: set[str]
+    _restarted: set[str]
     _quorum: int
     _election_elapsed: int
     _election_ticks: int
@@ -90,6 +91,16 @@ class QuiesceMixin:
         if self.role == "leader" and peer in self._progress and not quiet:
             self._wake()
 
+    def peer_restarted(self, peer: str) -> None:
+        """`peer`'s node is a new process (the node liveness saw a new incarnation): its groups lost whom they
+        followed and ask for their leaders once they have recovered, paced by that node's `CampaignGate`. So a
+        leader does not wait for it to quiesce (`peer_up` may have just woken it for a follower that lagged):
+        the hundreds of groups that failed over while it was dead all lag it by their new term, and each woken
+        leader heartbeated the returning node until it had recovered that group, which starved every node
+        (issue 10). Anything the group hears from `peer` ends this."""
+        if peer in self._progress:
+            self._restarted.add(peer)
+
     def _wake(self) -> None:
         if not self.quiesced:
             return
@@ -109,19 +120,22 @@ class QuiesceMixin:
         Followers on nodes the liveness declared dead do not count (a majority of voters must still be live and
         caught up): otherwise every group with a replica on a dead node, thousands of them, would heartbeat until it
         came back, and the load of that on the survivors is what turned one node's death into an election storm.
-        The dead node's return (`peer_up`) wakes the leader, which then catches it up."""
+        The dead node's return (`peer_up`) wakes the leader, which then catches it up. A restarted node's
+        followers do not count either until they have spoken (`peer_restarted`)."""
         last = self.log.last_index
         if self._transferee is not None or self.commit_index != last or self.log.stable != last:
             return False
         live = {peer: pr for peer, pr in self._progress.items() if peer not in self._down}
-        if sum(peer in self.voters for peer in live) + 1 < self._quorum:
+        waited = {peer: pr for peer, pr in live.items() if peer not in self._restarted}
+        if sum(peer in self.voters for peer in waited) + 1 < self._quorum:
             return False
-        if self._preferred is not None and self._preferred in live and self._preferred in self.voters:
+        if self._preferred is not None and self._preferred in waited and self._preferred in self.voters:
             return False
-        if self._departing or any(peer not in self._heard_since_wake for peer in live):
+        if self._departing or any(peer not in self._heard_since_wake for peer in waited):
             return False
         return all(
-            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner for pr in live.values()
+            pr.state == "replicate" and pr.match == last and pr.recent_active and not pr.learner
+            for pr in waited.values()
         )
 
     def _keeps_quiet(self, m: Message) -> bool:

@@ -511,6 +511,11 @@ class RaftGroup:
             self.core.peer_up(peer)
             self._changed.set()
 
+    def peer_restarted(self, peer: str) -> None:
+        """`peer`'s node is a new process (see `RaftCore.peer_restarted`)."""
+        if self.core is not None:
+            self.core.peer_restarted(peer)
+
     def _wants_snapshot(self, peer: str, term: int) -> bool:
         """Does the core, leading in `term`, still wait for `peer` to get a snapshot?"""
         core = self.core

@@ -11,7 +11,8 @@ whatever the link says (a hung process or a cut network keeps a connection open)
 stalls for a moment (a busy machine) is thus not declared dead, which would wake every group it leads or follows for
 nothing. Heard from again, it is declared up (leaders here heartbeat their groups at once, so it catches up). A
 `NodeHeartbeat` names the sender's incarnation (new at each start): a peer that restarted faster than it could be
-declared dead is reported down and up, since its groups forgot whom they followed.
+declared dead is reported down and up, since its groups forgot whom they followed; and any restart is reported
+(`on_restart`): leaders here then need not wait for its groups to quiesce, as those ask once recovered.
 
 Pure and clocked by `tick` like the Raft cores: the router ticks it and feeds it what arrives.
 """
@@ -34,6 +35,7 @@ class Liveness:
         *,
         incarnation: int,
         on_change: PeerNews,
+        on_restart: Callable[[str], None] = lambda peer: None,
         link_up: Callable[[str], bool] = lambda peer: True,
         heartbeat_ticks: int = 2,
         dead_after_ticks: int = 10,
@@ -42,6 +44,7 @@ class Liveness:
         self.node_id = node_id
         self._incarnation = incarnation
         self._on_change = on_change
+        self._on_restart = on_restart
         self._heartbeat_ticks = heartbeat_ticks
         self._dead_after = dead_after_ticks
         self._silent_after = silent_after_ticks
@@ -97,10 +100,13 @@ class Liveness:
             return
         known = self._incarnations.get(peer)
         self._incarnations[peer] = message.term
-        if known is not None and known != message.term and self._alive[peer]:
+        restarted = known is not None and known != message.term
+        if restarted and self._alive[peer]:
             self._alive[peer] = False
             self._on_change(peer, False)
         self.heard(peer)
+        if restarted:
+            self._on_restart(peer)
 
     def tick(self) -> list[Message]:
         """Advance one tick: declare silent peers dead; returns the heartbeats due now."""

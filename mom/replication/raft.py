@@ -208,6 +208,9 @@ class RaftCore(MembershipMixin):
         self._down: set[str] = set()
         """Peers whose node the liveness declared dead (`peer_down`) and not back since: a leader quiesces
         without them."""
+        self._restarted: set[str] = set()
+        """Peers whose node restarted (`peer_restarted`) and that have not sent this group anything since: a
+        leader quiesces without them too (their groups ask when they need it)."""
         """CheckQuorum periods in a row in which this leader heard from too few followers."""
         self._failed_elections = 0
         """Real elections of ours that timed out in a row: each doubles the next timeout's range (`_elections`)."""
@@ -459,6 +462,7 @@ class RaftCore(MembershipMixin):
             return  # not a member yet: whoever sent this retries
         if self._stale_first_term(m):
             return
+        self._restarted.discard(m.sender)
         if isinstance(m, RequestVote) and self.role == "leader" and m.sender not in self.log.config:
             self._reach_removed(m.sender)
         if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":

@@ -79,6 +79,8 @@ class Routed(Protocol):
 
     def peer_up(self, peer: str) -> None: ...
 
+    def peer_restarted(self, peer: str) -> None: ...
+
 
 TickLagObserver = Callable[[float, int], None]
 """Told (seconds the tick woke late, ticks skipped) at every tick."""
@@ -126,6 +128,7 @@ class Router:
             peers,
             incarnation=incarnation,
             on_change=self._peer_changed,
+            on_restart=self._peer_restarted,
             link_up=lambda peer: transport.status(peer).connected,
         )
         self.campaigns = CampaignGate()
@@ -199,6 +202,11 @@ class Router:
                 group.peer_down(peer)
             if not group.quiesced:
                 self._awake[gid] = group
+
+    def _peer_restarted(self, peer: str) -> None:
+        log.info("node %s restarted", peer)
+        for group in self._groups.values():
+            group.peer_restarted(peer)
 
     def add_news_listener(self, listener: Callable[[LeaderNews], None]) -> None:
         """Told every `LeaderNews` that arrives (they concern routing, not any group's Raft state)."""

@@ -93,6 +93,7 @@ class CpuCluster:
             NODES,
             incarnation=incarnation,
             on_change=self._news(node),
+            on_restart=self._restart_news(node),
             link_up=lambda peer: peer in self.live,
         )
 
@@ -103,6 +104,13 @@ class CpuCluster:
             for gid, core in self.cores[node].items():
                 core.peer_up(peer) if alive else core.peer_down(peer)
                 self.pending[node][gid] = None
+
+        return told
+
+    def _restart_news(self, node: str) -> Callable[[str], None]:
+        def told(peer: str) -> None:
+            for core in self.cores[node].values():
+                core.peer_restarted(peer)
 
         return told
 

@@ -261,3 +261,25 @@ def test_a_quiet_leader_wakes_at_once_for_a_returning_follower_that_lags() -> No
     assert raft.quiesced and raft.commit_index == raft.log.last_index
     raft.peer_up("c")
     assert not raft.quiesced
+
+
+def test_a_leader_woken_for_a_lagging_follower_quiesces_without_it_once_told_its_node_restarted() -> None:
+    """Issue 10: every group that failed over while a node was dead lags that node by its new term, so the node's
+    return woke all their leaders (a thousand and more per survivor at 10,000 destinations), each heartbeating the
+    returning node until it had recovered that group. A restarted node's groups ask for their leaders once
+    recovered, so its leaders need not wait for it; what it then sends wakes them to catch it up."""
+    raft = quiet_leader()
+    raft.peer_down("c")
+    raft.propose([b"while c was away"])
+    answer_for_a_while(raft, ("b",))
+    raft.peer_up("c")
+    assert not raft.quiesced, "c lags: the leader wakes"
+    raft.peer_restarted("c")
+    answer_for_a_while(raft, ("b",))
+    assert raft.quiesced, "c restarted: it asks when it has recovered the group"
+    raft.step(RequestVote("g", 1, "c", "a", 1, 1, True, False))  # c's recovered group asks, in its old term
+    assert not raft.quiesced
+    answer_for_a_while(raft, ("b",))
+    assert not raft.quiesced, "c spoke: the leader waits to hear it caught up before it quiesces again"
+    answer_for_a_while(raft, ("b", "c"))
+    assert raft.quiesced and raft.follower("c") is not None and raft.follower("c").match == raft.log.last_index

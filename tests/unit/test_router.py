@@ -63,6 +63,7 @@ class FakeGroup:
         self.looked_at = 0
         """How many times the router read `waiting_for_slot`."""
         self.news: list[tuple[str, bool]] = []
+        self.restarts: list[str] = []
 
     @property
     def waiting_for_slot(self) -> bool:
@@ -78,6 +79,9 @@ class FakeGroup:
 
     def peer_up(self, peer: str) -> None:
         self.news.append((peer, True))
+
+    def peer_restarted(self, peer: str) -> None:
+        self.restarts.append(peer)
 
     def step(self, message: Message) -> None:
         self.stepped.append(message)
