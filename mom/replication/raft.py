@@ -447,7 +447,10 @@ class RaftCore(MembershipMixin):
     # Receiving
 
     def step(self, m: Message) -> None:
+        self._restarted.discard(m.sender)
         if isinstance(m, JoinProbe):
+            if self.role == "leader" and m.sender in self._progress:
+                self._wake()  # an empty or recovering replica: our heartbeats bring it in once it has decided
             if m.sender == self._preferred:
                 self._preferred_run = max(self._preferred_run, m.run)
             untouched = self._untouched_by(m.sender)
@@ -462,7 +465,6 @@ class RaftCore(MembershipMixin):
             return  # not a member yet: whoever sent this retries
         if self._stale_first_term(m):
             return
-        self._restarted.discard(m.sender)
         if isinstance(m, RequestVote) and self.role == "leader" and m.sender not in self.log.config:
             self._reach_removed(m.sender)
         if isinstance(m, RequestVote) and m.sender == self.leader_id and self.role != "leader":

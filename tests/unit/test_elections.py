@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mom.replication._elections import MAX_BACKOFF, CampaignGate, election_timeout, failover_rank, stands_before
-from mom.replication.messages import AppendEntries, AppendResponse, LogEntry, RequestVote, VoteResponse
+from mom.replication.messages import AppendEntries, AppendResponse, JoinProbe, LogEntry, RequestVote, VoteResponse
 from mom.replication.raft import HardState, PersistedState, RaftCore, Snapshot
 from tests.unit.test_raft_core import core, flush
 
@@ -283,3 +283,20 @@ def test_a_leader_woken_for_a_lagging_follower_quiesces_without_it_once_told_its
     assert not raft.quiesced, "c spoke: the leader waits to hear it caught up before it quiesces again"
     answer_for_a_while(raft, ("b", "c"))
     assert raft.quiesced and raft.follower("c") is not None and raft.follower("c").match == raft.log.last_index
+
+
+def test_a_wiped_follower_that_restarted_wakes_its_quiet_leader_with_its_join_probe() -> None:
+    """A restarted node's replica that came back empty (a wiped disk; found in the nemesis run, where the node never
+    got ready) does not campaign: it probes while it joins, then waits as a learner. Its probes follow the node's
+    first heartbeat on the same link, so each one ends the restart news and wakes the leader, whose heartbeats
+    bring the replica in once it has decided."""
+    raft = quiet_leader()
+    raft.peer_down("c")
+    raft.peer_up("c")
+    raft.peer_restarted("c")
+    answer_for_a_while(raft, ("b",))
+    assert raft.quiesced
+    raft.step(JoinProbe("g", 0, "c", "a", 7, 1))
+    assert not raft.quiesced, "its probe wakes the leader"
+    answer_for_a_while(raft, ("b",))
+    assert not raft.quiesced, "and the leader waits to hear from it before it quiesces again"
