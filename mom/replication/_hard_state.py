@@ -82,29 +82,27 @@ class HardStateFile:
                 self._start_over(MAGIC + record)
                 size = len(MAGIC)
             else:
-                file = self._fs.open(self.path)
-                try:
-                    file.write(record)
-                    if self._fsync:
-                        file.sync()
-                finally:
-                    file.close()
+                self._write(self.path, record, create=False)
         except OSError as exc:
             raise StorageError(f"cannot write {self.path}: {exc}") from exc
         self._appendable = size + len(record)
 
     def _start_over(self, content: bytes) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        file = self._fs.open(tmp, create=True)
+        self._write(tmp, content, create=True)
+        self._fs.replace(tmp, self.path)
+        if self._fsync:
+            self._fs.sync_directory(self.path.parent)
+
+    def _write(self, path: Path, data: bytes, *, create: bool) -> None:
+        """Append `data` to `path` (a new, empty file with `create`) and flush it under the fsync policy."""
+        file = self._fs.open(path, create=create)
         try:
-            file.write(content)
+            file.write(data)
             if self._fsync:
                 file.sync()
         finally:
             file.close()
-        self._fs.replace(tmp, self.path)
-        if self._fsync:
-            self._fs.sync_directory(self.path.parent)
 
     def _decode(self, raw: bytes) -> HardState:
         try:

@@ -140,20 +140,7 @@ def test_of_two_crossing_pre_votes_only_the_first_in_order_goes_on() -> None:
 
 
 def test_a_quiet_leader_stays_quiet_when_one_follower_dies_and_wakes_without_a_majority() -> None:
-    persisted = PersistedState(HardState(1, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
-    raft = RaftCore("a", ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group="g", quiesce=True)
-    for _ in range(20):
-        raft.tick()
-    raft.step(VoteResponse("g", 2, "b", "a", True, True))
-    flush(raft)
-    raft.step(VoteResponse("g", 2, "b", "a", True, False))
-    assert raft.role == "leader"
-    for _ in range(30):
-        for m in flush(raft).messages if raft.has_ready() else []:
-            if isinstance(m, AppendEntries):
-                raft.step(AppendResponse("g", 2, m.receiver, "a", True, m.prev_index + len(m.entries), 0, 1, False))
-        raft.tick()
-    assert raft.quiesced
+    raft = quiet_leader()
     raft.peer_down("c")
     assert raft.quiesced, "a and b are still a majority, caught up: nothing to heartbeat"
     raft.peer_down("b")
