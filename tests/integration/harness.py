@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -22,10 +23,21 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 START_TIMEOUT_S = 30.0
 
 
+LISTEN_PORTS = range(20_000, 32_768)
+"""Where the nodes' ports are picked: below Linux's ephemeral range (32768 to 60999 by default), from which the
+kernel picks the source port of every outbound connection. A port the kernel chose (`bind(0)`) and we released
+was sometimes given to a connection before the node bound it: "Address already in use" at a node's start."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    while True:
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
