@@ -29,9 +29,16 @@ kernel picks the source port of every outbound connection. A port the kernel cho
 was sometimes given to a connection before the node bound it: "Address already in use" at a node's start."""
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports this test process gave out already: a cluster's nodes must never be handed the same port twice."""
+
+
 def free_port() -> int:
     while True:
         port = random.choice(LISTEN_PORTS)
+        if port in _HANDED_OUT:
+            continue
+        _HANDED_OUT.add(port)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
