@@ -55,6 +55,8 @@ from mom.service.membership import MemberWatch, seed_members, seed_once
 from mom.service.mover import Mover, Rebalancer
 from mom.transports import Transport, TransportSettings, open_transport
 
+READY_POLL_S = 0.05
+
 log = logging.getLogger("mom.node")
 
 TOKEN_ISSUER = "urn:mom"
@@ -207,6 +209,7 @@ async def serve_node(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one node until cancelled; `task_status.started` receives the REST URLs once it accepts requests."""
+    started = trio.current_time()
     data_dir = settings.data_dir
     security = load_node_security(settings)
     verify = security.client_ssl_context() if security is not None else True
@@ -302,9 +305,21 @@ async def serve_node(
                 )
             )
             nursery.start_soon(bootstrap.run)
+            nursery.start_soon(_log_when_ready, context.is_ready, started)
             bound = await nursery.start(partial(serve, create_app(context), _hypercorn_config(settings, security)))
             announce(f"mom node {settings.node_id} ready: REST on {', '.join(bound)}, data in {data_dir}")
             task_status.started(bound)
+
+
+async def _log_when_ready(is_ready: Callable[[], bool], since: float) -> None:
+    """One log line when /readyz first answers 200: how long a start (or restart) took to serve (an operator
+    timing a restart reads it here; the poll stops once ready)."""
+    while not is_ready():  # noqa: ASYNC110 - no event says so (a Raft core's leader and the admin bootstrap)
+        await trio.sleep(READY_POLL_S)
+    log.info(
+        "ready (the metadata group has a leader) %.2f s after the start, imports not counted",
+        trio.current_time() - since,
+    )
 
 
 async def _main(settings: Settings) -> None:

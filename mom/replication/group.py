@@ -143,6 +143,7 @@ class RaftGroup:
         held_before: bool | None = None,
         campaign_gate: CampaignGate | None = None,
         durable_at_start: bool = False,
+        greets_restarts: bool = False,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -171,6 +172,9 @@ class RaftGroup:
         self._external_dead_letters = external_dead_letters
         self._observer: GroupObserver = observer or NoObserver()
         self._campaign_gate = campaign_gate
+        self._greets_restarts = greets_restarts
+        """The metadata group, which a node's readiness waits for: after a restart its replica asks for the
+        leader at the first tick, and its leader heartbeats a restarted peer at once (`RaftCore(greets_restarts)`)."""
         """The node's bound on campaigns at once, shared by its data groups (`_elections.CampaignGate`)."""
         self._seen: tuple[int, str | None] = (0, None)
         """The term and leader last reported to the observer (the term recovered at start counts as seen)."""
@@ -261,6 +265,7 @@ class RaftGroup:
                 held_before=self._held_before,
                 run=self._clock_ms(),
                 campaign_gate=self._campaign_gate,
+                greets_restarts=self._greets_restarts,
             )
             if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
                 self.core.stand_after(FIRST_ELECTION_TICKS)

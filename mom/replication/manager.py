@@ -211,6 +211,7 @@ class GroupManager:
             observer=self._observer,
             campaign_gate=None if gid == METADATA_GROUP else self._router.campaigns,
             durable_at_start=self._first_open(gid),
+            greets_restarts=gid == METADATA_GROUP,
         )
         for listener in self._listeners:
             group.add_listener(functools.partial(listener, gid))

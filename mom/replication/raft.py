@@ -118,6 +118,7 @@ class RaftCore(MembershipMixin):
         first_term: bool = False,
         run: int = 0,
         campaign_gate: CampaignGate | None = None,
+        greets_restarts: bool = False,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is neither a voter {list(voters)} nor a learner {list(learners)}")
@@ -219,6 +220,10 @@ class RaftCore(MembershipMixin):
         self._preferred_ticks = 0
         self._quiesce = quiesce
         self._gate = campaign_gate
+        self._greets_restarts = greets_restarts
+        """The metadata group, which a node's readiness waits for. Leading, it heartbeats a restarted peer at once
+        instead of waiting for that replica to ask (`peer_restarted`); restarted itself, it asks for the leader at
+        its first tick, not after an election timeout (a quiesced leader would not speak first)."""
         self.waiting_for_slot = False
         """Due to campaign and refused a slot by the gate at the last tick: the router ticks it less often."""
         """Shared by the node's groups: bounds how many campaign at once (`_elections.CampaignGate`)."""
@@ -231,6 +236,8 @@ class RaftCore(MembershipMixin):
         self.quiesced = False
         """Idle: no timer runs (the driver need not tick) until something wakes the group (see the module)."""
         self._reset_timer()
+        if greets_restarts and not persisted.empty and len(self.voters) > 1:
+            self.stand_after(1)  # restarted: ask for the leader at once (see `_greets_restarts`)
         if self.joining:
             self._probe()
 

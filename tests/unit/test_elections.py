@@ -198,10 +198,18 @@ def test_a_candidate_that_wins_while_waiting_for_a_slot_is_ticked_as_a_leader() 
     assert gate.waiting == 0, "it no longer counts as waiting"
 
 
-def quiet_leader() -> RaftCore:
+def quiet_leader(*, greets_restarts: bool = False) -> RaftCore:
     """`a` leading term 2 of a 3-voter group, every follower caught up, quiesced."""
     persisted = PersistedState(HardState(1, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
-    raft = RaftCore("a", ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group="g", quiesce=True)
+    raft = RaftCore(
+        "a",
+        ("a", "b", "c"),
+        persisted=persisted,
+        rng=random.Random(0),
+        group="g",
+        quiesce=True,
+        greets_restarts=greets_restarts,
+    )
     for _ in range(20):
         raft.tick()
     raft.step(VoteResponse("g", 2, "b", "a", True, True))
@@ -287,3 +295,44 @@ def test_a_wiped_follower_that_restarted_wakes_its_quiet_leader_with_its_join_pr
     assert not raft.quiesced, "its probe wakes the leader"
     answer_for_a_while(raft, ("b",))
     assert not raft.quiesced, "and the leader waits to hear from it before it quiesces again"
+
+
+def test_the_metadata_leader_heartbeats_a_restarted_node_at_once_until_it_answers() -> None:
+    """Issue 10: a restarted node is ready once its metadata replica knows the leader. Left to ask, that replica
+    waited an election timeout of ticks that ran late while the node recovered thousands of groups: /readyz took
+    4.5 to 6.6 s at 10,000 destinations. So the metadata leader greets the restarted node."""
+    raft = quiet_leader(greets_restarts=True)
+    raft.peer_restarted("c")
+    assert not raft.quiesced, "the metadata leader wakes for the restarted node"
+    answer_for_a_while(raft, ("b",))
+    assert not raft.quiesced, "and heartbeats it until it answers"
+    heartbeats = [m for m in flush(raft).messages if isinstance(m, AppendEntries)] if raft.has_ready() else []
+    raft.tick()
+    raft.tick()
+    heartbeats += [m for m in flush(raft).messages if isinstance(m, AppendEntries)]
+    assert any(m.receiver == "c" for m in heartbeats)
+    answer_for_a_while(raft, ("b", "c"))
+    assert raft.quiesced, "it answered and is caught up: quiet again"
+
+
+def test_a_restarted_metadata_replica_asks_for_its_leader_at_its_first_tick() -> None:
+    """The other side of the greeting: the restarted metadata replica does not wait an election timeout (10 to 20
+    ticks, which ran late while its node recovered thousands of groups) before its pre-vote wakes the leader."""
+    persisted = PersistedState(HardState(2, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
+
+    def restarted(greets_restarts: bool) -> RaftCore:
+        return RaftCore(
+            "c", ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group="g", greets_restarts=greets_restarts
+        )
+
+    metadata, data = restarted(True), restarted(False)
+    metadata.tick()
+    data.tick()
+    asked = [m for m in flush(metadata).messages if isinstance(m, RequestVote)]
+    assert {m.receiver for m in asked} == {"a", "b"} and all(m.pre_vote for m in asked)
+    assert not any(isinstance(m, RequestVote) for m in flush(data).messages), (
+        "a data group's replica waits an election timeout"
+    )
+    empty = RaftCore("c", ("a", "b", "c"), persisted=PersistedState(), rng=random.Random(0), greets_restarts=True)
+    empty.tick()
+    assert not any(isinstance(m, RequestVote) for m in (flush(empty).messages if empty.has_ready() else []))
