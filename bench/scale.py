@@ -5,8 +5,10 @@ destinations (half queues, half topics; the admin token, with the per-principal 
 as an operator would), then measures, per node, from /proc: the CPU it burns over an idle window (in % of one
 core), its resident memory and what each idle destination adds to it, and its open file descriptors. Then it kills
 one node (SIGKILL) and starts it again: restart-to-ready is the time until its /readyz answers 200, and
-restart-to-served the time until a publish through it to the last queue created is answered. Last, the publish
-rate spread over (up to) 1,000 of the queues at once, one message per request through every node.
+restart-to-served the time until a publish through it to the last queue created is answered. The publish rate
+spread over (up to) 1,000 of the queues at once, one message per request through every node, is measured twice:
+on the settled cluster before the kill (the result's rate), and right after the restart (in its notes), while the
+cluster still catches the returning node up and hands its leaderships back.
 
 Creating the destinations is bounded by `create_budget_s`: what could not be created in that time is reported,
 and the rest is measured with what exists.
@@ -17,7 +19,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -45,6 +51,12 @@ class ScaleOptions:
     idle_window_s: float = 20.0
     create_budget_s: float = 900.0
     publish_s: float = 10.0
+    profile_dir: Path | None = None
+    """Record every node with py-spy from the restart (`PROFILE_WINDOWS_S`) and copy the node logs here."""
+
+
+PROFILE_WINDOWS_S = (10, 30)
+"""py-spy windows after the restart, one raw file each: the restarted node's way to ready, then the return."""
 
 
 def process_cpu_s(pid: int) -> float:
@@ -202,8 +214,29 @@ def _failover(ctx: RunContext, mom: MomDeployment, token: str, queues: list[str]
     return slowest, len(stuck)
 
 
+def _record_nodes(pids: list[int], into: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy (raw collapsed stacks, 50 Hz) of every node, one window after the other (`PROFILE_WINDOWS_S`)."""
+    into.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    recorders = []
+    for i, pid in enumerate(pids, start=1):
+        windows = [
+            shlex.join([spy, "record", "-p", str(pid), "-r", "50", "-f", "raw", "--nonblocking", "-d", str(seconds)])
+            + f" -o {shlex.quote(str(into / f'spy-mom{i}-{n}.txt'))}"
+            for n, seconds in enumerate(PROFILE_WINDOWS_S, start=1)
+        ]
+        recorders.append(subprocess.Popen(["sh", "-c", "; ".join(windows)], stdout=subprocess.DEVNULL))
+    return recorders
+
+
 def _restart(
-    ctx: RunContext, mom: MomDeployment, token: str, index: int, queue: str
+    ctx: RunContext,
+    mom: MomDeployment,
+    token: str,
+    index: int,
+    queue: str,
+    profile_dir: Path | None,
+    recorders: list[subprocess.Popen[bytes]],
 ) -> tuple[float | None, float | None, float | None, int]:
     """SIGKILL node `index`, measure the failover of the queues it led (through node 1), and start it again:
     (seconds to /readyz 200, seconds to a publish through it, failover seconds, queues that never failed over)."""
@@ -216,9 +249,13 @@ def _restart(
     node.start()
     assert node.proc is not None
     mom.sessions[index] = node.proc.pid
+    if profile_dir is not None:
+        recorders.extend(_record_nodes(mom.sessions, profile_dir))
     url = mom.urls[index]
     started = time.monotonic()
+    answering = _until(lambda: httpx.get(url + "/healthz", timeout=1).status_code == 200, 120)
     ready = _until(lambda: httpx.get(url + "/readyz", timeout=1).status_code == 200, 120)
+    ready = None if ready is None or answering is None else time.monotonic() - started
     body = json.dumps(one_message()).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
@@ -227,7 +264,10 @@ def _restart(
         return answer.status_code == 201
 
     served = None if _until(published, 120) is None else time.monotonic() - started
-    ctx.progress(f"  scale: restart of mom{index + 1}: ready after {ready}s, served after {served}s")
+    ctx.progress(
+        f"  scale: restart of mom{index + 1}: answering HTTP after {answering}s, ready after {ready}s, "
+        f"served after {served}s"
+    )
     return ready, served, failover_s, stuck
 
 
@@ -288,11 +328,27 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             + ", ".join(f"{r / 2**20:.0f} MiB" for r in rss)
             + f"; {', '.join(f'{p / 1024:.1f}' for p in per_destination)} KiB per destination; fds {fds}"
         )
-        last = queues[-1] if queues else "scale-00000"
-        ready_s, served_s, failover_s, stuck = _restart(ctx, mom, token, len(pids) - 1, last)
         active = queues[:ACTIVE_QUEUES]
-        ok, errors, elapsed = _publish_spread(mom, token, active, 1.0 if ctx.smoke else options.publish_s)
-        ctx.progress(f"  scale: {ok / elapsed:,.0f} msg/s over {len(active)} queues ({errors} errors)")
+        publish_s = 1.0 if ctx.smoke else options.publish_s
+        ok, errors, elapsed = _publish_spread(mom, token, active, publish_s)
+        ctx.progress(f"  scale: {ok / elapsed:,.0f} msg/s over {len(active)} queues, settled cluster ({errors} errors)")
+        time.sleep(min(5.0, window))  # the woken groups quiesce again before the kill
+        last = queues[-1] if queues else "scale-00000"
+        recorders: list[subprocess.Popen[bytes]] = []
+        ready_s, served_s, failover_s, stuck = _restart(
+            ctx, mom, token, len(pids) - 1, last, options.profile_dir, recorders
+        )
+        after_ok, after_errors, after_elapsed = _publish_spread(mom, token, active, publish_s)
+        ctx.progress(
+            f"  scale: {after_ok / after_elapsed:,.0f} msg/s over {len(active)} queues right after the restart "
+            f"({after_errors} errors)"
+        )
+        for recorder in recorders:
+            recorder.wait(sum(PROFILE_WINDOWS_S) + 30)
+        if options.profile_dir is not None:
+            for node in mom.nodes:
+                shutil.copy(node.log, options.profile_dir)
+            ctx.progress(f"  scale: py-spy profiles and node logs in {options.profile_dir}")
     return Result(
         "mom",
         "scale",
@@ -307,7 +363,8 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
         notes=(
             f"{created} destinations; idle CPU {', '.join(f'{c:.1f}' for c in cpu)} % of a core per node; "
             f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s; "
-            f"failover {failover_s if failover_s is None else round(failover_s, 2)} s ({stuck} queues stuck)"
+            f"failover {failover_s if failover_s is None else round(failover_s, 2)} s ({stuck} queues stuck); "
+            f"{after_ok / after_elapsed:.0f} msg/s right after the restart"
         ),
         extra={
             "destinations": created,
@@ -322,5 +379,7 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             "failover_s": failover_s,
             "failover_stuck_queues": stuck,
             "active_queues": len(active),
+            "after_restart_msgs_per_s": round(after_ok / after_elapsed, 1),
+            "after_restart_errors": after_errors,
         },
     )

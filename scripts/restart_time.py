@@ -83,7 +83,7 @@ def main() -> None:
     spying: subprocess.Popen[bytes] | None = None
 
     def say(text: str) -> None:
-        print(f"[{time.monotonic() - started:7.1f}s] {text}", flush=True)
+        print(f"[{time.monotonic() - started:7.1f}s {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
     try:
         for node in nodes:
@@ -114,7 +114,10 @@ def main() -> None:
                 [spy_bin, *record, "-o", str(spy), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
             )
         say(f"node 3 killed and started again{f' under py-spy into {spy}' if spy else ''}")
+        answering = _until(lambda: httpx.get(urls[2] + "/healthz", timeout=1).status_code == 200, STEP_S)
+        say(f"answering HTTP after {answering}s")
         ready = _until(lambda: _ready(urls[2]), STEP_S)
+        ready = None if ready is None or answering is None else answering + ready
         say(f"ready after {ready}s; {_load()}")
         recovered: dict[str, float] = {}
         watcher = threading.Thread(target=_recovered_all, args=(urls[2], headers, restarted, recovered), daemon=True)

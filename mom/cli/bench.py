@@ -58,6 +58,12 @@ def _names(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
     type=click.FloatRange(1, 600),
     help="Seconds over which the scale scenario measures idle CPU.",
 )
+@click.option(
+    "--scale-profile",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Record every node of the scale scenario with py-spy for 10 s and 30 s from the restart (raw collapsed "
+    "stacks), and keep the node logs, in this directory.",
+)
 @click.option("--peers", help=f"Comma-separated, default all: {','.join(PEER_NAMES)} ('' for none).")
 @click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(0.5, 600), help="Seconds per step.")
 @click.option(
@@ -85,6 +91,7 @@ def bench(
     scenarios: str | None,
     destinations: int,
     idle_window: float,
+    scale_profile: Path | None,
     peers: str | None,
     duration: float,
     nodes: str,
@@ -119,7 +126,9 @@ def bench(
         smoke=smoke,
         docs=None if smoke else docs,
         command=shlex.join(["mom", *sys.argv[1:]]),
-        scale=ScaleOptions(destinations=destinations, idle_window_s=idle_window, publish_s=duration),
+        scale=ScaleOptions(
+            destinations=destinations, idle_window_s=idle_window, publish_s=duration, profile_dir=scale_profile
+        ),
     )
     sizes = tuple(int(n) for n in _names(nodes, ("1", "3"), "cluster size") or ())
     if not sizes:
