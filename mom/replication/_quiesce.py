@@ -43,6 +43,7 @@ class QuiesceMixin:
     _down: set[str]
     _restarted: set[str]
     _greets_restarts: bool
+    _hand_back_refused: bool
     _quorum: int
     _election_elapsed: int
     _election_ticks: int
@@ -125,7 +126,8 @@ class QuiesceMixin:
     def _can_quiesce(self) -> bool:
         """Leading a group with nothing to do: every entry committed and acknowledged by every follower, all of
         them heard from in this CheckQuorum period, nothing streaming, no transfer, and no hand-back pending
-        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back).
+        (a leader that is not the preferred one keeps heartbeating until it has handed leadership back, unless the
+        node's `HandBackGate` refused it a slot: it waits for one quiet).
 
         Followers on nodes the liveness declared dead do not count (a majority of voters must still be live and
         caught up): otherwise every group with a replica on a dead node, thousands of them, would heartbeat until it
@@ -139,7 +141,12 @@ class QuiesceMixin:
         waited = {peer: pr for peer, pr in live.items() if peer not in self._restarted}
         if sum(peer in self.voters for peer in waited) + 1 < self._quorum:
             return False
-        if self._preferred is not None and self._preferred in waited and self._preferred in self.voters:
+        if (
+            self._preferred is not None
+            and self._preferred in waited
+            and self._preferred in self.voters
+            and not self._hand_back_refused
+        ):
             return False
         if self._departing or any(peer not in self._heard_since_wake for peer in waited):
             return False

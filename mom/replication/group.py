@@ -43,6 +43,7 @@ from mom.config import ReplicationSection, StorageSection
 from mom.errors import MomError, OutcomeUnknown, Overloaded
 from mom.log.disk import Disk
 from mom.replication._elections import CampaignGate
+from mom.replication._hand_backs import HandBackGate
 from mom.replication._snapshot_transfer import SnapshotReceiver, SnapshotSender
 from mom.replication._storage import RaftStorage, fault_delay_s
 from mom.replication.membership import Membership, decode_config, is_config
@@ -144,6 +145,7 @@ class RaftGroup:
         campaign_gate: CampaignGate | None = None,
         durable_at_start: bool = False,
         greets_restarts: bool = False,
+        hand_back_gate: HandBackGate | None = None,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is not one of the voters {list(voters)} of group {group_id!r}")
@@ -173,6 +175,8 @@ class RaftGroup:
         self._observer: GroupObserver = observer or NoObserver()
         self._campaign_gate = campaign_gate
         self._greets_restarts = greets_restarts
+        self._hand_back_gate = hand_back_gate
+        """The node's bound on hand-backs of leadership at once, shared by its data groups (`_hand_backs`)."""
         """The metadata group, which a node's readiness waits for: after a restart its replica asks for the
         leader at the first tick, and its leader heartbeats a restarted peer at once (`RaftCore(greets_restarts)`)."""
         """The node's bound on campaigns at once, shared by its data groups (`_elections.CampaignGate`)."""
@@ -266,6 +270,7 @@ class RaftGroup:
                 run=self._clock_ms(),
                 campaign_gate=self._campaign_gate,
                 greets_restarts=self._greets_restarts,
+                hand_back_gate=self._hand_back_gate,
             )
             if persisted.empty and self._preferred == self.node_id and len(self.voters) > 1:
                 self.core.stand_after(FIRST_ELECTION_TICKS)
@@ -285,6 +290,8 @@ class RaftGroup:
         finally:
             if self._campaign_gate is not None:
                 self._campaign_gate.forget(self.group_id)
+            if self._hand_back_gate is not None:
+                self._hand_back_gate.forget(self.group_id)
             self.core = None
             self._fail_pending(OutcomeUnknown(_STOPPED))
             self._settle_config_waiters(None)
@@ -515,6 +522,11 @@ class RaftGroup:
         if self.core is not None:
             self.core.peer_up(peer)
             self._changed.set()
+
+    def retry_hand_back(self) -> None:
+        """A hand-back slot is free (see `RaftCore.retry_hand_back`)."""
+        if self.core is not None:
+            self.core.retry_hand_back()
 
     def peer_restarted(self, peer: str) -> None:
         """`peer`'s node is a new process (see `RaftCore.peer_restarted`)."""

@@ -212,6 +212,7 @@ class GroupManager:
             campaign_gate=None if gid == METADATA_GROUP else self._router.campaigns,
             durable_at_start=self._first_open(gid),
             greets_restarts=gid == METADATA_GROUP,
+            hand_back_gate=None if gid == METADATA_GROUP else self._router.hand_backs,
         )
         for listener in self._listeners:
             group.add_listener(functools.partial(listener, gid))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from mom.errors import Overloaded
 from mom.replication._elections import CHECK_QUORUM_PERIODS, CampaignGate, election_timeout, stands_before
+from mom.replication._hand_backs import HandBackGate
 from mom.replication._membership import Change, MembershipMixin, NotLeader, Role
 from mom.replication._progress import FollowerView, Progress
 from mom.replication._raftlog import HardState, PersistedState, RaftLog, Snapshot, SnapshotMeta
@@ -119,6 +120,7 @@ class RaftCore(MembershipMixin):
         run: int = 0,
         campaign_gate: CampaignGate | None = None,
         greets_restarts: bool = False,
+        hand_back_gate: HandBackGate | None = None,
     ) -> None:
         if node_id not in voters and node_id not in learners and not joining_as_learner:
             raise ValueError(f"{node_id!r} is neither a voter {list(voters)} nor a learner {list(learners)}")
@@ -221,6 +223,11 @@ class RaftCore(MembershipMixin):
         self._quiesce = quiesce
         self._gate = campaign_gate
         self._greets_restarts = greets_restarts
+        self._hand_backs = hand_back_gate
+        """Shared by the node's data groups: bounds how many hand leadership back at once (`_hand_backs`)."""
+        self._hand_back_refused = False
+        """Due to hand leadership back and refused a slot: the leader may quiesce meanwhile, until the router wakes
+        it (`retry_hand_back`) when a slot is free."""
         """The metadata group, which a node's readiness waits for. Leading, it heartbeats a restarted peer at once
         instead of waiting for that replica to ask (`peer_restarted`); restarted itself, it asks for the leader at
         its first tick, not after an election timeout (a quiesced leader would not speak first)."""
@@ -626,6 +633,9 @@ class RaftCore(MembershipMixin):
     def _become_follower(self, term: int, leader: str | None) -> None:
         if self.role == "candidate" and self._gate is not None:
             self._gate.release(self.group)
+        if self.role == "leader" and self._hand_backs is not None:
+            self._hand_backs.done(self.group)
+        self._hand_back_refused = False
         if term != self.term:
             self.term = term
             self.voted_for = None
@@ -773,6 +783,8 @@ class RaftCore(MembershipMixin):
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= self._election_ticks:
                 self._transferee = None
+                if self._hand_backs is not None:
+                    self._hand_backs.done(self.group)
         self._heartbeat_elapsed += 1
         if self._heartbeat_elapsed >= self._heartbeat_ticks:
             self._heartbeat_elapsed = 0
@@ -932,11 +944,21 @@ class RaftCore(MembershipMixin):
         if pr.state == "replicate" and pr.match >= self.commit_index:
             self._preferred_ticks += 1
             if self._preferred_ticks >= self._election_ticks:
+                if self._hand_backs is not None and not self._hand_backs.admit(self.group):
+                    self._hand_back_refused = True  # quiesce meanwhile: the router wakes us for a free slot
+                    return
                 self._preferred_ticks = 0
                 assert self._preferred is not None
                 self.transfer_leadership(self._preferred)
         else:
             self._preferred_ticks = 0
+
+    def retry_hand_back(self) -> None:
+        """A hand-back slot is free (the router says so, `HandBackGate.due`): a leader that was refused one wakes
+        and asks again at its next tick."""
+        if self.role == "leader" and self._hand_back_refused:
+            self._hand_back_refused = False
+            self._wake()
 
     def _send(self, message: Message) -> None:
         self._messages.append(message)

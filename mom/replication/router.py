@@ -38,6 +38,7 @@ import trio
 
 from mom.config import WIRE_FRAME_LIMIT
 from mom.replication._elections import ASK_EVERY_TICKS, CampaignGate
+from mom.replication._hand_backs import HandBackGate
 from mom.replication.liveness import Liveness
 from mom.replication.messages import (
     FRAME_HEADER_BYTES,
@@ -80,6 +81,8 @@ class Routed(Protocol):
     def peer_up(self, peer: str) -> None: ...
 
     def peer_restarted(self, peer: str) -> None: ...
+
+    def retry_hand_back(self) -> None: ...
 
 
 TickLagObserver = Callable[[float, int], None]
@@ -132,6 +135,8 @@ class Router:
             link_up=lambda peer: transport.status(peer).connected,
         )
         self.campaigns = CampaignGate()
+        self.hand_backs = HandBackGate()
+        """How many of this node's data groups hand leadership back at once (the manager hands it to them)."""
         """How many of this node's data groups campaign at once (ticked here; the manager hands it to them)."""
         self._seen: dict[str, float] = {}
         """When the transport last received a frame from each peer, as of the last tick (`_arrived`)."""
@@ -286,7 +291,9 @@ class Router:
             self._arrived()
             self.send(self.liveness.tick())
             self.campaigns.tick()
+            self.hand_backs.tick()
             self._tick_groups()
+            self._wake_hand_backs()
 
     def _tick_groups(self) -> None:
         """Tick the awake groups and the parked ones whose bucket is due; park those refused a slot."""
@@ -303,6 +310,15 @@ class Router:
         for gid, group in due.items():
             if self._groups.get(gid) is group:
                 self._ticked(gid, group)
+
+    def _wake_hand_backs(self) -> None:
+        """Wake the leaders that were refused a hand-back slot, as many as slots are free (`HandBackGate.due`)."""
+        for gid in self.hand_backs.due():
+            group = self._groups.get(gid)
+            if group is not None:
+                group.retry_hand_back()
+                if not group.quiesced:
+                    self._awake[gid] = group
 
     def _ticked(self, gid: str, group: Routed) -> None:
         """Tick `group` and file it by what it is now: awake, parked, or quiet."""
