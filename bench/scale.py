@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -161,6 +162,9 @@ def _until(check: Callable[[], bool], timeout_s: float) -> float | None:
 
 
 FAILOVER_SAMPLE = 200
+RECOVERY_WAIT_S = 180.0
+"""How long the scenario waits, after the publish that follows the restart, for every group to be recovered."""
+_DORMANT = re.compile(r"^mom_raft_groups_dormant ([\d.]+)", re.M)
 """How many of the killed node's queues the failover step publishes to (all of them up to this many)."""
 
 
@@ -237,9 +241,10 @@ def _restart(
     queue: str,
     profile_dir: Path | None,
     recorders: list[subprocess.Popen[bytes]],
-) -> tuple[float | None, float | None, float | None, int]:
+) -> tuple[float, float | None, float | None, float | None, int]:
     """SIGKILL node `index`, measure the failover of the queues it led (through node 1), and start it again:
-    (seconds to /readyz 200, seconds to a publish through it, failover seconds, queues that never failed over)."""
+    (when it started again, on the monotonic clock; seconds to /readyz 200, seconds to a publish through it,
+    failover seconds, queues that never failed over)."""
     node = mom.nodes[index]
     assert node.proc is not None
     led = _led_queues(mom, token, f"mom{index + 1}")[:FAILOVER_SAMPLE]
@@ -268,32 +273,67 @@ def _restart(
         f"  scale: restart of mom{index + 1}: answering HTTP after {answering}s, ready after {ready}s, "
         f"served after {served}s"
     )
-    return ready, served, failover_s, stuck
+    return started, ready, served, failover_s, stuck
 
 
-def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: float) -> tuple[int, int, float]:
-    """One message per request to random queues of `queues`, through every node, from many threads: (ok, errors,
-    elapsed)."""
+@dataclass
+class Spread:
+    """What a `_publish_spread` got: messages taken, the failures by kind (a status code or an httpx error), the
+    median time a taken one waited for its answer, and how long it all took."""
+
+    ok: int
+    failures: Counter[str]
+    median_s: float
+    elapsed_s: float
+
+    @property
+    def errors(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.elapsed_s
+
+    def describe(self) -> str:
+        kinds = "".join(f", {count} {kind}" for kind, count in self.failures.most_common(3))
+        return f"{self.rate:,.0f} msg/s, median {self.median_s * 1000:.0f} ms ({self.errors} errors{kinds})"
+
+
+def _dormant(url: str) -> float | None:
+    """The node's `mom_raft_groups_dormant` (groups placed there whose storage it has not read since its start)."""
+    found = _DORMANT.search(httpx.get(url + "/metrics", timeout=5).text)
+    return None if found is None else float(found.group(1))
+
+
+def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: float) -> Spread:
+    """One message per request to random queues of `queues`, through every node, from many threads."""
     body = json.dumps(one_message()).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     deadline = time.monotonic() + seconds
-    counts = [0, 0]
+    waits: list[float] = []
+    failures: Counter[str] = Counter()
     lock = threading.Lock()
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        ok = errors = 0
+        mine: list[float] = []
+        failed: Counter[str] = Counter()
         with httpx.Client(timeout=30, headers=headers) as http:
             while time.monotonic() < deadline:
                 url = mom.urls[rng.randrange(len(mom.urls))]
+                sent = time.monotonic()
                 try:
                     answer = http.post(f"{url}/v1/queues/{rng.choice(queues)}/messages", content=body)
-                    ok, errors = (ok + 1, errors) if answer.status_code == 201 else (ok, errors + 1)
-                except httpx.HTTPError:
-                    errors += 1
+                except httpx.HTTPError as exc:
+                    failed[type(exc).__name__] += 1
+                    continue
+                if answer.status_code == 201:
+                    mine.append(time.monotonic() - sent)
+                else:
+                    failed[str(answer.status_code)] += 1
         with lock:
-            counts[0] += ok
-            counts[1] += errors
+            waits.extend(mine)
+            failures.update(failed)
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(PUBLISH_THREADS)]
@@ -301,7 +341,8 @@ def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: 
         thread.start()
     for thread in threads:
         thread.join()
-    return counts[0], counts[1], time.monotonic() - started
+    waits.sort()
+    return Spread(len(waits), failures, waits[len(waits) // 2] if waits else 0.0, time.monotonic() - started)
 
 
 def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Result:
@@ -330,19 +371,19 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
         )
         active = queues[:ACTIVE_QUEUES]
         publish_s = 1.0 if ctx.smoke else options.publish_s
-        ok, errors, elapsed = _publish_spread(mom, token, active, publish_s)
-        ctx.progress(f"  scale: {ok / elapsed:,.0f} msg/s over {len(active)} queues, settled cluster ({errors} errors)")
+        settled = _publish_spread(mom, token, active, publish_s)
+        ctx.progress(f"  scale: over {len(active)} queues, settled cluster: {settled.describe()}")
         time.sleep(min(5.0, window))  # the woken groups quiesce again before the kill
         last = queues[-1] if queues else "scale-00000"
         recorders: list[subprocess.Popen[bytes]] = []
-        ready_s, served_s, failover_s, stuck = _restart(
+        restarted_at, ready_s, served_s, failover_s, stuck = _restart(
             ctx, mom, token, len(pids) - 1, last, options.profile_dir, recorders
         )
-        after_ok, after_errors, after_elapsed = _publish_spread(mom, token, active, publish_s)
-        ctx.progress(
-            f"  scale: {after_ok / after_elapsed:,.0f} msg/s over {len(active)} queues right after the restart "
-            f"({after_errors} errors)"
-        )
+        after = _publish_spread(mom, token, active, publish_s)
+        ctx.progress(f"  scale: over {len(active)} queues right after the restart: {after.describe()}")
+        recovered_s = _until(lambda: _dormant(mom.urls[-1]) == 0, RECOVERY_WAIT_S)
+        recovered_s = None if recovered_s is None else time.monotonic() - restarted_at
+        ctx.progress(f"  scale: every group of mom{len(pids)} recovered {recovered_s} s after its restart")
         for recorder in recorders:
             recorder.wait(sum(PROFILE_WINDOWS_S) + 30)
         if options.profile_dir is not None:
@@ -353,18 +394,18 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
         "mom",
         "scale",
         topology.label,
-        msgs_per_s=ok / elapsed,
-        requests_per_s=(ok + errors) / elapsed,
-        errors=errors,
-        duration_s=elapsed,
+        msgs_per_s=settled.rate,
+        requests_per_s=(settled.ok + settled.errors) / settled.elapsed_s,
+        errors=settled.errors,
+        duration_s=settled.elapsed_s,
         client_procs=1,
         client=f"1 proc x {PUBLISH_THREADS} threads httpx, 1 message per request to random queues of {len(active)}",
-        messages=ok,
+        messages=settled.ok,
         notes=(
             f"{created} destinations; idle CPU {', '.join(f'{c:.1f}' for c in cpu)} % of a core per node; "
             f"restart-to-ready {ready_s if ready_s is None else round(ready_s, 2)} s; "
             f"failover {failover_s if failover_s is None else round(failover_s, 2)} s ({stuck} queues stuck); "
-            f"{after_ok / after_elapsed:.0f} msg/s right after the restart"
+            f"{after.rate:.0f} msg/s right after the restart"
         ),
         extra={
             "destinations": created,
@@ -376,10 +417,14 @@ def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Res
             "open_fds": fds,
             "restart_to_ready_s": ready_s,
             "restart_to_served_s": served_s,
+            "restart_to_all_recovered_s": recovered_s,
             "failover_s": failover_s,
             "failover_stuck_queues": stuck,
             "active_queues": len(active),
-            "after_restart_msgs_per_s": round(after_ok / after_elapsed, 1),
-            "after_restart_errors": after_errors,
+            "publish_median_ms": round(settled.median_s * 1000, 1),
+            "publish_failures": dict(settled.failures),
+            "after_restart_msgs_per_s": round(after.rate, 1),
+            "after_restart_median_ms": round(after.median_s * 1000, 1),
+            "after_restart_failures": dict(after.failures),
         },
     )
