@@ -7,8 +7,8 @@ next tick, in arrival order, as frames wait in a starved event loop. The node li
 `mom.replication.liveness.Liveness`) is fed by the same queue, so a node whose backlog outgrows the liveness
 bound declares its live peers dead, as a starved real node does, and their groups campaign too.
 
-The real `RaftCore` with the real driver's contract, the real `CampaignGate` (`mom.replication._elections`) when
-asked for, a network that delivers in one tick, and per node a disk that makes `disk_rate` Readies durable per tick
+The real `RaftCore` with the real driver's contract, the real `CampaignGate` (`mom.replication._elections`) and
+`HandBackGate` (`mom.replication._hand_backs`) when asked for, a network that delivers in one tick, and per node a disk that makes `disk_rate` Readies durable per tick
 (FIFO, one Ready at a time per group).
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Callable
 import msgspec
 
 from mom.replication._elections import ASK_EVERY_TICKS, CampaignGate
+from mom.replication._hand_backs import HandBackGate
 from mom.replication.liveness import Liveness
 from mom.replication.messages import LogEntry, Message, NodeHeartbeat
 from mom.replication.raft import HardState, PersistedState, RaftCore, Ready
@@ -56,6 +57,7 @@ class CpuCluster:
         self.preferred = {gid: NODES[i % 3] if preferred else None for i, gid in enumerate(self.group_ids)}
         """Each group's preferred leader (leadership is handed back to it), with `preferred`."""
         self.gates: dict[str, CampaignGate | None] = {}
+        self.hand_backs: dict[str, HandBackGate | None] = {}
         self.cores: dict[str, dict[str, RaftCore]] = {}
         self.liveness: dict[str, Liveness] = {}
         persisted = PersistedState(HardState(1, None, 1, False, True), entries=[LogEntry(1, b"")])
@@ -75,6 +77,7 @@ class CpuCluster:
     def _start(self, node: str, persisted: Callable[[str], PersistedState], incarnation: int) -> None:
         """A node process starting on what its disk holds: new cores, gate and liveness."""
         self.gates[node] = CampaignGate() if self.gate else None
+        self.hand_backs[node] = HandBackGate() if self.gate else None
         self.cores[node] = {
             gid: RaftCore(
                 node,
@@ -84,6 +87,7 @@ class CpuCluster:
                 group=gid,
                 quiesce=True,
                 campaign_gate=self.gates[node],
+                hand_back_gate=self.hand_backs[node],
                 preferred_leader=self.preferred[gid],
             )
             for gid in self.group_ids
@@ -143,6 +147,12 @@ class CpuCluster:
         gate = self.gates[node]
         if gate is not None:
             gate.tick()
+        hand_backs = self.hand_backs[node]
+        if hand_backs is not None:
+            hand_backs.tick()
+            for gid in hand_backs.due():  # as the router: wake the leaders refused a hand-back slot
+                cores[gid].retry_hand_back()
+                pending[gid] = None
         disk = self.disks[node]
         for _ in range(min(self.disk_rate, len(disk))):
             gid, ready = disk.popleft()
