@@ -285,6 +285,8 @@ class Spread:
     failures: Counter[str]
     median_s: float
     elapsed_s: float
+    by_node: dict[int, tuple[int, int, float, float]]
+    """Node (1-based) -> (taken, failed, median and longest wait of the taken) of the publishes sent through it."""
 
     @property
     def errors(self) -> int:
@@ -296,7 +298,11 @@ class Spread:
 
     def describe(self) -> str:
         kinds = "".join(f", {count} {kind}" for kind, count in self.failures.most_common(3))
-        return f"{self.rate:,.0f} msg/s, median {self.median_s * 1000:.0f} ms ({self.errors} errors{kinds})"
+        nodes = "; ".join(
+            f"via mom{node} {ok} ok, {failed} failed, median {median * 1000:.0f} ms, max {longest:.1f} s"
+            for node, (ok, failed, median, longest) in sorted(self.by_node.items())
+        )
+        return f"{self.rate:,.0f} msg/s, median {self.median_s * 1000:.0f} ms ({self.errors} errors{kinds}; {nodes})"
 
 
 def _dormant(url: str) -> float | None:
@@ -310,30 +316,35 @@ def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: 
     body = json.dumps(one_message()).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     deadline = time.monotonic() + seconds
-    waits: list[float] = []
+    waits: list[tuple[int, float]] = []
     failures: Counter[str] = Counter()
+    failed_via: Counter[int] = Counter()
     lock = threading.Lock()
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        mine: list[float] = []
+        mine: list[tuple[int, float]] = []
         failed: Counter[str] = Counter()
+        via: Counter[int] = Counter()
         with httpx.Client(timeout=30, headers=headers) as http:
             while time.monotonic() < deadline:
-                url = mom.urls[rng.randrange(len(mom.urls))]
+                node = rng.randrange(len(mom.urls))
                 sent = time.monotonic()
                 try:
-                    answer = http.post(f"{url}/v1/queues/{rng.choice(queues)}/messages", content=body)
+                    answer = http.post(f"{mom.urls[node]}/v1/queues/{rng.choice(queues)}/messages", content=body)
                 except httpx.HTTPError as exc:
                     failed[type(exc).__name__] += 1
+                    via[node + 1] += 1
                     continue
                 if answer.status_code == 201:
-                    mine.append(time.monotonic() - sent)
+                    mine.append((node + 1, time.monotonic() - sent))
                 else:
                     failed[str(answer.status_code)] += 1
+                    via[node + 1] += 1
         with lock:
             waits.extend(mine)
             failures.update(failed)
+            failed_via.update(via)
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(PUBLISH_THREADS)]
@@ -341,8 +352,18 @@ def _publish_spread(mom: MomDeployment, token: str, queues: list[str], seconds: 
         thread.start()
     for thread in threads:
         thread.join()
-    waits.sort()
-    return Spread(len(waits), failures, waits[len(waits) // 2] if waits else 0.0, time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    by_node = {}
+    for node in range(1, len(mom.urls) + 1):
+        taken = sorted(wait for via, wait in waits if via == node)
+        by_node[node] = (
+            len(taken),
+            failed_via[node],
+            taken[len(taken) // 2] if taken else 0.0,
+            taken[-1] if taken else 0.0,
+        )
+    every = sorted(wait for _, wait in waits)
+    return Spread(len(every), failures, every[len(every) // 2] if every else 0.0, elapsed, by_node)
 
 
 def run_scale(ctx: RunContext, topology: Topology, options: ScaleOptions) -> Result:
