@@ -8,8 +8,8 @@ next tick, in arrival order, as frames wait in a starved event loop. The node li
 bound declares its live peers dead, as a starved real node does, and their groups campaign too.
 
 The real `RaftCore` with the real driver's contract, the real `CampaignGate` (`mom.replication._elections`) and
-`HandBackGate` (`mom.replication._hand_backs`) when asked for, a network that delivers in one tick, and per node a disk that makes `disk_rate` Readies durable per tick
-(FIFO, one Ready at a time per group).
+`HandBackGate` (`mom.replication._hand_backs`) when asked for, a network that delivers in one tick, and per node a
+disk that makes `disk_rate` Readies durable per tick (FIFO, one Ready at a time per group).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from mom.replication._elections import MAX_BACKOFF, CampaignGate, election_timeout, failover_rank, stands_before
 from mom.replication.messages import AppendEntries, AppendResponse, JoinProbe, LogEntry, RequestVote, VoteResponse
@@ -198,24 +199,24 @@ def test_a_candidate_that_wins_while_waiting_for_a_slot_is_ticked_as_a_leader() 
     assert gate.waiting == 0, "it no longer counts as waiting"
 
 
-def quiet_leader(*, greets_restarts: bool = False) -> RaftCore:
-    """`a` leading term 2 of a 3-voter group, every follower caught up, quiesced."""
+def elected_leader(group: str = "g", **options: Any) -> RaftCore:
+    """`a` leading term 2 of `group` (voters a, b, c), quiesce on, the other `RaftCore` options as given."""
     persisted = PersistedState(HardState(1, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
     raft = RaftCore(
-        "a",
-        ("a", "b", "c"),
-        persisted=persisted,
-        rng=random.Random(0),
-        group="g",
-        quiesce=True,
-        greets_restarts=greets_restarts,
+        "a", ("a", "b", "c"), persisted=persisted, rng=random.Random(0), group=group, quiesce=True, **options
     )
     for _ in range(20):
         raft.tick()
-    raft.step(VoteResponse("g", 2, "b", "a", True, True))
+    raft.step(VoteResponse(group, 2, "b", "a", True, True))
     flush(raft)
-    raft.step(VoteResponse("g", 2, "b", "a", True, False))
+    raft.step(VoteResponse(group, 2, "b", "a", True, False))
     assert raft.role == "leader"
+    return raft
+
+
+def quiet_leader(*, greets_restarts: bool = False) -> RaftCore:
+    """`a` leading term 2 of a 3-voter group, every follower caught up, quiesced."""
+    raft = elected_leader(greets_restarts=greets_restarts)
     answer_for_a_while(raft, ("b", "c"))
     assert raft.quiesced
     return raft

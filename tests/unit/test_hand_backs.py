@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 from mom.replication._hand_backs import HandBackGate
-from mom.replication.messages import AppendEntries, AppendResponse, TimeoutNow, VoteResponse
-from mom.replication.raft import HardState, LogEntry, PersistedState, RaftCore, Snapshot
+from mom.replication.messages import AppendEntries, AppendResponse, TimeoutNow
+from mom.replication.raft import RaftCore
+from tests.unit.test_elections import elected_leader
 from tests.unit.test_raft_core import flush
 
 
@@ -35,25 +34,8 @@ def test_a_slot_held_too_long_is_taken_back() -> None:
 
 
 def leader_of(group: str, gate: HandBackGate) -> RaftCore:
-    """`a` leading term 2 of `group` (voters a, b, c; c preferred), quiesce on, hand-backs through `gate`."""
-    persisted = PersistedState(HardState(1, "a", 1, member=True), Snapshot(), [LogEntry(1, b"1")])
-    raft = RaftCore(
-        "a",
-        ("a", "b", "c"),
-        persisted=persisted,
-        rng=random.Random(0),
-        group=group,
-        quiesce=True,
-        preferred_leader="c",
-        hand_back_gate=gate,
-    )
-    for _ in range(20):
-        raft.tick()
-    raft.step(VoteResponse(group, 2, "b", "a", True, True))
-    flush(raft)
-    raft.step(VoteResponse(group, 2, "b", "a", True, False))
-    assert raft.role == "leader"
-    return raft
+    """`a` leading term 2 of `group` (voters a, b, c; c preferred), hand-backs through `gate`."""
+    return elected_leader(group, preferred_leader="c", hand_back_gate=gate)
 
 
 def run(raft: RaftCore, ticks: int) -> list[TimeoutNow]:
