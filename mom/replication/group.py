@@ -174,12 +174,12 @@ class RaftGroup:
         self._external_dead_letters = external_dead_letters
         self._observer: GroupObserver = observer or NoObserver()
         self._campaign_gate = campaign_gate
+        """The node's bound on campaigns at once, shared by its data groups (`_elections.CampaignGate`)."""
         self._greets_restarts = greets_restarts
-        self._hand_back_gate = hand_back_gate
-        """The node's bound on hand-backs of leadership at once, shared by its data groups (`_hand_backs`)."""
         """The metadata group, which a node's readiness waits for: after a restart its replica asks for the
         leader at the first tick, and its leader heartbeats a restarted peer at once (`RaftCore(greets_restarts)`)."""
-        """The node's bound on campaigns at once, shared by its data groups (`_elections.CampaignGate`)."""
+        self._hand_back_gate = hand_back_gate
+        """The node's bound on hand-backs of leadership at once, shared by its data groups (`_hand_backs`)."""
         self._seen: tuple[int, str | None] = (0, None)
         """The term and leader last reported to the observer (the term recovered at start counts as seen)."""
         self.broker = self._restore(None)

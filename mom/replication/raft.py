@@ -222,18 +222,18 @@ class RaftCore(MembershipMixin):
         self._preferred_ticks = 0
         self._quiesce = quiesce
         self._gate = campaign_gate
+        """Shared by the node's groups: bounds how many campaign at once (`_elections.CampaignGate`)."""
         self._greets_restarts = greets_restarts
+        """The metadata group, which a node's readiness waits for. Leading, it heartbeats a restarted peer at once
+        instead of waiting for that replica to ask (`peer_restarted`); restarted itself, it asks for the leader at
+        its first tick, not after an election timeout (a quiesced leader would not speak first)."""
         self._hand_backs = hand_back_gate
         """Shared by the node's data groups: bounds how many hand leadership back at once (`_hand_backs`)."""
         self._hand_back_refused = False
         """Due to hand leadership back and refused a slot: the leader may quiesce meanwhile, until the router wakes
         it (`retry_hand_back`) when a slot is free."""
-        """The metadata group, which a node's readiness waits for. Leading, it heartbeats a restarted peer at once
-        instead of waiting for that replica to ask (`peer_restarted`); restarted itself, it asks for the leader at
-        its first tick, not after an election timeout (a quiesced leader would not speak first)."""
         self.waiting_for_slot = False
         """Due to campaign and refused a slot by the gate at the last tick: the router ticks it less often."""
-        """Shared by the node's groups: bounds how many campaign at once (`_elections.CampaignGate`)."""
         self._heard_since_wake: set[str] = set()
         """Followers that answered this leader since it last woke: it quiesces only once all of them did (a
         follower that restarted answers only once its group runs again, so its leader heartbeats until then)."""

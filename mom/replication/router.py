@@ -135,9 +135,9 @@ class Router:
             link_up=lambda peer: transport.status(peer).connected,
         )
         self.campaigns = CampaignGate()
+        """How many of this node's data groups campaign at once (ticked here; the manager hands it to them)."""
         self.hand_backs = HandBackGate()
         """How many of this node's data groups hand leadership back at once (the manager hands it to them)."""
-        """How many of this node's data groups campaign at once (ticked here; the manager hands it to them)."""
         self._seen: dict[str, float] = {}
         """When the transport last received a frame from each peer, as of the last tick (`_arrived`)."""
         self._outbox: dict[str, list[Message]] = {}
