@@ -22,11 +22,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 HAND_BACKS_AT_ONCE = 8
-"""Per node: a hand-back takes a few hundred ms under load, so about 10 to 30 a second, far below what the
-disks took when every returning group was handed back at once."""
+"""Per node. A hand-back takes 0.1 to 1 s under a return's load: 10 to 50 a second per survivor in the bench at
+10,000 destinations, against 100 to 250 a second over the cluster without the gate."""
 
 
 class HandBackGate:
+    """The node's hand-back slots, and the leaders refused one in the order they asked (see the module)."""
+
     def __init__(self, *, limit: int = HAND_BACKS_AT_ONCE, expire_ticks: int = 400) -> None:
         self.limit = limit
         self._expire = expire_ticks
