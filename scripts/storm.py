@@ -266,11 +266,8 @@ def main() -> None:
         settled_s = _until(settled, 60)
         ctx.progress(f"node 3 leads its share again after {settled_s}s more; load {os.getloadavg()}")
         active = [f"scale-{i:05d}" for i in range(0, args.destinations, 2)][:ACTIVE_QUEUES]
-        ok, errors, elapsed = _publish_spread(MomView(urls), token, active, args.publish)  # type: ignore[arg-type]
-        ctx.progress(
-            f"publish over {len(active)} queues after the return: {ok / elapsed:,.0f} msg/s ({errors} errors); "
-            f"load {os.getloadavg()}"
-        )
+        spread = _publish_spread(MomView(urls), token, active, args.publish)  # type: ignore[arg-type]
+        ctx.progress(f"publish over {len(active)} queues after the return: {spread.describe()}; load {os.getloadavg()}")
         for each in list(spies):
             each.wait(max(1.0, args.py_spy) + 30)
     finally:
