@@ -162,10 +162,10 @@ def _until(check: Callable[[], bool], timeout_s: float) -> float | None:
 
 
 FAILOVER_SAMPLE = 200
+"""How many of the killed node's queues the failover step publishes to (all of them up to this many)."""
 RECOVERY_WAIT_S = 180.0
 """How long the scenario waits, after the publish that follows the restart, for every group to be recovered."""
 _DORMANT = re.compile(r"^mom_raft_groups_dormant ([\d.]+)", re.M)
-"""How many of the killed node's queues the failover step publishes to (all of them up to this many)."""
 
 
 def _led_queues(mom: MomDeployment, token: str, node_id: str) -> list[str]:

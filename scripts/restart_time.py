@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -35,18 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.mom_nodes import ADMIN_PASSWORD
 from bench.procs import Managed
 from bench.rate import one_message
-from bench.scale import _until
+from bench.scale import _dormant, _until
 
 STEP_S = 120.0
-_DORMANT = re.compile(r"^mom_raft_groups_dormant ([\d.]+)", re.M)
 
 
-def _recovered_all(url: str, headers: dict[str, str], since: float, out: dict[str, float]) -> None:
+def _recovered_all(url: str, since: float, out: dict[str, float]) -> None:
     """When node 3 has no dormant group left (`mom_raft_groups_dormant` 0), polled every second for `STEP_S`."""
     while time.monotonic() - since < STEP_S:
         try:
-            found = _DORMANT.search(httpx.get(url + "/metrics", headers=headers, timeout=5).text)
-            if found is not None and float(found.group(1)) == 0:
+            if _dormant(url) == 0:
                 out["all_recovered_s"] = time.monotonic() - since
                 return
         except httpx.HTTPError:
@@ -120,7 +117,7 @@ def main() -> None:
         ready = None if ready is None or answering is None else answering + ready
         say(f"ready after {ready}s; {_load()}")
         recovered: dict[str, float] = {}
-        watcher = threading.Thread(target=_recovered_all, args=(urls[2], headers, restarted, recovered), daemon=True)
+        watcher = threading.Thread(target=_recovered_all, args=(urls[2], restarted, recovered), daemon=True)
         watcher.start()
         body = json.dumps(one_message()).encode()
         post_headers = {**headers, "Content-Type": "application/json"}
